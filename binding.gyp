@@ -1,0 +1,29 @@
+{
+  "targets": [
+    {
+      "target_name": "dpr",
+      "sources": [
+        "native/addon.cc",
+        "native/checksum.cc",
+        "native/engine.cc",
+        "native/flow_table.cc",
+        "native/packet.cc",
+        "native/queue.cc",
+        "native/queue_binding.cc",
+        "native/engine_binding.cc",
+        "native/binding_util.cc"
+      ],
+      "include_dirs": [
+        "<!(node -p \"require('node-addon-api').include_dir\")"
+      ],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=gnu++14", "-O3"],
+      "cflags_cc": [
+        "-std=c++17", "-O2", "-Wall", "-Wextra", "-fexceptions",
+        "<!@(pkg-config --cflags libnetfilter_queue libmnl)"
+      ],
+      "libraries": ["<!@(pkg-config --libs libnetfilter_queue libmnl)"]
+    }
+  ]
+}

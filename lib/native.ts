@@ -1,0 +1,155 @@
+// The only file that loads the addon. Everything native is reached through the
+// typed interface below; nothing untyped crosses the boundary.
+import path from 'node:path';
+
+/** An error raised by native code: `code` names the failing step, `errno` the OS error (0 if none). */
+export class DprNativeError extends Error {
+  readonly code: string;
+  readonly errno: number;
+  constructor(message: string, code: string, errno: number) {
+    super(message);
+    this.name = 'DprNativeError';
+    this.code = code;
+    this.errno = errno;
+  }
+}
+
+export type Role = 'entry' | 'serve';
+export type PolicyName = 'hash' | 'load';
+export type Action = 'accept' | 'forward' | 'restore' | 'drop' | 'defer';
+export type Malformed =
+  | 'truncated_ip' | 'not_ipv4' | 'bad_ihl' | 'bad_total_length' | 'fragment'
+  | 'not_tcp' | 'truncated_tcp' | 'bad_tcp_offset';
+export type Note =
+  | 'not_service' | 'not_peer_port' | 'bad_origin' | 'no_flow' | 'no_flow_hashed'
+  | 'table_full' | 'pending_duplicate' | 'draining';
+
+export interface FlowTimeouts {
+  pendingMs: number;
+  synMs: number;
+  establishedMs: number;
+  closingMs: number;
+}
+
+/** What the data path needs to know; validated in TypeScript before it is passed. */
+export interface EngineOptions {
+  role: Role;
+  policy: PolicyName;
+  self: number;
+  /** Indexed by host id, IPv4 as unsigned 32-bit numbers; 0 = no host with that id. */
+  serviceAddrs: Uint32Array;
+  clusterAddrs: Uint32Array;
+  servicePorts: Uint16Array;
+  peerPortBase: number;
+  forwardMark: number;
+  serveMark: number;
+  maxFlows: number;
+  maxEmbryonic: number;
+  timeouts: FlowTimeouts;
+}
+
+export interface QueueOptions {
+  queueNum: number;
+  maxLen: number;
+  rcvBufBytes: number;
+  batchSize: number;
+  decisionTimeoutMs: number;
+}
+
+export interface Outcome {
+  action: Action;
+  malformed: Malformed | null;
+  note: Note | null;
+  mangled: boolean;
+  mark: number;
+  target: number;
+}
+
+export interface EngineStats {
+  packets: number;
+  bytes: number;
+  actions: Record<Action, number>;
+  malformed: Record<Malformed, number>;
+  notes: Record<Note, number>;
+  newFlows: { local: number; forwarded: number };
+  checksums: { full: number; incremental: number };
+  flows: { pending: number; syn: number; established: number; closing: number; expired: number; closed: number };
+}
+
+export interface QueueStats extends EngineStats {
+  queueNum: number;
+  queue: {
+    batches: number;
+    batchPackets: number;
+    batchMax: number;
+    recvErrors: number;
+    enobufs: number;
+    eintr: number;
+    sendErrors: number;
+    verdictErrors: number;
+    startupAccepted: number;
+    decisions: { requested: number; answered: number; timedOut: number; late: number };
+  };
+}
+
+export interface EngineInfo {
+  flows: number;
+  capacity: number;
+  maxFlows: number;
+  entryBytes: number;
+  bytesPerFlowAtMax: number;
+}
+
+/** The data path on bytes the caller supplies (tests, fixtures, benches). */
+export interface NativeEngine {
+  /** Runs one packet; rewrites `bytes` in place when the outcome is `mangled`. */
+  process(bytes: Uint8Array, csumNotReady: boolean, nowMs: number): Outcome;
+  resolve(clientAddr: number, clientPort: number, serviceAddr: number, servicePort: number, target: number, nowMs: number): boolean;
+  setLookupTable(table: Uint16Array): void;
+  setDraining(draining: boolean): void;
+  hashTarget(clientAddr: number, clientPort: number): number;
+  sweep(budget: number, nowMs: number): number;
+  stats(): EngineStats;
+  info(): EngineInfo;
+}
+
+/**
+ * A batch of new flows for the load policy: 5 numbers each,
+ * [token, clientAddr, clientPort, serviceAddr, servicePort].
+ */
+export type DecisionBatch = Uint32Array;
+export const DECISION_FIELDS = 5;
+
+export interface NativeQueue {
+  start(): void;
+  stop(): void;
+  setLookupTable(table: Uint16Array): void;
+  setDraining(draining: boolean): void;
+  decide(tokens: Uint32Array, targets: Uint16Array): void;
+  stats(): QueueStats;
+  readonly running: boolean;
+}
+
+interface Addon {
+  Engine: new (options: EngineOptions) => NativeEngine;
+  Queue: new (queue: QueueOptions, engine: EngineOptions, onDecide?: (batch: DecisionBatch) => void) => NativeQueue;
+  setErrorClass(ctor: typeof DprNativeError): void;
+}
+
+function load(): Addon {
+  // dist/lib/native.js and lib/native.ts both sit two levels under the root.
+  const file = path.resolve(__dirname, '..', '..', 'build', 'Release', 'dpr.node');
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require(file) as Addon;
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new DprNativeError(`cannot load the dpr addon at ${file}: ${e.message} (run: npm run setup)`, 'ENOADDON', 0);
+  }
+}
+
+const addon = load();
+addon.setErrorClass(DprNativeError);
+
+export const Engine = addon.Engine;
+export const Queue = addon.Queue;

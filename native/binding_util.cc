@@ -1,0 +1,160 @@
+#include "binding_util.h"
+
+#include <arpa/inet.h>
+
+namespace dpr {
+
+namespace {
+
+Napi::FunctionReference* errorClass = nullptr;
+
+uint32_t U32(Napi::Env env, const Napi::Object& o, const char* key) {
+  const Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) ThrowError(env, "EINVAL", 0, std::string("option '") + key + "' must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (d < 0 || d > 4294967295.0 || d != static_cast<double>(static_cast<uint32_t>(d))) {
+    ThrowError(env, "EINVAL", 0, std::string("option '") + key + "' must be an integer in 0..2^32-1");
+  }
+  return static_cast<uint32_t>(d);
+}
+
+std::string Str(Napi::Env env, const Napi::Object& o, const char* key) {
+  const Napi::Value v = o.Get(key);
+  if (!v.IsString()) ThrowError(env, "EINVAL", 0, std::string("option '") + key + "' must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+template <typename T>
+Napi::TypedArrayOf<T> Array(Napi::Env env, const Napi::Object& o, const char* key) {
+  const Napi::Value v = o.Get(key);
+  if (!v.IsTypedArray()) ThrowError(env, "EINVAL", 0, std::string("option '") + key + "' must be a typed array");
+  return v.As<Napi::TypedArrayOf<T>>();
+}
+
+}  // namespace
+
+void SetErrorClass(Napi::Env, Napi::Function ctor) {
+  if (errorClass == nullptr) errorClass = new Napi::FunctionReference();
+  *errorClass = Napi::Persistent(ctor);
+}
+
+void ThrowError(Napi::Env env, const std::string& code, int errnum, const std::string& message) {
+  if (errorClass != nullptr && !errorClass->IsEmpty()) {
+    Napi::Object err = errorClass->New({Napi::String::New(env, message), Napi::String::New(env, code),
+                                        Napi::Number::New(env, errnum)});
+    throw Napi::Error(env, err);
+  }
+  Napi::Error err = Napi::Error::New(env, message);
+  err.Set("code", Napi::String::New(env, code));
+  err.Set("errno", Napi::Number::New(env, errnum));
+  throw err;
+}
+
+EngineConfig ReadEngineConfig(Napi::Env env, const Napi::Object& o) {
+  EngineConfig c;
+  const std::string role = Str(env, o, "role");
+  if (role == "entry") c.role = Role::kEntry;
+  else if (role == "serve") c.role = Role::kServe;
+  else ThrowError(env, "EINVAL", 0, "option 'role' must be 'entry' or 'serve'");
+  const std::string policy = Str(env, o, "policy");
+  if (policy == "hash") c.policy = Policy::kHash;
+  else if (policy == "load") c.policy = Policy::kLoad;
+  else ThrowError(env, "EINVAL", 0, "option 'policy' must be 'hash' or 'load'");
+  c.self = static_cast<uint16_t>(U32(env, o, "self"));
+  const auto service = Array<uint32_t>(env, o, "serviceAddrs");
+  const auto cluster = Array<uint32_t>(env, o, "clusterAddrs");
+  const auto ports = Array<uint16_t>(env, o, "servicePorts");
+  if (service.TypedArrayType() != napi_uint32_array || cluster.TypedArrayType() != napi_uint32_array) {
+    ThrowError(env, "EINVAL", 0, "serviceAddrs and clusterAddrs must be Uint32Array");
+  }
+  if (ports.TypedArrayType() != napi_uint16_array) ThrowError(env, "EINVAL", 0, "servicePorts must be a Uint16Array");
+  for (size_t i = 0; i < service.ElementLength(); ++i) c.serviceAddr.push_back(htonl(service[i]));
+  for (size_t i = 0; i < cluster.ElementLength(); ++i) c.clusterAddr.push_back(htonl(cluster[i]));
+  for (size_t i = 0; i < ports.ElementLength(); ++i) c.servicePorts.push_back(ports[i]);
+  c.peerPortBase = static_cast<uint16_t>(U32(env, o, "peerPortBase"));
+  c.forwardMark = U32(env, o, "forwardMark");
+  c.serveMark = U32(env, o, "serveMark");
+  c.maxFlows = U32(env, o, "maxFlows");
+  c.maxEmbryonic = U32(env, o, "maxEmbryonic");
+  const Napi::Value t = o.Get("timeouts");
+  if (!t.IsObject()) ThrowError(env, "EINVAL", 0, "option 'timeouts' must be an object");
+  const Napi::Object to = t.As<Napi::Object>();
+  c.timeouts.pendingMs = U32(env, to, "pendingMs");
+  c.timeouts.synMs = U32(env, to, "synMs");
+  c.timeouts.establishedMs = U32(env, to, "establishedMs");
+  c.timeouts.closingMs = U32(env, to, "closingMs");
+  return c;
+}
+
+QueueOptions ReadQueueOptions(Napi::Env env, const Napi::Object& o) {
+  QueueOptions q;
+  const uint32_t num = U32(env, o, "queueNum");
+  if (num > 65535) ThrowError(env, "EINVAL", 0, "option 'queueNum' must be within 0..65535");
+  q.queueNum = static_cast<uint16_t>(num);
+  q.maxLen = U32(env, o, "maxLen");
+  q.rcvBufBytes = U32(env, o, "rcvBufBytes");
+  q.batchSize = U32(env, o, "batchSize");
+  q.decisionTimeoutMs = U32(env, o, "decisionTimeoutMs");
+  return q;
+}
+
+Napi::Object EngineSnapshot(Napi::Env env, EngineCounters& c) {
+  auto num = [&](uint64_t v) { return Napi::Number::New(env, static_cast<double>(v)); };
+  Napi::Object s = Napi::Object::New(env);
+  s.Set("packets", num(c.packets.Get()));
+  s.Set("bytes", num(c.bytes.Get()));
+  Napi::Object actions = Napi::Object::New(env);
+  for (size_t i = 0; i < static_cast<size_t>(Action::kCount); ++i) {
+    actions.Set(ActionName(static_cast<Action>(i)), num(c.byAction[i].Get()));
+  }
+  s.Set("actions", actions);
+  Napi::Object parse = Napi::Object::New(env);
+  for (size_t i = 1; i < static_cast<size_t>(ParseResult::kCount); ++i) {
+    parse.Set(ParseResultName(static_cast<ParseResult>(i)), num(c.byParse[i].Get()));
+  }
+  s.Set("malformed", parse);
+  Napi::Object notes = Napi::Object::New(env);
+  for (size_t i = 1; i < static_cast<size_t>(Note::kCount); ++i) {
+    notes.Set(NoteName(static_cast<Note>(i)), num(c.byNote[i].Get()));
+  }
+  s.Set("notes", notes);
+  Napi::Object newFlows = Napi::Object::New(env);
+  newFlows.Set("local", num(c.newFlowsLocal.Get()));
+  newFlows.Set("forwarded", num(c.newFlowsForwarded.Get()));
+  s.Set("newFlows", newFlows);
+  Napi::Object csum = Napi::Object::New(env);
+  csum.Set("full", num(c.csumFull.Get()));
+  csum.Set("incremental", num(c.csumIncremental.Get()));
+  s.Set("checksums", csum);
+  Napi::Object flows = Napi::Object::New(env);
+  for (size_t i = 1; i < static_cast<size_t>(FlowState::kCount); ++i) {
+    flows.Set(FlowStateName(static_cast<FlowState>(i)), num(c.flowsByState[i].load(std::memory_order_relaxed)));
+  }
+  flows.Set("expired", num(c.flowsExpired.Get()));
+  flows.Set("closed", num(c.flowsClosed.Get()));
+  s.Set("flows", flows);
+  return s;
+}
+
+Napi::Object QueueSnapshot(Napi::Env env, const QueueCounters& c) {
+  auto num = [&](uint64_t v) { return Napi::Number::New(env, static_cast<double>(v)); };
+  Napi::Object q = Napi::Object::New(env);
+  q.Set("batches", num(c.batches.Get()));
+  q.Set("batchPackets", num(c.batchPackets.Get()));
+  q.Set("batchMax", num(c.batchMax.Get()));
+  q.Set("recvErrors", num(c.recvErrors.Get()));
+  q.Set("enobufs", num(c.enobufs.Get()));
+  q.Set("eintr", num(c.eintr.Get()));
+  q.Set("sendErrors", num(c.sendErrors.Get()));
+  q.Set("verdictErrors", num(c.verdictErrors.Get()));
+  q.Set("startupAccepted", num(c.startupAccepted.Get()));
+  Napi::Object d = Napi::Object::New(env);
+  d.Set("requested", num(c.decisionsRequested.Get()));
+  d.Set("answered", num(c.decisionsAnswered.Get()));
+  d.Set("timedOut", num(c.decisionsTimedOut.Get()));
+  d.Set("late", num(c.decisionsLate.Get()));
+  q.Set("decisions", d);
+  return q;
+}
+
+}  // namespace dpr

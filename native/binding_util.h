@@ -1,0 +1,24 @@
+// Helpers shared by the Node-API bindings: reading validated options from
+// JavaScript, throwing the TypeScript error class, building counter snapshots.
+#pragma once
+#include <napi.h>
+
+#include <string>
+
+#include "engine.h"
+#include "queue.h"
+
+namespace dpr {
+
+// Set once by lib/native.ts: the DprNativeError constructor.
+void SetErrorClass(Napi::Env env, Napi::Function ctor);
+// Throws DprNativeError(message, code, errno) as a JavaScript exception.
+[[noreturn]] void ThrowError(Napi::Env env, const std::string& code, int errnum, const std::string& message);
+
+EngineConfig ReadEngineConfig(Napi::Env env, const Napi::Object& o);
+QueueOptions ReadQueueOptions(Napi::Env env, const Napi::Object& o);
+
+Napi::Object EngineSnapshot(Napi::Env env, EngineCounters& c);
+Napi::Object QueueSnapshot(Napi::Env env, const QueueCounters& c);
+
+}  // namespace dpr

@@ -1,0 +1,122 @@
+// `Engine`: the per-packet logic without a queue, for packet fixtures, the
+// scale bench and anything else that must run the data path's own code on
+// bytes it supplies. Not used by the daemon.
+#include <napi.h>
+
+#include <arpa/inet.h>
+
+#include <memory>
+
+#include "binding_util.h"
+#include "engine.h"
+
+namespace dpr {
+
+namespace {
+
+class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Engine",
+                       {InstanceMethod<&EngineWrap::ProcessPacket>("process"),
+                        InstanceMethod<&EngineWrap::Resolve>("resolve"),
+                        InstanceMethod<&EngineWrap::SetLookupTable>("setLookupTable"),
+                        InstanceMethod<&EngineWrap::SetDraining>("setDraining"),
+                        InstanceMethod<&EngineWrap::HashTarget>("hashTarget"),
+                        InstanceMethod<&EngineWrap::Sweep>("sweep"),
+                        InstanceMethod<&EngineWrap::Stats>("stats"),
+                        InstanceMethod<&EngineWrap::Info>("info")});
+  }
+
+  explicit EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject()) ThrowError(env, "EINVAL", 0, "Engine(options): options must be an object");
+    EngineConfig config = ReadEngineConfig(env, info[0].As<Napi::Object>());
+    try {
+      engine_ = std::make_unique<Engine>(std::move(config));
+    } catch (const std::exception& e) {
+      ThrowError(env, "EINVAL", 0, e.what());
+    }
+  }
+
+ private:
+  // process(bytes: Uint8Array, csumNotReady: boolean, nowMs: number): the
+  // bytes are rewritten in place when the outcome says `mangled`.
+  Napi::Value ProcessPacket(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      ThrowError(env, "EINVAL", 0, "process(bytes): bytes must be a Uint8Array");
+    }
+    auto bytes = info[0].As<Napi::Uint8Array>();
+    const bool csumNotReady = info[1].ToBoolean();
+    const uint32_t now = info[2].IsNumber() ? info[2].As<Napi::Number>().Uint32Value() : 0;
+    const Outcome o = engine_->Process(bytes.Data(), bytes.ElementLength(), csumNotReady, now);
+    return OutcomeObject(env, o);
+  }
+
+  Napi::Value Resolve(const Napi::CallbackInfo& info) {
+    FlowKey key{htonl(info[0].As<Napi::Number>().Uint32Value()), htonl(info[2].As<Napi::Number>().Uint32Value()),
+                static_cast<uint16_t>(info[1].As<Napi::Number>().Uint32Value()),
+                static_cast<uint16_t>(info[3].As<Napi::Number>().Uint32Value())};
+    const bool ok = engine_->Resolve(key, static_cast<uint16_t>(info[4].As<Napi::Number>().Uint32Value()),
+                                     info[5].As<Napi::Number>().Uint32Value());
+    return Napi::Boolean::New(info.Env(), ok);
+  }
+
+  void SetLookupTable(const Napi::CallbackInfo& info) {
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array) {
+      ThrowError(info.Env(), "EINVAL", 0, "setLookupTable(table): table must be a Uint16Array");
+    }
+    auto t = info[0].As<Napi::Uint16Array>();
+    engine_->SetLookupTable(std::make_shared<const LookupTable>(t.Data(), t.Data() + t.ElementLength()));
+  }
+
+  void SetDraining(const Napi::CallbackInfo& info) { engine_->SetDraining(info[0].ToBoolean()); }
+
+  Napi::Value HashTarget(const Napi::CallbackInfo& info) {
+    const uint16_t t = engine_->HashTarget(htonl(info[0].As<Napi::Number>().Uint32Value()),
+                                           static_cast<uint16_t>(info[1].As<Napi::Number>().Uint32Value()));
+    return Napi::Number::New(info.Env(), t);
+  }
+
+  Napi::Value Sweep(const Napi::CallbackInfo& info) {
+    const size_t removed = engine_->Sweep(info[0].As<Napi::Number>().Uint32Value(), info[1].As<Napi::Number>().Uint32Value());
+    return Napi::Number::New(info.Env(), static_cast<double>(removed));
+  }
+
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    engine_->Sweep(0, 0);  // publishes the per-state flow counts
+    return EngineSnapshot(info.Env(), engine_->counters());
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+    const FlowTable& f = engine_->flows();
+    o.Set("flows", Napi::Number::New(env, static_cast<double>(f.size())));
+    o.Set("capacity", Napi::Number::New(env, static_cast<double>(f.capacity())));
+    o.Set("maxFlows", Napi::Number::New(env, static_cast<double>(f.maxFlows())));
+    o.Set("entryBytes", Napi::Number::New(env, static_cast<double>(sizeof(FlowEntry))));
+    o.Set("bytesPerFlowAtMax", Napi::Number::New(env, static_cast<double>(f.BytesPerFlowAtMax())));
+    return o;
+  }
+
+  static Napi::Object OutcomeObject(Napi::Env env, const Outcome& o) {
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("action", Napi::String::New(env, ActionName(o.action)));
+    r.Set("malformed", o.parse == ParseResult::kOk ? env.Null() : Napi::String::New(env, ParseResultName(o.parse)));
+    r.Set("note", o.note == Note::kNone ? env.Null() : Napi::String::New(env, NoteName(o.note)));
+    r.Set("mangled", Napi::Boolean::New(env, o.mangled));
+    r.Set("mark", Napi::Number::New(env, o.mark));
+    r.Set("target", Napi::Number::New(env, o.target));
+    return r;
+  }
+
+  std::unique_ptr<Engine> engine_;
+};
+
+}  // namespace
+
+Napi::Function DefineEngine(Napi::Env env) { return EngineWrap::Define(env); }
+
+}  // namespace dpr

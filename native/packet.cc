@@ -1,0 +1,71 @@
+#include "packet.h"
+
+#include <cstring>
+
+namespace dpr {
+
+namespace {
+
+uint16_t Load16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
+
+void Store16(uint8_t* p, uint16_t v) {
+  p[0] = static_cast<uint8_t>(v >> 8);
+  p[1] = static_cast<uint8_t>(v);
+}
+
+}  // namespace
+
+const char* ParseResultName(ParseResult r) {
+  switch (r) {
+    case ParseResult::kOk: return "ok";
+    case ParseResult::kTruncatedIp: return "truncated_ip";
+    case ParseResult::kNotIpv4: return "not_ipv4";
+    case ParseResult::kBadIhl: return "bad_ihl";
+    case ParseResult::kBadTotalLength: return "bad_total_length";
+    case ParseResult::kFragment: return "fragment";
+    case ParseResult::kNotTcp: return "not_tcp";
+    case ParseResult::kTruncatedTcp: return "truncated_tcp";
+    case ParseResult::kBadTcpOffset: return "bad_tcp_offset";
+    case ParseResult::kCount: break;
+  }
+  return "unknown";
+}
+
+ParseResult ParseTcp4(uint8_t* buf, size_t len, TcpPacket* out) {
+  if (buf == nullptr || len < 20) return ParseResult::kTruncatedIp;
+  if ((buf[0] >> 4) != 4) return ParseResult::kNotIpv4;
+  const size_t ihl = static_cast<size_t>(buf[0] & 0x0f) * 4;
+  if (ihl < 20 || ihl > len) return ParseResult::kBadIhl;
+  const size_t total = Load16(buf + 2);
+  if (total < ihl) return ParseResult::kBadTotalLength;
+  // A total length beyond what we were given means the copy was cut short:
+  // rewriting it would hand the kernel a packet with a wrong checksum.
+  if (total > len) return ParseResult::kTruncatedIp;
+  const uint16_t frag = Load16(buf + 6);
+  if ((frag & 0x3fff) != 0) return ParseResult::kFragment;  // MF or offset
+  if (buf[9] != 6) return ParseResult::kNotTcp;
+  if (total - ihl < 20) return ParseResult::kTruncatedTcp;
+  uint8_t* tcp = buf + ihl;
+  const size_t doff = static_cast<size_t>(tcp[12] >> 4) * 4;
+  if (doff < 20 || doff > total - ihl) return ParseResult::kBadTcpOffset;
+
+  out->ip = buf;
+  out->ipLength = total;
+  out->ipHeaderLength = ihl;
+  out->tcp = tcp;
+  std::memcpy(&out->saddr, buf + 12, 4);
+  std::memcpy(&out->daddr, buf + 16, 4);
+  out->sport = Load16(tcp);
+  out->dport = Load16(tcp + 2);
+  out->flags = tcp[13];
+  return ParseResult::kOk;
+}
+
+void SetDestination(TcpPacket* p, uint32_t daddr, uint16_t dport) {
+  std::memcpy(p->ip + 16, &daddr, 4);
+  Store16(p->tcp + 2, dport);
+  p->daddr = daddr;
+  p->dport = dport;
+}
+
+}  // namespace dpr

@@ -1,0 +1,138 @@
+// `Queue`: one NFQUEUE queue run by a native thread. JavaScript starts and
+// stops it, pushes lookup tables, answers batched new-flow decisions (load
+// policy) and reads counter snapshots; it never sees a packet.
+#include <napi.h>
+
+#include <arpa/inet.h>
+
+#include <memory>
+
+#include "binding_util.h"
+#include "queue.h"
+
+namespace dpr {
+
+namespace {
+
+using Batch = std::vector<DecisionRequest>;
+
+void CallDecide(Napi::Env env, Napi::Function callback, std::nullptr_t*, Batch* batch) {
+  std::unique_ptr<Batch> owned(batch);
+  if (env == nullptr || callback.IsEmpty()) return;  // shutting down: the deadline serves them locally
+  constexpr size_t kFields = 5;
+  Napi::Uint32Array out = Napi::Uint32Array::New(env, owned->size() * kFields);
+  for (size_t i = 0; i < owned->size(); ++i) {
+    const DecisionRequest& r = (*owned)[i];
+    out[i * kFields + 0] = r.token;
+    out[i * kFields + 1] = ntohl(r.key.clientAddr);
+    out[i * kFields + 2] = r.key.clientPort;
+    out[i * kFields + 3] = ntohl(r.key.serviceAddr);
+    out[i * kFields + 4] = r.key.servicePort;
+  }
+  callback.Call({out});
+}
+
+using DecideFn = Napi::TypedThreadSafeFunction<std::nullptr_t, Batch, CallDecide>;
+
+class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Queue",
+                       {InstanceMethod<&QueueWrap::Start>("start"), InstanceMethod<&QueueWrap::Stop>("stop"),
+                        InstanceMethod<&QueueWrap::SetLookupTable>("setLookupTable"),
+                        InstanceMethod<&QueueWrap::SetDraining>("setDraining"),
+                        InstanceMethod<&QueueWrap::Decide>("decide"), InstanceMethod<&QueueWrap::Stats>("stats"),
+                        InstanceAccessor<&QueueWrap::Running>("running")});
+  }
+
+  // new Queue(queueOptions, engineOptions, onDecide?)
+  explicit QueueWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<QueueWrap>(info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject() || !info[1].IsObject()) {
+      ThrowError(env, "EINVAL", 0, "Queue(queueOptions, engineOptions[, onDecide])");
+    }
+    const QueueOptions q = ReadQueueOptions(env, info[0].As<Napi::Object>());
+    EngineConfig e = ReadEngineConfig(env, info[1].As<Napi::Object>());
+    if (info[2].IsFunction()) {
+      decide_ = DecideFn::New(env, info[2].As<Napi::Function>(), "dpr-decide", 0, 1);
+      decide_.Unref(env);  // a waiting decision must not keep the process alive
+      hasDecide_ = true;
+    } else if (e.policy == Policy::kLoad && e.role == Role::kEntry) {
+      ThrowError(env, "EINVAL", 0, "the load policy needs an onDecide callback");
+    }
+    Queue::DecisionSink sink;
+    if (hasDecide_) {
+      sink = [this](Batch&& batch) {
+        auto* owned = new Batch(std::move(batch));
+        if (decide_.NonBlockingCall(owned) != napi_ok) delete owned;  // deadline serves them locally
+      };
+    }
+    try {
+      queue_ = std::make_unique<Queue>(q, std::move(e), std::move(sink));
+    } catch (const QueueError& err) {
+      ThrowError(env, err.code, err.errnum, err.what());
+    } catch (const std::exception& err) {
+      ThrowError(env, "EINVAL", 0, err.what());
+    }
+  }
+
+  ~QueueWrap() override {
+    if (queue_) queue_->Stop();
+    if (hasDecide_) decide_.Release();
+  }
+
+ private:
+  void Start(const Napi::CallbackInfo& info) {
+    try {
+      queue_->Start();
+    } catch (const QueueError& err) {
+      ThrowError(info.Env(), err.code, err.errnum, err.what());
+    }
+  }
+
+  void Stop(const Napi::CallbackInfo&) { queue_->Stop(); }
+
+  void SetLookupTable(const Napi::CallbackInfo& info) {
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array) {
+      ThrowError(info.Env(), "EINVAL", 0, "setLookupTable(table): table must be a Uint16Array");
+    }
+    auto t = info[0].As<Napi::Uint16Array>();
+    queue_->SetLookupTable(std::make_shared<const LookupTable>(t.Data(), t.Data() + t.ElementLength()));
+  }
+
+  void SetDraining(const Napi::CallbackInfo& info) { queue_->SetDraining(info[0].ToBoolean()); }
+
+  // decide(tokens: Uint32Array, targets: Uint16Array)
+  void Decide(const Napi::CallbackInfo& info) {
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
+        !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array) {
+      ThrowError(info.Env(), "EINVAL", 0, "decide(tokens: Uint32Array, targets: Uint16Array)");
+    }
+    auto tokens = info[0].As<Napi::Uint32Array>();
+    auto targets = info[1].As<Napi::Uint16Array>();
+    if (tokens.ElementLength() != targets.ElementLength()) {
+      ThrowError(info.Env(), "EINVAL", 0, "decide(): tokens and targets differ in length");
+    }
+    queue_->Decide(std::vector<uint32_t>(tokens.Data(), tokens.Data() + tokens.ElementLength()),
+                   std::vector<uint16_t>(targets.Data(), targets.Data() + targets.ElementLength()));
+  }
+
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Object s = EngineSnapshot(info.Env(), queue_->engineCounters());
+    s.Set("queue", QueueSnapshot(info.Env(), queue_->counters()));
+    s.Set("queueNum", Napi::Number::New(info.Env(), queue_->options().queueNum));
+    return s;
+  }
+
+  Napi::Value Running(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), queue_->running()); }
+
+  std::unique_ptr<Queue> queue_;
+  DecideFn decide_;
+  bool hasDecide_ = false;
+};
+
+}  // namespace
+
+Napi::Function DefineQueue(Napi::Env env) { return QueueWrap::Define(env); }
+
+}  // namespace dpr
