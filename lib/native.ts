@@ -73,7 +73,13 @@ export interface EngineStats {
   notes: Record<Note, number>;
   newFlows: { local: number; forwarded: number };
   checksums: { full: number; incremental: number };
-  flows: { pending: number; syn: number; established: number; closing: number; expired: number; closed: number };
+  flows: {
+    pending: number; syn: number; established: number; closing: number;
+    /** Of the flows above, those another host serves. */
+    forwarded: { pending: number; syn: number; established: number; closing: number };
+    expired: number;
+    closed: number;
+  };
 }
 
 export interface QueueStats extends EngineStats {

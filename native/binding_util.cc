@@ -130,6 +130,11 @@ Napi::Object EngineSnapshot(Napi::Env env, EngineCounters& c) {
   for (size_t i = 1; i < static_cast<size_t>(FlowState::kCount); ++i) {
     flows.Set(FlowStateName(static_cast<FlowState>(i)), num(c.flowsByState[i].load(std::memory_order_relaxed)));
   }
+  Napi::Object forwarded = Napi::Object::New(env);
+  for (size_t i = 1; i < static_cast<size_t>(FlowState::kCount); ++i) {
+    forwarded.Set(FlowStateName(static_cast<FlowState>(i)), num(c.remoteFlowsByState[i].load(std::memory_order_relaxed)));
+  }
+  flows.Set("forwarded", forwarded);
   flows.Set("expired", num(c.flowsExpired.Get()));
   flows.Set("closed", num(c.flowsClosed.Get()));
   s.Set("flows", flows);

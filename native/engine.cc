@@ -55,6 +55,7 @@ Engine::Engine(EngineConfig config)
   if (config_.forwardMark == 0 || config_.serveMark == 0) {
     throw std::invalid_argument("marks must be non-zero");
   }
+  flows_.SetLocalTarget(config_.self);
 }
 
 int Engine::ServicePortIndex(uint16_t port) const {
@@ -186,7 +187,7 @@ bool Engine::Resolve(const FlowKey& key, uint16_t target, uint32_t nowMs) {
   FlowEntry& e = flows_.At(idx);
   if (e.state != FlowState::kPending) return false;
   if (target >= config_.serviceAddr.size() || config_.serviceAddr[target] == 0) target = config_.self;
-  e.target = target;
+  flows_.SetTarget(idx, target);
   flows_.SetState(idx, FlowState::kSynSeen);
   flows_.Touch(idx, nowMs);
   (target == config_.self ? counters_.newFlowsLocal : counters_.newFlowsForwarded).Add();
@@ -261,6 +262,7 @@ size_t Engine::Sweep(size_t budget, uint32_t nowMs) {
 void Engine::PublishFlowCounts() {
   for (size_t s = 0; s < static_cast<size_t>(FlowState::kCount); ++s) {
     counters_.flowsByState[s].store(flows_.CountIn(static_cast<FlowState>(s)), std::memory_order_relaxed);
+    counters_.remoteFlowsByState[s].store(flows_.RemoteIn(static_cast<FlowState>(s)), std::memory_order_relaxed);
   }
 }
 

@@ -90,6 +90,7 @@ struct EngineCounters {
   Counter flowsExpired;
   Counter flowsClosed;      // removed on RST
   std::atomic<uint64_t> flowsByState[static_cast<size_t>(FlowState::kCount)] = {};
+  std::atomic<uint64_t> remoteFlowsByState[static_cast<size_t>(FlowState::kCount)] = {};
 };
 
 // A Maglev lookup table: slot -> host id. Built in TypeScript, read here.

@@ -71,20 +71,20 @@ bool FlowTable::Insert(const FlowKey& key, uint16_t target, FlowState state, uin
   while (slots_[i].state != FlowState::kFree) i = (i + 1) & mask_;
   slots_[i] = FlowEntry{key, nowMs, target, state, 0};
   ++size_;
-  ++byState_[static_cast<size_t>(state)];
+  Count(slots_[i], +1);
   return true;
 }
 
 void FlowTable::SetState(long index, FlowState state) {
   FlowEntry& e = slots_[index];
-  --byState_[static_cast<size_t>(e.state)];
-  ++byState_[static_cast<size_t>(state)];
+  Count(e, -1);
   e.state = state;
+  Count(e, +1);
 }
 
 void FlowTable::Erase(long index) {
   size_t hole = static_cast<size_t>(index);
-  --byState_[static_cast<size_t>(slots_[hole].state)];
+  Count(slots_[hole], -1);
   --size_;
   // Backward shift: pull later members of the probe run into the hole when the
   // hole lies between their home slot and where they sit.

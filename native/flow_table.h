@@ -74,6 +74,9 @@ class FlowTable {
   size_t capacity() const { return slots_.size(); }
   size_t maxFlows() const { return maxFlows_; }
   size_t CountIn(FlowState s) const { return byState_[static_cast<size_t>(s)]; }
+  // Of those, the flows that another host serves (target != localTarget).
+  size_t RemoteIn(FlowState s) const { return remoteByState_[static_cast<size_t>(s)]; }
+  void SetLocalTarget(uint16_t target) { localTarget_ = target; }
   size_t BytesPerFlowAtMax() const { return slots_.size() * sizeof(FlowEntry) / maxFlows_; }
 
  private:
@@ -89,6 +92,21 @@ class FlowTable {
   size_t size_ = 0;
   size_t sweepHand_ = 0;
   size_t byState_[static_cast<size_t>(FlowState::kCount)] = {};
+  size_t remoteByState_[static_cast<size_t>(FlowState::kCount)] = {};
+  uint16_t localTarget_ = 0;
+
+  void Count(const FlowEntry& e, int delta) {
+    byState_[static_cast<size_t>(e.state)] += delta;
+    if (e.target != localTarget_) remoteByState_[static_cast<size_t>(e.state)] += delta;
+  }
+
+ public:
+  // Entries change target only through here, so the remote counts stay right.
+  void SetTarget(long index, uint16_t target) {
+    Count(slots_[index], -1);
+    slots_[index].target = target;
+    Count(slots_[index], +1);
+  }
 };
 
 // 64-bit mixer (splitmix64's finalizer): cheap and good enough to spread

@@ -1,0 +1,170 @@
+// The configuration schema: every key dpr reads, with its doc, default, format
+// and environment override. This file is the public interface; README's
+// configuration reference is generated from it (scripts/config-docs.ts).
+import convict from 'convict';
+import { parseCidr, parseIpv4 } from './ipv4';
+
+export interface HostEntry {
+  /** Stable id, 0..255: it names the host in peer ports and heartbeats. */
+  id: number;
+  /** Service address: what DNS hands out, what clients connect to. */
+  service: string;
+  /** Cluster address: where peers reach this host; may equal `service`. */
+  cluster: string;
+}
+
+function checkHost(h: unknown, i: number): void {
+  if (typeof h !== 'object' || h === null) throw new Error(`hosts[${i}] must be an object {id, service, cluster}`);
+  const o = h as Record<string, unknown>;
+  if (!Number.isInteger(o.id) || (o.id as number) < 0 || (o.id as number) > 255) {
+    throw new Error(`hosts[${i}].id must be an integer 0..255`);
+  }
+  for (const k of ['service', 'cluster'] as const) {
+    if (typeof o[k] !== 'string') throw new Error(`hosts[${i}].${k} must be an IPv4 address string`);
+    try {
+      parseIpv4(o[k] as string);
+    } catch {
+      throw new Error(`hosts[${i}].${k} '${String(o[k])}' is not an IPv4 address`);
+    }
+  }
+  const extra = Object.keys(o).filter((k) => !['id', 'service', 'cluster'].includes(k));
+  if (extra.length) throw new Error(`hosts[${i}] has unknown field '${extra[0]}'`);
+}
+
+convict.addFormats({
+  hosts: {
+    validate(value: unknown) {
+      if (!Array.isArray(value) || value.length === 0) throw new Error('must be a non-empty list of {id, service, cluster}');
+      value.forEach(checkHost);
+    },
+    coerce: (v: string) => JSON.parse(v) as unknown,
+  },
+  'port-list': {
+    validate(value: unknown) {
+      if (!Array.isArray(value) || value.length === 0) throw new Error('must be a non-empty list of TCP ports');
+      for (const p of value) {
+        if (!Number.isInteger(p) || p < 1 || p > 65535) throw new Error(`'${String(p)}' is not a TCP port (1..65535)`);
+      }
+      if (new Set(value).size !== value.length) throw new Error('lists a port twice');
+    },
+    coerce: (v: string) => v.split(',').map((p) => Number(p.trim())),
+  },
+  cidr: {
+    validate(value: unknown) {
+      if (typeof value !== 'string') throw new Error('must be an IPv4 CIDR such as 198.18.0.0/24');
+      parseCidr(value);
+    },
+  },
+  ipv4: {
+    validate(value: unknown) {
+      if (typeof value !== 'string') throw new Error('must be an IPv4 address');
+      parseIpv4(value);
+    },
+  },
+  mark: {
+    validate(value: unknown) {
+      if (!Number.isInteger(value) || (value as number) <= 0 || (value as number) > 0xffffffff) {
+        throw new Error('must be a non-zero 32-bit packet mark');
+      }
+    },
+    coerce: (v: string) => Number(v),
+  },
+  'positive-int': {
+    validate(value: unknown) {
+      if (!Number.isInteger(value) || (value as number) <= 0) throw new Error('must be a positive integer');
+    },
+    coerce: (v: string) => Number(v),
+  },
+  'queue-num': {
+    validate(value: unknown) {
+      if (!Number.isInteger(value) || (value as number) < 0 || (value as number) > 65535) {
+        throw new Error('must be an NFQUEUE number 0..65535');
+      }
+    },
+    coerce: (v: string) => Number(v),
+  },
+});
+
+export const schema = {
+  self: {
+    doc: "This host's id: one of the ids in `hosts`.",
+    format: 'nat',
+    default: null as unknown as number,
+    env: 'DPR_SELF',
+  },
+  hosts: {
+    doc: 'Every host of the cluster: `[{id, service, cluster}]`. `service` is the address clients connect to; `cluster` the address peers reach it at (may be equal). The same list on every host.',
+    format: 'hosts',
+    default: null as unknown as HostEntry[],
+    env: 'DPR_HOSTS',
+  },
+  servicePorts: {
+    doc: 'TCP ports of the web service that dpr routes.',
+    format: 'port-list',
+    default: [80],
+    env: 'DPR_SERVICE_PORTS',
+  },
+  peerPortBase: {
+    doc: 'First peer port. A forwarded packet goes to `cluster:peerPortBase + origin * len(servicePorts) + k`; the serving host reads the entry host and service port back from it. The range must not overlap the service ports, the metrics port or the ephemeral range.',
+    format: 'port',
+    default: 20000,
+    env: 'DPR_PEER_PORT_BASE',
+  },
+  clusterCidr: {
+    doc: 'The network of the cluster addresses. Peer-port packets from outside it are dropped, so nobody else can make a host answer as another.',
+    format: 'cidr',
+    default: null as unknown as string,
+    env: 'DPR_CLUSTER_CIDR',
+  },
+  policy: {
+    doc: "How a new connection's host is chosen: `hash` (Maglev over client address and port, all native) or `load` (stay local unless this host's load exceeds the least-loaded live peer's by `load.threshold`).",
+    format: ['hash', 'load'],
+    default: 'hash',
+    env: 'DPR_POLICY',
+  },
+  mode: {
+    doc: 'Data path. `rewrite` rewrites forwarded packets to the peer (works across routed networks). `direct` (one L2 segment, policy routing) is planned and refused for now.',
+    format: ['rewrite', 'direct'],
+    default: 'rewrite',
+    env: 'DPR_MODE',
+  },
+  queues: {
+    entry: { doc: 'NFQUEUE number for packets arriving at the service address.', format: 'queue-num', default: 0, env: 'DPR_QUEUE_ENTRY' },
+    serve: { doc: 'NFQUEUE number for packets forwarded by peers to the peer ports.', format: 'queue-num', default: 1, env: 'DPR_QUEUE_SERVE' },
+    maxLen: { doc: 'Packets the kernel holds per queue before it lets them through unrouted (fail-open).', format: 'positive-int', default: 4096, env: 'DPR_QUEUE_MAX_LEN' },
+    batchSize: { doc: 'Packets received per system call (recvmmsg); verdicts of one batch leave in one send.', format: 'positive-int', default: 64, env: 'DPR_QUEUE_BATCH' },
+    rcvBufBytes: { doc: 'Netlink receive buffer per queue (SO_RCVBUFFORCE).', format: 'positive-int', default: 8388608, env: 'DPR_QUEUE_RCVBUF' },
+  },
+  marks: {
+    forward: { doc: 'Packet mark bit(s) on packets the entry host rewrote; the rules untrack and accept them. Choose bits no other software on the host uses (Kubernetes uses 0x4000 and 0x8000).', format: 'mark', default: 0x1000000, env: 'DPR_MARK_FORWARD' },
+    serve: { doc: 'Packet mark bit(s) on packets the serving host restored; the nat rule DNATs them to the local server.', format: 'mark', default: 0x2000000, env: 'DPR_MARK_SERVE' },
+  },
+  peers: {
+    port: { doc: 'UDP port for heartbeats and load reports, on the cluster address.', format: 'port', default: 4790, env: 'DPR_PEERS_PORT' },
+    key: { doc: 'Shared HMAC-SHA256 key, hex or base64, at least 16 bytes. Prefer `peers.keyFile`.', format: String, default: '', sensitive: true, env: 'DPR_PEERS_KEY' },
+    keyFile: { doc: 'File holding the shared key (read at start, trimmed).', format: String, default: '', env: 'DPR_PEERS_KEY_FILE' },
+    heartbeatMs: { doc: 'Interval between heartbeats to each peer.', format: 'positive-int', default: 200, env: 'DPR_PEERS_HEARTBEAT_MS' },
+    deadAfterMs: { doc: 'A peer silent this long is down: no new connections go to it.', format: 'positive-int', default: 1000, env: 'DPR_PEERS_DEAD_AFTER_MS' },
+  },
+  load: {
+    threshold: { doc: 'Load policy: forward a new connection only when this host has this many more active connections than the least-loaded live peer.', format: 'nat', default: 8, env: 'DPR_LOAD_THRESHOLD' },
+    decisionTimeoutMs: { doc: 'Load policy: a new connection whose decision takes longer is served locally.', format: 'positive-int', default: 50, env: 'DPR_LOAD_DECISION_TIMEOUT_MS' },
+  },
+  flows: {
+    max: { doc: 'Flow table size (entries). About 40 bytes each.', format: 'positive-int', default: 1048576, env: 'DPR_FLOWS_MAX' },
+    maxEmbryonic: { doc: 'Of those, at most this many SYN-only flows, so a SYN flood cannot push out established ones.', format: 'positive-int', default: 262144, env: 'DPR_FLOWS_MAX_EMBRYONIC' },
+    synTimeoutMs: { doc: 'A flow with only a SYN seen is forgotten after this.', format: 'positive-int', default: 10000, env: 'DPR_FLOWS_SYN_TIMEOUT_MS' },
+    establishedTimeoutMs: { doc: 'An idle established flow is forgotten after this (as IPVS: 900 s).', format: 'positive-int', default: 900000, env: 'DPR_FLOWS_ESTABLISHED_TIMEOUT_MS' },
+    closingTimeoutMs: { doc: 'A flow whose client sent FIN is forgotten after this (as IPVS fin_wait: 120 s).', format: 'positive-int', default: 120000, env: 'DPR_FLOWS_CLOSING_TIMEOUT_MS' },
+  },
+  drain: {
+    timeoutMs: { doc: 'On SIGTERM, wait at most this long for forwarded and local connections to finish.', format: 'nat', default: 30000, env: 'DPR_DRAIN_TIMEOUT_MS' },
+  },
+  metrics: {
+    port: { doc: 'HTTP port of the Prometheus `/metrics` endpoint; 0 turns it off.', format: 'port', default: 9465, env: 'DPR_METRICS_PORT' },
+    address: { doc: 'Address the metrics endpoint listens on.', format: 'ipv4', default: '127.0.0.1', env: 'DPR_METRICS_ADDRESS' },
+  },
+  log: {
+    level: { doc: 'winston log level.', format: ['error', 'warn', 'info', 'debug'], default: 'info', env: 'DPR_LOG_LEVEL' },
+  },
+};

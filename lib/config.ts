@@ -1,0 +1,178 @@
+// Loading and checking the configuration. convict checks each key's format;
+// the cross-key checks below catch what no single key can. Either way the
+// error names the key and the reason, before anything on the host changes.
+import fs from 'node:fs';
+import convict from 'convict';
+import { schema, type HostEntry } from './config-schema';
+import { cidrContains, parseCidr, parseIpv4 } from './ipv4';
+
+export type { HostEntry };
+
+export class ConfigError extends Error {
+  readonly key: string;
+  readonly reason: string;
+  constructor(key: string, reason: string) {
+    super(`config: ${key}: ${reason}`);
+    this.name = 'ConfigError';
+    this.key = key;
+    this.reason = reason;
+  }
+}
+
+export interface DprConfig {
+  self: number;
+  hosts: HostEntry[];
+  servicePorts: number[];
+  peerPortBase: number;
+  clusterCidr: string;
+  policy: 'hash' | 'load';
+  mode: 'rewrite' | 'direct';
+  queues: { entry: number; serve: number; maxLen: number; batchSize: number; rcvBufBytes: number };
+  marks: { forward: number; serve: number };
+  peers: { port: number; key: string; keyFile: string; heartbeatMs: number; deadAfterMs: number };
+  load: { threshold: number; decisionTimeoutMs: number };
+  flows: { max: number; maxEmbryonic: number; synTimeoutMs: number; establishedTimeoutMs: number; closingTimeoutMs: number };
+  drain: { timeoutMs: number };
+  metrics: { port: number; address: string };
+  log: { level: 'error' | 'warn' | 'info' | 'debug' };
+}
+
+export interface LoadOptions {
+  /** Path of the JSON file; falls back to DPR_CONFIG. */
+  file?: string;
+  /** Environment for DPR_* overrides (default: process.env). */
+  env?: NodeJS.ProcessEnv;
+  /** The host's ephemeral port range; read from /proc when absent. */
+  ephemeralRange?: [number, number];
+}
+
+export function loadConfig(options: LoadOptions = {}): Readonly<DprConfig> {
+  const env = options.env ?? process.env;
+  const file = options.file ?? env.DPR_CONFIG;
+  // convict ranks DPR_* variables above the file, whatever the load order.
+  const conf = convict(schema, { env, args: [] });
+  if (file) {
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError('--config', `cannot read ${file}: ${(err as Error).message}`);
+    }
+    let data: unknown;
+    try {
+      data = JSON.parse(text);
+    } catch (err) {
+      throw new ConfigError('--config', `${file} is not valid JSON: ${(err as Error).message}`);
+    }
+    try {
+      conf.load(data as object);
+    } catch (err) {
+      throw fromConvict(err as Error);
+    }
+  }
+  try {
+    conf.validate({ allowed: 'strict' });
+  } catch (err) {
+    throw fromConvict(err as Error);
+  }
+  const config = conf.getProperties() as unknown as DprConfig;
+  checkCrossKeys(config, options.ephemeralRange ?? readEphemeralRange());
+  return deepFreeze(config);
+}
+
+/** convict reports 'key: reason' lines; keep the first one's key. */
+function fromConvict(err: Error): ConfigError {
+  const first = err.message.split('\n')[0]!.trim();
+  const unknownKey = /configuration param '([^']+)' not declared/.exec(first);
+  if (unknownKey) return new ConfigError(unknownKey[1]!, 'unknown key (not in the schema)');
+  const m = /^([\w.]+): (.*)$/.exec(first);
+  return m ? new ConfigError(m[1]!, m[2]!) : new ConfigError('config', first);
+}
+
+function readEphemeralRange(): [number, number] {
+  try {
+    const [lo, hi] = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (Number.isInteger(lo) && Number.isInteger(hi)) return [lo!, hi!];
+  } catch {
+    // not Linux: fall through to the kernel's default
+  }
+  return [32768, 60999];
+}
+
+/** The peer ports the cluster uses: [first, last]. */
+export function peerPortRange(config: Pick<DprConfig, 'hosts' | 'servicePorts' | 'peerPortBase'>): [number, number] {
+  const maxId = Math.max(...config.hosts.map((h) => h.id));
+  return [config.peerPortBase, config.peerPortBase + (maxId + 1) * config.servicePorts.length - 1];
+}
+
+function overlaps(a: [number, number], b: [number, number]): boolean {
+  return a[0] <= b[1] && b[0] <= a[1];
+}
+
+export function checkCrossKeys(c: DprConfig, ephemeral: [number, number]): void {
+  if (c.mode === 'direct') {
+    throw new ConfigError('mode', "'direct' is not implemented yet; use 'rewrite'");
+  }
+  const ids = new Set<number>();
+  for (const [i, h] of c.hosts.entries()) {
+    if (ids.has(h.id)) throw new ConfigError(`hosts[${i}].id`, `id ${h.id} is used twice`);
+    ids.add(h.id);
+  }
+  if (!ids.has(c.self)) throw new ConfigError('self', `${c.self} is not the id of any host in hosts`);
+  const cidr = parseCidr(c.clusterCidr);
+  const seen = new Map<string, string>();
+  for (const [i, h] of c.hosts.entries()) {
+    if (!cidrContains(cidr, parseIpv4(h.cluster))) {
+      throw new ConfigError(`hosts[${i}].cluster`, `${h.cluster} is outside clusterCidr ${c.clusterCidr}`);
+    }
+    for (const k of ['service', 'cluster'] as const) {
+      const prev = seen.get(`${k}:${h[k]}`);
+      if (prev) throw new ConfigError(`hosts[${i}].${k}`, `${h[k]} is also ${prev}`);
+      seen.set(`${k}:${h[k]}`, `hosts[${i}].${k}`);
+    }
+  }
+  const range = peerPortRange(c);
+  const rangeText = `peer ports ${range[0]}-${range[1]}`;
+  if (range[1] > 65535) throw new ConfigError('peerPortBase', `${rangeText} run past 65535`);
+  for (const p of c.servicePorts) {
+    if (p >= range[0] && p <= range[1]) throw new ConfigError('peerPortBase', `${rangeText} include service port ${p}`);
+  }
+  if (overlaps(range, ephemeral)) {
+    throw new ConfigError('peerPortBase', `${rangeText} overlap the ephemeral range ${ephemeral[0]}-${ephemeral[1]} (net.ipv4.ip_local_port_range)`);
+  }
+  if (c.metrics.port !== 0 && c.metrics.port >= range[0] && c.metrics.port <= range[1]) {
+    throw new ConfigError('metrics.port', `${c.metrics.port} lies in the ${rangeText}`);
+  }
+  if (c.metrics.port !== 0 && c.servicePorts.includes(c.metrics.port)) {
+    throw new ConfigError('metrics.port', `${c.metrics.port} is a service port`);
+  }
+  if (c.queues.entry === c.queues.serve) {
+    throw new ConfigError('queues.serve', `must differ from queues.entry (${c.queues.entry})`);
+  }
+  if ((c.marks.forward & c.marks.serve) !== 0) {
+    throw new ConfigError('marks.serve', `shares bits with marks.forward (0x${c.marks.forward.toString(16)})`);
+  }
+  if (c.queues.batchSize > 1024) throw new ConfigError('queues.batchSize', 'must be at most 1024');
+  if (c.flows.maxEmbryonic > c.flows.max) throw new ConfigError('flows.maxEmbryonic', `must not exceed flows.max (${c.flows.max})`);
+  if (c.flows.max > 0xffffffff / 2) throw new ConfigError('flows.max', 'too large');
+  if (c.hosts.length > 1 && !c.peers.key && !c.peers.keyFile) {
+    throw new ConfigError('peers.key', 'a shared key (peers.key or peers.keyFile) is required when there are peers');
+  }
+  if (c.peers.key && c.peers.keyFile) throw new ConfigError('peers.keyFile', 'set peers.key or peers.keyFile, not both');
+  if (c.peers.deadAfterMs <= c.peers.heartbeatMs) {
+    throw new ConfigError('peers.deadAfterMs', `must be longer than peers.heartbeatMs (${c.peers.heartbeatMs})`);
+  }
+}
+
+function deepFreeze<T>(o: T): Readonly<T> {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}
+
+/** This host's entry in `hosts`. */
+export function selfHost(c: DprConfig): HostEntry {
+  return c.hosts.find((h) => h.id === c.self)!;
+}

@@ -1,0 +1,181 @@
+// The dpr daemon of one host: runs the entry and serve queues, keeps the peer
+// membership, pushes the Maglev table (hash policy) or answers new-flow
+// decisions (load policy), measures this host's load, serves /metrics and
+// /status, and drains on SIGTERM.
+import { EventEmitter } from 'node:events';
+import type { DprConfig } from './config';
+import { selfHost } from './config';
+import { activeConnections } from './host';
+import { formatIpv4 } from './ipv4';
+import { logger, type Logger } from './log';
+import { LoadPolicy } from './load-policy';
+import { buildMaglevTable } from './maglev';
+import { DECISION_FIELDS, Queue, type DecisionBatch, type NativeQueue, type QueueStats } from './native';
+import { Peers, loadKey, type PeerView } from './peers';
+import { engineOptions, queueOptions } from './plan';
+
+export interface DaemonStatus {
+  self: number;
+  policy: DprConfig['policy'];
+  draining: boolean;
+  startedAt: number;
+  load: number;
+  liveHosts: number[];
+  peers: PeerView[];
+  entry: QueueStats | null;
+  serve: QueueStats | null;
+  decisions: { local: number; forwarded: number; byPeer: Record<number, number> };
+  heartbeats: ReturnType<Peers['counters']> | null;
+}
+
+type QueueCtor = typeof Queue;
+
+export class Daemon extends EventEmitter {
+  private entry: NativeQueue | null = null;
+  private serve: NativeQueue | null = null;
+  private peers: Peers | null = null;
+  private loadTimer: NodeJS.Timeout | null = null;
+  private load = 0;
+  private draining = false;
+  private liveHosts: number[] = [];
+  private readonly policy: LoadPolicy;
+  private readonly startedAt = Date.now();
+  private readonly decisions = { local: 0, forwarded: 0, byPeer: {} as Record<number, number> };
+  private readonly log: Logger;
+
+  constructor(
+    private readonly config: Readonly<DprConfig>,
+    private readonly QueueClass: QueueCtor = Queue,
+  ) {
+    super();
+    this.log = logger('daemon');
+    this.policy = new LoadPolicy(config.self, config.load.threshold);
+  }
+
+  async start(): Promise<void> {
+    const c = this.config;
+    const key = loadKey({ key: c.peers.key || undefined, keyFile: c.peers.keyFile || undefined });
+    this.measureLoad();
+    // Serve first: a peer may forward to us as soon as it hears our heartbeat.
+    this.serve = new this.QueueClass(queueOptions(c, 'serve'), engineOptions(c, 'serve'));
+    this.serve.start();
+    const onDecide = c.policy === 'load' ? (batch: DecisionBatch) => this.decide(batch) : undefined;
+    this.entry = new this.QueueClass(queueOptions(c, 'entry'), engineOptions(c, 'entry'), onDecide);
+    // Until peers are heard, every new connection is served here.
+    this.pushTable([c.self]);
+    this.entry.start();
+    const me = selfHost(c);
+    this.peers = new Peers({
+      self: c.self,
+      bindAddress: me.cluster,
+      port: c.peers.port,
+      peers: c.hosts.filter((h) => h.id !== c.self).map((h) => ({ id: h.id, address: h.cluster })),
+      key,
+      heartbeatMs: c.peers.heartbeatMs,
+      deadAfterMs: c.peers.deadAfterMs,
+      load: () => this.load,
+      draining: () => this.draining,
+      log: logger('peers'),
+    });
+    this.peers.on('change', () => this.membershipChanged());
+    this.peers.on('up', (id: number) => this.log.info('peer up', { peer: id }));
+    this.peers.on('down', (id: number) => this.log.warn('peer down', { peer: id }));
+    await this.peers.start();
+    this.loadTimer = setInterval(() => this.measureLoad(), Math.max(50, Math.min(c.peers.heartbeatMs, 250)));
+    this.loadTimer.unref();
+    this.log.info('started', { self: c.self, policy: c.policy, entryQueue: c.queues.entry, serveQueue: c.queues.serve });
+  }
+
+  private measureLoad(): void {
+    try {
+      this.load = activeConnections(this.config.servicePorts);
+      this.policy.selfMeasured();
+    } catch (err) {
+      this.log.warn('cannot read /proc/net/tcp', { error: (err as Error).message });
+    }
+  }
+
+  /** Hosts that may get new connections: this one, and live peers that do not drain. */
+  private eligibleHosts(): number[] {
+    const peers = this.peers?.snapshot() ?? [];
+    const live = peers.filter((p) => p.up && !p.draining).map((p) => p.id);
+    return [this.config.self, ...live].sort((a, b) => a - b);
+  }
+
+  private membershipChanged(): void {
+    const hosts = this.eligibleHosts();
+    if (hosts.join() === this.liveHosts.join()) return;
+    this.log.info('membership changed', { hosts });
+    this.pushTable(hosts);
+  }
+
+  private pushTable(hosts: number[]): void {
+    this.liveHosts = hosts;
+    if (this.config.policy === 'hash') this.entry?.setLookupTable(buildMaglevTable(hosts));
+  }
+
+  private decide(batch: DecisionBatch): void {
+    const n = batch.length / DECISION_FIELDS;
+    const tokens = new Uint32Array(n);
+    const targets = new Uint16Array(n);
+    const peers = (this.peers?.snapshot() ?? []).map((p) => ({ id: p.id, up: p.up, draining: p.draining, load: p.load }));
+    for (let i = 0; i < n; i++) {
+      tokens[i] = batch[i * DECISION_FIELDS]!;
+      const target = this.draining ? this.config.self : this.policy.decide(this.load, peers);
+      targets[i] = target;
+      if (target === this.config.self) {
+        this.decisions.local++;
+      } else {
+        this.decisions.forwarded++;
+        this.decisions.byPeer[target] = (this.decisions.byPeer[target] ?? 0) + 1;
+        this.log.debug('forward', { client: formatIpv4(batch[i * DECISION_FIELDS + 1]!), peer: target });
+      }
+    }
+    this.entry?.decide(tokens, targets);
+  }
+
+  /** Stops new forwarded connections and waits (bounded) for forwarded and local ones to end. */
+  async drain(timeoutMs = this.config.drain.timeoutMs): Promise<boolean> {
+    this.draining = true;
+    this.entry?.setDraining(true);
+    this.log.info('draining', { timeoutMs });
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      this.measureLoad();
+      const f = this.entry?.stats().flows.forwarded;
+      const forwarded = f ? f.syn + f.established : 0;
+      if (forwarded === 0 && this.load === 0) return true;
+      if (Date.now() >= deadline) {
+        this.log.warn('drain timed out', { forwarded, local: this.load });
+        return false;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.loadTimer) clearInterval(this.loadTimer);
+    this.loadTimer = null;
+    // Entry first: from here on the kernel lets its packets through (fail-open).
+    this.entry?.stop();
+    this.serve?.stop();
+    await this.peers?.stop();
+    this.log.info('stopped');
+  }
+
+  status(): DaemonStatus {
+    return {
+      self: this.config.self,
+      policy: this.config.policy,
+      draining: this.draining,
+      startedAt: this.startedAt,
+      load: this.load,
+      liveHosts: this.liveHosts,
+      peers: this.peers?.snapshot() ?? [],
+      entry: this.entry?.stats() ?? null,
+      serve: this.serve?.stats() ?? null,
+      decisions: this.decisions,
+      heartbeats: this.peers?.counters() ?? null,
+    };
+  }
+}

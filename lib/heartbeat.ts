@@ -1,0 +1,91 @@
+// The heartbeat datagram peers exchange over UDP (docs/peers.md).
+//
+// Fixed length, network byte order:
+//
+//   offset size  field
+//        0    4  magic     'DPR1' (0x44 0x50 0x52 0x31)
+//        4    1  type      1 = heartbeat
+//        5    1  flags     bit 0: sender is draining; other bits ignored
+//        6    2  sender    host id of the sender (u16)
+//        8    8  epoch     sender's start time, ms since 1970 (u64)
+//       16    8  seq       +1 per datagram within an epoch (u64)
+//       24    4  load      active connections the sender serves (u32)
+//       28    4  capacity  sender's capacity hint, 0 = unknown (u32)
+//       32   32  mac       HMAC-SHA256(key, bytes 0..31)
+//   total 64 bytes
+//
+// One length and no options: a parser with no choices has no parsing bugs, and
+// anything that is not exactly 64 bytes is refused before the MAC is computed.
+import { createHmac, timingSafeEqual } from 'node:crypto';
+
+export const HEARTBEAT_MAGIC = Buffer.from('DPR1', 'ascii');
+export const HEARTBEAT_TYPE = 1;
+export const HEARTBEAT_BODY_LENGTH = 32;
+export const HEARTBEAT_MAC_LENGTH = 32;
+export const HEARTBEAT_LENGTH = HEARTBEAT_BODY_LENGTH + HEARTBEAT_MAC_LENGTH;
+const FLAG_DRAINING = 0x01;
+const U32_MAX = 0xffff_ffff;
+
+export interface Heartbeat {
+  sender: number;
+  draining: boolean;
+  /** Sender's start time in ms; a restarted sender has a larger one. */
+  epoch: bigint;
+  seq: bigint;
+  load: number;
+  capacity: number;
+}
+
+/** Why a datagram was refused before its sender was even looked up. */
+export type FormatReject = 'truncated' | 'bad_magic' | 'bad_type';
+
+export type ParseResult = { ok: true; heartbeat: Heartbeat } | { ok: false; reason: FormatReject };
+
+/** Clamps a counter into u32: a wrong load report must not make the sender throw. */
+export function toU32(value: number): number {
+  if (!Number.isFinite(value) || value <= 0) return 0;
+  return Math.min(Math.floor(value), U32_MAX);
+}
+
+function mac(key: Buffer, body: Buffer): Buffer {
+  return createHmac('sha256', key).update(body).digest();
+}
+
+export function encodeHeartbeat(hb: Heartbeat, key: Buffer): Buffer {
+  const buf = Buffer.alloc(HEARTBEAT_LENGTH);
+  HEARTBEAT_MAGIC.copy(buf, 0);
+  buf.writeUInt8(HEARTBEAT_TYPE, 4);
+  buf.writeUInt8(hb.draining ? FLAG_DRAINING : 0, 5);
+  buf.writeUInt16BE(hb.sender, 6);
+  buf.writeBigUInt64BE(hb.epoch, 8);
+  buf.writeBigUInt64BE(hb.seq, 16);
+  buf.writeUInt32BE(toU32(hb.load), 24);
+  buf.writeUInt32BE(toU32(hb.capacity), 28);
+  mac(key, buf.subarray(0, HEARTBEAT_BODY_LENGTH)).copy(buf, HEARTBEAT_BODY_LENGTH);
+  return buf;
+}
+
+/** Reads the fields. Says nothing about authenticity: call verifyHeartbeatMac too. */
+export function parseHeartbeat(buf: Buffer): ParseResult {
+  if (buf.length !== HEARTBEAT_LENGTH) return { ok: false, reason: 'truncated' };
+  if (!buf.subarray(0, 4).equals(HEARTBEAT_MAGIC)) return { ok: false, reason: 'bad_magic' };
+  if (buf.readUInt8(4) !== HEARTBEAT_TYPE) return { ok: false, reason: 'bad_type' };
+  return {
+    ok: true,
+    heartbeat: {
+      draining: (buf.readUInt8(5) & FLAG_DRAINING) !== 0,
+      sender: buf.readUInt16BE(6),
+      epoch: buf.readBigUInt64BE(8),
+      seq: buf.readBigUInt64BE(16),
+      load: buf.readUInt32BE(24),
+      capacity: buf.readUInt32BE(28),
+    },
+  };
+}
+
+/** Constant-time comparison, so response timing tells a forger nothing about the MAC. */
+export function verifyHeartbeatMac(buf: Buffer, key: Buffer): boolean {
+  if (buf.length !== HEARTBEAT_LENGTH) return false;
+  const expected = mac(key, buf.subarray(0, HEARTBEAT_BODY_LENGTH));
+  return timingSafeEqual(expected, buf.subarray(HEARTBEAT_BODY_LENGTH));
+}

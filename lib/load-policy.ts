@@ -1,0 +1,49 @@
+// The load policy (the paper's stateful variant): serve a new connection here
+// unless this host carries `threshold` more connections than the least-loaded
+// live peer; then send it there. Loads arrive with heartbeats, so between two
+// reports we add what we ourselves sent to a peer (and kept), or a burst of
+// new connections would all go to the same peer before it can say it is busy.
+
+export interface PeerLoad {
+  id: number;
+  up: boolean;
+  draining: boolean;
+  load: number;
+}
+
+export class LoadPolicy {
+  private readonly sentSinceReport = new Map<number, number>();
+  private keptSinceMeasure = 0;
+
+  constructor(private readonly self: number, private readonly threshold: number) {}
+
+  /** A fresh load report from a peer replaces our estimate of what we added to it. */
+  peerReported(id: number): void {
+    this.sentSinceReport.delete(id);
+  }
+
+  /** A fresh measurement of our own load. */
+  selfMeasured(): void {
+    this.keptSinceMeasure = 0;
+  }
+
+  decide(ownLoad: number, peers: readonly PeerLoad[]): number {
+    const mine = ownLoad + this.keptSinceMeasure;
+    let best: PeerLoad | undefined;
+    let bestLoad = Infinity;
+    for (const p of peers) {
+      if (!p.up || p.draining || p.id === this.self) continue;
+      const load = p.load + (this.sentSinceReport.get(p.id) ?? 0);
+      if (load < bestLoad) {
+        best = p;
+        bestLoad = load;
+      }
+    }
+    if (best && mine - bestLoad > this.threshold) {
+      this.sentSinceReport.set(best.id, (this.sentSinceReport.get(best.id) ?? 0) + 1);
+      return best.id;
+    }
+    this.keptSinceMeasure++;
+    return this.self;
+  }
+}

@@ -1,0 +1,104 @@
+// Prometheus metrics, read from the daemon's status at scrape time: native
+// counters are mirrored (never counted twice in JavaScript), gauges are set.
+import http from 'node:http';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Daemon, DaemonStatus } from './daemon';
+import type { QueueStats } from './native';
+
+/** prom-client counters only go up by inc(): feed them the growth since the last scrape. */
+class Mirror {
+  private readonly last = new Map<string, number>();
+  set(counter: Counter<string>, labels: Record<string, string>, value: number): void {
+    const key = (counter as unknown as { name: string }).name + JSON.stringify(labels);
+    const delta = value - (this.last.get(key) ?? 0);
+    if (delta > 0) counter.inc(labels, delta);
+    this.last.set(key, value);
+  }
+}
+
+export function createMetrics(daemon: Pick<Daemon, 'status'>): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'dpr_process_' });
+  const mirror = new Mirror();
+  let status: DaemonStatus | null = null;
+  const fresh = (): DaemonStatus => (status ??= daemon.status());
+
+  const packets = new Counter({ name: 'dpr_packets_total', help: 'Packets through the queues, by queue and verdict action.', labelNames: ['queue', 'action'], registers: [registry] });
+  const malformed = new Counter({ name: 'dpr_malformed_packets_total', help: 'Packets accepted unchanged because they could not be parsed as IPv4 TCP, by reason.', labelNames: ['queue', 'reason'], registers: [registry] });
+  const connections = new Counter({ name: 'dpr_connections_total', help: 'New connections by decision (local or forwarded) and serving peer.', labelNames: ['decision', 'peer'], registers: [registry] });
+  const flows = new Gauge({ name: 'dpr_flows', help: 'Flows in the entry flow table, by state.', labelNames: ['state'], registers: [registry] });
+  const peerUp = new Gauge({ name: 'dpr_peer_up', help: '1 while heartbeats arrive from the peer.', labelNames: ['peer'], registers: [registry] });
+  const peerLoad = new Gauge({ name: 'dpr_peer_load', help: 'Load (active connections) the peer last reported; for this host, its own.', labelNames: ['peer'], registers: [registry] });
+  const rejected = new Counter({ name: 'dpr_heartbeats_rejected_total', help: 'Heartbeats dropped, by reason (bad_mac, replay, truncated, ...).', labelNames: ['reason'], registers: [registry] });
+  const queueErrors = new Counter({ name: 'dpr_queue_errors_total', help: 'Netlink errors of the queue threads, by kind.', labelNames: ['queue', 'kind'], registers: [registry] });
+  const batch = new Gauge({ name: 'dpr_queue_batch_mean', help: 'Mean packets per receive batch since start.', labelNames: ['queue'], registers: [registry] });
+
+  const mirrorQueue = (name: string, q: QueueStats | null): void => {
+    if (!q) return;
+    for (const [action, v] of Object.entries(q.actions)) mirror.set(packets, { queue: name, action }, v);
+    for (const [reason, v] of Object.entries(q.malformed)) mirror.set(malformed, { queue: name, reason }, v);
+    for (const kind of ['recvErrors', 'enobufs', 'sendErrors', 'verdictErrors'] as const) {
+      mirror.set(queueErrors, { queue: name, kind }, q.queue[kind]);
+    }
+    batch.set({ queue: name }, q.queue.batches ? q.queue.batchPackets / q.queue.batches : 0);
+  };
+
+  // One collect hook refreshes everything from one status snapshot.
+  const refresh = new Gauge({
+    name: 'dpr_up',
+    help: '1 while the daemon runs.',
+    registers: [registry],
+    collect() {
+      status = null;
+      const s = fresh();
+      this.set(1);
+      mirrorQueue('entry', s.entry);
+      mirrorQueue('serve', s.serve);
+      if (s.entry) {
+        const f = s.entry.flows;
+        for (const state of ['pending', 'syn', 'established', 'closing'] as const) flows.set({ state }, f[state]);
+        if (s.policy === 'hash') {
+          mirror.set(connections, { decision: 'local', peer: String(s.self) }, s.entry.newFlows.local);
+          mirror.set(connections, { decision: 'forwarded', peer: 'any' }, s.entry.newFlows.forwarded);
+        }
+      }
+      if (s.policy === 'load') {
+        mirror.set(connections, { decision: 'local', peer: String(s.self) }, s.decisions.local);
+        for (const [peer, v] of Object.entries(s.decisions.byPeer)) mirror.set(connections, { decision: 'forwarded', peer }, v);
+      }
+      peerLoad.set({ peer: String(s.self) }, s.load);
+      for (const p of s.peers) {
+        peerUp.set({ peer: String(p.id) }, p.up ? 1 : 0);
+        peerLoad.set({ peer: String(p.id) }, p.load);
+      }
+      if (s.heartbeats) for (const [reason, v] of Object.entries(s.heartbeats.rejected)) mirror.set(rejected, { reason }, v);
+    },
+  });
+  void refresh;
+  return registry;
+}
+
+/** /metrics for Prometheus, /status (JSON) for `dpr status`. */
+export function startHttp(daemon: Pick<Daemon, 'status'>, address: string, port: number): Promise<http.Server> {
+  const registry = createMetrics(daemon);
+  const server = http.createServer((req, res) => {
+    const done = (code: number, type: string, body: string): void => {
+      res.writeHead(code, { 'content-type': type });
+      res.end(body);
+    };
+    if (req.url === '/metrics') {
+      registry.metrics().then(
+        (text) => done(200, registry.contentType, text),
+        (err: Error) => done(500, 'text/plain', err.message),
+      );
+    } else if (req.url === '/status') {
+      done(200, 'application/json', JSON.stringify(daemon.status()));
+    } else {
+      done(404, 'text/plain', 'try /metrics or /status\n');
+    }
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, address, () => resolve(server));
+  });
+}

@@ -1,0 +1,44 @@
+// From the checked configuration to what the addon takes: the engine and queue
+// options of this host's two queues.
+import type { DprConfig } from './config';
+import type { EngineOptions, QueueOptions, Role } from './native';
+import { parseIpv4 } from './ipv4';
+
+export function engineOptions(c: DprConfig, role: Role): EngineOptions {
+  const size = Math.max(...c.hosts.map((h) => h.id)) + 1;
+  const serviceAddrs = new Uint32Array(size);
+  const clusterAddrs = new Uint32Array(size);
+  for (const h of c.hosts) {
+    serviceAddrs[h.id] = parseIpv4(h.service);
+    clusterAddrs[h.id] = parseIpv4(h.cluster);
+  }
+  return {
+    role,
+    policy: c.policy,
+    self: c.self,
+    serviceAddrs,
+    clusterAddrs,
+    servicePorts: Uint16Array.from(c.servicePorts),
+    peerPortBase: c.peerPortBase,
+    forwardMark: c.marks.forward,
+    serveMark: c.marks.serve,
+    maxFlows: c.flows.max,
+    maxEmbryonic: c.flows.maxEmbryonic,
+    timeouts: {
+      pendingMs: Math.max(c.load.decisionTimeoutMs * 4, 1000),
+      synMs: c.flows.synTimeoutMs,
+      establishedMs: c.flows.establishedTimeoutMs,
+      closingMs: c.flows.closingTimeoutMs,
+    },
+  };
+}
+
+export function queueOptions(c: DprConfig, role: Role): QueueOptions {
+  return {
+    queueNum: role === 'entry' ? c.queues.entry : c.queues.serve,
+    maxLen: c.queues.maxLen,
+    rcvBufBytes: c.queues.rcvBufBytes,
+    batchSize: c.queues.batchSize,
+    decisionTimeoutMs: c.load.decisionTimeoutMs,
+  };
+}

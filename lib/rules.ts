@@ -1,0 +1,120 @@
+// The iptables rules and sysctls of one host, rendered from the configuration.
+// One renderer: `dpr rules` prints it, iptables/install.sh applies it.
+//
+// Chains (all ours are named DPR_*; nothing else is touched):
+//   raw PREROUTING -> DPR_PRE   forwarded packets coming back after NF_REPEAT
+//                                are untracked and accepted; service traffic
+//                                goes to DPR_ENTRY, peer-port traffic to DPR_SERVE
+//   DPR_ENTRY                    after the SYN, local flows stay in the kernel
+//                                (-m socket); the rest goes to the entry queue
+//   DPR_SERVE                    peer ports from the cluster go to the serve
+//                                queue, from anywhere else they are dropped
+//   nat PREROUTING -> DPR_NAT    restored packets are DNATed to the local server
+//   filter FORWARD -> DPR_FORWARD  rewritten packets may leave even where the
+//                                FORWARD policy is DROP (Docker sets it so)
+import type { DprConfig } from './config';
+import { peerPortRange, selfHost } from './config';
+
+export interface Jump {
+  table: 'raw' | 'nat' | 'filter';
+  chain: string;
+  target: string;
+}
+
+export interface RuleSet {
+  /** Input for `iptables-restore --noflush`: declares (and so empties) our chains, then fills them. */
+  restore: string;
+  /** Rules in built-in chains that jump to ours; inserted first when absent. */
+  jumps: Jump[];
+  /** Our chains, by table, for removal. */
+  chains: Record<Jump['table'], string[]>;
+  sysctls: Array<[string, string]>;
+}
+
+const hex = (n: number): string => `0x${n.toString(16)}`;
+
+export function renderRules(c: DprConfig): RuleSet {
+  const me = selfHost(c);
+  const fwd = `${hex(c.marks.forward)}/${hex(c.marks.forward)}`;
+  const srv = `${hex(c.marks.serve)}/${hex(c.marks.serve)}`;
+  const [first, last] = peerPortRange(c);
+  const ports = c.servicePorts.join(',');
+  const restore = [
+    '*raw',
+    ':DPR_PRE - [0:0]',
+    ':DPR_ENTRY - [0:0]',
+    ':DPR_SERVE - [0:0]',
+    // NF_REPEAT sends the rewritten packet through this hook again: the mark
+    // ends the loop and keeps the half-seen flow out of conntrack.
+    `-A DPR_PRE -m mark --mark ${fwd} -j CT --notrack`,
+    `-A DPR_PRE -m mark --mark ${fwd} -j ACCEPT`,
+    `-A DPR_PRE -d ${me.service}/32 -p tcp -m multiport --dports ${ports} -j DPR_ENTRY`,
+    `-A DPR_PRE -d ${me.cluster}/32 -p tcp -m tcp --dport ${first}:${last} -j DPR_SERVE`,
+    // Without --nowildcard, -m socket ignores wildcard listeners: only a real
+    // local connection matches, never a forwarded flow's packets.
+    '-A DPR_ENTRY -p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -m socket -j ACCEPT',
+    `-A DPR_ENTRY -j NFQUEUE --queue-num ${c.queues.entry} --queue-bypass`,
+    `-A DPR_SERVE -s ${c.clusterCidr} -j NFQUEUE --queue-num ${c.queues.serve} --queue-bypass`,
+    '-A DPR_SERVE -j DROP',
+    'COMMIT',
+    '*nat',
+    ':DPR_NAT - [0:0]',
+    `-A DPR_NAT -m mark --mark ${srv} -j DNAT --to-destination ${me.cluster}`,
+    'COMMIT',
+    '*filter',
+    ':DPR_FORWARD - [0:0]',
+    `-A DPR_FORWARD -m mark --mark ${fwd} -j ACCEPT`,
+    'COMMIT',
+    '',
+  ].join('\n');
+  return {
+    restore,
+    jumps: [
+      { table: 'raw', chain: 'PREROUTING', target: 'DPR_PRE' },
+      { table: 'nat', chain: 'PREROUTING', target: 'DPR_NAT' },
+      { table: 'filter', chain: 'FORWARD', target: 'DPR_FORWARD' },
+    ],
+    chains: { raw: ['DPR_PRE', 'DPR_ENTRY', 'DPR_SERVE'], nat: ['DPR_NAT'], filter: ['DPR_FORWARD'] },
+    sysctls: [
+      // The entry host routes rewritten packets on to the serving host.
+      ['net.ipv4.ip_forward', '1'],
+      // ... and must not tell the client to go there itself.
+      // (the kernel sends them if `all` or the interface says so: set every one)
+      ['net.ipv4.conf.*.send_redirects', '0'],
+      // The serving host receives the client's address from the entry host's
+      // link; loose mode keeps that working across routed networks.
+      ['net.ipv4.conf.all.rp_filter', '2'],
+    ],
+  };
+}
+
+/** A shell script with the same effect as install.sh, for `dpr rules --script`. */
+export function renderInstallScript(r: RuleSet): string {
+  const lines = ['#!/bin/sh', 'set -e'];
+  for (const [k, v] of r.sysctls) {
+    if (k.includes('*')) {
+      const glob = `/proc/sys/${k.replace(/\./g, '/')}`;
+      lines.push(`for f in ${glob}; do echo ${v} > "$f"; done`);
+    } else {
+      lines.push(`sysctl -qw ${k}=${v}`);
+    }
+  }
+  lines.push("iptables-restore --noflush <<'EOF'", r.restore.trimEnd(), 'EOF');
+  for (const j of r.jumps) {
+    lines.push(`iptables -t ${j.table} -C ${j.chain} -j ${j.target} 2>/dev/null || iptables -t ${j.table} -I ${j.chain} 1 -j ${j.target}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+/** Removes our jumps and chains, and nothing else. */
+export function renderUninstallScript(r: RuleSet): string {
+  const lines = ['#!/bin/sh'];
+  for (const j of r.jumps) {
+    lines.push(`while iptables -t ${j.table} -C ${j.chain} -j ${j.target} 2>/dev/null; do iptables -t ${j.table} -D ${j.chain} -j ${j.target}; done`);
+  }
+  for (const [table, chains] of Object.entries(r.chains)) {
+    for (const ch of chains) lines.push(`iptables -t ${table} -F ${ch} 2>/dev/null || true`);
+    for (const ch of chains) lines.push(`iptables -t ${table} -X ${ch} 2>/dev/null || true`);
+  }
+  return lines.join('\n') + '\n';
+}

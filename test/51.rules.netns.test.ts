@@ -1,0 +1,69 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { Testbed } from './support/netns';
+import { clusterConfig, writeConfig } from './support/configs';
+
+const root = path.resolve(__dirname, '..', '..');
+const install = path.join(root, 'iptables', 'install.sh');
+const uninstall = path.join(root, 'iptables', 'uninstall.sh');
+
+/**
+ * The rules and user chains of every table, as `table: line`. Tables that hold
+ * none are left out: iptables-save lists a table once anything touched it.
+ */
+function saved(bed: Testbed, host: string): string {
+  let table = '';
+  const out: string[] = [];
+  for (const line of bed.exec(host, ['iptables-save']).split('\n')) {
+    if (line.startsWith('*')) table = line.slice(1);
+    const userChain = line.startsWith(':') && !/^:(PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) /.test(line);
+    if (line.startsWith('-A') || userChain) out.push(`${table}: ${line.replace(/\[\d+:\d+\]/, '')}`);
+  }
+  return out.join('\n');
+}
+
+test('51.rules: install twice gives the same rules, uninstall removes exactly ours', async () => {
+  const bed = Testbed.create([{ name: 'a', addrs: ['198.18.0.1/24'] }], 'r');
+  try {
+    // Someone else's rules and chain, which must survive both scripts.
+    bed.exec('a', ['iptables', '-t', 'raw', '-A', 'PREROUTING', '-p', 'udp', '--dport', '9', '-j', 'ACCEPT']);
+    bed.exec('a', ['iptables', '-t', 'nat', '-N', 'OTHER_NAT']);
+    bed.exec('a', ['iptables', '-t', 'nat', '-A', 'PREROUTING', '-j', 'OTHER_NAT']);
+    const before = saved(bed, 'a');
+    const config = writeConfig(clusterConfig(0, { hosts: 3 }));
+
+    bed.exec('a', ['bash', install, config]);
+    const once = saved(bed, 'a');
+    bed.exec('a', ['bash', install, config]);
+    const twice = saved(bed, 'a');
+    assert.equal(twice, once, 'a second install changed the rules');
+    assert.match(once, /-A PREROUTING -j DPR_PRE/);
+    assert.match(once, /-A DPR_ENTRY .*-m socket -j ACCEPT/);
+    assert.match(once, /-A DPR_ENTRY -j NFQUEUE --queue-num 0 --queue-bypass/);
+    assert.match(once, /-A DPR_SERVE -s 198\.18\.0\.0\/24 .*-j NFQUEUE --queue-num 1 --queue-bypass/);
+    assert.match(once, /-A DPR_NAT -m mark --mark 0x2000000\/0x2000000 -j DNAT --to-destination 198\.18\.0\.1/);
+    assert.match(once, /-A PREROUTING -p udp -m udp --dport 9 -j ACCEPT/);
+    assert.equal(bed.exec('a', ['sysctl', '-n', 'net.ipv4.ip_forward']).trim(), '1');
+    assert.equal(bed.exec('a', ['sysctl', '-n', 'net.ipv4.conf.eth0.send_redirects']).trim(), '0');
+
+    bed.exec('a', ['bash', uninstall, config]);
+    assert.equal(saved(bed, 'a'), before, 'uninstall left something behind or removed too much');
+    bed.exec('a', ['bash', uninstall, config]); // a second uninstall is harmless
+    assert.equal(saved(bed, 'a'), before);
+  } finally {
+    await bed.destroy();
+  }
+});
+
+test('51.rules: a bad config stops install.sh before any rule changes', async () => {
+  const bed = Testbed.create([{ name: 'a', addrs: ['198.18.0.1/24'] }], 'r');
+  try {
+    const before = saved(bed, 'a');
+    const config = writeConfig({ ...clusterConfig(0, { hosts: 2 }), queues: { entry: 5, serve: 5 } });
+    assert.throws(() => bed.exec('a', ['bash', install, config]), /queues\.serve: must differ/);
+    assert.equal(saved(bed, 'a'), before);
+  } finally {
+    await bed.destroy();
+  }
+});

@@ -1,0 +1,35 @@
+// Configurations for tests: a valid cluster, and ways to break it.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+export interface ClusterShape {
+  hosts: number;
+  /** Third octet of the 198.18.x.0/24 test network. */
+  net?: number;
+}
+
+/** A valid configuration for host `self` of an N-host cluster on 198.18.<net>.0/24. */
+export function clusterConfig(self: number, shape: ClusterShape, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  const net = shape.net ?? 0;
+  const hosts = Array.from({ length: shape.hosts }, (_, id) => ({
+    id,
+    service: `198.18.${net}.${id + 1}`,
+    cluster: `198.18.${net}.${id + 1}`,
+  }));
+  return {
+    self,
+    hosts,
+    clusterCidr: `198.18.${net}.0/24`,
+    peers: { key: '00112233445566778899aabbccddeeff', heartbeatMs: 100, deadAfterMs: 600 },
+    ...extra,
+  };
+}
+
+/** Writes a config to a fresh temporary file and returns its path. */
+export function writeConfig(config: unknown): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dpr-config-'));
+  const file = path.join(dir, 'dpr.json');
+  fs.writeFileSync(file, JSON.stringify(config, null, 2));
+  return file;
+}
