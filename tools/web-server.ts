@@ -1,0 +1,79 @@
+// A web server with a capped capacity, standing in for one host of a web
+// cluster (the cluster's hosts share this machine's two cores, so capacity is
+// emulated): at most `slots` requests are worked on at once, each for
+// `serviceMs` plus 1 ms per 16 KB of response; the rest wait their turn.
+//
+//   node web-server.js --id 2 [--port 80] [--slots 8] [--service-ms 5]
+//
+// Answers any GET with `host=<id>` on the first line; `?size=N` pads the body
+// to N bytes (the SPECweb96-like file mix asks for sizes). Listens on the
+// wildcard address, as dpr requires of a local server.
+import http from 'node:http';
+import { parseArgs } from 'node:util';
+
+interface Options {
+  id: number;
+  port: number;
+  slots: number;
+  serviceMs: number;
+}
+
+const MAX_SIZE = 4 << 20;
+
+export function startWebServer(o: Options): http.Server {
+  let busy = 0;
+  const waiting: Array<() => void> = [];
+  const release = (): void => {
+    busy--;
+    const next = waiting.shift();
+    if (next) next();
+  };
+  const acquire = (work: () => void): void => {
+    const run = (): void => {
+      busy++;
+      work();
+    };
+    if (busy < o.slots) run();
+    else waiting.push(run);
+  };
+  const server = http.createServer((req, res) => {
+    const size = Math.min(Number(new URL(req.url ?? '/', 'http://x').searchParams.get('size') ?? 0) || 0, MAX_SIZE);
+    req.resume();
+    req.on('end', () =>
+      acquire(() => {
+        const head = `host=${o.id}\n`;
+        const body = size > head.length ? head + 'x'.repeat(size - head.length) : head;
+        setTimeout(() => {
+          res.writeHead(200, { 'content-type': 'text/plain', 'x-served-by': String(o.id) });
+          res.end(body, release);
+        }, o.serviceMs + Math.floor(size / 16384));
+      }),
+    );
+  });
+  server.keepAliveTimeout = 5000;
+  server.listen(o.port, '0.0.0.0');
+  return server;
+}
+
+if (require.main === module) {
+  const { values } = parseArgs({
+    options: {
+      id: { type: 'string' },
+      port: { type: 'string', default: '80' },
+      slots: { type: 'string', default: '8' },
+      'service-ms': { type: 'string', default: '5' },
+    },
+  });
+  if (values.id === undefined) {
+    process.stderr.write('usage: web-server --id N [--port 80] [--slots 8] [--service-ms 5]\n');
+    process.exit(2);
+  }
+  const server = startWebServer({
+    id: Number(values.id),
+    port: Number(values.port),
+    slots: Number(values.slots),
+    serviceMs: Number(values['service-ms']),
+  });
+  server.on('listening', () => process.stdout.write('listening\n'));
+  process.on('SIGTERM', () => server.close(() => process.exit(0)));
+}
