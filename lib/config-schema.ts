@@ -116,6 +116,12 @@ export const schema = {
     default: null as unknown as string,
     env: 'DPR_CLUSTER_CIDR',
   },
+  restoreCidr: {
+    doc: 'Addresses a serving host gives forwarded connections locally, one per entry host (network + id + 1, put on `lo` by install.sh). They keep a forwarded connection apart from a direct one of the same client port, which would otherwise share one socket 4-tuple. Pick a block used nowhere else.',
+    format: 'cidr',
+    default: '169.254.77.0/24',
+    env: 'DPR_RESTORE_CIDR',
+  },
   policy: {
     doc: "How a new connection's host is chosen: `hash` (Maglev over client address and port, all native) or `load` (stay local unless this host's load exceeds the least-loaded live peer's by `load.threshold`).",
     format: ['hash', 'load'],

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import convict from 'convict';
 import { schema, type HostEntry } from './config-schema';
-import { cidrContains, parseCidr, parseIpv4 } from './ipv4';
+import { cidrContains, formatIpv4, parseCidr, parseIpv4 } from './ipv4';
 
 export type { HostEntry };
 
@@ -25,6 +25,7 @@ export interface DprConfig {
   servicePorts: number[];
   peerPortBase: number;
   clusterCidr: string;
+  restoreCidr: string;
   policy: 'hash' | 'load';
   mode: 'rewrite' | 'direct';
   queues: { entry: number; serve: number; maxLen: number; batchSize: number; rcvBufBytes: number };
@@ -131,6 +132,16 @@ export function checkCrossKeys(c: DprConfig, ephemeral: [number, number]): void 
       seen.set(`${k}:${h[k]}`, `hosts[${i}].${k}`);
     }
   }
+  const restore = parseCidr(c.restoreCidr);
+  const maxId = Math.max(...c.hosts.map((h) => h.id));
+  if (2 ** (32 - restore.prefix) < maxId + 2) {
+    throw new ConfigError('restoreCidr', `${c.restoreCidr} is too small for host ids up to ${maxId}`);
+  }
+  for (const [i, h] of c.hosts.entries()) {
+    for (const k of ['service', 'cluster'] as const) {
+      if (cidrContains(restore, parseIpv4(h[k]))) throw new ConfigError('restoreCidr', `contains hosts[${i}].${k} ${h[k]}`);
+    }
+  }
   const range = peerPortRange(c);
   const rangeText = `peer ports ${range[0]}-${range[1]}`;
   if (range[1] > 65535) throw new ConfigError('peerPortBase', `${rangeText} run past 65535`);
@@ -175,4 +186,9 @@ function deepFreeze<T>(o: T): Readonly<T> {
 /** This host's entry in `hosts`. */
 export function selfHost(c: DprConfig): HostEntry {
   return c.hosts.find((h) => h.id === c.self)!;
+}
+
+/** The local address a serving host gives connections forwarded by host `origin`. */
+export function restoreAddress(c: Pick<DprConfig, 'restoreCidr'>, origin: number): string {
+  return formatIpv4(parseCidr(c.restoreCidr).network + origin + 1);
 }

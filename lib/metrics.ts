@@ -16,12 +16,16 @@ class Mirror {
   }
 }
 
-export function createMetrics(daemon: Pick<Daemon, 'status'>): Registry {
+export interface Metrics {
+  registry: Registry;
+  /** Reads one status snapshot into every metric; call before each scrape. */
+  refresh(): void;
+}
+
+export function createMetrics(daemon: Pick<Daemon, 'status'>): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'dpr_process_' });
   const mirror = new Mirror();
-  let status: DaemonStatus | null = null;
-  const fresh = (): DaemonStatus => (status ??= daemon.status());
 
   const packets = new Counter({ name: 'dpr_packets_total', help: 'Packets through the queues, by queue and verdict action.', labelNames: ['queue', 'action'], registers: [registry] });
   const malformed = new Counter({ name: 'dpr_malformed_packets_total', help: 'Packets accepted unchanged because they could not be parsed as IPv4 TCP, by reason.', labelNames: ['queue', 'reason'], registers: [registry] });
@@ -43,15 +47,10 @@ export function createMetrics(daemon: Pick<Daemon, 'status'>): Registry {
     batch.set({ queue: name }, q.queue.batches ? q.queue.batchPackets / q.queue.batches : 0);
   };
 
-  // One collect hook refreshes everything from one status snapshot.
-  const refresh = new Gauge({
-    name: 'dpr_up',
-    help: '1 while the daemon runs.',
-    registers: [registry],
-    collect() {
-      status = null;
-      const s = fresh();
-      this.set(1);
+  const up = new Gauge({ name: 'dpr_up', help: '1 while the daemon runs.', registers: [registry] });
+  const refresh = (): void => {
+      const s: DaemonStatus = daemon.status();
+      up.set(1);
       mirrorQueue('entry', s.entry);
       mirrorQueue('serve', s.serve);
       if (s.entry) {
@@ -72,21 +71,20 @@ export function createMetrics(daemon: Pick<Daemon, 'status'>): Registry {
         peerLoad.set({ peer: String(p.id) }, p.load);
       }
       if (s.heartbeats) for (const [reason, v] of Object.entries(s.heartbeats.rejected)) mirror.set(rejected, { reason }, v);
-    },
-  });
-  void refresh;
-  return registry;
+  };
+  return { registry, refresh };
 }
 
 /** /metrics for Prometheus, /status (JSON) for `dpr status`. */
 export function startHttp(daemon: Pick<Daemon, 'status'>, address: string, port: number): Promise<http.Server> {
-  const registry = createMetrics(daemon);
+  const { registry, refresh } = createMetrics(daemon);
   const server = http.createServer((req, res) => {
     const done = (code: number, type: string, body: string): void => {
       res.writeHead(code, { 'content-type': type });
       res.end(body);
     };
     if (req.url === '/metrics') {
+      refresh();
       registry.metrics().then(
         (text) => done(200, registry.contentType, text),
         (err: Error) => done(500, 'text/plain', err.message),

@@ -9,11 +9,14 @@
 //                                (-m socket); the rest goes to the entry queue
 //   DPR_SERVE                    peer ports from the cluster go to the serve
 //                                queue, from anywhere else they are dropped
-//   nat PREROUTING -> DPR_NAT    restored packets are DNATed to the local server
+//   nat PREROUTING -> DPR_NAT    restored packets are DNATed to the local server,
+//                                at a local address of their entry host's own
+//                                (restoreCidr): the same client port may reach
+//                                this host directly and through a peer at once
 //   filter FORWARD -> DPR_FORWARD  rewritten packets may leave even where the
 //                                FORWARD policy is DROP (Docker sets it so)
 import type { DprConfig } from './config';
-import { peerPortRange, selfHost } from './config';
+import { peerPortRange, restoreAddress, selfHost } from './config';
 
 export interface Jump {
   table: 'raw' | 'nat' | 'filter';
@@ -26,6 +29,8 @@ export interface RuleSet {
   restore: string;
   /** Rules in built-in chains that jump to ours; inserted first when absent. */
   jumps: Jump[];
+  /** Local addresses for forwarded connections, one per other host, on lo. */
+  localAddresses: string[];
   /** Our chains, by table, for removal. */
   chains: Record<Jump['table'], string[]>;
   sysctls: Array<[string, string]>;
@@ -39,6 +44,7 @@ export function renderRules(c: DprConfig): RuleSet {
   const srv = `${hex(c.marks.serve)}/${hex(c.marks.serve)}`;
   const [first, last] = peerPortRange(c);
   const ports = c.servicePorts.join(',');
+  const others = c.hosts.filter((h) => h.id !== c.self);
   const restore = [
     '*raw',
     ':DPR_PRE - [0:0]',
@@ -59,7 +65,7 @@ export function renderRules(c: DprConfig): RuleSet {
     'COMMIT',
     '*nat',
     ':DPR_NAT - [0:0]',
-    `-A DPR_NAT -m mark --mark ${srv} -j DNAT --to-destination ${me.cluster}`,
+    ...others.map((h) => `-A DPR_NAT -d ${h.service}/32 -m mark --mark ${srv} -j DNAT --to-destination ${restoreAddress(c, h.id)}`),
     'COMMIT',
     '*filter',
     ':DPR_FORWARD - [0:0]',
@@ -74,6 +80,7 @@ export function renderRules(c: DprConfig): RuleSet {
       { table: 'nat', chain: 'PREROUTING', target: 'DPR_NAT' },
       { table: 'filter', chain: 'FORWARD', target: 'DPR_FORWARD' },
     ],
+    localAddresses: others.map((h) => restoreAddress(c, h.id)),
     chains: { raw: ['DPR_PRE', 'DPR_ENTRY', 'DPR_SERVE'], nat: ['DPR_NAT'], filter: ['DPR_FORWARD'] },
     sysctls: [
       // The entry host routes rewritten packets on to the serving host.
@@ -99,6 +106,7 @@ export function renderInstallScript(r: RuleSet): string {
       lines.push(`sysctl -qw ${k}=${v}`);
     }
   }
+  for (const a of r.localAddresses) lines.push(`ip addr replace ${a}/32 dev lo`);
   lines.push("iptables-restore --noflush <<'EOF'", r.restore.trimEnd(), 'EOF');
   for (const j of r.jumps) {
     lines.push(`iptables -t ${j.table} -C ${j.chain} -j ${j.target} 2>/dev/null || iptables -t ${j.table} -I ${j.chain} 1 -j ${j.target}`);
@@ -112,6 +120,7 @@ export function renderUninstallScript(r: RuleSet): string {
   for (const j of r.jumps) {
     lines.push(`while iptables -t ${j.table} -C ${j.chain} -j ${j.target} 2>/dev/null; do iptables -t ${j.table} -D ${j.chain} -j ${j.target}; done`);
   }
+  for (const a of r.localAddresses) lines.push(`ip addr del ${a}/32 dev lo 2>/dev/null || true`);
   for (const [table, chains] of Object.entries(r.chains)) {
     for (const ch of chains) lines.push(`iptables -t ${table} -F ${ch} 2>/dev/null || true`);
     for (const ch of chains) lines.push(`iptables -t ${table} -X ${ch} 2>/dev/null || true`);

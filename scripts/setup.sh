@@ -44,4 +44,5 @@ if [[ ! -f $addon || -n $(find native binding.gyp -newer "$addon" -print -quit) 
 fi
 
 # TypeScript: always (a few seconds); a stale dist/ hides removed files.
+rm -rf dist
 npm run --silent build:ts

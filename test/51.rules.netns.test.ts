@@ -42,13 +42,15 @@ test('51.rules: install twice gives the same rules, uninstall removes exactly ou
     assert.match(once, /-A DPR_ENTRY .*-m socket -j ACCEPT/);
     assert.match(once, /-A DPR_ENTRY -j NFQUEUE --queue-num 0 --queue-bypass/);
     assert.match(once, /-A DPR_SERVE -s 198\.18\.0\.0\/24 .*-j NFQUEUE --queue-num 1 --queue-bypass/);
-    assert.match(once, /-A DPR_NAT -m mark --mark 0x2000000\/0x2000000 -j DNAT --to-destination 198\.18\.0\.1/);
+    assert.match(once, /-A DPR_NAT -d 198\.18\.0\.2\/32 -m mark --mark 0x2000000\/0x2000000 -j DNAT --to-destination 169\.254\.77\.2/);
+    assert.match(bed.exec('a', ['ip', '-4', 'addr', 'show', 'dev', 'lo']), /169\.254\.77\.3\/32/);
     assert.match(once, /-A PREROUTING -p udp -m udp --dport 9 -j ACCEPT/);
     assert.equal(bed.exec('a', ['sysctl', '-n', 'net.ipv4.ip_forward']).trim(), '1');
     assert.equal(bed.exec('a', ['sysctl', '-n', 'net.ipv4.conf.eth0.send_redirects']).trim(), '0');
 
     bed.exec('a', ['bash', uninstall, config]);
     assert.equal(saved(bed, 'a'), before, 'uninstall left something behind or removed too much');
+    assert.doesNotMatch(bed.exec('a', ['ip', '-4', 'addr', 'show', 'dev', 'lo']), /169\.254\.77/);
     bed.exec('a', ['bash', uninstall, config]); // a second uninstall is harmless
     assert.equal(saved(bed, 'a'), before);
   } finally {

@@ -10,12 +10,14 @@ import type { ChildProcess } from 'node:child_process';
 import { Testbed } from '../test/support/netns';
 import { waitForLine } from '../test/support/lines';
 import type { LoadSpec, LoadSummary } from './loadgen';
+import type { HeldConnection, HoldSpec } from './hold';
 import type { DaemonStatus } from '../lib/daemon';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const CLI = path.join(ROOT, 'dist', 'lib', 'cli.js');
 const WEB = path.join(ROOT, 'dist', 'tools', 'web-server.js');
 const LOADGEN = path.join(ROOT, 'dist', 'tools', 'loadgen.js');
+const HOLD = path.join(ROOT, 'dist', 'tools', 'hold.js');
 const INSTALL = path.join(ROOT, 'iptables', 'install.sh');
 const UNINSTALL = path.join(ROOT, 'iptables', 'uninstall.sh');
 
@@ -154,6 +156,13 @@ export class Cluster {
     const child = this.bed.spawn('client', [process.execPath, LOADGEN, JSON.stringify(spec)]);
     const line = await waitForLine(child, (l) => l.startsWith('{'), (spec.maxDurationMs ?? 120000) + 30000, 'load generator');
     return JSON.parse(line) as LoadSummary;
+  }
+
+  /** Holds long-lived connections from the client; resolves when they end. */
+  async hold(spec: HoldSpec): Promise<HeldConnection[]> {
+    const child = this.bed.spawn('client', [process.execPath, HOLD, JSON.stringify(spec)]);
+    const line = await waitForLine(child, (l) => l.startsWith('['), spec.durationMs + 30000, 'long-lived connections');
+    return JSON.parse(line) as HeldConnection[];
   }
 
   async destroy(): Promise<void> {

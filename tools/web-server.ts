@@ -44,7 +44,7 @@ export function startWebServer(o: Options): http.Server {
         const head = `host=${o.id}\n`;
         const body = size > head.length ? head + 'x'.repeat(size - head.length) : head;
         setTimeout(() => {
-          res.writeHead(200, { 'content-type': 'text/plain', 'x-served-by': String(o.id) });
+          res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), 'x-served-by': String(o.id) });
           res.end(body, release);
         }, o.serviceMs + Math.floor(size / 16384));
       }),
