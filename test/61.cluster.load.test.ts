@@ -1,0 +1,65 @@
+// The daemon with the load policy: decisions cross into JavaScript once per
+// new connection, batched; heartbeats carry each host's load.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Cluster, hostAddress } from '../tools/cluster';
+import { encodeHeartbeat } from '../lib/heartbeat';
+
+const HOSTS = 4;
+
+/** Share of responses served by the host the client dialled. */
+function localShare(s: Awaited<ReturnType<Cluster['load']>>): number {
+  let local = 0;
+  for (let id = 0; id < HOSTS; id++) local += s.byTarget[hostAddress(id)]?.servedBy[String(id)] ?? 0;
+  return local / s.ok;
+}
+
+describe('61.cluster.load', () => {
+  let cluster: Cluster;
+  before(async () => {
+    cluster = await Cluster.create({ hosts: HOSTS, policy: 'load', slots: 4, serviceMs: 20, tag: 'l', config: { load: { threshold: 4 } } });
+  });
+  after(async () => {
+    await cluster?.destroy();
+  });
+
+  test('a balanced load stays local: at least 90% of connections served where they arrived', async () => {
+    const s = await cluster.load({ targets: [0, 1, 2, 3].map((id) => ({ address: hostAddress(id) })), requests: 800, concurrency: 8 });
+    assert.equal(s.errors, 0, `errors: ${JSON.stringify(s.errorKinds)}`);
+    assert.equal(s.addressMismatch, 0);
+    const share = localShare(s);
+    assert.ok(share >= 0.9, `only ${(share * 100).toFixed(1)}% local`);
+  });
+
+  test('an overloaded host offloads new connections to its peers', async () => {
+    const s = await cluster.load({ targets: [{ address: hostAddress(0) }], requests: 1000, concurrency: 48 });
+    assert.equal(s.errors, 0, `errors: ${JSON.stringify(s.errorKinds)}`);
+    assert.equal(s.addressMismatch, 0);
+    const offloaded = 1 - (s.servedBy['0'] ?? 0) / s.ok;
+    assert.ok(offloaded >= 0.3, `only ${(offloaded * 100).toFixed(1)}% offloaded`);
+    for (const id of [1, 2, 3]) assert.ok((s.servedBy[String(id)] ?? 0) > 0, `host ${id} got nothing`);
+    const st = cluster.status(0);
+    assert.ok(st.decisions.forwarded > 0);
+    assert.equal(st.entry!.queue.decisions.timedOut, 0, 'decisions timed out: JavaScript answered too late');
+  });
+
+  test('forged heartbeats are rejected and counted, and routing does not change', async () => {
+    const before = cluster.status(0);
+    const forged = encodeHeartbeat(
+      { sender: 1, draining: true, epoch: BigInt(Date.now() + 60_000), seq: 1n, load: 0, capacity: 0 },
+      Buffer.from('0123456789abcdef0123456789abcdef', 'hex'),
+    );
+    // From a peer's own address (so only the MAC can give it away) and from the client (outside the cluster).
+    const send = `const s=require('dgram').createSocket('udp4');s.send(Buffer.from('${forged.toString('hex')}','hex'),4790,'${hostAddress(0)}',()=>s.close())`;
+    for (let i = 0; i < 5; i++) cluster.bed.exec('h1', [process.execPath, '-e', send]);
+    cluster.bed.exec('client', [process.execPath, '-e', send]);
+    await new Promise((r) => setTimeout(r, 300));
+    const after = cluster.status(0);
+    const rejected = after.heartbeats!.rejected;
+    assert.equal(rejected.bad_mac - before.heartbeats!.rejected.bad_mac, 5);
+    assert.ok(rejected.wrong_source - before.heartbeats!.rejected.wrong_source >= 1);
+    assert.deepEqual(after.liveHosts, [0, 1, 2, 3]);
+    assert.equal(after.peers.find((p) => p.id === 1)!.draining, false);
+    assert.match(cluster.metrics(0), /^dpr_heartbeats_rejected_total\{reason="bad_mac"\} [1-9]/m);
+  });
+});
