@@ -118,7 +118,15 @@ export class Daemon extends EventEmitter {
     const n = batch.length / DECISION_FIELDS;
     const tokens = new Uint32Array(n);
     const targets = new Uint16Array(n);
-    const peers = (this.peers?.snapshot() ?? []).map((p) => ({ id: p.id, up: p.up, draining: p.draining, load: p.load }));
+    const now = Date.now();
+    const peers = (this.peers?.snapshot() ?? []).map((p) => ({
+      id: p.id,
+      up: p.up,
+      draining: p.draining,
+      load: p.load,
+      // lastHeardMs is an age; rounded so the same report reads the same.
+      reportedAt: p.lastHeardMs === null ? 0 : Math.round((now - p.lastHeardMs) / 10),
+    }));
     for (let i = 0; i < n; i++) {
       tokens[i] = batch[i * DECISION_FIELDS]!;
       const target = this.draining ? this.config.self : this.policy.decide(this.load, peers);

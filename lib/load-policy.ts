@@ -9,18 +9,16 @@ export interface PeerLoad {
   up: boolean;
   draining: boolean;
   load: number;
+  /** When the load was reported (any clock, compared only with itself). */
+  reportedAt: number;
 }
 
 export class LoadPolicy {
   private readonly sentSinceReport = new Map<number, number>();
+  private readonly lastReport = new Map<number, number>();
   private keptSinceMeasure = 0;
 
   constructor(private readonly self: number, private readonly threshold: number) {}
-
-  /** A fresh load report from a peer replaces our estimate of what we added to it. */
-  peerReported(id: number): void {
-    this.sentSinceReport.delete(id);
-  }
 
   /** A fresh measurement of our own load. */
   selfMeasured(): void {
@@ -33,6 +31,11 @@ export class LoadPolicy {
     let bestLoad = Infinity;
     for (const p of peers) {
       if (!p.up || p.draining || p.id === this.self) continue;
+      // A fresh report already counts what we sent before it.
+      if (this.lastReport.get(p.id) !== p.reportedAt) {
+        this.lastReport.set(p.id, p.reportedAt);
+        this.sentSinceReport.delete(p.id);
+      }
       const load = p.load + (this.sentSinceReport.get(p.id) ?? 0);
       if (load < bestLoad) {
         best = p;
