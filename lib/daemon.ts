@@ -89,7 +89,6 @@ export class Daemon extends EventEmitter {
   private measureLoad(): void {
     try {
       this.load = activeConnections(this.config.servicePorts);
-      this.policy.selfMeasured();
     } catch (err) {
       this.log.warn('cannot read /proc/net/tcp', { error: (err as Error).message });
     }

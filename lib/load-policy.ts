@@ -1,8 +1,12 @@
 // The load policy (the paper's stateful variant): serve a new connection here
 // unless this host carries `threshold` more connections than the least-loaded
 // live peer; then send it there. Loads arrive with heartbeats, so between two
-// reports we add what we ourselves sent to a peer (and kept), or a burst of
-// new connections would all go to the same peer before it can say it is busy.
+// reports we add what we ourselves sent to a peer, or a burst of new
+// connections would all go to the same peer before it can say it is busy.
+// Our own load is not inflated the same way: most connections end long before
+// the next measurement, and counting them would make every host look busier
+// than its peers and push balanced traffic around (measured: 72% local instead
+// of 99% in 61.cluster.load).
 
 export interface PeerLoad {
   id: number;
@@ -16,17 +20,11 @@ export interface PeerLoad {
 export class LoadPolicy {
   private readonly sentSinceReport = new Map<number, number>();
   private readonly lastReport = new Map<number, number>();
-  private keptSinceMeasure = 0;
 
   constructor(private readonly self: number, private readonly threshold: number) {}
 
-  /** A fresh measurement of our own load. */
-  selfMeasured(): void {
-    this.keptSinceMeasure = 0;
-  }
-
   decide(ownLoad: number, peers: readonly PeerLoad[]): number {
-    const mine = ownLoad + this.keptSinceMeasure;
+    const mine = ownLoad;
     let best: PeerLoad | undefined;
     let bestLoad = Infinity;
     for (const p of peers) {
@@ -46,7 +44,6 @@ export class LoadPolicy {
       this.sentSinceReport.set(best.id, (this.sentSinceReport.get(best.id) ?? 0) + 1);
       return best.id;
     }
-    this.keptSinceMeasure++;
     return this.self;
   }
 }
