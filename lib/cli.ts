@@ -1,10 +1,15 @@
 #!/usr/bin/env node
-// The `dpr` command: start the daemon, check a configuration, print the rules.
+// The `dpr` command: start the daemon, check a configuration, print the rules,
+// and ask the running daemon for its status or to drain.
 import { Command, Option } from 'commander';
-import { ConfigError, loadConfig, selfHost, type DprConfig } from './config';
-import { preflight } from './host';
-import { logger, setLogLevel } from './log';
+import { ConfigError, loadConfig, restoreAddress, selfHost, type DprConfig } from './config';
+import type { DaemonStatus } from './daemon';
+import { DaemonUnreachable, endpointOf, fetchStatus, requestDrain, type Endpoint } from './daemon-client';
+import { preflight, readTcpSockets } from './host';
+import { logger, setLogLevel, type Logger } from './log';
+import { Progress, sleep, waitWithProgress } from './progress';
 import { renderInstallScript, renderRules, renderUninstallScript } from './rules';
+import { buildView, renderText, type Sample } from './status-view';
 
 const configOption = new Option('-c, --config <file>', 'configuration file (JSON)').env('DPR_CONFIG');
 
@@ -39,9 +44,11 @@ async function start(opts: { config?: string; skipChecks?: boolean }): Promise<v
   await daemon.start();
   const server = config.metrics.port ? await startHttp(daemon, config.metrics.address, config.metrics.port) : null;
   let stopping = false;
+  const waiting = new AbortController();
   const shutdown = async (signal: string, drain: boolean): Promise<void> => {
     if (stopping) return;
     stopping = true;
+    waiting.abort();
     log.info('signal', { signal });
     if (drain) await daemon.drain();
     await daemon.stop();
@@ -51,6 +58,38 @@ async function start(opts: { config?: string; skipChecks?: boolean }): Promise<v
   process.on('SIGTERM', () => void shutdown('SIGTERM', true));
   process.on('SIGINT', () => void shutdown('SIGINT', false));
   process.stdout.write(`dpr: host ${config.self} routing (${config.policy} policy)${server ? `, metrics on http://${config.metrics.address}:${config.metrics.port}/metrics` : ''}\n`);
+  await waitForPeers(daemon, config, log, waiting.signal);
+}
+
+/**
+ * The daemon routes from the first moment (what would go to a peer not yet
+ * heard is served here), so this only reports: a progress line on a terminal,
+ * one log line with the outcome everywhere.
+ */
+async function waitForPeers(daemon: { status(): DaemonStatus }, config: Readonly<DprConfig>, log: Logger, signal: AbortSignal): Promise<void> {
+  const total = config.hosts.length;
+  if (total < 2) return;
+  const started = Date.now();
+  const deadline = started + config.peers.deadAfterMs * 3;
+  const down = (): number[] => {
+    const up = new Set(daemon.status().peers.filter((p) => p.up).map((p) => p.id));
+    return config.hosts.map((h) => h.id).filter((id) => id !== config.self && !up.has(id));
+  };
+  const progress = new Progress();
+  let missing = down();
+  try {
+    while (missing.length && Date.now() < deadline && !signal.aborted) {
+      progress.update(`waiting for peers: ${total - missing.length}/${total} up`);
+      await sleep(100);
+      missing = down();
+    }
+  } finally {
+    progress.done();
+  }
+  if (signal.aborted) return;
+  const meta = { up: total - missing.length, hosts: total, waitedMs: Date.now() - started };
+  if (!missing.length) log.info(`peers: ${total}/${total} up`, meta);
+  else log.warn(`peers: ${meta.up}/${total} up; still down: ${missing.join(', ')} (this host serves their share until they are heard)`, { ...meta, down: missing });
 }
 
 function rules(opts: { config?: string; format: string }): void {
@@ -73,10 +112,93 @@ function check(opts: { config?: string }): void {
   process.stdout.write(renderInstallScript(renderRules(config)));
 }
 
+function endpointOrExit(config: Readonly<DprConfig>): Endpoint {
+  try {
+    return endpointOf(config);
+  } catch (err) {
+    return fail(err);
+  }
+}
+
+/** Unreachable daemons and refusals end the command with their message; anything else is a bug. */
+function fail(err: unknown): never {
+  if (err instanceof DaemonUnreachable) {
+    process.stderr.write(`dpr: ${err.message}\n`);
+    process.exit(1);
+  }
+  throw err;
+}
+
+/** Two samples a second apart: connection rates need a time base. */
+async function sampleTwice(ep: Endpoint): Promise<[Sample, Sample]> {
+  const first: Sample = { status: await fetchStatus(ep), at: Date.now() };
+  await waitWithProgress(1000, 'measuring connection rates');
+  const second: Sample = { status: await fetchStatus(ep), at: Date.now() };
+  return [first, second];
+}
+
+async function status(opts: { config?: string; json?: boolean }): Promise<void> {
+  const config = loadOrExit(opts.config);
+  const ep = endpointOrExit(config);
+  const [first, second] = await sampleTwice(ep).catch(fail);
+  const view = buildView(first, second, new Map(config.hosts.map((h) => [h.id, h.cluster])));
+  process.stdout.write(opts.json ? JSON.stringify(view, null, 2) + '\n' : renderText(view));
+}
+
+/**
+ * What a restart would break: flows this host forwarded to peers (entry flow
+ * table) and flows peers forwarded here (sockets on the restore addresses).
+ * Direct local connections survive a restart in the kernel: not counted.
+ */
+async function forwardedLeft(ep: Endpoint, config: Readonly<DprConfig>): Promise<{ out: number; in: number }> {
+  const s = await fetchStatus(ep);
+  const f = s.entry?.flows.forwarded;
+  const restore = new Set(config.hosts.filter((h) => h.id !== config.self).map((h) => restoreAddress(config, h.id)));
+  const ports = new Set(config.servicePorts);
+  const established = 0x01;
+  const inbound = readTcpSockets().filter((t) => t.state === established && ports.has(t.localPort) && restore.has(t.localAddress)).length;
+  return { out: f ? f.syn + f.established : 0, in: inbound };
+}
+
+async function waitDrained(ep: Endpoint, config: Readonly<DprConfig>, timeoutMs: number): Promise<boolean> {
+  const progress = new Progress();
+  const deadline = Date.now() + timeoutMs;
+  try {
+    for (;;) {
+      const left = await forwardedLeft(ep, config);
+      if (left.out + left.in === 0) return true;
+      if (Date.now() >= deadline) {
+        process.stderr.write(`dpr: still ${left.out} forwarded to peers and ${left.in} forwarded from peers after ${timeoutMs} ms\n`);
+        return false;
+      }
+      progress.update(`draining: ${left.out} forwarded to peers, ${left.in} from peers still open`);
+      await sleep(250);
+    }
+  } finally {
+    progress.done();
+  }
+}
+
+async function drain(opts: { config?: string; wait?: boolean; timeout?: string }): Promise<void> {
+  const config = loadOrExit(opts.config);
+  const ep = endpointOrExit(config);
+  const answer = await requestDrain(ep).catch(fail);
+  process.stdout.write(`dpr: host ${answer.self} ${answer.already ? 'was already draining' : 'is draining'}: it forwards no new connections and peers forward none to it; open connections finish. It stays drained until stopped (SIGTERM).\n`);
+  if (!opts.wait) return;
+  const timeoutMs = opts.timeout === undefined ? config.drain.timeoutMs : Number(opts.timeout);
+  if (!Number.isInteger(timeoutMs) || timeoutMs < 0) {
+    process.stderr.write(`dpr: --timeout must be a whole number of ms, not '${opts.timeout}'\n`);
+    process.exit(2);
+  }
+  const drained = await waitDrained(ep, config, timeoutMs).catch(fail);
+  if (!drained) process.exit(1);
+  process.stdout.write('dpr: drained: no forwarded connections left; a restart breaks none\n');
+}
+
 const program = new Command('dpr')
   .description('Distributed Packet Rewriting: every host of a web cluster routes connections')
   .showHelpAfterError();
-program.command('start').description('run the daemon').addOption(configOption)
+program.command('start').description('run the daemon (SIGTERM drains, then exits; SIGINT exits at once)').addOption(configOption)
   .option('--skip-checks', 'start even when start-up checks fail (for debugging)')
   .action(start);
 program.command('check').description('validate a configuration and print the rules it would install; changes nothing')
@@ -85,6 +207,15 @@ program.command('rules').description('print the iptables rules for this host')
   .addOption(configOption)
   .option('-f, --format <format>', 'restore | script | uninstall-script | json', 'restore')
   .action(rules);
+program.command('status').description("show the local daemon's view: hosts, flows, connection rates (reads /status on metrics.address:metrics.port)")
+  .addOption(configOption)
+  .option('--json', 'print JSON instead of a table')
+  .action(status);
+program.command('drain').description('ask the local daemon to drain: no new forwarded connections; it keeps running until stopped')
+  .addOption(configOption)
+  .option('--wait', 'wait until no forwarded connection is left (exit 1 if drain.timeoutMs passes first)')
+  .option('--timeout <ms>', 'with --wait: how long to wait (default: drain.timeoutMs)')
+  .action(drain);
 
 program.parseAsync(process.argv).catch((err: Error) => {
   process.stderr.write(`dpr: ${err.message}\n`);

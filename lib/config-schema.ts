@@ -161,6 +161,8 @@ export const schema = {
     maxEmbryonic: { doc: 'Of those, at most this many SYN-only flows, so a SYN flood cannot push out established ones.', format: 'positive-int', default: 262144, env: 'DPR_FLOWS_MAX_EMBRYONIC' },
     synTimeoutMs: { doc: 'A flow with only a SYN seen is forgotten after this.', format: 'positive-int', default: 10000, env: 'DPR_FLOWS_SYN_TIMEOUT_MS' },
     establishedTimeoutMs: { doc: 'An idle established flow is forgotten after this (as IPVS: 900 s).', format: 'positive-int', default: 900000, env: 'DPR_FLOWS_ESTABLISHED_TIMEOUT_MS' },
+    stateFile: { doc: 'Where the flow table is saved (at exit and every `flows.snapshotMs`) and read back at start, so a restart keeps established connections, forwarded ones included. Empty: not saved.', format: String, default: '/var/lib/dpr/flows.bin', env: 'DPR_FLOWS_STATE_FILE' },
+    snapshotMs: { doc: 'Interval of flow-table snapshots while running (for a crash); 0: only at exit.', format: 'nat', default: 5000, env: 'DPR_FLOWS_SNAPSHOT_MS' },
     closingTimeoutMs: { doc: 'A flow whose client sent FIN is forgotten after this (as IPVS fin_wait: 120 s).', format: 'positive-int', default: 120000, env: 'DPR_FLOWS_CLOSING_TIMEOUT_MS' },
   },
   drain: {

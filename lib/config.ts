@@ -32,7 +32,7 @@ export interface DprConfig {
   marks: { forward: number; serve: number };
   peers: { port: number; key: string; keyFile: string; heartbeatMs: number; deadAfterMs: number };
   load: { threshold: number; decisionTimeoutMs: number };
-  flows: { max: number; maxEmbryonic: number; synTimeoutMs: number; establishedTimeoutMs: number; closingTimeoutMs: number };
+  flows: { max: number; maxEmbryonic: number; synTimeoutMs: number; establishedTimeoutMs: number; stateFile: string; snapshotMs: number; closingTimeoutMs: number };
   drain: { timeoutMs: number };
   metrics: { port: number; address: string };
   log: { level: 'error' | 'warn' | 'info' | 'debug' };

@@ -13,6 +13,7 @@ import { buildMaglevTable } from './maglev';
 import { DECISION_FIELDS, Queue, type DecisionBatch, type NativeQueue, type QueueStats } from './native';
 import { Peers, loadKey, type PeerView } from './peers';
 import { engineOptions, queueOptions } from './plan';
+import { loadFlows, saveFlows } from './flow-state';
 
 export interface DaemonStatus {
   self: number;
@@ -35,6 +36,7 @@ export class Daemon extends EventEmitter {
   private serve: NativeQueue | null = null;
   private peers: Peers | null = null;
   private loadTimer: NodeJS.Timeout | null = null;
+  private snapshotTimer: NodeJS.Timeout | null = null;
   private load = 0;
   private draining = false;
   private liveHosts: number[] = [];
@@ -63,7 +65,12 @@ export class Daemon extends EventEmitter {
     this.entry = new this.QueueClass(queueOptions(c, 'entry'), engineOptions(c, 'entry'), onDecide);
     // Until peers are heard, every new connection is served here.
     this.pushTable([c.self]);
+    this.restoreFlows();
     this.entry.start();
+    if (c.flows.stateFile && c.flows.snapshotMs > 0) {
+      this.snapshotTimer = setInterval(() => this.saveFlowState(), c.flows.snapshotMs);
+      this.snapshotTimer.unref();
+    }
     const me = selfHost(c);
     this.peers = new Peers({
       self: c.self,
@@ -84,6 +91,26 @@ export class Daemon extends EventEmitter {
     this.loadTimer = setInterval(() => this.measureLoad(), Math.max(50, Math.min(c.peers.heartbeatMs, 250)));
     this.loadTimer.unref();
     this.log.info('started', { self: c.self, policy: c.policy, entryQueue: c.queues.entry, serveQueue: c.queues.serve });
+  }
+
+  /** Established flows of the previous run go on where they went before. */
+  private restoreFlows(): void {
+    const file = this.config.flows.stateFile;
+    if (!file || !this.entry) return;
+    const saved = loadFlows(file);
+    if (!saved) return;
+    const taken = this.entry.importFlows(saved.words);
+    this.log.info('flow table restored', { file, flows: taken, savedAgoMs: saved.savedAgoMs });
+  }
+
+  private saveFlowState(): void {
+    const file = this.config.flows.stateFile;
+    if (!file || !this.entry) return;
+    try {
+      saveFlows(file, this.entry.exportFlows());
+    } catch (err) {
+      this.log.warn('cannot save the flow table', { file, error: (err as Error).message });
+    }
   }
 
   private measureLoad(): void {
@@ -162,9 +189,12 @@ export class Daemon extends EventEmitter {
 
   async stop(): Promise<void> {
     if (this.loadTimer) clearInterval(this.loadTimer);
-    this.loadTimer = null;
-    // Entry first: from here on the kernel lets its packets through (fail-open).
+    if (this.snapshotTimer) clearInterval(this.snapshotTimer);
+    this.loadTimer = this.snapshotTimer = null;
+    // Entry first: from here on new connections are served here (fail-open)
+    // and forwarded flows wait for the next daemon, which reads this file.
     this.entry?.stop();
+    this.saveFlowState();
     this.serve?.stop();
     await this.peers?.stop();
     this.log.info('stopped');

@@ -3,7 +3,10 @@
 import http from 'node:http';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Daemon, DaemonStatus } from './daemon';
+import { logger } from './log';
 import type { QueueStats } from './native';
+
+const log = logger('metrics');
 
 /** prom-client counters only go up by inc(): feed them the growth since the last scrape. */
 class Mirror {
@@ -75,14 +78,45 @@ export function createMetrics(daemon: Pick<Daemon, 'status'>): Metrics {
   return { registry, refresh };
 }
 
-/** /metrics for Prometheus, /status (JSON) for `dpr status`. */
-export function startHttp(daemon: Pick<Daemon, 'status'>, address: string, port: number): Promise<http.Server> {
+/** The daemon as the HTTP endpoints see it. */
+export type HttpDaemon = Pick<Daemon, 'status' | 'drain'>;
+
+/**
+ * Draining changes routing for the whole cluster, so only this host may ask:
+ * a loopback peer, or one whose source is the listening address itself (what
+ * the kernel picks when a local process dials a local non-loopback address; a
+ * remote host cannot complete a handshake with our own address as source).
+ */
+export function isLocalRequest(req: http.IncomingMessage): boolean {
+  const remote = (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+  const local = (req.socket.localAddress ?? '').replace(/^::ffff:/, '');
+  return remote === '::1' || remote.startsWith('127.') || (remote !== '' && remote === local);
+}
+
+/** POST /drain: answers at once; the daemon stays up, drained, until it is stopped. */
+function handleDrain(daemon: HttpDaemon, req: http.IncomingMessage, done: (code: number, body: unknown) => void): void {
+  if (req.method !== 'POST') return done(405, { error: 'use POST /drain' });
+  if (!isLocalRequest(req)) return done(403, { error: 'drain is allowed from this host only' });
+  const before = daemon.status();
+  // A second drain() would only start a second wait loop: report the first.
+  if (!before.draining) {
+    daemon.drain().then(
+      (drained) => log.info(drained ? 'drained: no connections left' : 'drain timed out; still draining'),
+      (err: Error) => log.error('drain failed', { error: err.message }),
+    );
+  }
+  done(202, { self: before.self, draining: true, already: before.draining });
+}
+
+/** /metrics for Prometheus, /status (JSON) for `dpr status`, POST /drain for `dpr drain`. */
+export function startHttp(daemon: HttpDaemon, address: string, port: number): Promise<http.Server> {
   const { registry, refresh } = createMetrics(daemon);
   const server = http.createServer((req, res) => {
     const done = (code: number, type: string, body: string): void => {
       res.writeHead(code, { 'content-type': type });
       res.end(body);
     };
+    const json = (code: number, body: unknown): void => done(code, 'application/json', JSON.stringify(body) + '\n');
     if (req.url === '/metrics') {
       refresh();
       registry.metrics().then(
@@ -91,8 +125,10 @@ export function startHttp(daemon: Pick<Daemon, 'status'>, address: string, port:
       );
     } else if (req.url === '/status') {
       done(200, 'application/json', JSON.stringify(daemon.status()));
+    } else if (req.url === '/drain') {
+      handleDrain(daemon, req, json);
     } else {
-      done(404, 'text/plain', 'try /metrics or /status\n');
+      done(404, 'text/plain', 'try /metrics, /status or POST /drain\n');
     }
   });
   return new Promise((resolve, reject) => {

@@ -117,7 +117,12 @@ export interface NativeEngine {
   sweep(budget: number, nowMs: number): number;
   stats(): EngineStats;
   info(): EngineInfo;
+  exportFlows(nowMs: number): Uint32Array;
+  importFlows(words: Uint32Array, nowMs: number): number;
 }
+
+/** Words per flow in exportFlows()/importFlows(). */
+export const FLOW_WORDS = 5;
 
 /**
  * A batch of new flows for the load policy: 5 numbers each,
@@ -133,6 +138,10 @@ export interface NativeQueue {
   setDraining(draining: boolean): void;
   decide(tokens: Uint32Array, targets: Uint16Array): void;
   stats(): QueueStats;
+  /** The flow table, FLOW_WORDS per flow; safe while running. */
+  exportFlows(): Uint32Array;
+  /** Before start() only; returns how many flows were taken. */
+  importFlows(words: Uint32Array): number;
   readonly running: boolean;
 }
 

@@ -59,8 +59,14 @@ export function renderRules(c: DprConfig): RuleSet {
     // Without --nowildcard, -m socket ignores wildcard listeners: only a real
     // local connection matches, never a forwarded flow's packets.
     '-A DPR_ENTRY -p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -m socket -j ACCEPT',
-    `-A DPR_ENTRY -j NFQUEUE --queue-num ${c.queues.entry} --queue-bypass`,
-    `-A DPR_SERVE -s ${c.clusterCidr} -j NFQUEUE --queue-num ${c.queues.serve} --queue-bypass`,
+    // With no daemon listening, a new connection is served here (fail-open)...
+    `-A DPR_ENTRY -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j NFQUEUE --queue-num ${c.queues.entry} --queue-bypass`,
+    // ...but a later packet with no local socket belongs to a forwarded flow:
+    // dropped, TCP sends it again once a daemon is back (a restart), where the
+    // local stack would have reset the connection.
+    `-A DPR_ENTRY -j NFQUEUE --queue-num ${c.queues.entry}`,
+    // Likewise at the serving host: held back, not answered, while no daemon runs.
+    `-A DPR_SERVE -s ${c.clusterCidr} -j NFQUEUE --queue-num ${c.queues.serve}`,
     '-A DPR_SERVE -j DROP',
     'COMMIT',
     '*nat',

@@ -252,6 +252,41 @@ void Engine::Rewrite(TcpPacket& p, uint32_t daddr, uint16_t dport, bool csumNotR
   }
 }
 
+std::vector<uint32_t> Engine::ExportFlows(uint32_t nowMs) const {
+  std::vector<uint32_t> out;
+  out.reserve(flows_.size() * kFlowWords);
+  flows_.ForEach([&](const FlowEntry& e) {
+    if (e.state == FlowState::kPending) return;
+    out.push_back(e.key.clientAddr);
+    out.push_back(e.key.serviceAddr);
+    out.push_back(static_cast<uint32_t>(e.key.clientPort) << 16 | e.key.servicePort);
+    out.push_back(static_cast<uint32_t>(e.target) << 16 | static_cast<uint32_t>(e.state));
+    out.push_back(nowMs - e.lastSeenMs);
+  });
+  return out;
+}
+
+size_t Engine::ImportFlows(const uint32_t* words, size_t count, uint32_t nowMs) {
+  size_t taken = 0;
+  for (size_t i = 0; i + kFlowWords <= count * kFlowWords; i += kFlowWords) {
+    const FlowKey key{words[i], words[i + 1], static_cast<uint16_t>(words[i + 2] >> 16),
+                      static_cast<uint16_t>(words[i + 2] & 0xffff)};
+    const uint16_t target = static_cast<uint16_t>(words[i + 3] >> 16);
+    const uint32_t stateWord = words[i + 3] & 0xffff;
+    const uint32_t age = words[i + 4];
+    if (stateWord < static_cast<uint32_t>(FlowState::kSynSeen) || stateWord >= static_cast<uint32_t>(FlowState::kCount)) continue;
+    if (target >= config_.serviceAddr.size() || config_.serviceAddr[target] == 0) continue;
+    if (key.serviceAddr != config_.serviceAddr[config_.self] || ServicePortIndex(key.servicePort) < 0) continue;
+    if (flows_.Find(key, nowMs) >= 0) continue;
+    // Inserted with its age, so the usual timeouts (and the sweep) apply.
+    if (!flows_.Insert(key, target, static_cast<FlowState>(stateWord), nowMs - age)) continue;
+    const long idx = flows_.Find(key, nowMs);  // drops it again if it has expired
+    if (idx >= 0) ++taken;
+  }
+  PublishFlowCounts();
+  return taken;
+}
+
 size_t Engine::Sweep(size_t budget, uint32_t nowMs) {
   const size_t removed = flows_.Sweep(budget, nowMs);
   counters_.flowsExpired.Add(removed);

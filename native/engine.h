@@ -109,6 +109,15 @@ class Engine {
   // packet again then applies it. False when the flow is gone (expired).
   bool Resolve(const FlowKey& key, uint16_t target, uint32_t nowMs);
 
+  // The flow table as words, kFlowWords per flow, for a restart to pick up:
+  // clientAddr, serviceAddr (network order), clientPort << 16 | servicePort,
+  // target << 16 | state, age in ms. Pending flows are left out.
+  static constexpr size_t kFlowWords = 5;
+  std::vector<uint32_t> ExportFlows(uint32_t nowMs) const;
+  // Re-inserts exported flows; skips any that do not fit this host's
+  // configuration or have expired. Returns how many were taken.
+  size_t ImportFlows(const uint32_t* words, size_t count, uint32_t nowMs);
+
   void SetLookupTable(std::shared_ptr<const LookupTable> table) { lookup_ = std::move(table); }
   void SetDraining(bool draining) { draining_ = draining; }
   size_t Sweep(size_t budget, uint32_t nowMs);

@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <memory>
 
 #include "binding_util.h"
@@ -25,6 +26,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                         InstanceMethod<&EngineWrap::HashTarget>("hashTarget"),
                         InstanceMethod<&EngineWrap::Sweep>("sweep"),
                         InstanceMethod<&EngineWrap::Stats>("stats"),
+                        InstanceMethod<&EngineWrap::ExportFlows>("exportFlows"),
+                        InstanceMethod<&EngineWrap::ImportFlows>("importFlows"),
                         InstanceMethod<&EngineWrap::Info>("info")});
   }
 
@@ -82,6 +85,23 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value Sweep(const Napi::CallbackInfo& info) {
     const size_t removed = engine_->Sweep(info[0].As<Napi::Number>().Uint32Value(), info[1].As<Napi::Number>().Uint32Value());
     return Napi::Number::New(info.Env(), static_cast<double>(removed));
+  }
+
+  Napi::Value ExportFlows(const Napi::CallbackInfo& info) {
+    const std::vector<uint32_t> words = engine_->ExportFlows(info[0].As<Napi::Number>().Uint32Value());
+    Napi::Uint32Array out = Napi::Uint32Array::New(info.Env(), words.size());
+    std::copy(words.begin(), words.end(), out.Data());
+    return out;
+  }
+
+  Napi::Value ImportFlows(const Napi::CallbackInfo& info) {
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
+      ThrowError(info.Env(), "EINVAL", 0, "importFlows(words, nowMs): words must be a Uint32Array");
+    }
+    auto words = info[0].As<Napi::Uint32Array>();
+    const size_t n = engine_->ImportFlows(words.Data(), words.ElementLength() / Engine::kFlowWords,
+                                          info[1].As<Napi::Number>().Uint32Value());
+    return Napi::Number::New(info.Env(), static_cast<double>(n));
   }
 
   Napi::Value Stats(const Napi::CallbackInfo& info) {

@@ -67,6 +67,14 @@ class FlowTable {
   void Erase(long index);
   FlowEntry& At(long index) { return slots_[index]; }
 
+  // Calls fn(entry) for every live entry, in slot order.
+  template <typename Fn>
+  void ForEach(Fn fn) const {
+    for (const FlowEntry& e : slots_) {
+      if (e.state != FlowState::kFree) fn(e);
+    }
+  }
+
   // Visit `budget` slots from where the last sweep stopped and drop the expired.
   size_t Sweep(size_t budget, uint32_t nowMs);
 

@@ -17,6 +17,7 @@ extern "C" {
 }
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 namespace dpr {
@@ -212,6 +213,25 @@ void Queue::SetDraining(bool draining) {
   }
 }
 
+std::vector<uint32_t> Queue::ExportFlows() {
+  if (!running_.load()) return engine_.ExportFlows(MonotonicMs());
+  std::unique_lock<std::mutex> lock(mutex_);
+  exportRequested_ = true;
+  exportReady_ = false;
+  controlDirty_ = true;
+  Wake();
+  // Bounded: a stuck queue thread must not hang the control plane.
+  if (!exportDone_.wait_for(lock, std::chrono::seconds(5), [this] { return exportReady_; })) {
+    throw QueueError("ETIMEDOUT", ETIMEDOUT, "the queue thread did not answer a flow-table export");
+  }
+  return std::move(exported_);
+}
+
+size_t Queue::ImportFlows(const uint32_t* words, size_t count) {
+  if (running_.load()) throw QueueError("EBUSY", EBUSY, "flows can only be imported before the queue starts");
+  return engine_.ImportFlows(words, count, MonotonicMs());
+}
+
 void Queue::Decide(const std::vector<uint32_t>& tokens, const std::vector<uint16_t>& targets) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -237,6 +257,12 @@ void Queue::ApplyControl(uint32_t nowMs) {
       drainingChanged_ = false;
     }
     decisions.swap(pendingDecisions_);
+    if (exportRequested_) {
+      exported_ = engine_.ExportFlows(nowMs);
+      exportRequested_ = false;
+      exportReady_ = true;
+      exportDone_.notify_all();
+    }
   }
   for (const auto& [token, target] : decisions) {
     auto it = held_.find(token);

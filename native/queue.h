@@ -4,6 +4,7 @@
 // through a callback and come back through Decide().
 #pragma once
 #include <atomic>
+#include <condition_variable>
 #include <deque>
 #include <unordered_map>
 #include <cstdint>
@@ -72,6 +73,11 @@ class Queue {
   void Stop();
 
   void SetLookupTable(std::shared_ptr<const LookupTable> table);
+  // A copy of the flow table (see Engine::ExportFlows); safe while running:
+  // the queue thread makes it between two batches.
+  std::vector<uint32_t> ExportFlows();
+  // Only before Start(): throws QueueError otherwise.
+  size_t ImportFlows(const uint32_t* words, size_t count);
   void SetDraining(bool draining);
   // Answers from the policy for tokens handed to the sink.
   void Decide(const std::vector<uint32_t>& tokens, const std::vector<uint16_t>& targets);
@@ -134,6 +140,10 @@ class Queue {
   bool pendingDraining_ = false;
   bool drainingChanged_ = false;
   std::vector<std::pair<uint32_t, uint16_t>> pendingDecisions_;
+  bool exportRequested_ = false;
+  bool exportReady_ = false;
+  std::vector<uint32_t> exported_;
+  std::condition_variable exportDone_;
 };
 
 uint32_t MonotonicMs();

@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <memory>
 
 #include "binding_util.h"
@@ -42,6 +43,8 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
                         InstanceMethod<&QueueWrap::SetLookupTable>("setLookupTable"),
                         InstanceMethod<&QueueWrap::SetDraining>("setDraining"),
                         InstanceMethod<&QueueWrap::Decide>("decide"), InstanceMethod<&QueueWrap::Stats>("stats"),
+                        InstanceMethod<&QueueWrap::ExportFlows>("exportFlows"),
+                        InstanceMethod<&QueueWrap::ImportFlows>("importFlows"),
                         InstanceAccessor<&QueueWrap::Running>("running")});
   }
 
@@ -115,6 +118,30 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
     }
     queue_->Decide(std::vector<uint32_t>(tokens.Data(), tokens.Data() + tokens.ElementLength()),
                    std::vector<uint16_t>(targets.Data(), targets.Data() + targets.ElementLength()));
+  }
+
+  Napi::Value ExportFlows(const Napi::CallbackInfo& info) {
+    try {
+      const std::vector<uint32_t> words = queue_->ExportFlows();
+      Napi::Uint32Array out = Napi::Uint32Array::New(info.Env(), words.size());
+      std::copy(words.begin(), words.end(), out.Data());
+      return out;
+    } catch (const QueueError& err) {
+      ThrowError(info.Env(), err.code, err.errnum, err.what());
+    }
+  }
+
+  Napi::Value ImportFlows(const Napi::CallbackInfo& info) {
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
+      ThrowError(info.Env(), "EINVAL", 0, "importFlows(words): words must be a Uint32Array");
+    }
+    auto words = info[0].As<Napi::Uint32Array>();
+    try {
+      const size_t n = queue_->ImportFlows(words.Data(), words.ElementLength() / Engine::kFlowWords);
+      return Napi::Number::New(info.Env(), static_cast<double>(n));
+    } catch (const QueueError& err) {
+      ThrowError(info.Env(), err.code, err.errnum, err.what());
+    }
   }
 
   Napi::Value Stats(const Napi::CallbackInfo& info) {

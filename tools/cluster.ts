@@ -78,7 +78,7 @@ export class Cluster {
       policy: this.options.policy,
       peers: { key: '5eb63bbbe01eeed093cb22bb8f5acdc3', heartbeatMs: 100, deadAfterMs: 500 },
       drain: { timeoutMs: 10000 },
-      flows: { max: 65536, maxEmbryonic: 16384 },
+      flows: { max: 65536, maxEmbryonic: 16384, stateFile: path.join(this.tmp, `h${id}.flows`), snapshotMs: 1000 },
       ...this.options.config,
     };
   }

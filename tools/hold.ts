@@ -13,6 +13,8 @@ export interface HoldSpec {
   connections: number;
   intervalMs: number;
   durationMs: number;
+  /** An answer that takes longer than this counts as a broken connection (default 5000). */
+  stallMs?: number;
 }
 
 export interface HeldConnection {
@@ -20,16 +22,18 @@ export interface HeldConnection {
   /** Different hosts answered on one connection: it was moved, which must never happen. */
   moved: boolean;
   ok: number;
+  /** Longest wait for an answer (a restart shows here, as TCP retransmits). */
+  maxWaitMs: number;
   brokeAtMs: number | null;
   error: string | null;
 }
 
 function holdOne(spec: HoldSpec, started: number): Promise<HeldConnection> {
   return new Promise((resolve) => {
-    const c: HeldConnection = { servedBy: null, moved: false, ok: 0, brokeAtMs: null, error: null };
+    const c: HeldConnection = { servedBy: null, moved: false, ok: 0, maxWaitMs: 0, brokeAtMs: null, error: null };
     const socket = net.connect({ host: spec.address, port: spec.port ?? 80 });
     let buffer = '';
-    let waiting = false;
+    let askedAt = 0; // 0: no request outstanding
     let finished = false;
     const finish = (error: string | null): void => {
       if (finished) return;
@@ -43,12 +47,15 @@ function holdOne(spec: HoldSpec, started: number): Promise<HeldConnection> {
       resolve(c);
     };
     const ask = (): void => {
-      if (waiting) return finish('no answer within one interval'); // a stalled connection is a broken one
-      waiting = true;
+      if (askedAt) {
+        if (Date.now() - askedAt > (spec.stallMs ?? 5000)) finish('no answer'); // stalled for good
+        return;
+      }
+      askedAt = Date.now();
       socket.write(`GET / HTTP/1.1\r\nHost: ${spec.address}\r\nConnection: keep-alive\r\n\r\n`);
     };
     const timer = setInterval(() => {
-      if (Date.now() - started >= spec.durationMs) finish(null);
+      if (Date.now() - started >= spec.durationMs) finish(askedAt && Date.now() - askedAt > (spec.stallMs ?? 5000) ? 'no answer' : null);
       else ask();
     }, spec.intervalMs);
     socket.setEncoding('utf8');
@@ -63,7 +70,8 @@ function holdOne(spec: HoldSpec, started: number): Promise<HeldConnection> {
         if (c.servedBy !== null && c.servedBy !== m[1]) c.moved = true;
         c.servedBy = m[1]!;
         c.ok++;
-        waiting = false;
+        c.maxWaitMs = Math.max(c.maxWaitMs, Date.now() - askedAt);
+        askedAt = 0;
       }
     });
     socket.on('error', (err: NodeJS.ErrnoException) => finish(err.code ?? err.message));

@@ -1,0 +1,135 @@
+// What `dpr status` shows: two /status samples of the local daemon turned into
+// one view (hosts, flows, connection rates, rejected heartbeats), printed as a
+// table for people or as JSON for scripts. Pure functions: no I/O here.
+import type { DaemonStatus } from './daemon';
+import type { EngineStats } from './native';
+
+export interface HostRow {
+  id: number;
+  /** This host (the one whose daemon answered). */
+  self: boolean;
+  /** Cluster address; null when the configuration does not name this host. */
+  address: string | null;
+  up: boolean;
+  load: number;
+  draining: boolean;
+  /** Ms since this host last heard the peer; null for this host and for peers never heard. */
+  heartbeatAgeMs: number | null;
+}
+
+type FlowCounts = Pick<EngineStats['flows'], 'pending' | 'syn' | 'established' | 'closing'>;
+
+export interface StatusView {
+  self: number;
+  policy: DaemonStatus['policy'];
+  draining: boolean;
+  uptimeMs: number;
+  /** Hosts that get new connections from this one (this host and live peers not draining). */
+  liveHosts: number[];
+  hosts: HostRow[];
+  /** The entry flow table; `forwarded` are those another host serves. */
+  flows: (FlowCounts & { forwarded: FlowCounts }) | null;
+  /** New connections per second over the sample, decided here: served here, or forwarded to a peer. */
+  connectionsPerSecond: { local: number; forwarded: number } | null;
+  sampleMs: number;
+  heartbeatsRejected: { total: number; byReason: Record<string, number> } | null;
+}
+
+export interface Sample {
+  status: DaemonStatus;
+  /** Date.now() when it was read. */
+  at: number;
+}
+
+const pickFlows = (f: FlowCounts): FlowCounts => ({ pending: f.pending, syn: f.syn, established: f.established, closing: f.closing });
+
+/**
+ * Rates come from the native new-flow counters, which count every decision
+ * (hash, load, draining, table full) for both policies alike.
+ */
+function rates(a: Sample, b: Sample): StatusView['connectionsPerSecond'] {
+  const ea = a.status.entry;
+  const eb = b.status.entry;
+  const seconds = (b.at - a.at) / 1000;
+  if (!ea || !eb || seconds <= 0) return null;
+  const per = (x: number, y: number): number => Math.max(0, y - x) / seconds;
+  return { local: per(ea.newFlows.local, eb.newFlows.local), forwarded: per(ea.newFlows.forwarded, eb.newFlows.forwarded) };
+}
+
+/** `addresses` maps host id to cluster address (from the configuration). */
+export function buildView(first: Sample, second: Sample, addresses: ReadonlyMap<number, string>): StatusView {
+  const s = second.status;
+  const me: HostRow = {
+    id: s.self, self: true, address: addresses.get(s.self) ?? null, up: true, load: s.load, draining: s.draining, heartbeatAgeMs: null,
+  };
+  const peers: HostRow[] = s.peers.map((p) => ({
+    id: p.id, self: false, address: p.address, up: p.up, load: p.load, draining: p.draining, heartbeatAgeMs: p.lastHeardMs,
+  }));
+  const rejected = s.heartbeats?.rejected;
+  return {
+    self: s.self,
+    policy: s.policy,
+    draining: s.draining,
+    uptimeMs: Math.max(0, second.at - s.startedAt),
+    liveHosts: s.liveHosts,
+    hosts: [me, ...peers].sort((x, y) => x.id - y.id),
+    flows: s.entry ? { ...pickFlows(s.entry.flows), forwarded: pickFlows(s.entry.flows.forwarded) } : null,
+    connectionsPerSecond: rates(first, second),
+    sampleMs: second.at - first.at,
+    heartbeatsRejected: rejected
+      ? { total: Object.values(rejected).reduce((t, v) => t + v, 0), byReason: { ...rejected } }
+      : null,
+  };
+}
+
+function age(ms: number | null): string {
+  if (ms === null) return 'never';
+  return ms < 1000 ? `${ms} ms ago` : `${(ms / 1000).toFixed(1)} s ago`;
+}
+
+export function duration(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${s % 60}s`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60)}m`;
+  return `${Math.floor(s / 86400)}d${Math.floor((s % 86400) / 3600)}h`;
+}
+
+/** Left-aligned columns, two spaces apart. */
+export function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n') + '\n';
+}
+
+function hostTable(v: StatusView): string {
+  const rows = [['HOST', 'ADDRESS', 'STATE', 'LOAD', 'DRAINING', 'LAST HEARTBEAT']];
+  for (const h of v.hosts) {
+    rows.push([
+      h.self ? `${h.id} (this)` : String(h.id),
+      h.address ?? '-',
+      h.up ? 'up' : 'down',
+      String(h.load),
+      h.draining ? 'yes' : 'no',
+      h.self ? '-' : age(h.heartbeatAgeMs),
+    ]);
+  }
+  return table(rows);
+}
+
+const counts = (f: FlowCounts): string => `pending ${f.pending}, syn ${f.syn}, established ${f.established}, closing ${f.closing}`;
+
+export function renderText(v: StatusView): string {
+  const head = `dpr: host ${v.self}, ${v.policy} policy, up ${duration(v.uptimeMs)}${v.draining ? ', DRAINING (forwards no new connections; peers forward none to it)' : ''}\n`;
+  const lines: Array<[string, string]> = [];
+  lines.push(['new connections to', `hosts ${v.liveHosts.join(', ')}`]);
+  if (v.flows) {
+    lines.push(['flows', counts(v.flows)]);
+    lines.push(['  of which forwarded', counts(v.flows.forwarded)]);
+  }
+  const r = v.connectionsPerSecond;
+  lines.push(['connections/s', r ? `local ${r.local.toFixed(1)}, forwarded ${r.forwarded.toFixed(1)} (over ${(v.sampleMs / 1000).toFixed(1)} s)` : 'n/a (no entry queue)']);
+  const hb = v.heartbeatsRejected;
+  const reasons = hb ? Object.entries(hb.byReason).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`) : [];
+  lines.push(['heartbeats rejected', hb ? `${hb.total}${reasons.length ? ` (${reasons.join(', ')})` : ''}` : 'n/a']);
+  return `${head}\n${hostTable(v)}\n${table(lines.map(([k, val]) => [k, val]))}`;
+}

@@ -1,0 +1,435 @@
+// libFuzzer target for the data path: parse, flow table, rewrite, checksums.
+// Built by scripts/fuzz.sh from the engine sources alone (no Node-API, no
+// netlink) under ASan and UBSan. Besides memory errors it traps on broken
+// invariants: a rewritten packet must re-parse, change only the destination
+// and the checksums, and carry checksums that a separate, byte-wise
+// implementation here accepts.
+//
+// Input layout. Byte 0 selects the set-up:
+//   bit 0 serve role (else entry)      bit 1 load policy (else hash)
+//   bit 2 csumNotReady (single mode)   bit 3 draining
+//   bit 4 fix checksums first: the harness writes valid sums into the input,
+//         so the output must verify outright (not only stay as wrong as it was)
+//   bit 5 multi mode                   bits 6-7 lookup table (see Tables())
+// Single mode: the rest is one packet. It is processed, resolved if deferred,
+// processed again as a retransmission, and the table swept later on.
+// Multi mode: the rest is records [ctrl][len hi][len lo][len bytes], one packet
+// each, so flows can move through their states. ctrl:
+//   bit 0 csumNotReady  bit 1 resolve if deferred  bits 2-3 resolve target
+//   bit 4 sweep after   bits 5-7 clock advance before (kAdvanceMs)
+// The cluster matches test/support/cluster.ts, so fixtures make good seeds.
+#include <arpa/inet.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "../engine.h"
+
+namespace {
+
+using dpr::Action;
+using dpr::Engine;
+using dpr::EngineConfig;
+using dpr::Outcome;
+
+constexpr uint8_t kSelServe = 0x01;
+constexpr uint8_t kSelLoad = 0x02;
+constexpr uint8_t kSelCsum = 0x04;
+constexpr uint8_t kSelDraining = 0x08;
+constexpr uint8_t kSelFix = 0x10;
+constexpr uint8_t kSelMulti = 0x20;
+constexpr size_t kMaxRecords = 64;
+constexpr uint32_t kAdvanceMs[8] = {0, 1, 100, 1001, 10001, 130000, 1000000, 0x80000000u};
+
+void Require(bool cond) {
+  if (!cond) __builtin_trap();
+}
+
+uint32_t Addr(uint8_t a, uint8_t b, uint8_t c, uint8_t d) {
+  return htonl((uint32_t{a} << 24) | (uint32_t{b} << 16) | (uint32_t{c} << 8) | d);
+}
+
+EngineConfig MakeConfig(uint8_t sel) {
+  EngineConfig c;
+  c.role = (sel & kSelServe) ? dpr::Role::kServe : dpr::Role::kEntry;
+  c.policy = (sel & kSelLoad) ? dpr::Policy::kLoad : dpr::Policy::kHash;
+  c.self = (sel & kSelServe) ? 1 : 0;
+  // Host 3 is a hole, as in the fixtures: peer ports naming it must be refused.
+  c.serviceAddr = {Addr(198, 18, 0, 10), Addr(198, 18, 0, 11), Addr(198, 18, 0, 12), 0};
+  c.clusterAddr = {Addr(198, 19, 0, 10), Addr(198, 19, 0, 11), Addr(198, 19, 0, 12), 0};
+  c.servicePorts = {80, 443};
+  c.peerPortBase = 20000;
+  c.forwardMark = 0x100;
+  c.serveMark = 0x200;
+  // Small, so inserts hit both budgets and probe runs wrap around the table.
+  c.maxFlows = 12;
+  c.maxEmbryonic = 6;
+  return c;
+}
+
+// Maglev population (Eisenbud et al., NSDI 2016): each host walks its own
+// permutation of the slots and claims the next free one, in turns.
+std::vector<uint16_t> Maglev(uint16_t hosts, size_t size) {
+  std::vector<uint16_t> table(size, 0xffff);
+  std::vector<size_t> offset(hosts), skip(hosts), next(hosts, 0);
+  for (uint16_t h = 0; h < hosts; ++h) {
+    offset[h] = dpr::Mix64(h + 1) % size;
+    skip[h] = dpr::Mix64(h + 1001) % (size - 1) + 1;
+  }
+  for (size_t filled = 0; filled < size;) {
+    for (uint16_t h = 0; h < hosts && filled < size; ++h) {
+      size_t slot = (offset[h] + next[h] * skip[h]) % size;
+      while (table[slot] != 0xffff) slot = (offset[h] + ++next[h] * skip[h]) % size;
+      table[slot] = h;
+      ++next[h];
+      ++filled;
+    }
+  }
+  return table;
+}
+
+// Indexed by selector bits 6-7: Maglev over the live hosts; all self; all
+// host 1; and ids that are holes or out of range (the engine must fall back).
+const std::vector<std::shared_ptr<const dpr::LookupTable>>& Tables() {
+  static const auto* tables = new std::vector<std::shared_ptr<const dpr::LookupTable>>{
+      std::make_shared<const dpr::LookupTable>(Maglev(3, 251)),
+      std::make_shared<const dpr::LookupTable>(251, 0),
+      std::make_shared<const dpr::LookupTable>(251, 1),
+      std::make_shared<const dpr::LookupTable>(dpr::LookupTable{0, 1, 2, 3, 4, 7, 0xffff}),
+  };
+  return *tables;
+}
+
+// ---- An independent checksum: byte by byte, big-endian words. ----
+
+uint32_t SumBytes(const uint8_t* p, size_t n, uint32_t sum) {
+  for (size_t i = 0; i + 1 < n; i += 2) sum += (uint32_t{p[i]} << 8) | p[i + 1];
+  if (n & 1) sum += uint32_t{p[n - 1]} << 8;
+  return sum;
+}
+
+uint16_t Fold(uint32_t sum) {
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(sum);
+}
+
+struct Layout {
+  bool ipHeader = false;  // a whole IPv4 header is present
+  bool tcp = false;       // and a whole, unfragmented TCP segment
+  size_t ihl = 0;
+  size_t total = 0;
+};
+
+Layout Look(const uint8_t* b, size_t len) {
+  Layout l;
+  if (len < 20 || (b[0] >> 4) != 4) return l;
+  l.ihl = size_t{b[0] & 0x0fu} * 4;
+  if (l.ihl < 20 || l.ihl > len) return l;
+  l.ipHeader = true;
+  l.total = (size_t{b[2]} << 8) | b[3];
+  const bool fragment = (((b[6] << 8) | b[7]) & 0x3fff) != 0;
+  l.tcp = b[9] == 6 && !fragment && l.total <= len && l.total >= l.ihl + 20;
+  return l;
+}
+
+// The parse result packet.h documents, restated check by check: the engine's
+// parser must agree on every input, not only avoid reading out of bounds.
+dpr::ParseResult Classify(const uint8_t* b, size_t len) {
+  using R = dpr::ParseResult;
+  if (len < 20) return R::kTruncatedIp;
+  if ((b[0] >> 4) != 4) return R::kNotIpv4;
+  const size_t ihl = size_t{b[0] & 0x0fu} * 4;
+  if (ihl < 20 || ihl > len) return R::kBadIhl;
+  const size_t total = (size_t{b[2]} << 8) | b[3];
+  if (total < ihl) return R::kBadTotalLength;
+  if (total > len) return R::kTruncatedIp;
+  if ((((b[6] << 8) | b[7]) & 0x3fff) != 0) return R::kFragment;
+  if (b[9] != 6) return R::kNotTcp;
+  if (total - ihl < 20) return R::kTruncatedTcp;
+  const size_t doff = static_cast<size_t>(b[ihl + 12] >> 4) * 4;
+  if (doff < 20 || doff > total - ihl) return R::kBadTcpOffset;
+  return R::kOk;
+}
+
+uint32_t PseudoSum(const uint8_t* b, const Layout& l) {
+  const size_t tcpLen = l.total - l.ihl;
+  return SumBytes(b + 12, 8, 6 + static_cast<uint32_t>(tcpLen));
+}
+
+// Folded sum over a checksummed region including its checksum field:
+// 0xffff when the checksum is right.
+uint16_t IpResidual(const uint8_t* b, const Layout& l) { return Fold(SumBytes(b, l.ihl, 0)); }
+uint16_t TcpResidual(const uint8_t* b, const Layout& l) {
+  return Fold(SumBytes(b + l.ihl, l.total - l.ihl, PseudoSum(b, l)));
+}
+
+void Put16(uint8_t* p, uint16_t v) {
+  p[0] = static_cast<uint8_t>(v >> 8);
+  p[1] = static_cast<uint8_t>(v);
+}
+
+// Writes valid sums; with csumNotReady the TCP field gets what Linux leaves
+// for CHECKSUM_PARTIAL: the folded pseudo-header sum, not complemented.
+void FixChecksums(uint8_t* b, size_t len, bool csumNotReady) {
+  const Layout l = Look(b, len);
+  if (!l.ipHeader) return;
+  Put16(b + 10, 0);
+  Put16(b + 10, static_cast<uint16_t>(~IpResidual(b, l)));
+  if (!l.tcp) return;
+  uint8_t* field = b + l.ihl + 16;
+  Put16(field, 0);
+  Put16(field, csumNotReady ? Fold(PseudoSum(b, l)) : static_cast<uint16_t>(~TcpResidual(b, l)));
+}
+
+// One's-complement values are equal modulo 0xffff (0 and 0xffff are both zero).
+bool SameModOnes(uint16_t a, uint16_t b) { return a % 0xffff == b % 0xffff; }
+
+struct Harness {
+  uint8_t sel;
+  Engine engine;
+  uint32_t now = 1000;
+  // What the harness itself did, to hold the engine's decisions and counters to.
+  std::vector<std::pair<dpr::FlowKey, uint16_t>> decided;  // load policy: Resolve answers
+  uint64_t processed = 0, replayed = 0, bytes = 0;
+  explicit Harness(uint8_t s) : sel(s), engine(MakeConfig(s)) {
+    engine.SetLookupTable(Tables()[s >> 6]);
+    engine.SetDraining((s & kSelDraining) != 0);
+  }
+  const EngineConfig& cfg() const { return engine.config(); }
+};
+
+uint16_t Port(const uint8_t* b) { return static_cast<uint16_t>((b[0] << 8) | b[1]); }
+
+// Offsets a rewrite may touch: IP checksum and destination, TCP destination
+// port and checksum.
+bool MayChange(size_t i, size_t ihl) {
+  return i == 10 || i == 11 || (i >= 16 && i < 20) || i == ihl + 2 || i == ihl + 3 || i == ihl + 16 ||
+         i == ihl + 17;
+}
+
+int ServicePortIndex(const EngineConfig& c, uint16_t port) {
+  for (size_t k = 0; k < c.servicePorts.size(); ++k) {
+    if (c.servicePorts[k] == port) return static_cast<int>(k);
+  }
+  return -1;
+}
+
+// The new destination must be the one DESIGN.md section 4 prescribes.
+void CheckDestination(const Harness& h, const uint8_t* in, const uint8_t* out, size_t ihl, const Outcome& o) {
+  const EngineConfig& c = h.cfg();
+  const size_t nPorts = c.servicePorts.size();
+  uint32_t inAddr, outAddr;
+  std::memcpy(&inAddr, in + 16, 4);
+  std::memcpy(&outAddr, out + 16, 4);
+  const uint16_t inPort = Port(in + ihl + 2), outPort = Port(out + ihl + 2);
+  if (o.action == Action::kForward) {
+    const int k = ServicePortIndex(c, inPort);
+    Require(inAddr == c.serviceAddr[c.self] && k >= 0);
+    Require(o.target != c.self && o.target < c.clusterAddr.size() && c.serviceAddr[o.target] != 0);
+    Require(outAddr == c.clusterAddr[o.target]);
+    Require(outPort == c.peerPortBase + c.self * nPorts + static_cast<size_t>(k));
+  } else {
+    Require(inAddr == c.clusterAddr[c.self] && inPort >= c.peerPortBase);
+    const size_t offset = inPort - c.peerPortBase;
+    const size_t origin = offset / nPorts;
+    Require(origin < c.serviceAddr.size() && origin != c.self && c.serviceAddr[origin] != 0);
+    Require(outAddr == c.serviceAddr[origin] && outPort == c.servicePorts[offset % nPorts]);
+  }
+}
+
+void CheckMangled(const Harness& h, const uint8_t* in, const uint8_t* out, size_t len, const Outcome& o,
+                  bool csumNotReady) {
+  dpr::TcpPacket p;
+  Require(dpr::ParseTcp4(const_cast<uint8_t*>(out), len, &p) == dpr::ParseResult::kOk);
+  const Layout l = Look(out, len);
+  Require(l.tcp && l.ihl == p.ipHeaderLength && l.total == p.ipLength);
+  for (size_t i = 0; i < len; ++i) Require(in[i] == out[i] || MayChange(i, l.ihl));
+  CheckDestination(h, in, out, l.ihl, o);
+  // Incremental updates keep a checksum exactly as right (or wrong) as it was.
+  Require(SameModOnes(IpResidual(in, l), IpResidual(out, l)));
+  if (csumNotReady) {
+    Require(TcpResidual(out, l) == 0xffff);  // always recomputed in full
+  } else {
+    Require(SameModOnes(TcpResidual(in, l), TcpResidual(out, l)));
+  }
+  if (h.sel & kSelFix) Require(IpResidual(out, l) == 0xffff && TcpResidual(out, l) == 0xffff);
+}
+
+dpr::FlowKey KeyOf(const uint8_t* b) {
+  const size_t ihl = size_t{b[0] & 0x0fu} * 4;
+  dpr::FlowKey k{};
+  std::memcpy(&k.clientAddr, b + 12, 4);
+  std::memcpy(&k.serviceAddr, b + 16, 4);
+  k.clientPort = Port(b + ihl);
+  k.servicePort = Port(b + ihl + 2);
+  return k;
+}
+
+// Stickiness: within one input the lookup table never changes, so a hashed
+// flow always goes where the hash says; a load-policy flow goes only where its
+// decision sent it (it is never hashed).
+void CheckTarget(const Harness& h, const uint8_t* in, const Outcome& o) {
+  if (o.action != Action::kForward) return;
+  const dpr::FlowKey k = KeyOf(in);
+  if (h.cfg().policy == dpr::Policy::kHash) {
+    Require(o.target == h.engine.HashTarget(k.clientAddr, k.clientPort));
+    return;
+  }
+  for (const auto& d : h.decided) {
+    if (d.first == k) {
+      Require(d.second == o.target);
+      return;
+    }
+  }
+  Require(false);
+}
+
+void CheckOutcome(const Harness& h, const uint8_t* in, const uint8_t* out, size_t len, const Outcome& o,
+                  bool csumNotReady) {
+  const EngineConfig& c = h.cfg();
+  const bool entry = c.role == dpr::Role::kEntry;
+  Require(static_cast<size_t>(o.action) < static_cast<size_t>(Action::kCount));
+  Require(o.parse == Classify(in, len));
+  if (o.parse != dpr::ParseResult::kOk) Require(o.action == Action::kAccept && o.note == dpr::Note::kNone);
+  switch (o.action) {
+    case Action::kForward: Require(entry && o.mangled && o.mark == c.forwardMark); break;
+    case Action::kRestore: Require(!entry && o.mangled && o.mark == c.serveMark); break;
+    case Action::kDefer: Require(entry && c.policy == dpr::Policy::kLoad && !o.mangled && o.mark == 0); break;
+    default: Require(!o.mangled && o.mark == 0); break;
+  }
+  if (!o.mangled) {
+    Require(len == 0 || std::memcmp(in, out, len) == 0);
+    return;
+  }
+  CheckMangled(h, in, out, len, o, csumNotReady);
+  CheckTarget(h, in, o);
+}
+
+// Every packet counted once, a replayed one not again; the serving side is
+// stateless and must keep no flows.
+void CheckCounters(Harness& h) {
+  dpr::EngineCounters& c = h.engine.counters();
+  Require(c.packets.Get() == h.processed && c.bytes.Get() == h.bytes);
+  uint64_t actions = 0;
+  for (const auto& a : c.byAction) actions += a.Get();
+  Require(actions == h.processed + h.replayed);
+  if (h.cfg().role == dpr::Role::kServe) Require(h.engine.flows().size() == 0);
+}
+
+void RememberDecision(Harness& h, const dpr::FlowKey& key, uint16_t target) {
+  const EngineConfig& c = h.cfg();
+  if (target >= c.serviceAddr.size() || c.serviceAddr[target] == 0) target = c.self;
+  for (auto& d : h.decided) {
+    if (d.first == key) {
+      d.second = target;
+      return;
+    }
+  }
+  h.decided.emplace_back(key, target);
+}
+
+// Counts agree with the slots, budgets hold, and every live entry is found
+// from its home slot (a broken backward-shift delete would strand one).
+void CheckTable(Engine& engine) {
+  auto& flows = const_cast<dpr::FlowTable&>(engine.flows());
+  const EngineConfig& c = engine.config();
+  Require(flows.size() <= c.maxFlows);
+  const size_t embryonic = flows.CountIn(dpr::FlowState::kPending) + flows.CountIn(dpr::FlowState::kSynSeen);
+  Require(embryonic <= c.maxEmbryonic);
+  size_t live = 0, counted = 0;
+  for (size_t s = 1; s < static_cast<size_t>(dpr::FlowState::kCount); ++s) {
+    counted += flows.CountIn(static_cast<dpr::FlowState>(s));
+  }
+  for (size_t i = 0; i < flows.capacity(); ++i) {
+    const dpr::FlowEntry e = flows.At(static_cast<long>(i));
+    if (e.state == dpr::FlowState::kFree) continue;
+    ++live;
+    // At its own last-seen time an entry cannot be expired, so Find is pure.
+    Require(flows.Find(e.key, e.lastSeenMs) == static_cast<long>(i));
+  }
+  Require(live == flows.size() && counted == live);
+}
+
+struct Step {
+  bool csumNotReady = false;
+  bool resolve = false;
+  uint16_t target = 0;
+  bool sweep = false;
+};
+
+// One packet, in a heap buffer of exactly its size so ASan sees any over-read.
+void RunPacket(Harness& h, const uint8_t* data, size_t len, const Step& s) {
+  std::unique_ptr<uint8_t[]> buf(new uint8_t[len]);
+  if (len > 0) std::memcpy(buf.get(), data, len);
+  if (h.sel & kSelFix) FixChecksums(buf.get(), len, s.csumNotReady);
+  const std::vector<uint8_t> in(buf.get(), buf.get() + len);
+  const Outcome o = h.engine.Process(buf.get(), len, s.csumNotReady, h.now);
+  ++h.processed;
+  h.bytes += len;
+  CheckOutcome(h, in.data(), buf.get(), len, o, s.csumNotReady);
+  CheckTable(h.engine);
+  CheckCounters(h);
+  if (o.action == Action::kDefer && s.resolve) {
+    Require(o.key == KeyOf(in.data()));
+    Require(h.engine.Resolve(o.key, s.target, h.now));  // inserted just now: cannot have expired
+    RememberDecision(h, o.key, s.target);
+    const Outcome r = h.engine.Replay(buf.get(), len, s.csumNotReady, h.now);
+    ++h.replayed;
+    Require(r.action != Action::kDefer && r.action != Action::kDrop);
+    CheckOutcome(h, in.data(), buf.get(), len, r, s.csumNotReady);
+    CheckTable(h.engine);
+    CheckCounters(h);
+  }
+  if (s.sweep) {
+    h.engine.Sweep(8, h.now);
+    CheckTable(h.engine);
+  }
+}
+
+void RunSingle(Harness& h, const uint8_t* data, size_t len) {
+  Step s;
+  s.csumNotReady = (h.sel & kSelCsum) != 0;
+  s.resolve = true;
+  s.target = len > 0 ? data[len - 1] % 5 : 0;  // 3 is a hole, 4 is out of range
+  RunPacket(h, data, len, s);
+  h.now += 1;
+  RunPacket(h, data, len, s);  // a retransmission meets the entry the first copy left
+  h.now += 2000000;
+  h.engine.Sweep(64, h.now);
+  CheckTable(h.engine);
+}
+
+void RunMulti(Harness& h, const uint8_t* data, size_t len) {
+  size_t at = 0;
+  for (size_t n = 0; n < kMaxRecords && at + 3 <= len; ++n) {
+    const uint8_t ctrl = data[at];
+    size_t size = (size_t{data[at + 1]} << 8) | data[at + 2];
+    at += 3;
+    if (size > len - at) size = len - at;
+    Step s;
+    s.csumNotReady = (ctrl & 0x01) != 0;
+    s.resolve = (ctrl & 0x02) != 0;
+    s.target = (ctrl >> 2) & 0x03;
+    s.sweep = (ctrl & 0x10) != 0;
+    h.now += kAdvanceMs[ctrl >> 5];
+    RunPacket(h, data + at, size, s);
+    at += size;
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  Harness h(data[0]);
+  if (data[0] & kSelMulti) {
+    RunMulti(h, data + 1, size - 1);
+  } else {
+    RunSingle(h, data + 1, size - 1);
+  }
+  return 0;
+}
