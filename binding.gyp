@@ -9,6 +9,7 @@
         "native/flow_table.cc",
         "native/packet.cc",
         "native/queue.cc",
+        "native/sock_diag.cc",
         "native/queue_binding.cc",
         "native/engine_binding.cc",
         "native/binding_util.cc"

@@ -59,14 +59,10 @@ export function createMetrics(daemon: Pick<Daemon, 'status'>): Metrics {
       if (s.entry) {
         const f = s.entry.flows;
         for (const state of ['pending', 'syn', 'established', 'closing'] as const) flows.set({ state }, f[state]);
-        if (s.policy === 'hash') {
-          mirror.set(connections, { decision: 'local', peer: String(s.self) }, s.entry.newFlows.local);
-          mirror.set(connections, { decision: 'forwarded', peer: 'any' }, s.entry.newFlows.forwarded);
-        }
-      }
-      if (s.policy === 'load') {
-        mirror.set(connections, { decision: 'local', peer: String(s.self) }, s.decisions.local);
-        for (const [peer, v] of Object.entries(s.decisions.byPeer)) mirror.set(connections, { decision: 'forwarded', peer }, v);
+        // Native counts every decision, hash or load, by the host that serves it.
+        s.entry.newFlows.byHost.forEach((v, host) => {
+          if (v > 0) mirror.set(connections, { decision: host === s.self ? 'local' : 'forwarded', peer: String(host) }, v);
+        });
       }
       peerLoad.set({ peer: String(s.self) }, s.load);
       for (const p of s.peers) {

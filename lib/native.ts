@@ -71,7 +71,8 @@ export interface EngineStats {
   actions: Record<Action, number>;
   malformed: Record<Malformed, number>;
   notes: Record<Note, number>;
-  newFlows: { local: number; forwarded: number };
+  /** New connections decided here: kept, forwarded, and by serving host id. */
+  newFlows: { local: number; forwarded: number; byHost: number[] };
   checksums: { full: number; incremental: number };
   flows: {
     pending: number; syn: number; established: number; closing: number;
@@ -94,7 +95,12 @@ export interface QueueStats extends EngineStats {
     sendErrors: number;
     verdictErrors: number;
     startupAccepted: number;
-    decisions: { requested: number; answered: number; timedOut: number; late: number };
+    decisions: {
+      requested: number; answered: number; timedOut: number; late: number;
+      /** Load policy: forwards turned local because the 4-tuple still has a socket here (TIME_WAIT). */
+      keptForLocalSocket: number;
+      sockDiagErrors: number;
+    };
   };
 }
 

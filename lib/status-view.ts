@@ -24,7 +24,10 @@ export interface StatusView {
   policy: DaemonStatus['policy'];
   draining: boolean;
   uptimeMs: number;
-  /** Hosts that get new connections from this one (this host and live peers not draining). */
+  /**
+   * Hosts in this host's routing table: itself and live peers that do not
+   * drain. While this host drains it serves every new connection itself.
+   */
   liveHosts: number[];
   hosts: HostRow[];
   /** The entry flow table; `forwarded` are those another host serves. */
@@ -121,7 +124,7 @@ const counts = (f: FlowCounts): string => `pending ${f.pending}, syn ${f.syn}, e
 export function renderText(v: StatusView): string {
   const head = `dpr: host ${v.self}, ${v.policy} policy, up ${duration(v.uptimeMs)}${v.draining ? ', DRAINING (forwards no new connections; peers forward none to it)' : ''}\n`;
   const lines: Array<[string, string]> = [];
-  lines.push(['new connections to', `hosts ${v.liveHosts.join(', ')}`]);
+  lines.push(['new connections to', v.draining ? 'this host only (draining)' : `hosts ${v.liveHosts.join(', ')}`]);
   if (v.flows) {
     lines.push(['flows', counts(v.flows)]);
     lines.push(['  of which forwarded', counts(v.flows.forwarded)]);

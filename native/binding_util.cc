@@ -121,6 +121,9 @@ Napi::Object EngineSnapshot(Napi::Env env, EngineCounters& c) {
   Napi::Object newFlows = Napi::Object::New(env);
   newFlows.Set("local", num(c.newFlowsLocal.Get()));
   newFlows.Set("forwarded", num(c.newFlowsForwarded.Get()));
+  Napi::Array byTarget = Napi::Array::New(env, c.newFlowsByTarget.size());
+  for (size_t i = 0; i < c.newFlowsByTarget.size(); ++i) byTarget.Set(static_cast<uint32_t>(i), num(c.newFlowsByTarget[i].Get()));
+  newFlows.Set("byHost", byTarget);
   s.Set("newFlows", newFlows);
   Napi::Object csum = Napi::Object::New(env);
   csum.Set("full", num(c.csumFull.Get()));
@@ -158,6 +161,8 @@ Napi::Object QueueSnapshot(Napi::Env env, const QueueCounters& c) {
   d.Set("answered", num(c.decisionsAnswered.Get()));
   d.Set("timedOut", num(c.decisionsTimedOut.Get()));
   d.Set("late", num(c.decisionsLate.Get()));
+  d.Set("keptForLocalSocket", num(c.decisionsKeptForLocalSocket.Get()));
+  d.Set("sockDiagErrors", num(c.sockDiagErrors.Get()));
   q.Set("decisions", d);
   return q;
 }

@@ -56,6 +56,12 @@ Engine::Engine(EngineConfig config)
     throw std::invalid_argument("marks must be non-zero");
   }
   flows_.SetLocalTarget(config_.self);
+  counters_.newFlowsByTarget = std::vector<Counter>(hosts);
+}
+
+void Engine::CountNewFlow(uint16_t target) {
+  (target == config_.self ? counters_.newFlowsLocal : counters_.newFlowsForwarded).Add();
+  counters_.newFlowsByTarget[target].Add();
 }
 
 int Engine::ServicePortIndex(uint16_t port) const {
@@ -154,7 +160,7 @@ Outcome Engine::NewFlow(TcpPacket& p, const FlowKey& key, int portIndex, bool cs
                         uint32_t nowMs) {
   if (draining_) {
     flows_.Insert(key, config_.self, FlowState::kSynSeen, nowMs);
-    counters_.newFlowsLocal.Add();
+    CountNewFlow(config_.self);
     Outcome out;
     out.note = Note::kDraining;
     return out;
@@ -163,7 +169,7 @@ Outcome Engine::NewFlow(TcpPacket& p, const FlowKey& key, int portIndex, bool cs
     if (!flows_.Insert(key, config_.self, FlowState::kPending, nowMs)) {
       // No room to remember a decision: serve it here, where the kernel's own
       // socket lookup keeps later packets local without us.
-      counters_.newFlowsLocal.Add();
+      CountNewFlow(config_.self);
       Outcome out;
       out.note = Note::kTableFull;
       return out;
@@ -175,7 +181,7 @@ Outcome Engine::NewFlow(TcpPacket& p, const FlowKey& key, int portIndex, bool cs
   }
   const uint16_t target = HashTarget(p.saddr, p.sport);
   const bool stored = flows_.Insert(key, target, FlowState::kSynSeen, nowMs);
-  (target == config_.self ? counters_.newFlowsLocal : counters_.newFlowsForwarded).Add();
+  CountNewFlow(target);
   Outcome out = Route(p, target, portIndex, csumNotReady);
   if (!stored) out.note = Note::kTableFull;
   return out;
@@ -190,7 +196,7 @@ bool Engine::Resolve(const FlowKey& key, uint16_t target, uint32_t nowMs) {
   flows_.SetTarget(idx, target);
   flows_.SetState(idx, FlowState::kSynSeen);
   flows_.Touch(idx, nowMs);
-  (target == config_.self ? counters_.newFlowsLocal : counters_.newFlowsForwarded).Add();
+  CountNewFlow(target);
   return true;
 }
 

@@ -85,6 +85,7 @@ struct EngineCounters {
   Counter byNote[static_cast<size_t>(Note::kCount)];
   Counter newFlowsLocal;
   Counter newFlowsForwarded;
+  std::vector<Counter> newFlowsByTarget;  // indexed by host id (local ones included)
   Counter csumFull;         // full TCP recomputes (partial checksum from the kernel)
   Counter csumIncremental;  // RFC 1624 updates
   Counter flowsExpired;
@@ -138,6 +139,7 @@ class Engine {
   int ServicePortIndex(uint16_t port) const;
   void Rewrite(TcpPacket& p, uint32_t daddr, uint16_t dport, bool csumNotReady);
   void PublishFlowCounts();
+  void CountNewFlow(uint16_t target);
 
   EngineConfig config_;
   FlowTable flows_;

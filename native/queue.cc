@@ -264,6 +264,7 @@ void Queue::ApplyControl(uint32_t nowMs) {
       exportDone_.notify_all();
     }
   }
+  const uint64_t diagErrorsBefore = localSockets_.errors();
   for (const auto& [token, target] : decisions) {
     auto it = held_.find(token);
     if (it == held_.end()) {
@@ -272,12 +273,18 @@ void Queue::ApplyControl(uint32_t nowMs) {
     }
     Held& h = it->second;
     counters_.decisionsAnswered.Add();
-    engine_.Resolve(h.key, target, nowMs);
+    uint16_t decided = target;
+    if (decided != engine_.config().self && localSockets_.Exists(h.key)) {
+      decided = engine_.config().self;
+      counters_.decisionsKeptForLocalSocket.Add();
+    }
+    engine_.Resolve(h.key, decided, nowMs);
     const Outcome o = engine_.Replay(h.bytes.data(), h.bytes.size(), h.csumNotReady, nowMs);
     Verdict(h.packetId, o.action == Action::kForward ? NF_REPEAT : NF_ACCEPT, o.mark,
             o.mangled ? h.bytes.data() : nullptr, h.bytes.size());
     held_.erase(it);
   }
+  counters_.sockDiagErrors.Add(localSockets_.errors() - diagErrorsBefore);
 }
 
 void Queue::ExpireHeld(uint32_t nowMs) {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "engine.h"
+#include "sock_diag.h"
 
 struct nlmsghdr;
 
@@ -58,6 +59,8 @@ struct QueueCounters {
   Counter decisionsTimedOut;
   Counter decisionsLate;   // answers for flows that had timed out already
   Counter startupAccepted;  // packets that arrived while binding
+  Counter decisionsKeptForLocalSocket;  // load policy: forward overridden, the 4-tuple has a local socket
+  Counter sockDiagErrors;
 };
 
 class Queue {
@@ -128,6 +131,7 @@ class Queue {
   std::vector<uint8_t> sendBuf_;
   size_t sendLen_ = 0;
 
+  LocalSockets localSockets_;
   std::unordered_map<uint32_t, Held> held_;  // by token
   std::deque<uint32_t> heldOrder_;           // tokens by deadline (one timeout for all)
   uint32_t nextToken_ = 1;

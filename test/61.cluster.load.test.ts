@@ -17,7 +17,7 @@ function localShare(s: Awaited<ReturnType<Cluster['load']>>): number {
 describe('61.cluster.load', () => {
   let cluster: Cluster;
   before(async () => {
-    cluster = await Cluster.create({ hosts: HOSTS, policy: 'load', slots: 4, serviceMs: 20, tag: 'l', config: { load: { threshold: 4 } } });
+    cluster = await Cluster.create({ hosts: HOSTS, policy: 'load', slots: 4, serviceMs: 20, tag: 'l', config: { load: { threshold: 4 }, flows: { synTimeoutMs: 1000 } } });
   });
   after(async () => {
     await cluster?.destroy();
@@ -43,6 +43,32 @@ describe('61.cluster.load', () => {
     // Two shared cores run the whole cluster: a few answers may miss the deadline (served locally).
     const d = st.entry!.queue.decisions;
     assert.ok(d.timedOut <= d.requested * 0.1, `${d.timedOut} of ${d.requested} decisions timed out`);
+  });
+
+  test('a new connection reusing the 4-tuple of one in TIME_WAIT here stays here, even when the policy would forward it', async () => {
+    const curlOther = (): string => {
+      const body = cluster.bed.exec('client', ['curl', '-sS', '--max-time', '5', `http://${hostAddress(0)}/`]).trim();
+      return body === 'host=0' ? 'local' : 'forwarded';
+    };
+    const curl = (): string =>
+      cluster.bed.exec('client', ['curl', '-sS', '--max-time', '5', '--http1.0', '--local-port', '45123', `http://${hostAddress(0)}/?close=1`]).trim();
+    assert.equal(curl(), 'host=0'); // the server closes first and keeps the 4-tuple in TIME_WAIT
+    assert.match(cluster.bed.exec('h0', ['ss', '-tan', 'state', 'time-wait', 'sport', '= :80']), /:45123/);
+    // Past flows.synTimeoutMs, the flow table has forgotten the first connection
+    // (its later packets never left the kernel): only the socket remembers it.
+    await new Promise((r) => setTimeout(r, 1500));
+    // Make h0 look busy, so that the policy forwards new connections.
+    const held = cluster.hold({ address: hostAddress(0), connections: 16, intervalMs: 200, durationMs: 3000 });
+    await new Promise((r) => setTimeout(r, 1200));
+    const forwardedBefore = cluster.status(0).decisions.forwarded;
+    assert.equal(curlOther(), 'forwarded', 'the policy did not forward a fresh connection: the test shows nothing');
+    assert.ok(cluster.status(0).decisions.forwarded > forwardedBefore);
+    const before = cluster.status(0).entry!.queue.decisions.keptForLocalSocket;
+    assert.equal(curl(), 'host=0');
+    const after = cluster.status(0).entry!.queue.decisions;
+    assert.equal(after.keptForLocalSocket - before, 1, 'the TIME_WAIT socket was not found');
+    assert.equal(after.sockDiagErrors, 0);
+    for (const c of await held) assert.equal(c.error, null);
   });
 
   test('forged heartbeats are rejected and counted, and routing does not change', async () => {

@@ -36,6 +36,12 @@ export interface ClusterOptions {
   /** Install rules and start daemons (false: a plain cluster, for the no-dpr baseline). */
   dpr?: boolean;
   tag?: string;
+  /**
+   * More namespaces on the same bridge, with no web server and no dpr: a
+   * central load balancer in front of the hosts, for the benches that compare
+   * with one. Their addresses must lie in 198.18.0.0/24 and clash with no host.
+   */
+  extraHosts?: Array<{ name: string; address: string }>;
 }
 
 export class Cluster {
@@ -44,11 +50,16 @@ export class Cluster {
   private readonly daemons = new Map<number, ChildProcess>();
   private readonly tmp: string;
 
-  private constructor(readonly options: Required<Omit<ClusterOptions, 'config' | 'tag'>> & Pick<ClusterOptions, 'config'>, tag: string) {
+  private constructor(
+    readonly options: Required<Omit<ClusterOptions, 'config' | 'tag' | 'extraHosts'>> & Pick<ClusterOptions, 'config'>,
+    tag: string,
+    extraHosts: NonNullable<ClusterOptions['extraHosts']> = [],
+  ) {
     this.bed = Testbed.create(
       [
         { name: 'client', addrs: [`${CLIENT_ADDRESS}/24`] },
         ...Array.from({ length: options.hosts }, (_, id) => ({ name: hostName(id), addrs: [`${hostAddress(id)}/24`] })),
+        ...extraHosts.map((h) => ({ name: h.name, addrs: [`${h.address}/24`] })),
       ],
       tag,
     );
@@ -59,6 +70,7 @@ export class Cluster {
     const c = new Cluster(
       { hosts: o.hosts, policy: o.policy ?? 'hash', slots: o.slots ?? 16, serviceMs: o.serviceMs ?? 2, dpr: o.dpr ?? true, config: o.config },
       o.tag ?? 'c',
+      o.extraHosts,
     );
     try {
       await c.setUp();
@@ -71,7 +83,7 @@ export class Cluster {
 
   configFor(id: number): Record<string, unknown> {
     const hosts = Array.from({ length: this.options.hosts }, (_, i) => ({ id: i, service: hostAddress(i), cluster: hostAddress(i) }));
-    return {
+    const base: Record<string, unknown> = {
       self: id,
       hosts,
       clusterCidr: '198.18.0.0/24',
@@ -79,8 +91,14 @@ export class Cluster {
       peers: { key: '5eb63bbbe01eeed093cb22bb8f5acdc3', heartbeatMs: 100, deadAfterMs: 500 },
       drain: { timeoutMs: 10000 },
       flows: { max: 65536, maxEmbryonic: 16384, stateFile: path.join(this.tmp, `h${id}.flows`), snapshotMs: 1000 },
-      ...this.options.config,
     };
+    // One level deep, so a test can set flows.synTimeoutMs and keep the rest.
+    for (const [key, value] of Object.entries(this.options.config ?? {})) {
+      const mine = base[key];
+      const both = typeof value === 'object' && value !== null && !Array.isArray(value) && typeof mine === 'object' && mine !== null;
+      base[key] = both ? { ...(mine as object), ...(value as object) } : value;
+    }
+    return base;
   }
 
   private async setUp(): Promise<void> {
@@ -94,13 +112,24 @@ export class Cluster {
     }
     await Promise.all(servers);
     if (!this.options.dpr) return;
-    for (let id = 0; id < this.options.hosts; id++) this.install(id);
+    // In parallel: each install renders the rules with a node process (~1 s).
+    await Promise.all(Array.from({ length: this.options.hosts }, (_, id) => this.installAsync(id)));
     await Promise.all(Array.from({ length: this.options.hosts }, (_, id) => this.startDaemon(id)));
     await this.waitForMembership();
   }
 
   install(id: number): void {
     this.bed.exec(hostName(id), ['bash', INSTALL, this.configFiles[id]!]);
+  }
+
+  private installAsync(id: number): Promise<void> {
+    const child = this.bed.spawn(hostName(id), ['bash', INSTALL, this.configFiles[id]!]);
+    let err = '';
+    child.stdout?.resume();
+    child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+    return new Promise((resolve, reject) => {
+      child.once('close', (code) => (code === 0 ? resolve() : reject(new Error(`[h${id}] install.sh exited ${code}: ${err.trim()}`))));
+    });
   }
 
   uninstall(id: number): void {

@@ -37,14 +37,20 @@ export function startWebServer(o: Options): http.Server {
     else waiting.push(run);
   };
   const server = http.createServer((req, res) => {
-    const size = Math.min(Number(new URL(req.url ?? '/', 'http://x').searchParams.get('size') ?? 0) || 0, MAX_SIZE);
+    const query = new URL(req.url ?? '/', 'http://x').searchParams;
+    const size = Math.min(Number(query.get('size') ?? 0) || 0, MAX_SIZE);
+    const close = query.get('close') === '1';
     req.resume();
     req.on('end', () =>
       acquire(() => {
         const head = `host=${o.id}\n`;
         const body = size > head.length ? head + 'x'.repeat(size - head.length) : head;
         setTimeout(() => {
-          res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), 'x-served-by': String(o.id) });
+          // ?close=1 with an HTTP/1.0 client: no length, so the body ends when
+          // the server closes, and the server is sure to close first (its side
+          // keeps the 4-tuple in TIME_WAIT, which some tests need).
+          const length = close ? {} : { 'content-length': Buffer.byteLength(body) };
+          res.writeHead(200, { 'content-type': 'text/plain', ...length, 'x-served-by': String(o.id) });
           res.end(body, release);
         }, o.serviceMs + Math.floor(size / 16384));
       }),
