@@ -1,0 +1,86 @@
+// Packet fixtures (test/fixtures/packets/*.json) through the real addon: the
+// verdict, and the output bytes against bytes built by a second implementation.
+// Every output's checksums are then verified here by a third, from scratch.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { loadFixtures, type PacketFixture } from './support/fixture-format';
+import { runFixture } from './support/run-fixture';
+import { fromHex, toHex } from './support/packet-builder';
+
+/** Folded one's-complement sum of big-endian 16-bit words; a correct checksum region sums to 0xffff. */
+function sum16(bytes: Uint8Array, initial = 0): number {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let sum = initial;
+  const even = bytes.length & ~1;
+  for (let i = 0; i < even; i += 2) sum += view.getUint16(i);
+  if (even < bytes.length) sum += bytes[even]! * 256;
+  while (sum > 0xffff) sum = (sum >>> 16) + (sum & 0xffff);
+  return sum;
+}
+
+interface Ipv4View {
+  ihl: number;
+  total: number;
+  protocol: number;
+  fragment: boolean;
+}
+
+/** The IPv4 header as far as it can be read, or null when there is none to check. */
+function ipv4(b: Uint8Array): Ipv4View | null {
+  if (b.length < 20 || b[0]! >> 4 !== 4) return null;
+  const ihl = (b[0]! & 0x0f) * 4;
+  if (ihl < 20 || ihl > b.length) return null;
+  const total = (b[2]! << 8) | b[3]!;
+  return { ihl, total, protocol: b[9]!, fragment: (((b[6]! << 8) | b[7]!) & 0x3fff) !== 0 };
+}
+
+/** The TCP segment when the packet carries a whole one. */
+function tcpSegment(b: Uint8Array, ip: Ipv4View): Uint8Array | null {
+  if (ip.protocol !== 6 || ip.fragment || ip.total > b.length || ip.total < ip.ihl + 20) return null;
+  return b.subarray(ip.ihl, ip.total);
+}
+
+function pseudoSum(b: Uint8Array, tcpLength: number): number {
+  const pseudo = new Uint8Array(12);
+  pseudo.set(b.subarray(12, 20));
+  pseudo[9] = 6;
+  pseudo[10] = tcpLength >>> 8;
+  pseudo[11] = tcpLength & 0xff;
+  return sum16(pseudo);
+}
+
+/**
+ * Checks the output's checksums. A rewritten packet must carry finished sums;
+ * an untouched one keeps what it came with (for a partial input, the bare
+ * pseudo-header sum the kernel will finish). Returns what was checked.
+ */
+function verifyChecksums(f: PacketFixture, out: Uint8Array, mangled: boolean): { ip: boolean; tcp: boolean } {
+  const ip = ipv4(out);
+  if (ip === null) return { ip: false, tcp: false };
+  assert.equal(sum16(out.subarray(0, ip.ihl)), 0xffff, 'IPv4 header checksum does not verify');
+  const tcp = tcpSegment(out, ip);
+  if (tcp === null) return { ip: true, tcp: false };
+  const field = (tcp[16]! << 8) | tcp[17]!;
+  if (f.csumNotReady && !mangled) {
+    assert.equal(field, pseudoSum(out, tcp.length), 'untouched partial checksum must stay the pseudo-header sum');
+  } else {
+    assert.equal(sum16(tcp, pseudoSum(out, tcp.length)), 0xffff, 'TCP checksum does not verify');
+  }
+  return { ip: true, tcp: true };
+}
+
+for (const { file, fixture: f } of loadFixtures()) {
+  test(`10.packet: ${f.description}`, () => {
+    const { outcome, output } = runFixture(f);
+    const e = f.expected;
+    assert.equal(outcome.action, e.action, `${file}: action`);
+    assert.equal(outcome.malformed, e.malformed, `${file}: malformed`);
+    assert.equal(outcome.note, e.note, `${file}: note`);
+    assert.equal(outcome.mark, e.mark, `${file}: mark`);
+    assert.equal(toHex(output), e.output, `${file}: output bytes`);
+    assert.equal(outcome.mangled, e.output !== f.input, `${file}: mangled must say whether bytes changed`);
+    assert.equal(output.length, fromHex(f.input).length, `${file}: length changed`);
+    const checked = verifyChecksums(f, output, outcome.mangled);
+    if (outcome.mangled) assert.ok(checked.ip && checked.tcp, `${file}: a rewritten packet must be checkable TCP/IPv4`);
+  });
+}

@@ -1,0 +1,36 @@
+// The libFuzzer target (native/fuzz/fuzz_engine.cc) for a short run: parse,
+// flow table, rewrite and checksums under ASan and UBSan, seeded from the
+// packet fixtures. Longer runs: npm run fuzz -- 600.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { repoRoot } from './support/repo';
+
+const SECONDS = 20;
+const MIN_EXECUTIONS = 10000;
+
+function hasClang(): boolean {
+  return spawnSync('clang++', ['--version'], { stdio: 'ignore' }).status === 0;
+}
+
+test(
+  '40.fuzz: parser and rewrite survive 20 s of libFuzzer under ASan and UBSan',
+  // The build alone takes up to a minute on two cores.
+  { timeout: 240_000, skip: hasClang() ? false : 'clang++ is not installed (npm run setup installs it)' },
+  (t) => {
+    const root = repoRoot();
+    const run = spawnSync('bash', [path.join(root, 'scripts', 'fuzz.sh'), String(SECONDS)], {
+      cwd: root,
+      encoding: 'utf8',
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    const output = `${run.stdout}\n${run.stderr}`;
+    assert.equal(run.status, 0, `scripts/fuzz.sh failed (status ${run.status}):\n${output.slice(-4000)}`);
+    const m = /^stat::number_of_executed_units:\s*(\d+)/m.exec(output);
+    assert.ok(m, `no final stats from libFuzzer:\n${output.slice(-2000)}`);
+    const executions = Number(m[1]);
+    t.diagnostic(`${executions} executions in ${SECONDS} s`);
+    assert.ok(executions > MIN_EXECUTIONS, `only ${executions} executions in ${SECONDS} s`);
+  },
+);

@@ -1,0 +1,35 @@
+// The cluster every packet fixture is written against and the names of the
+// engine set-ups a fixture can pick. Plain data, no addon: the fixture
+// generator uses it without loading native code. Host ids 0..2 exist; id 3 is
+// a hole (address 0), so a peer port naming it must be refused.
+
+export const SERVICE = ['198.18.0.10', '198.18.0.11', '198.18.0.12', null] as const;
+export const CLUSTER = ['198.19.0.10', '198.19.0.11', '198.19.0.12', null] as const;
+export const SERVICE_PORTS = [80, 443] as const;
+export const PEER_PORT_BASE = 20000;
+export const FORWARD_MARK = 0x100;
+export const SERVE_MARK = 0x200;
+export const CLIENT = '198.18.100.7';
+export const OUTSIDER = '198.18.200.9';
+
+/** P(origin, k) of DESIGN.md section 3. */
+export function peerPort(origin: number, k: number): number {
+  return PEER_PORT_BASE + origin * SERVICE_PORTS.length + k;
+}
+
+export function addr(list: readonly (string | null)[], id: number): string {
+  const a = list[id];
+  if (a === undefined || a === null) throw new Error(`no host ${id}`);
+  return a;
+}
+
+export type EngineName =
+  | 'entry-hash-to-peer' // host 0, hash table naming host 1 for every client
+  | 'entry-hash-local'   // host 0, hash table naming host 0 (itself)
+  | 'entry-load'         // host 0, load policy: new flows wait for a decision
+  | 'entry-draining'     // as entry-hash-to-peer, but draining: new flows stay local
+  | 'serve';             // host 1 as serving host
+
+export const ENGINE_NAMES: readonly EngineName[] = [
+  'entry-hash-to-peer', 'entry-hash-local', 'entry-load', 'entry-draining', 'serve',
+];

@@ -1,0 +1,56 @@
+// The named engine set-ups a fixture picks with its "engine" field, built on
+// the cluster of ./cluster.ts.
+import { parseIpv4 } from '../../lib/ipv4';
+import { Engine, type EngineOptions, type NativeEngine } from '../../lib/native';
+import {
+  CLUSTER, FORWARD_MARK, PEER_PORT_BASE, SERVE_MARK, SERVICE, SERVICE_PORTS, type EngineName,
+} from './cluster';
+
+function addrs(list: readonly (string | null)[]): Uint32Array {
+  return Uint32Array.from(list, (a) => (a === null ? 0 : parseIpv4(a)));
+}
+
+/** Options shared by every set-up; callers override what their case needs. */
+export function baseOptions(over: Partial<EngineOptions> = {}): EngineOptions {
+  return {
+    role: 'entry',
+    policy: 'hash',
+    self: 0,
+    serviceAddrs: addrs(SERVICE),
+    clusterAddrs: addrs(CLUSTER),
+    servicePorts: Uint16Array.from(SERVICE_PORTS),
+    peerPortBase: PEER_PORT_BASE,
+    forwardMark: FORWARD_MARK,
+    serveMark: SERVE_MARK,
+    maxFlows: 1024,
+    maxEmbryonic: 256,
+    timeouts: { pendingMs: 1000, synMs: 10000, establishedMs: 900000, closingMs: 120000 },
+    ...over,
+  };
+}
+
+/** A Maglev-sized table (prime length) that names one host everywhere. */
+export function uniformTable(host: number, size = 251): Uint16Array {
+  return new Uint16Array(size).fill(host);
+}
+
+export function makeEngine(name: EngineName): NativeEngine {
+  switch (name) {
+    case 'entry-hash-to-peer':
+    case 'entry-draining': {
+      const e = new Engine(baseOptions());
+      e.setLookupTable(uniformTable(1));
+      if (name === 'entry-draining') e.setDraining(true);
+      return e;
+    }
+    case 'entry-hash-local': {
+      const e = new Engine(baseOptions());
+      e.setLookupTable(uniformTable(0));
+      return e;
+    }
+    case 'entry-load':
+      return new Engine(baseOptions({ policy: 'load' }));
+    case 'serve':
+      return new Engine(baseOptions({ role: 'serve', self: 1 }));
+  }
+}

@@ -1,0 +1,255 @@
+// Writes test/fixtures/packets/*.json. Expected bytes are built here, directly
+// with the new destination and full checksums, never by asking the addon: the
+// fixtures are a second implementation the addon is held to.
+//
+// Run: npm run build:ts && node dist/test/support/make-fixtures.js
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Action, Malformed, Note } from '../../lib/native';
+import {
+  ACK, FIN, PSH, RST, SYN, SYN_OPTIONS, buildIcmp4, buildIpv6, buildTcp4, buildUdp4,
+  setIpField16, textPayload, toHex, withIhl, withTcpDataOffset, type ChecksumMode, type TcpSpec,
+} from './packet-builder';
+import {
+  CLIENT, CLUSTER, FORWARD_MARK, OUTSIDER, SERVE_MARK, SERVICE, addr, peerPort, type EngineName,
+} from './cluster';
+import { fixtureDir, type FixtureStep, type PacketFixture } from './fixture-format';
+
+interface Case {
+  slug: string;
+  description: string;
+  engine: EngineName;
+  csumNotReady?: boolean;
+  steps?: FixtureStep[];
+  nowMs?: number;
+  input: Uint8Array;
+  action: Action;
+  malformed?: Malformed;
+  note?: Note;
+  /** Expected bytes; the input itself when absent (unchanged). */
+  output?: Uint8Array;
+}
+
+const S0 = addr(SERVICE, 0);
+const S1 = addr(SERVICE, 1);
+const S2 = addr(SERVICE, 2);
+const C1 = addr(CLUSTER, 1);
+
+/** A client segment to host 0's service address, port 80; `over` changes any field. */
+function toEntry(over: Partial<TcpSpec> = {}): TcpSpec {
+  return { src: CLIENT, dst: S0, sport: 40001, dport: 80, flags: SYN, seq: 1000, tcpOptions: SYN_OPTIONS, ...over };
+}
+
+/** The same segment as the serving host 1 receives it from entry host `origin`. */
+function toServe(origin: number, k: number, over: Partial<TcpSpec> = {}): TcpSpec {
+  return toEntry({ dst: C1, dport: peerPort(origin, k), ...over });
+}
+
+/** What entry host 0 must emit for `spec` when host 1 serves it. */
+function forwarded(spec: TcpSpec, k = 0): Uint8Array {
+  return buildTcp4({ ...spec, dst: C1, dport: peerPort(0, k) }, 'full');
+}
+
+function restored(spec: TcpSpec, service: string, port: number): Uint8Array {
+  return buildTcp4({ ...spec, dst: service, dport: port }, 'full');
+}
+
+function step(spec: TcpSpec, extra: Partial<FixtureStep> = {}, mode: ChecksumMode = 'full'): FixtureStep {
+  return { input: toHex(buildTcp4(spec, mode)), csumNotReady: mode === 'partial', ...extra };
+}
+
+const syn = toEntry();
+const ack = toEntry({ flags: ACK, seq: 1001, ack: 5001, tcpOptions: [] });
+// An odd payload length: the checksum's trailing byte must be handled.
+const data = toEntry({ flags: ACK | PSH, seq: 1001, ack: 5001, tcpOptions: [], payload: textPayload(45) });
+const fin = toEntry({ flags: FIN | ACK, seq: 1046, ack: 5001, tcpOptions: [] });
+const rst = toEntry({ flags: RST | ACK, seq: 1046, ack: 5001, tcpOptions: [] });
+const established = [step(syn), step(ack)];
+
+function forwardingCases(): Case[] {
+  return [
+    { slug: 'entry-local-syn', description: 'entry: a SYN the hash keeps local is accepted unchanged',
+      engine: 'entry-hash-local', input: buildTcp4(syn), action: 'accept' },
+    { slug: 'entry-forward-syn', description: 'entry: a SYN hashed to a peer is rewritten to C_B:P(A,0) and repeated with the forward mark',
+      engine: 'entry-hash-to-peer', input: buildTcp4(syn), action: 'forward', output: forwarded(syn) },
+    { slug: 'entry-forward-syn-443', description: 'entry: a SYN to the second service port goes to peer port P(A,1)',
+      engine: 'entry-hash-to-peer', input: buildTcp4({ ...syn, dport: 443 }), action: 'forward',
+      output: forwarded({ ...syn, dport: 443 }, 1) },
+    { slug: 'entry-forward-syn-retransmit', description: 'entry: a retransmitted SYN of a forwarded flow goes the same way',
+      engine: 'entry-hash-to-peer', steps: [step(syn)], input: buildTcp4(syn), action: 'forward', output: forwarded(syn) },
+    { slug: 'entry-forward-data', description: 'entry: data after the SYN follows the flow to the peer (odd payload length)',
+      engine: 'entry-hash-to-peer', steps: [step(syn)], input: buildTcp4(data), action: 'forward', output: forwarded(data) },
+    { slug: 'entry-forward-fin', description: 'entry: a FIN of a forwarded flow is forwarded',
+      engine: 'entry-hash-to-peer', steps: established, input: buildTcp4(fin), action: 'forward', output: forwarded(fin) },
+    { slug: 'entry-forward-rst', description: 'entry: a RST of a forwarded flow is forwarded',
+      engine: 'entry-hash-to-peer', steps: established, input: buildTcp4(rst), action: 'forward', output: forwarded(rst) },
+    { slug: 'entry-after-rst-hashed', description: 'entry: after a RST the flow is gone; hash policy routes the next packet by hash',
+      engine: 'entry-hash-to-peer', steps: [...established, step(rst)], input: buildTcp4(data), action: 'forward',
+      note: 'no_flow_hashed', output: forwarded(data) },
+    { slug: 'entry-no-flow-hashed', description: 'entry: a mid-flow packet with no entry is routed by the hash table',
+      engine: 'entry-hash-to-peer', input: buildTcp4(ack), action: 'forward', note: 'no_flow_hashed', output: forwarded(ack) },
+    { slug: 'entry-syn-reuses-tuple', description: 'entry: a new SYN on the 4-tuple of an established flow is decided afresh',
+      engine: 'entry-hash-to-peer', steps: established, input: buildTcp4({ ...syn, seq: 777000 }), action: 'forward',
+      output: forwarded({ ...syn, seq: 777000 }) },
+    { slug: 'entry-local-flow-data', description: 'entry: data of a flow kept local is accepted unchanged',
+      engine: 'entry-hash-local', steps: [step(syn)], input: buildTcp4(data), action: 'accept' },
+    { slug: 'entry-draining-syn', description: 'entry: while draining a new SYN stays local',
+      engine: 'entry-draining', input: buildTcp4(syn), action: 'accept', note: 'draining' },
+    { slug: 'entry-not-service-port', description: 'entry: a segment to a port that is no service port is not touched',
+      engine: 'entry-hash-to-peer', input: buildTcp4({ ...syn, dport: 22 }), action: 'accept', note: 'not_service' },
+    { slug: 'entry-not-service-addr', description: "entry: a segment to another host's service address is not touched",
+      engine: 'entry-hash-to-peer', input: buildTcp4({ ...syn, dst: S1 }), action: 'accept', note: 'not_service' },
+    { slug: 'entry-ethernet-padding', description: 'entry: bytes after the IP total length (link padding) are kept and left out of the checksum',
+      engine: 'entry-hash-to-peer', steps: [step(syn)], input: padded(buildTcp4(data), 6), action: 'forward',
+      output: padded(forwarded(data), 6) },
+  ];
+}
+
+function padded(p: Uint8Array, n: number): Uint8Array {
+  const out = new Uint8Array(p.length + n);
+  out.set(p);
+  return out;
+}
+
+function loadPolicyCases(): Case[] {
+  return [
+    { slug: 'load-syn-defer', description: 'load: a new SYN is held for the policy to decide',
+      engine: 'entry-load', input: buildTcp4(syn), action: 'defer' },
+    { slug: 'load-duplicate-syn-drop', description: 'load: a duplicate SYN while the first waits for a decision is dropped',
+      engine: 'entry-load', steps: [step(syn)], input: buildTcp4(syn), action: 'drop', note: 'pending_duplicate' },
+    { slug: 'load-resolved-peer', description: 'load: the held SYN, decided for a peer, is forwarded',
+      engine: 'entry-load', steps: [step(syn, { resolveTo: 1 })], input: buildTcp4(syn), action: 'forward', output: forwarded(syn) },
+    { slug: 'load-resolved-local', description: 'load: the held SYN, decided local, is accepted unchanged',
+      engine: 'entry-load', steps: [step(syn, { resolveTo: 0 })], input: buildTcp4(syn), action: 'accept' },
+    { slug: 'load-resolved-unknown-host', description: 'load: a decision naming no host falls back to local',
+      engine: 'entry-load', steps: [step(syn, { resolveTo: 3 })], input: buildTcp4(syn), action: 'accept' },
+    { slug: 'load-pending-expired', description: 'load: once a pending decision times out a retransmitted SYN is held again',
+      engine: 'entry-load', steps: [step(syn)], nowMs: 1000 + 1001, input: buildTcp4(syn), action: 'defer' },
+    { slug: 'load-after-rst-no-flow', description: 'load: after a RST the flow is gone; the next packet goes to the local stack',
+      engine: 'entry-load',
+      steps: [step(syn, { resolveTo: 1 }), step(syn), step(ack), step(rst)],
+      input: buildTcp4(data), action: 'accept', note: 'no_flow' },
+  ];
+}
+
+function serveCases(): Case[] {
+  const sSyn = toServe(0, 0);
+  const sData = toServe(0, 0, { flags: ACK | PSH, seq: 1001, ack: 5001, tcpOptions: [], payload: textPayload(45) });
+  const s443From2 = toServe(2, 1);
+  return [
+    { slug: 'serve-restore-syn', description: 'serve: a forwarded SYN is restored to S_A:80 and marked',
+      engine: 'serve', input: buildTcp4(sSyn), action: 'restore', output: restored(sSyn, S0, 80) },
+    { slug: 'serve-restore-data', description: 'serve: forwarded data is restored to S_A:80 (odd payload length)',
+      engine: 'serve', input: buildTcp4(sData), action: 'restore', output: restored(sData, S0, 80) },
+    { slug: 'serve-restore-origin2-443', description: "serve: peer port P(2,1) restores host 2's address and port 443",
+      engine: 'serve', input: buildTcp4(s443From2), action: 'restore', output: restored(s443From2, S2, 443) },
+    { slug: 'serve-not-peer-port', description: 'serve: a segment to the cluster address on a service port is not touched',
+      engine: 'serve', input: buildTcp4(toServe(0, 0, { dport: 80 })), action: 'accept', note: 'not_peer_port' },
+    { slug: 'serve-past-peer-range', description: 'serve: the port just past the peer port range is not touched',
+      engine: 'serve', input: buildTcp4(toServe(0, 0, { dport: peerPort(4, 0) })), action: 'accept', note: 'not_peer_port' },
+    { slug: 'serve-not-cluster-addr', description: 'serve: a peer port on an address other than our cluster address is not touched',
+      engine: 'serve', input: buildTcp4(toServe(0, 0, { dst: S1 })), action: 'accept', note: 'not_peer_port' },
+    { slug: 'serve-bad-origin-self', description: 'serve: a peer port naming this host itself is refused',
+      engine: 'serve', input: buildTcp4(toServe(1, 0)), action: 'accept', note: 'bad_origin' },
+    { slug: 'serve-bad-origin-hole', description: 'serve: a peer port naming a host id with no address is refused',
+      engine: 'serve', input: buildTcp4(toServe(3, 0)), action: 'accept', note: 'bad_origin' },
+  ];
+}
+
+function partialChecksumCases(): Case[] {
+  const sData = toServe(0, 0, { flags: ACK | PSH, seq: 1001, ack: 5001, tcpOptions: [], payload: textPayload(45) });
+  return [
+    { slug: 'partial-forward-syn', description: 'partial checksum: a forwarded SYN leaves with a full TCP checksum',
+      engine: 'entry-hash-to-peer', csumNotReady: true, input: buildTcp4(syn, 'partial'), action: 'forward', output: forwarded(syn) },
+    { slug: 'partial-forward-data', description: 'partial checksum: forwarded data leaves with a full TCP checksum',
+      engine: 'entry-hash-to-peer', csumNotReady: true, steps: [step(syn, {}, 'partial')],
+      input: buildTcp4(data, 'partial'), action: 'forward', output: forwarded(data) },
+    { slug: 'partial-serve-restore', description: 'partial checksum: a restored segment leaves with a full TCP checksum',
+      engine: 'serve', csumNotReady: true, input: buildTcp4(sData, 'partial'), action: 'restore', output: restored(sData, S0, 80) },
+    { slug: 'partial-local-unchanged', description: 'partial checksum: a local SYN keeps its partial sum for the kernel to finish',
+      engine: 'entry-hash-local', csumNotReady: true, input: buildTcp4(syn, 'partial'), action: 'accept' },
+  ];
+}
+
+function ipOptionCases(): Case[] {
+  const routerAlert = toEntry({ ipOptions: [0x94, 4, 0, 0] });
+  // Record route with room for nine addresses: 39 bytes, the longest header (IHL 15).
+  const recordRoute = toEntry({ ...data, ipOptions: [7, 39, 4, ...new Array<number>(36).fill(0)] });
+  return [
+    { slug: 'ipopt-ihl6-forward', description: 'IP options: a SYN with IHL 6 (router alert) is forwarded correctly',
+      engine: 'entry-hash-to-peer', input: buildTcp4(routerAlert), action: 'forward', output: forwarded(routerAlert) },
+    { slug: 'ipopt-ihl15-forward', description: 'IP options: data with IHL 15 (record route) is forwarded correctly',
+      engine: 'entry-hash-to-peer', steps: [step(syn)], input: buildTcp4(recordRoute), action: 'forward', output: forwarded(recordRoute) },
+    { slug: 'ipopt-ihl15-partial', description: 'IP options: IHL 15 with a partial checksum is forwarded with a full one',
+      engine: 'entry-hash-to-peer', csumNotReady: true, input: buildTcp4({ ...recordRoute, flags: SYN }, 'partial'),
+      action: 'forward', output: forwarded({ ...recordRoute, flags: SYN }) },
+  ];
+}
+
+function malformedCases(): Case[] {
+  const good = buildTcp4(syn);
+  const bare = buildTcp4({ ...syn, tcpOptions: [] }); // 40 bytes: 20 IP + 20 TCP
+  const m = (slug: string, description: string, input: Uint8Array, malformed: Malformed): Case =>
+    ({ slug, description, engine: 'entry-hash-to-peer', input, action: 'accept', malformed });
+  return [
+    m('bad-truncated-ip', 'malformed: 19 bytes, shorter than an IPv4 header', good.slice(0, 19), 'truncated_ip'),
+    m('bad-truncated-tcp', 'malformed: a total length leaving 12 bytes of TCP header',
+      setIpField16(bare.slice(0, 32), 2, 32), 'truncated_tcp'),
+    m('bad-ihl-small', 'malformed: IHL 4 (16 bytes) is below the minimum', withIhl(bare, 4), 'bad_ihl'),
+    m('bad-ihl-beyond', 'malformed: IHL 15 in a 40-byte packet points beyond it', withIhl(bare, 15), 'bad_ihl'),
+    m('bad-total-beyond', 'malformed: a total length bigger than the buffer', setIpField16(bare, 2, 100), 'truncated_ip'),
+    m('bad-total-short', 'malformed: a total length shorter than the header', setIpField16(bare, 2, 16), 'bad_total_length'),
+    m('bad-udp', 'not TCP: a UDP datagram to the service address and port',
+      buildUdp4(CLIENT, S0, 40001, 80, textPayload(11)), 'not_tcp'),
+    m('bad-fragment-mf', 'fragment: first fragment (MF set) is passed on', setIpField16(good, 6, 0x2000), 'fragment'),
+    m('bad-fragment-offset', 'fragment: a later fragment (offset 185) is passed on', setIpField16(good, 6, 185), 'fragment'),
+    m('bad-icmp', 'not TCP: an ICMP unreachable quoting a forwarded flow',
+      buildIcmp4(OUTSIDER, S0, 3, 4, forwarded(syn).slice(0, 28)), 'not_tcp'),
+    m('bad-ipv6', 'not IPv4: version 6', buildIpv6(bare.slice(20)), 'not_ipv4'),
+    m('bad-tcp-doff-small', 'malformed: TCP data offset 4', withTcpDataOffset(bare, 4), 'bad_tcp_offset'),
+    m('bad-tcp-doff-beyond', 'malformed: TCP data offset 15 in a 20-byte segment', withTcpDataOffset(bare, 15), 'bad_tcp_offset'),
+  ];
+}
+
+function toFixture(c: Case): PacketFixture {
+  // Key order as a reader wants it: set-up, then input, then what must come out.
+  return {
+    description: c.description,
+    engine: c.engine,
+    csumNotReady: c.csumNotReady ?? false,
+    ...(c.steps !== undefined ? { steps: c.steps } : {}),
+    ...(c.nowMs !== undefined ? { nowMs: c.nowMs } : {}),
+    input: toHex(c.input),
+    expected: {
+      action: c.action,
+      malformed: c.malformed ?? null,
+      note: c.note ?? null,
+      mark: c.action === 'forward' ? FORWARD_MARK : c.action === 'restore' ? SERVE_MARK : 0,
+      output: toHex(c.output ?? c.input),
+    },
+  };
+}
+
+export function allCases(): Case[] {
+  return [
+    ...forwardingCases(), ...loadPolicyCases(), ...serveCases(),
+    ...partialChecksumCases(), ...ipOptionCases(), ...malformedCases(),
+  ];
+}
+
+function main(): void {
+  const dir = fixtureDir();
+  mkdirSync(dir, { recursive: true });
+  // Regenerated as a whole: a case removed here must not linger as a file.
+  for (const f of readdirSync(dir)) if (f.endsWith('.json')) rmSync(path.join(dir, f));
+  const cases = allCases();
+  const slugs = new Set(cases.map((c) => c.slug));
+  if (slugs.size !== cases.length) throw new Error('duplicate fixture slug');
+  cases.forEach((c, i) => {
+    const name = `${String(i + 1).padStart(2, '0')}-${c.slug}.json`;
+    writeFileSync(path.join(dir, name), `${JSON.stringify(toFixture(c), null, 2)}\n`);
+  });
+  console.log(`make-fixtures: wrote ${cases.length} fixtures to ${dir}`);
+}
+
+if (require.main === module) main();
