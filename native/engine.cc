@@ -295,7 +295,7 @@ size_t Engine::ImportFlows(const uint32_t* words, size_t count, uint32_t nowMs) 
 
 size_t Engine::Sweep(size_t budget, uint32_t nowMs) {
   const size_t removed = flows_.Sweep(budget, nowMs);
-  counters_.flowsExpired.Add(removed);
+  counters_.flowsExpired.v.store(flows_.expired(), std::memory_order_relaxed);
   PublishFlowCounts();
   return removed;
 }

@@ -52,6 +52,7 @@ long FlowTable::Find(const FlowKey& key, uint32_t nowMs) {
     if (e.key == key) {
       if (Expired(e, nowMs)) {
         Erase(static_cast<long>(i));
+        ++expired_;
         return -1;
       }
       return static_cast<long>(i);
@@ -107,6 +108,7 @@ size_t FlowTable::Sweep(size_t budget, uint32_t nowMs) {
     if (e.state != FlowState::kFree && Expired(e, nowMs)) {
       Erase(static_cast<long>(i));
       ++removed;
+      ++expired_;
       continue;  // the slot may now hold a shifted entry: look at it again
     }
     sweepHand_ = (sweepHand_ + 1) & mask_;

@@ -79,6 +79,8 @@ class FlowTable {
   size_t Sweep(size_t budget, uint32_t nowMs);
 
   size_t size() const { return size_; }
+  // Entries dropped for age, by a sweep or when a lookup met them.
+  uint64_t expired() const { return expired_; }
   size_t capacity() const { return slots_.size(); }
   size_t maxFlows() const { return maxFlows_; }
   size_t CountIn(FlowState s) const { return byState_[static_cast<size_t>(s)]; }
@@ -99,6 +101,7 @@ class FlowTable {
   FlowTimeouts timeouts_;
   size_t size_ = 0;
   size_t sweepHand_ = 0;
+  uint64_t expired_ = 0;
   size_t byState_[static_cast<size_t>(FlowState::kCount)] = {};
   size_t remoteByState_[static_cast<size_t>(FlowState::kCount)] = {};
   uint16_t localTarget_ = 0;
