@@ -30,7 +30,7 @@ export interface DprConfig {
   mode: 'rewrite' | 'direct';
   queues: { entry: number; serve: number; maxLen: number; batchSize: number; rcvBufBytes: number };
   marks: { forward: number; serve: number };
-  peers: { port: number; key: string; keyFile: string; heartbeatMs: number; deadAfterMs: number };
+  peers: { port: number; key: string; keyFile: string; routersBetween: number; heartbeatMs: number; deadAfterMs: number };
   load: { threshold: number; decisionTimeoutMs: number };
   flows: { max: number; maxEmbryonic: number; synTimeoutMs: number; establishedTimeoutMs: number; stateFile: string; snapshotMs: number; closingTimeoutMs: number };
   drain: { timeoutMs: number };
@@ -170,6 +170,7 @@ export function checkCrossKeys(c: DprConfig, ephemeral: [number, number]): void 
     throw new ConfigError('peers.key', 'a shared key (peers.key or peers.keyFile) is required when there are peers');
   }
   if (c.peers.key && c.peers.keyFile) throw new ConfigError('peers.keyFile', 'set peers.key or peers.keyFile, not both');
+  if (c.peers.routersBetween > 32) throw new ConfigError('peers.routersBetween', 'must be at most 32');
   if (c.peers.deadAfterMs <= c.peers.heartbeatMs) {
     throw new ConfigError('peers.deadAfterMs', `must be longer than peers.heartbeatMs (${c.peers.heartbeatMs})`);
   }

@@ -54,23 +54,72 @@ export function readKernelQueues(file = KERNEL_QUEUE_FILE): KernelQueue[] {
   return parseKernelQueues(text);
 }
 
-/**
- * Packets that entered the queue's hook but never reached its consumer:
- * `hits` (how many the NFQUEUE rules sent, e.g. their iptables counters) less
- * what the consumer received, what the kernel dropped and what still waits.
- * While a consumer is bound with fail-open and a queue rule has
- * --queue-bypass, what is left is what the kernel let through because the
- * queue (or the socket) was full. Never negative.
- */
-export function unqueued(hits: number, received: number, q: KernelQueue): number {
-  return Math.max(0, hits - received - q.queueDropped - q.userDropped - q.queueTotal);
+/** What is known of one queue at one moment, for failedOpen(). */
+export interface QueueSample {
+  /** Packets the queue's NFQUEUE rules sent so far (nfqueueHits()). */
+  hits: number;
+  /** Packets the consumer received so far (dpr: queue.batchPackets + queue.startupAccepted). */
+  received: number;
+  kernel: KernelQueue;
 }
 
 /**
- * Ids the kernel handed out that the consumer never saw: packets built into a
- * message the socket could not take (fail-open lets them through). This
- * misses packets that met a full queue (they take no id); see unqueued().
+ * Packets the kernel let through unqueued between two samples: what the rules
+ * sent less what the consumer received, what the kernel dropped and what
+ * still waits. While a consumer stays bound with fail-open (and SYNs have
+ * --queue-bypass), that is what overflowed: packets the kernel passed on
+ * because the queue (or the socket) was full. The kernel counts these
+ * nowhere; on a full queue it does not even take a packet id. Never negative;
+ * exact when nothing waits at either sample, else a lower bound (queue_total
+ * also counts packets the consumer has read and not yet given a verdict).
+ */
+export function failedOpen(before: QueueSample, after: QueueSample): number {
+  const accounted = (s: QueueSample): number => s.received + s.kernel.queueDropped + s.kernel.userDropped + s.kernel.queueTotal;
+  return Math.max(0, after.hits - before.hits - (accounted(after) - accounted(before)));
+}
+
+/**
+ * Ids the kernel handed out that the consumer never saw and the kernel did
+ * not count as dropped: packets built into a message the socket could not
+ * take, which fail-open let through. Misses packets that met a full queue
+ * (they take no id; see failedOpen()). A lower bound while packets wait.
  */
 export function undelivered(received: number, q: KernelQueue): number {
-  return Math.max(0, q.idSequence - received - q.queueDropped - q.userDropped - q.queueTotal);
+  return Math.max(0, q.idSequence - received - q.userDropped - q.queueTotal);
+}
+
+/** One rule of `iptables-save -c` with its counters. */
+export interface RuleCounter {
+  table: string;
+  chain: string;
+  /** The rule as iptables-save prints it, after `-A CHAIN `. */
+  rule: string;
+  packets: number;
+  bytes: number;
+}
+
+/** Parses `iptables-save -c` (every table it prints). */
+export function parseRuleCounters(text: string): RuleCounter[] {
+  const out: RuleCounter[] = [];
+  let table = '';
+  for (const line of text.split('\n')) {
+    if (line.startsWith('*')) table = line.slice(1).trim();
+    const m = /^\[(\d+):(\d+)\] -A (\S+) ?(.*)$/.exec(line);
+    if (m) out.push({ table, chain: m[3]!, rule: m[4]!, packets: Number(m[1]), bytes: Number(m[2]) });
+  }
+  return out;
+}
+
+/**
+ * Packets the NFQUEUE rules of the given chains sent, by queue number: what
+ * the kernel tried to queue, whether or not the queue took it.
+ */
+export function nfqueueHits(rules: readonly RuleCounter[], chains: readonly string[]): Map<number, number> {
+  const hits = new Map<number, number>();
+  for (const r of rules) {
+    if (!chains.includes(r.chain) || !/-j NFQUEUE\b/.test(r.rule)) continue;
+    const num = Number(/--queue-num (\d+)/.exec(r.rule)?.[1] ?? 0);
+    hits.set(num, (hits.get(num) ?? 0) + r.packets);
+  }
+  return hits;
 }

@@ -30,7 +30,7 @@ export class Progress {
 
   /** Shows (or replaces) the line. */
   update(text: string): void {
-    if (!this.enabled) return;
+    if (!this.enabled || (this.restore && text === this.text)) return;
     if (!this.restore) this.restore = this.interceptOutput();
     this.text = text;
     this.draw();

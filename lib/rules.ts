@@ -7,8 +7,8 @@
 //                                goes to DPR_ENTRY, peer-port traffic to DPR_SERVE
 //   DPR_ENTRY                    after the SYN, local flows stay in the kernel
 //                                (-m socket); the rest goes to the entry queue
-//   DPR_SERVE                    peer ports from the cluster go to the serve
-//                                queue, from anywhere else they are dropped
+//   DPR_SERVE                    peer ports from a peer (TTL check, GTSM) go to
+//                                the serve queue, anything else is dropped
 //   nat PREROUTING -> DPR_NAT    restored packets are DNATed to the local server,
 //                                at a local address of their entry host's own
 //                                (restoreCidr): the same client port may reach
@@ -65,8 +65,11 @@ export function renderRules(c: DprConfig): RuleSet {
     // dropped, TCP sends it again once a daemon is back (a restart), where the
     // local stack would have reset the connection.
     `-A DPR_ENTRY -j NFQUEUE --queue-num ${c.queues.entry}`,
-    // Likewise at the serving host: held back, not answered, while no daemon runs.
-    `-A DPR_SERVE -s ${c.clusterCidr} -j NFQUEUE --queue-num ${c.queues.serve}`,
+    // A forwarded packet keeps the client's source address, so the source says
+    // nothing; the entry host sends it with TTL 255 and only a sender at most
+    // peers.routersBetween routers away can make it arrive this high (GTSM).
+    // Held back, not answered, while no daemon runs.
+    `-A DPR_SERVE -m ttl --ttl-gt ${253 - c.peers.routersBetween} -j NFQUEUE --queue-num ${c.queues.serve}`,
     '-A DPR_SERVE -j DROP',
     'COMMIT',
     '*nat',

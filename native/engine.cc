@@ -208,6 +208,7 @@ Outcome Engine::Route(TcpPacket& p, uint16_t target, int portIndex, bool csumNot
   const uint16_t peerPort =
       static_cast<uint16_t>(config_.peerPortBase + config_.self * nPorts + portIndex);
   Rewrite(p, config_.clusterAddr[target], peerPort, csumNotReady);
+  SetForwardTtl(p);
   out.action = Action::kForward;
   out.mangled = true;
   out.mark = config_.forwardMark;
@@ -237,6 +238,19 @@ Outcome Engine::ProcessServe(TcpPacket& p, bool csumNotReady) {
   out.mark = config_.serveMark;
   out.target = static_cast<uint16_t>(origin);
   return out;
+}
+
+// The serving host accepts peer-port packets only with a TTL that no sender
+// more than `peers.routersBetween` routers away can produce (GTSM, RFC 5082):
+// a forwarded packet still carries the client's source address, so the source
+// cannot tell a peer's packet from an outsider's.
+void Engine::SetForwardTtl(TcpPacket& p) {
+  uint16_t before;
+  std::memcpy(&before, p.ip + 8, 2);  // TTL and protocol: one checksummed word
+  p.ip[8] = kForwardTtl;
+  uint16_t after;
+  std::memcpy(&after, p.ip + 8, 2);
+  ChecksumReplace16(p.ip + 10, before, after);
 }
 
 void Engine::Rewrite(TcpPacket& p, uint32_t daddr, uint16_t dport, bool csumNotReady) {

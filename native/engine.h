@@ -14,6 +14,9 @@
 namespace dpr {
 
 enum class Role : uint8_t { kEntry, kServe };
+
+// TTL of a rewritten packet as the entry host hands it back to the kernel.
+constexpr uint8_t kForwardTtl = 255;
 enum class Policy : uint8_t { kHash, kLoad };
 
 struct EngineConfig {
@@ -138,6 +141,7 @@ class Engine {
   Outcome Route(TcpPacket& p, uint16_t target, int portIndex, bool csumNotReady);
   int ServicePortIndex(uint16_t port) const;
   void Rewrite(TcpPacket& p, uint32_t daddr, uint16_t dport, bool csumNotReady);
+  void SetForwardTtl(TcpPacket& p);
   void PublishFlowCounts();
   void CountNewFlow(uint16_t target);
 

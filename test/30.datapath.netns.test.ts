@@ -17,7 +17,6 @@ const HOSTS = [
   { name: 'b', addr: '198.18.0.2' },
 ] as const;
 const [A, B] = HOSTS;
-const CLUSTER_CIDR = '198.18.0.0/24';
 const SERVICE_PORT = 80;
 const PEER_PORT_BASE = 20000;
 // P(origin, k) for 2 hosts and 1 service port: 20000..20001.
@@ -76,8 +75,10 @@ function rules(addr: string): string {
     // After the SYN, flows served here never leave the kernel.
     `-A DPR_ENTRY -p tcp -d ${addr} --dport ${SERVICE_PORT} ! --syn -m socket -j ACCEPT`,
     `-A DPR_ENTRY -p tcp -d ${addr} --dport ${SERVICE_PORT} -j NFQUEUE --queue-num ${ENTRY_QUEUE} --queue-bypass`,
-    `-A DPR_SERVE -p tcp -s ${CLUSTER_CIDR} -d ${addr} --dport ${PEER_PORTS} -j NFQUEUE --queue-num ${SERVE_QUEUE} --queue-bypass`,
-    // Peer ports from outside the cluster: nobody may make this host answer as another.
+    // Only a packet the entry host sent (TTL 255, one hop: 254) may use the
+    // peer ports: its source is the client's, so the source says nothing.
+    `-A DPR_SERVE -p tcp -d ${addr} --dport ${PEER_PORTS} -m ttl --ttl-gt 253 -j NFQUEUE --queue-num ${SERVE_QUEUE} --queue-bypass`,
+    // Anyone else: nobody may make this host answer as another.
     `-A DPR_SERVE -p tcp -d ${addr} --dport ${PEER_PORTS} -j DROP`,
     'COMMIT',
     '*nat',
@@ -231,6 +232,13 @@ describe('30.datapath: rewrite mode in namespaces (client, entry host A, serving
     const { code, out, err } = await done;
     assert.equal(code, 0, `curl failed: ${err.trim()}`);
     assert.match(parseCurl(out).body, /^served-by=b /);
+  });
+
+  it('30.datapath: a client sending to B\'s peer port itself is dropped, not served as A', () => {
+    assert.throws(() => curl(bed, 'client', `http://${B.addr}:20000/`, { timeoutS: 2 }), /timed out|Timeout|28/);
+    const drops = bed.exec('b', ['iptables', '-t', 'raw', '-L', 'DPR_SERVE', '-v', '-n', '-x']);
+    const dropLine = drops.split('\n').find((l) => /\bDROP\b/.test(l));
+    assert.ok(dropLine && Number(dropLine.trim().split(/\s+/)[0]) > 0, `no drop counted:\n${drops}`);
   });
 
   it('30.datapath: the entry queue counts forwards and new forwarded flows, the serve queue counts restores', async () => {

@@ -45,9 +45,9 @@ function toServe(origin: number, k: number, over: Partial<TcpSpec> = {}): TcpSpe
   return toEntry({ dst: C1, dport: peerPort(origin, k), ...over });
 }
 
-/** What entry host 0 must emit for `spec` when host 1 serves it. */
+/** What entry host 0 must emit for `spec` when host 1 serves it (TTL 255: GTSM). */
 function forwarded(spec: TcpSpec, k = 0): Uint8Array {
-  return buildTcp4({ ...spec, dst: C1, dport: peerPort(0, k) }, 'full');
+  return buildTcp4({ ...spec, dst: C1, dport: peerPort(0, k), ttl: 255 }, 'full');
 }
 
 function restored(spec: TcpSpec, service: string, port: number): Uint8Array {

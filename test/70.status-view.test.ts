@@ -1,0 +1,94 @@
+// `dpr status` without a daemon: the view built from two /status samples, its
+// table, and the progress line (terminal only, never mixed into other output).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import type { DaemonStatus } from '../lib/daemon';
+import type { QueueStats } from '../lib/native';
+import { buildView, duration, renderText } from '../lib/status-view';
+import { Progress } from '../lib/progress';
+
+function entry(local: number, forwarded: number): QueueStats {
+  const flows = { pending: 0, syn: 2, established: 40, closing: 3 };
+  return {
+    newFlows: { local, forwarded, byHost: [local, forwarded] },
+    flows: { ...flows, forwarded: { pending: 0, syn: 1, established: 20, closing: 1 }, expired: 0, closed: 0 },
+  } as unknown as QueueStats;
+}
+
+function status(local: number, forwarded: number, over: Partial<DaemonStatus> = {}): DaemonStatus {
+  return {
+    self: 0, policy: 'hash', draining: false, startedAt: 1_000_000, load: 7, liveHosts: [0, 1],
+    peers: [
+      { id: 2, address: '198.18.0.3', up: false, load: 0, draining: false, capacity: 0, lastHeardMs: null, epoch: null },
+      { id: 1, address: '198.18.0.2', up: true, load: 5, draining: true, capacity: 0, lastHeardMs: 1500, epoch: 1 },
+    ],
+    entry: entry(local, forwarded), serve: null,
+    decisions: { local: 0, forwarded: 0, byPeer: {} },
+    heartbeats: { sent: 9, sendErrors: 0, received: 9, accepted: 6, rejected: { truncated: 0, bad_magic: 0, bad_type: 0, unknown_peer: 0, wrong_source: 1, bad_mac: 2, replay: 0 } },
+    ...over,
+  };
+}
+
+const addresses = new Map([[0, '198.18.0.1']]);
+
+test('70.status-view: rates come from the growth of the native new-flow counters over the sample', () => {
+  const v = buildView({ status: status(100, 50), at: 1_125_000 }, { status: status(300, 100), at: 1_127_000 }, addresses);
+  assert.deepEqual(v.connectionsPerSecond, { local: 100, forwarded: 25 });
+  assert.equal(v.sampleMs, 2000);
+  assert.equal(v.uptimeMs, 127_000);
+  assert.deepEqual(v.hosts.map((h) => [h.id, h.self, h.up, h.address, h.heartbeatAgeMs]), [
+    [0, true, true, '198.18.0.1', null],
+    [1, false, true, '198.18.0.2', 1500],
+    [2, false, false, '198.18.0.3', null],
+  ]);
+  assert.deepEqual(v.heartbeatsRejected?.total, 3);
+  assert.deepEqual(v.flows?.forwarded, { pending: 0, syn: 1, established: 20, closing: 1 });
+});
+
+test('70.status-view: a daemon restarted between the samples gives no negative rate', () => {
+  const v = buildView({ status: status(500, 500), at: 0 }, { status: status(10, 0), at: 1000 }, addresses);
+  assert.deepEqual(v.connectionsPerSecond, { local: 0, forwarded: 0 });
+});
+
+test('70.status-view: the table names each host, its state, draining flag and heartbeat age', () => {
+  const text = renderText(buildView({ status: status(0, 0), at: 1_000_000 }, { status: status(10, 10), at: 1_001_000 }, addresses));
+  assert.match(text, /^dpr: host 0, hash policy, up 1s$/m);
+  assert.match(text, /^0 \(this\)\s+198\.18\.0\.1\s+up\s+7\s+no\s+-$/m);
+  assert.match(text, /^1\s+198\.18\.0\.2\s+up\s+5\s+yes\s+1\.5 s ago$/m);
+  assert.match(text, /^2\s+198\.18\.0\.3\s+down\s+0\s+no\s+never$/m);
+  assert.match(text, /^connections\/s\s+local 10\.0, forwarded 10\.0 \(over 1\.0 s\)$/m);
+  assert.match(text, /^heartbeats rejected\s+3 \(wrong_source 1, bad_mac 2\)$/m);
+  const drained = renderText(buildView({ status: status(0, 0), at: 0 }, { status: status(0, 0, { draining: true }), at: 1000 }, addresses));
+  assert.match(drained, /DRAINING/);
+  assert.match(drained, /^new connections to\s+this host only \(draining\)$/m);
+});
+
+test('70.status-view: durations read as an operator would say them', () => {
+  assert.deepEqual([5_000, 125_000, 7_260_000, 90_000_000].map(duration), ['5s', '2m5s', '2h1m', '1d1h']);
+});
+
+class Capture extends Writable {
+  text = '';
+  constructor(readonly isTTY: boolean) {
+    super();
+  }
+  override _write(chunk: Buffer, _enc: string, done: () => void): void {
+    this.text += chunk.toString();
+    done();
+  }
+}
+
+test('70.progress: a terminal gets one redrawn line, removed at the end; anything else gets nothing', () => {
+  const tty = new Capture(true);
+  const p = new Progress({ stream: tty });
+  p.update('waiting for peers: 1/3 up');
+  p.update('waiting for peers: 2/3 up');
+  p.done();
+  assert.equal(tty.text, '\r\x1b[2Kwaiting for peers: 1/3 up\r\x1b[2Kwaiting for peers: 2/3 up\r\x1b[2K');
+  const pipe = new Capture(false);
+  const q = new Progress({ stream: pipe });
+  q.update('waiting for peers: 1/3 up');
+  q.done();
+  assert.equal(pipe.text, '');
+});
