@@ -5,7 +5,7 @@ import { Command, Option } from 'commander';
 import { ConfigError, loadConfig, restoreAddress, selfHost, type DprConfig } from './config';
 import type { DaemonStatus } from './daemon';
 import { DaemonUnreachable, endpointOf, fetchStatus, requestDrain, type Endpoint } from './daemon-client';
-import { preflight, readTcpSockets } from './host';
+import { forwardedInConnections, preflight } from './host';
 import { logger, setLogLevel, type Logger } from './log';
 import { Progress, sleep, waitWithProgress } from './progress';
 import { renderInstallScript, renderRules, renderUninstallScript } from './rules';
@@ -154,10 +154,7 @@ async function forwardedLeft(ep: Endpoint, config: Readonly<DprConfig>): Promise
   const s = await fetchStatus(ep);
   const f = s.entry?.flows.forwarded;
   const restore = new Set(config.hosts.filter((h) => h.id !== config.self).map((h) => restoreAddress(config, h.id)));
-  const ports = new Set(config.servicePorts);
-  const established = 0x01;
-  const inbound = readTcpSockets().filter((t) => t.state === established && ports.has(t.localPort) && restore.has(t.localAddress)).length;
-  return { out: f ? f.syn + f.established : 0, in: inbound };
+  return { out: f ? f.syn + f.established : 0, in: forwardedInConnections(restore, config.servicePorts) };
 }
 
 async function waitDrained(ep: Endpoint, config: Readonly<DprConfig>, timeoutMs: number): Promise<boolean> {

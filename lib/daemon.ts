@@ -4,8 +4,8 @@
 // /status, and drains on SIGTERM.
 import { EventEmitter } from 'node:events';
 import type { DprConfig } from './config';
-import { selfHost } from './config';
-import { activeConnections } from './host';
+import { restoreAddress, selfHost } from './config';
+import { activeConnections, forwardedInConnections } from './host';
 import { formatIpv4 } from './ipv4';
 import { logger, type Logger } from './log';
 import { LoadPolicy } from './load-policy';
@@ -168,19 +168,25 @@ export class Daemon extends EventEmitter {
     this.entry?.decide(tokens, targets);
   }
 
-  /** Stops new forwarded connections and waits (bounded) for forwarded and local ones to end. */
+  /**
+   * Stops new forwarded connections (peers hear it in our heartbeats and stop
+   * sending us theirs) and waits, bounded, until no connection is forwarded
+   * either way. Direct local connections are not waited for: they live in the
+   * kernel and outlast the daemon.
+   */
   async drain(timeoutMs = this.config.drain.timeoutMs): Promise<boolean> {
     this.draining = true;
     this.entry?.setDraining(true);
     this.log.info('draining', { timeoutMs });
     const deadline = Date.now() + timeoutMs;
+    const restore = new Set(this.config.hosts.filter((h) => h.id !== this.config.self).map((h) => restoreAddress(this.config, h.id)));
     for (;;) {
-      this.measureLoad();
       const f = this.entry?.stats().flows.forwarded;
-      const forwarded = f ? f.syn + f.established : 0;
-      if (forwarded === 0 && this.load === 0) return true;
+      const out = f ? f.syn + f.established : 0;
+      const inbound = forwardedInConnections(restore, this.config.servicePorts);
+      if (out === 0 && inbound === 0) return true;
       if (Date.now() >= deadline) {
-        this.log.warn('drain timed out', { forwarded, local: this.load });
+        this.log.warn('drain timed out', { forwardedOut: out, forwardedIn: inbound });
         return false;
       }
       await new Promise((r) => setTimeout(r, 100));

@@ -47,6 +47,19 @@ export function activeConnections(servicePorts: readonly number[]): number {
   return n;
 }
 
+/**
+ * Connections peers forwarded here: established sockets on the service ports
+ * whose local address is one of the restore addresses (lib/rules.ts).
+ */
+export function forwardedInConnections(restoreAddresses: ReadonlySet<string>, servicePorts: readonly number[]): number {
+  const ports = new Set(servicePorts);
+  let n = 0;
+  for (const s of readTcpSockets()) {
+    if (s.state === TCP_ESTABLISHED && ports.has(s.localPort) && restoreAddresses.has(s.localAddress)) n++;
+  }
+  return n;
+}
+
 export interface ListenerCheck {
   ok: boolean;
   problems: string[];
