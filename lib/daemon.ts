@@ -14,6 +14,7 @@ import { DECISION_FIELDS, Queue, type DecisionBatch, type NativeQueue, type Queu
 import { Peers, loadKey, type PeerView } from './peers';
 import { engineOptions, queueOptions } from './plan';
 import { loadFlows, saveFlows } from './flow-state';
+import { AnomalyLog } from './anomalies';
 
 export interface DaemonStatus {
   self: number;
@@ -37,6 +38,7 @@ export class Daemon extends EventEmitter {
   private peers: Peers | null = null;
   private loadTimer: NodeJS.Timeout | null = null;
   private snapshotTimer: NodeJS.Timeout | null = null;
+  private anomalyTimer: NodeJS.Timeout | null = null;
   private load = 0;
   private draining = false;
   private liveHosts: number[] = [];
@@ -90,6 +92,12 @@ export class Daemon extends EventEmitter {
     await this.peers.start();
     this.loadTimer = setInterval(() => this.measureLoad(), Math.max(50, Math.min(c.peers.heartbeatMs, 250)));
     this.loadTimer.unref();
+    const anomalies = new AnomalyLog(logger('datapath'));
+    this.anomalyTimer = setInterval(() => {
+      anomalies.check('entry', this.entry?.stats() ?? null);
+      anomalies.check('serve', this.serve?.stats() ?? null);
+    }, 10_000);
+    this.anomalyTimer.unref();
     this.log.info('started', { self: c.self, policy: c.policy, entryQueue: c.queues.entry, serveQueue: c.queues.serve });
   }
 
@@ -196,7 +204,8 @@ export class Daemon extends EventEmitter {
   async stop(): Promise<void> {
     if (this.loadTimer) clearInterval(this.loadTimer);
     if (this.snapshotTimer) clearInterval(this.snapshotTimer);
-    this.loadTimer = this.snapshotTimer = null;
+    if (this.anomalyTimer) clearInterval(this.anomalyTimer);
+    this.loadTimer = this.snapshotTimer = this.anomalyTimer = null;
     // Entry first: from here on new connections are served here (fail-open)
     // and forwarded flows wait for the next daemon, which reads this file.
     this.entry?.stop();
