@@ -2,7 +2,11 @@
 // JavaScript class to throw. lib/native.ts is the only file that loads this.
 #include <napi.h>
 
+#include <cstring>
+#include <string>
+
 #include "binding_util.h"
+#include "sock_diag.h"
 
 namespace dpr {
 Napi::Function DefineEngine(Napi::Env env);
@@ -16,7 +20,20 @@ void SetErrorClass(const Napi::CallbackInfo& info) {
   dpr::SetErrorClass(info.Env(), info[0].As<Napi::Function>());
 }
 
+// countEstablished(ports: Uint16Array): number of established TCP sockets on
+// those local ports in this network namespace.
+Napi::Value CountEstablished(const Napi::CallbackInfo& info) {
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array) {
+    dpr::ThrowError(info.Env(), "EINVAL", 0, "countEstablished(ports): ports must be a Uint16Array");
+  }
+  auto ports = info[0].As<Napi::Uint16Array>();
+  const long n = dpr::CountEstablished(ports.Data(), ports.ElementLength());
+  if (n < 0) dpr::ThrowError(info.Env(), "ESOCKDIAG", static_cast<int>(-n), std::string("sock_diag dump: ") + std::strerror(static_cast<int>(-n)));
+  return Napi::Number::New(info.Env(), static_cast<double>(n));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("countEstablished", Napi::Function::New(env, CountEstablished));
   exports.Set("Engine", dpr::DefineEngine(env));
   exports.Set("Queue", dpr::DefineQueue(env));
   exports.Set("setErrorClass", Napi::Function::New(env, SetErrorClass));

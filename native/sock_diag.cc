@@ -83,4 +83,58 @@ bool LocalSockets::Exists(const FlowKey& key) {
   }
 }
 
+long CountEstablished(const uint16_t* ports, size_t count) {
+  const int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (fd < 0) return -errno;
+  struct {
+    nlmsghdr nlh;
+    inet_diag_req_v2 req;
+  } msg{};
+  msg.nlh.nlmsg_len = sizeof msg;
+  msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  msg.req.sdiag_family = AF_INET;
+  msg.req.sdiag_protocol = IPPROTO_TCP;
+  constexpr uint32_t kTcpEstablished = 1;
+  msg.req.idiag_states = 1u << kTcpEstablished;
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  if (sendto(fd, &msg, sizeof msg, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0) {
+    const int err = errno;
+    close(fd);
+    return -err;
+  }
+  long n = 0;
+  alignas(nlmsghdr) static thread_local char buf[32768];
+  for (;;) {
+    const ssize_t got = recv(fd, buf, sizeof buf, 0);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      close(fd);
+      return -err;
+    }
+    size_t left = static_cast<size_t>(got);
+    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+      if (h->nlmsg_type == NLMSG_DONE) {
+        close(fd);
+        return n;
+      }
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        const int err = -static_cast<const nlmsgerr*>(NLMSG_DATA(h))->error;
+        close(fd);
+        return -(err ? err : EPROTO);
+      }
+      const auto* m = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
+      const uint16_t port = ntohs(m->id.idiag_sport);
+      for (size_t i = 0; i < count; ++i) {
+        if (ports[i] == port) {
+          ++n;
+          break;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace dpr
