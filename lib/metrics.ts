@@ -27,7 +27,7 @@ export interface Metrics {
 
 export function createMetrics(daemon: Pick<Daemon, 'status'>): Metrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'dpr_process_' });
+  collectDefaultMetrics({ register: registry, prefix: 'dpr_' });
   const mirror = new Mirror();
 
   const packets = new Counter({ name: 'dpr_packets_total', help: 'Packets through the queues, by queue and verdict action.', labelNames: ['queue', 'action'], registers: [registry] });
