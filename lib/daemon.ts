@@ -154,7 +154,10 @@ export class Daemon extends EventEmitter {
 
   private pushTable(hosts: number[]): void {
     this.liveHosts = hosts;
-    if (this.config.policy === 'hash') this.entry?.setLookupTable(buildMaglevTable(hosts));
+    // The load policy decides in JavaScript, but the table still tells the
+    // data path which hosts are live (a SYN retransmitted towards a host that
+    // went down is decided again).
+    this.entry?.setLookupTable(buildMaglevTable(hosts));
   }
 
   private decide(batch: DecisionBatch): void {

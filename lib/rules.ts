@@ -14,7 +14,8 @@
 //                                (restoreCidr): the same client port may reach
 //                                this host directly and through a peer at once
 //   filter FORWARD -> DPR_FORWARD  rewritten packets may leave even where the
-//                                FORWARD policy is DROP (Docker sets it so)
+//                                FORWARD policy is DROP (Docker sets it so);
+//                                restored packets never leave
 import type { DprConfig } from './config';
 import { peerPortRange, restoreAddress, selfHost } from './config';
 
@@ -78,6 +79,10 @@ export function renderRules(c: DprConfig): RuleSet {
     'COMMIT',
     '*filter',
     ':DPR_FORWARD - [0:0]',
+    // A restored packet conntrack would not DNAT (INVALID: SYN+FIN, a bad
+    // checksum, ...) would be routed back to its entry host, which forwards it
+    // again with a fresh TTL: a loop. Restored packets are never forwarded.
+    `-A DPR_FORWARD -m mark --mark ${srv} -j DROP`,
     `-A DPR_FORWARD -m mark --mark ${fwd} -j ACCEPT`,
     'COMMIT',
     '',

@@ -123,8 +123,11 @@ Outcome Engine::ProcessEntry(TcpPacket& p, bool csumNotReady, uint32_t nowMs) {
       out.note = Note::kPendingDuplicate;
       return out;
     }
-    if (p.IsSyn() && e.state != FlowState::kSynSeen) {
-      // A new connection reusing the 4-tuple of a closed one: decide afresh.
+    // A new connection reusing the 4-tuple of a closed one, or a SYN sent
+    // again towards a host that has gone since: decide afresh (otherwise the
+    // retransmissions would follow the dead host until synMs runs out).
+    const bool deadTarget = e.state == FlowState::kSynSeen && !IsLive(e.target);
+    if (p.IsSyn() && (e.state != FlowState::kSynSeen || deadTarget)) {
       flows_.Erase(idx);
       counters_.flowsClosed.Add();
       return NewFlow(p, key, portIndex, csumNotReady, nowMs);
@@ -192,7 +195,10 @@ bool Engine::Resolve(const FlowKey& key, uint16_t target, uint32_t nowMs) {
   if (idx < 0) return false;
   FlowEntry& e = flows_.At(idx);
   if (e.state != FlowState::kPending) return false;
-  if (target >= config_.serviceAddr.size() || config_.serviceAddr[target] == 0) target = config_.self;
+  // A host the table does not name is down (or unknown): serve here.
+  if (target >= config_.serviceAddr.size() || config_.serviceAddr[target] == 0 || !IsLive(target)) {
+    target = config_.self;
+  }
   flows_.SetTarget(idx, target);
   flows_.SetState(idx, FlowState::kSynSeen);
   flows_.Touch(idx, nowMs);
@@ -305,6 +311,19 @@ size_t Engine::ImportFlows(const uint32_t* words, size_t count, uint32_t nowMs) 
   }
   PublishFlowCounts();
   return taken;
+}
+
+void Engine::SetLookupTable(std::shared_ptr<const LookupTable> table) {
+  lookup_ = std::move(table);
+  live_.assign(config_.serviceAddr.size(), false);
+  live_[config_.self] = true;
+  if (lookup_ == nullptr) {
+    live_.clear();
+    return;
+  }
+  for (const uint16_t host : *lookup_) {
+    if (host < live_.size()) live_[host] = true;
+  }
 }
 
 size_t Engine::Sweep(size_t budget, uint32_t nowMs) {

@@ -122,7 +122,8 @@ class Engine {
   // configuration or have expired. Returns how many were taken.
   size_t ImportFlows(const uint32_t* words, size_t count, uint32_t nowMs);
 
-  void SetLookupTable(std::shared_ptr<const LookupTable> table) { lookup_ = std::move(table); }
+  // The table also says which hosts are live: those it names.
+  void SetLookupTable(std::shared_ptr<const LookupTable> table);
   void SetDraining(bool draining) { draining_ = draining; }
   size_t Sweep(size_t budget, uint32_t nowMs);
 
@@ -148,6 +149,8 @@ class Engine {
   EngineConfig config_;
   FlowTable flows_;
   std::shared_ptr<const LookupTable> lookup_;
+  std::vector<bool> live_;  // by host id; empty: no table yet, all count as live
+  bool IsLive(uint16_t host) const { return live_.empty() || (host < live_.size() && live_[host]); }
   bool draining_ = false;
   EngineCounters counters_;
 };

@@ -22,6 +22,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <utility>
@@ -322,9 +323,15 @@ void CheckCounters(Harness& h) {
   if (h.cfg().role == dpr::Role::kServe) Require(h.engine.flows().size() == 0);
 }
 
+// A host is live when the lookup table names it (the engine's rule too).
+bool TableNames(const Harness& h, uint16_t host) {
+  const auto& t = *Tables()[h.sel >> 6];
+  return host == h.cfg().self || std::find(t.begin(), t.end(), host) != t.end();
+}
+
 void RememberDecision(Harness& h, const dpr::FlowKey& key, uint16_t target) {
   const EngineConfig& c = h.cfg();
-  if (target >= c.serviceAddr.size() || c.serviceAddr[target] == 0) target = c.self;
+  if (target >= c.serviceAddr.size() || c.serviceAddr[target] == 0 || !TableNames(h, target)) target = c.self;
   for (auto& d : h.decided) {
     if (d.first == key) {
       d.second = target;
