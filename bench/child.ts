@@ -12,6 +12,8 @@ async function main(): Promise<void> {
   const [trialName, variant, ...flags] = process.argv.slice(2);
   if (trialName === undefined || variant === undefined) throw new Error('usage: child TRIAL VARIANT [--quick]');
   const m = await findTrial(trialName).run(variant, { quick: flags.includes('--quick') });
+  // A number a variant cannot have (no router CPU for kernel NAT) is left out, not written as null.
+  if (m.metrics) m.metrics = Object.fromEntries(Object.entries(m.metrics).filter(([, x]) => Number.isFinite(x)));
   process.stdout.write(`${JSON.stringify(m)}\n`);
 }
 

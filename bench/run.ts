@@ -1,12 +1,14 @@
-// The bench runner: `npm run bench -- TRIAL... [--quick] [--reps N]`.
-// Runs every repetition of every variant in a fresh child process, variants
-// interleaved within a repetition so they share whatever else the machine is
-// doing, then prints a markdown table with each variant's ratio to the
-// baseline and writes bench/results/TRIAL.json and TRIAL.md.
+// The bench runner: `npm run bench -- [TRIAL...] [--quick] [--reps N]`; no
+// trial named runs them all. Runs every repetition of every variant in a
+// fresh child process, variants interleaved within a repetition so they share
+// whatever else the machine is doing, then prints a markdown table with each
+// variant's ratio to its baseline and the goals, and writes
+// bench/results/TRIAL.json, TRIAL.md and, for trials with a chart, TRIAL.svg.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { describeMachine, markdown, summarize, type TrialReport } from './report';
+import { describeMachine, evaluateGoals, markdown, num, summarize, type TrialReport } from './report';
+import { barChart } from './svg';
 import { HARNESS_CPU, findTrial, trials, type Measurement, type Trial } from './trials';
 
 interface Args {
@@ -18,7 +20,7 @@ interface Args {
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const CHILD = path.join(__dirname, 'child.js');
-const USAGE = `usage: npm run bench -- TRIAL... [--quick] [--reps N] [--variants a,b]  (trials: ${trials.map((t) => t.name).join(', ')})`;
+const USAGE = `usage: npm run bench -- [TRIAL...] [--quick] [--reps N] [--variants a,b]  (trials: ${trials.map((t) => t.name).join(', ')}; none: all)`;
 
 function parseArgs(argv: string[]): Args {
   const names: string[] = [];
@@ -33,18 +35,38 @@ function parseArgs(argv: string[]): Args {
     else if (!a.startsWith('-')) names.push(a);
     else throw new Error(USAGE);
   }
-  if (names.length === 0) throw new Error(USAGE);
-  return { trials: names.map(findTrial), quick, reps: reps ?? (quick ? 2 : 5), variants };
+  return { trials: names.length ? names.map(findTrial) : [...trials], quick, reps: reps ?? (quick ? 2 : 5), variants };
 }
 
 function runChild(trial: Trial, variant: string, quick: boolean): Measurement {
-  // The harness stays off the core the measured consumer is pinned to.
-  const argv = ['-c', HARNESS_CPU, process.execPath, CHILD, trial.name, variant, ...(quick ? ['--quick'] : [])];
+  // The harness stays off the core the measured consumer is pinned to;
+  // trials that run whole clusters ask for every core.
+  const argv = ['-c', trial.cpus ?? HARNESS_CPU, process.execPath, CHILD, trial.name, variant, ...(quick ? ['--quick'] : [])];
   try {
-    const out = execFileSync('taskset', argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 60_000 });
+    // SIGINT on timeout: the child turns it into an exit that removes its namespaces.
+    const out = execFileSync('taskset', argv, {
+      encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: trial.timeoutMs ?? 60_000, killSignal: 'SIGINT', maxBuffer: 64 << 20,
+    });
     return JSON.parse(out.trim().split('\n').pop()!) as Measurement;
   } catch (err) {
     throw new Error(`${trial.name}/${variant} failed: ${(err as Error).message}`);
+  }
+}
+
+// A repetition that fails is tried again once, after a pause: on a shared
+// machine the addon or dist/ may be rebuilt under a long run. The retry is
+// recorded in the results; a second failure ends the trial.
+const RETRY_PAUSE_MS = 30_000;
+
+function runWithRetry(trial: Trial, variant: string, rep: number, quick: boolean, retries: NonNullable<TrialReport['retries']>): Measurement {
+  try {
+    return runChild(trial, variant, quick);
+  } catch (err) {
+    const error = (err as Error).message.split('\n')[0]!.slice(0, 300);
+    retries.push({ rep, variant, error });
+    process.stderr.write(`${trial.name} rep ${rep} ${variant}: failed, trying once more in ${RETRY_PAUSE_MS / 1000} s (${error})\n`);
+    execFileSync('sleep', [String(RETRY_PAUSE_MS / 1000)]);
+    return runChild(trial, variant, quick);
   }
 }
 
@@ -53,36 +75,47 @@ function runTrial(trial: Trial, args: Args): TrialReport {
   trial.prepare?.();
   const variants = trial.variants.filter((v) => args.variants === null || args.variants.includes(v.name));
   const runs: TrialReport['runs'] = [];
+  const retries: NonNullable<TrialReport['retries']> = [];
   for (let rep = 1; rep <= args.reps; rep++) {
     for (const v of variants) {
-      const measurement = runChild(trial, v.name, args.quick);
+      const measurement = runWithRetry(trial, v.name, rep, args.quick, retries);
       runs.push({ rep, variant: v.name, measurement });
-      process.stderr.write(`${trial.name} rep ${rep}/${args.reps} ${v.name}: ${Math.round(measurement.value)} ${trial.unit}, ${Math.round(measurement.secondary)} ${trial.secondaryUnit} (over ${Math.round(measurement.work)})\n`);
+      process.stderr.write(`${trial.name} rep ${rep}/${args.reps} ${v.name}: ${num(measurement.value)} ${v.unit ?? trial.unit}, ` +
+        `${num(measurement.secondary)} ${v.secondaryUnit ?? trial.secondaryUnit} (over ${num(measurement.work)})\n`);
     }
   }
+  const summaries = summarize(trial, runs);
   return {
     trial: trial.name,
     description: trial.description,
     unit: trial.unit,
     secondaryUnit: trial.secondaryUnit,
     baseline: trial.baseline,
-    goal: trial.goal ?? null,
+    goals: evaluateGoals(trial.goals ?? [], summaries),
+    columns: [...(trial.columns ?? [])],
+    showDifference: trial.showDifference ?? false,
     reps: args.reps,
     quick: args.quick,
     machine,
     setup: trial.setup({ quick: args.quick }),
-    variants: summarize(trial, runs),
+    variants: summaries,
     runs,
+    retries,
   };
 }
 
-function save(report: TrialReport, text: string): void {
+function save(trial: Trial, report: TrialReport, text: string): void {
   const dir = path.join(ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   const base = report.quick ? `${report.trial}.quick` : report.trial;
   writeFileSync(path.join(dir, `${base}.json`), `${JSON.stringify(report, null, 2)}\n`);
   writeFileSync(path.join(dir, `${base}.md`), text);
-  process.stderr.write(`wrote bench/results/${base}.json and ${base}.md\n`);
+  const files = [`${base}.json`, `${base}.md`];
+  if (trial.chart) {
+    writeFileSync(path.join(dir, `${base}.svg`), barChart(report, trial.chart));
+    files.push(`${base}.svg`);
+  }
+  process.stderr.write(`wrote bench/results/${files.join(', ')}\n`);
 }
 
 function main(): void {
@@ -92,7 +125,7 @@ function main(): void {
     const report = runTrial(trial, args);
     const text = markdown(report);
     process.stdout.write(`${text}\n`);
-    save(report, text);
+    save(trial, report, text);
   }
 }
 

@@ -7,45 +7,14 @@ import { existsSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { BACKLOG, BIN, runDatapath, type DatapathSize, type DatapathVariant } from './datapath';
+import { CLUSTER, runCluster, type Arrivals, type ClusterSize, type Router } from './cluster-mix';
+import { runLocal, type LocalSize } from './local-cost';
+import { runFlows, runMaglev, runPacket } from './scale';
+import { PROBE, runSetup, type SetupPath, type SetupSize } from './setup-time';
+import { reliability } from './reliability';
+import type { Measurement, Trial, TrialOptions, Variant } from './types';
 
-export interface TrialOptions {
-  /** Smaller runs for a smoke test; numbers are rougher. */
-  quick: boolean;
-}
-
-/** One repetition's result: `value` is what the table compares. */
-export interface Measurement {
-  value: number;
-  /** A second view of the same run, shown beside it (e.g. wall-clock where `value` is per CPU-second). */
-  secondary: number;
-  /** How much work the value was measured over (packets, requests). */
-  work: number;
-  detail: unknown;
-}
-
-export interface Variant {
-  name: string;
-  description: string;
-}
-
-export interface Trial {
-  name: string;
-  description: string;
-  /** What `value` counts, and what `secondary` counts. */
-  unit: string;
-  secondaryUnit: string;
-  variants: readonly Variant[];
-  /** Every variant's ratio is taken to this one. */
-  baseline: string;
-  /** The variant the goal is about and the least ratio to the baseline it should reach. */
-  goal?: { variant: string; atLeast: number };
-  /** What a reader needs to judge the numbers: rules, sizes, pinning. */
-  setup(options: TrialOptions): string[];
-  /** Runs once in the parent before any repetition (compiles helpers, checks tools). */
-  prepare?(): void;
-  /** One repetition of one variant; runs in a fresh child process. */
-  run(variant: string, options: TrialOptions): Promise<Measurement>;
-}
+export type { Column, Goal, Measurement, Trial, TrialOptions, Variant } from './types';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -99,7 +68,7 @@ const datapath: Trial = {
   secondaryUnit: 'packets per wall-clock second',
   variants: datapathVariants,
   baseline: 'c-rewrite',
-  goal: { variant: 'dpr-rewrite', atLeast: 0.9 },
+  goals: [{ text: 'dpr-rewrite vs c-rewrite (packets per CPU-second)', variant: 'dpr-rewrite', metric: 'value', kind: 'ratio', versus: 'c-rewrite', atLeast: 0.9 }],
   setup(options) {
     const { cycles } = datapathSize(options);
     return [
@@ -120,7 +89,316 @@ const datapath: Trial = {
   },
 };
 
-export const trials: readonly Trial[] = [datapath];
+// Everything below runs whole namespace clusters: their processes inherit
+// the child's CPU set, so it gets every core.
+const ALL_CPUS = `0-${os.cpus().length - 1}`;
+
+function requireTools(trial: string, tools: string[]): void {
+  for (const tool of tools) {
+    try {
+      execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
+    } catch {
+      throw new Error(`${trial}: '${tool}' is missing (run: npm run setup)`);
+    }
+  }
+}
+
+function requireBuilt(trial: string): void {
+  for (const f of ['build/Release/dpr.node', 'dist/lib/cli.js', 'dist/tools/web-server.js']) {
+    if (!existsSync(path.join(ROOT, f))) throw new Error(`${trial}: ${f} is missing (run: npm run setup)`);
+  }
+}
+
+// ---- setup: connection set-up time -------------------------------------
+
+interface SetupVariant extends Variant { path: SetupPath }
+
+const setupVariants: readonly SetupVariant[] = [
+  { name: 'direct', path: 'direct',
+    description: 'no dpr: the same 2-host namespace cluster without rules or daemons; connect() to h0' },
+  { name: 'dpr-local', path: 'local',
+    description: 'dpr, hash policy, client ports that h0\'s table keeps: the SYN crosses h0\'s entry queue (lookup, flow insert, accept)' },
+  { name: 'dpr-forwarded', path: 'forwarded',
+    description: 'dpr, hash policy, client ports that h0\'s table gives h1: SYN through h0\'s entry queue (rewrite, NF_REPEAT) and h1\'s serve queue (restore, DNAT); h1 answers the client directly' },
+];
+
+function setupSize(o: TrialOptions): SetupSize {
+  return { connections: o.quick ? 2000 : 10_000, warmup: 200 };
+}
+
+const setup: Trial = {
+  name: 'setup',
+  description: 'Connection set-up time: client connect() to h0 of a 2-host cluster, without dpr, served locally by dpr, forwarded by dpr',
+  unit: 'µs connect() p50',
+  secondaryUnit: 'µs p99',
+  variants: setupVariants,
+  baseline: 'direct',
+  showDifference: true,
+  goals: [{ text: 'what forwarding adds to connect() at p50 (dpr-forwarded minus direct)', variant: 'dpr-forwarded', metric: 'value', kind: 'difference', versus: 'direct', atMost: 50, unit: 'µs' }],
+  columns: [{ metric: 'p90Us', label: 'µs p90' }, { metric: 'meanUs', label: 'µs mean' }, { metric: 'errors', label: 'failed connects' }],
+  cpus: ALL_CPUS,
+  timeoutMs: 180_000,
+  setup(o) {
+    const { connections, warmup } = setupSize(o);
+    return [
+      'Topology: tools/cluster.ts, 2 hosts (h0 198.18.0.1, h1 198.18.0.2) and a client (198.18.0.200) on one bridge in namespaces, the real daemon and iptables/install.sh rules, hash policy, web servers with 256 slots and no service time (accept is all that is timed).',
+      `Client: bench/c/connect_probe, one connection at a time: bind a chosen source port, time a blocking connect() (CLOCK_MONOTONIC, SYN out to SYN-ACK in), close; ${connections} timed connections after ${warmup} untimed ones, every port used once.`,
+      'Local vs forwarded: under the hash policy the client port decides. The bench builds the Maglev table the daemons build for hosts [0, 1] and asks the addon\'s Engine.hashTarget where each port goes; dpr-local gets only ports that stay on h0, dpr-forwarded only ports that go to h1. Afterwards h0\'s new-flow counters must show every connection on the intended path, or the repetition fails.',
+      'The child runs on every core (the daemons, web servers and probe are its children); other work on the machine shares them.',
+    ];
+  },
+  prepare() {
+    requireTools('setup', ['cc', 'curl']);
+    requireBuilt('setup');
+    mkdirSync(path.dirname(PROBE), { recursive: true });
+    compileC('bench/c/connect_probe.c', PROBE, []);
+  },
+  async run(variant, o) {
+    const v = setupVariants.find((x) => x.name === variant);
+    if (v === undefined) throw new Error(`setup: no variant '${variant}'`);
+    const s = await runSetup(v.path, setupSize(o));
+    return { value: s.p50Us, secondary: s.p99Us, work: s.connections, metrics: { p90Us: s.p90Us, meanUs: s.meanUs, errors: s.errors }, detail: s };
+  },
+};
+
+// ---- local: what dpr costs traffic it keeps local ----------------------
+
+interface LocalVariant extends Variant { dpr: boolean; keepAlive: boolean }
+
+const localVariants: readonly LocalVariant[] = [
+  { name: 'plain-keepalive', dpr: false, keepAlive: true, baseline: 'plain-keepalive',
+    description: 'no dpr; wrk on keep-alive connections' },
+  { name: 'dpr-keepalive', dpr: true, keepAlive: true, baseline: 'plain-keepalive',
+    description: 'dpr installed, everything local; keep-alive: each packet meets the raw rules (`-m socket` accepts it in the kernel), only SYNs reach the daemon' },
+  { name: 'plain-close', dpr: false, keepAlive: false, baseline: 'plain-close',
+    description: 'no dpr; `Connection: close`, a new TCP connection per request' },
+  { name: 'dpr-close', dpr: true, keepAlive: false, baseline: 'plain-close',
+    description: 'dpr installed, everything local; a new connection per request: every SYN crosses the entry queue and the daemon\'s queue thread' },
+];
+
+function localSize(o: TrialOptions): LocalSize {
+  return { seconds: o.quick ? 3 : 8, warmupSeconds: 1 };
+}
+
+const local: Trial = {
+  name: 'local',
+  description: 'Throughput of traffic a host keeps local, with dpr installed (rules + daemon) vs without',
+  unit: 'requests/s',
+  secondaryUnit: 'p99 ms',
+  variants: localVariants,
+  baseline: 'plain-keepalive',
+  goals: [
+    { text: 'dpr-keepalive vs plain-keepalive (requests/s)', variant: 'dpr-keepalive', metric: 'value', kind: 'ratio', versus: 'plain-keepalive', atLeast: 0.97 },
+    { text: 'dpr-close vs plain-close (requests/s)', variant: 'dpr-close', metric: 'value', kind: 'ratio', versus: 'plain-close', atLeast: 0.97 },
+  ],
+  columns: [
+    { metric: 'p50Ms', label: 'p50 ms', digits: 2 },
+    { metric: 'errors', label: 'errors' },
+    { metric: 'queuedPerRequest', label: 'packets through the daemon per request', digits: 2 },
+    { metric: 'daemonCpuUsPerRequest', label: 'daemon CPU µs per request' },
+    { metric: 'webCpuUsPerRequest', label: 'web server CPU µs per request' },
+  ],
+  cpus: ALL_CPUS,
+  timeoutMs: 90_000,
+  setup(o) {
+    const { seconds, warmupSeconds } = localSize(o);
+    return [
+      'Topology: tools/cluster.ts with one host (h0 198.18.0.1) and a client on a bridge in namespaces. With dpr: iptables/install.sh rules and the daemon (hash policy, default 200 ms heartbeat and load measurement); its only live host is itself, so every SYN is decided local by the same code that keeps a connection local in a bigger cluster.',
+      'CPU per request: CPU time of the daemon and of the web server over the measured run (/proc/PID/stat, all threads, including kernel work in their context: the daemon\'s verdicts reinject the SYN through the stack) over the requests.',
+      'Server: tools/web-server.ts (node), 4096 slots, 0 ms service time (a 0 ms timer), tiny responses: the server\'s CPU is the limit, so what dpr takes from the two cores shows as lost throughput.',
+      `Load: wrk -t1 -c64 (bench/wrk/report.lua) for ${seconds} s after ${warmupSeconds} s of warm-up; keep-alive, or \`Connection: close\` (the client's port range widened to 1024-65535).`,
+      'Both sides share the machine\'s two cores with each other and with whatever else runs; compare the same-rep ratios.',
+    ];
+  },
+  prepare() {
+    requireTools('local', ['wrk', 'curl']);
+    requireBuilt('local');
+  },
+  async run(variant, o) {
+    const v = localVariants.find((x) => x.name === variant);
+    if (v === undefined) throw new Error(`local: no variant '${variant}'`);
+    const s = await runLocal(v, localSize(o));
+    const perRequestUs = (seconds: number | undefined) => ((seconds ?? 0) * 1e6) / Math.max(1, s.requests);
+    const metrics: Record<string, number> = { p50Ms: s.p50Ms, errors: s.errors, webCpuUsPerRequest: perRequestUs(s.cpuSeconds['web']) };
+    if (s.entry) {
+      metrics.queuedPerRequest = s.entry.packets / Math.max(1, s.requests);
+      metrics.daemonCpuUsPerRequest = perRequestUs(s.cpuSeconds['dpr']);
+    }
+    return { value: s.rps, secondary: s.p99Ms, work: s.requests, metrics, detail: s };
+  },
+};
+
+// ---- cluster: the paper's comparison -----------------------------------
+
+interface ClusterVariant extends Variant { router: Router; arrivals: Arrivals }
+
+const clusterVariants: readonly ClusterVariant[] = [
+  { name: 'no-dpr-balanced', router: 'none', arrivals: 'balanced',
+    description: 'no dpr, arrivals spread evenly over the 4 addresses: the perfectly balanced cluster every ratio is taken to' },
+  { name: 'no-dpr-skewed', router: 'none', arrivals: 'skewed',
+    description: 'no dpr, 70/10/10/10 arrivals: what round-robin DNS with a few big clients gives' },
+  { name: 'dpr-hash-balanced', router: 'dpr-hash', arrivals: 'balanced',
+    description: 'dpr on every host, hash policy (Maglev over client address and port), even arrivals' },
+  { name: 'dpr-hash-skewed', router: 'dpr-hash', arrivals: 'skewed',
+    description: 'dpr, hash policy, 70/10/10/10 arrivals' },
+  { name: 'dpr-load-balanced', router: 'dpr-load', arrivals: 'balanced',
+    description: `dpr, load policy (threshold ${CLUSTER.loadThreshold}), even arrivals` },
+  { name: 'dpr-load-skewed', router: 'dpr-load', arrivals: 'skewed',
+    description: `dpr, load policy (threshold ${CLUSTER.loadThreshold}), 70/10/10/10 arrivals: the case dpr is for` },
+  { name: 'haproxy', router: 'haproxy', arrivals: 'central',
+    description: 'HAProxy (Debian 2.6) in TCP mode, balance leastconn, in a fifth namespace; all connections to its one address; both directions through it' },
+  { name: 'dnat', router: 'dnat', arrivals: 'central',
+    description: 'kernel NAT in a fifth namespace: iptables DNAT round-robin (statistic nth) + SNAT to itself; both directions through it' },
+];
+
+function clusterSize(o: TrialOptions): ClusterSize {
+  return o.quick ? { seconds: 4, warmupSeconds: 1 } : { seconds: 10, warmupSeconds: 2 };
+}
+
+const cluster: Trial = {
+  name: 'cluster',
+  description: 'SPECweb96-like file mix on 4 capacity-capped hosts: dpr vs no dpr vs a central HAProxy or kernel NAT, skewed and balanced arrivals',
+  unit: 'requests/s',
+  secondaryUnit: 'p99 ms',
+  variants: clusterVariants,
+  baseline: 'no-dpr-balanced',
+  goals: [
+    { text: 'dpr-load-skewed throughput vs the balanced cluster', variant: 'dpr-load-skewed', metric: 'value', kind: 'ratio', versus: 'no-dpr-balanced', atLeast: 0.95 },
+    { text: 'dpr-load-skewed p99 vs the balanced cluster', variant: 'dpr-load-skewed', metric: 'secondary', kind: 'ratio', versus: 'no-dpr-balanced', atMost: 1.2 },
+    { text: 'dpr-load-skewed throughput vs HAProxy', variant: 'dpr-load-skewed', metric: 'value', kind: 'ratio', versus: 'haproxy', atLeast: 1.0 },
+  ],
+  columns: [
+    { metric: 'p50Ms', label: 'p50 ms', ratio: true },
+    { metric: 'errors', label: 'errors' },
+    { metric: 'busiestShare', label: 'busiest host\'s share', digits: 2 },
+    { metric: 'queuedPerRequest', label: 'packets through dpr queues per request', digits: 1 },
+    { metric: 'routerCpuMsPerRequest', label: 'router CPU ms per request', digits: 2 },
+  ],
+  chart: {
+    panels: [
+      { metric: 'value', label: 'Throughput, requests/s', better: 'higher' },
+      { metric: 'secondary', label: 'p99 latency, ms', better: 'lower' },
+    ],
+    colours: [['no-dpr', '#95a5a6'], ['dpr-hash', '#5dade2'], ['dpr-load', '#1f618d'], ['haproxy', '#e67e22'], ['dnat', '#d35400']],
+  },
+  cpus: ALL_CPUS,
+  timeoutMs: 120_000,
+  setup(o) {
+    const { seconds, warmupSeconds } = clusterSize(o);
+    return [
+      `Hosts: tools/cluster.ts, 4 hosts (h0-h3, 198.18.0.1-4) and a client (198.18.0.200) on one bridge in namespaces; each host runs tools/web-server.ts with ${CLUSTER.slots} slots of ${CLUSTER.serviceMs} ms plus 1 ms per 16 KB of response (about 95 requests/s per host), so the hosts' capacity, not the machine's two cores, is what runs out.`,
+      'Workload: bench/wrk/specweb96.lua, SPECweb96 file classes (<1 KB 35%, 1-10 KB 50%, 10-100 KB 14%, 100 KB-1 MB 1%; nine sizes per class, uniform within a class), `Connection: close` so each request is a new TCP connection (dpr routes connections), a fixed seed per wrk process.',
+      `Arrivals: four wrk processes (-t1, closed loop, 5 s timeout), one per host address, with 14/2/2/2 connections (skewed 70/10/10/10) or 5/5/5/5 (balanced); HAProxy and DNAT have one address, which all four dial with 5 connections each. ${seconds} s measured after ${warmupSeconds} s of warm-up; latency histograms of the four processes merged exactly.`,
+      `dpr: every host runs the daemon and rules (iptables/install.sh), heartbeats every 100 ms; load policy threshold ${CLUSTER.loadThreshold} (the default 8 is meant for hosts working on more requests at once: with 4 slots it would let h0 keep 11 of the 20 connections).`,
+      `HAProxy 2.6 (Debian) in namespace lb (${CLUSTER.front}): mode tcp, balance leastconn, default thread count. DNAT: namespace lb, ip_forward, nat PREROUTING DNAT with statistic nth 4/3/2/- (round robin per connection), POSTROUTING SNAT to ${CLUSTER.front} so replies return through it (send_redirects off).`,
+      '"Balanced cluster" = no-dpr-balanced: the same hosts with arrivals spread evenly; every ratio is to it. busiest host\'s share = responses served by the busiest host over all (0.25 is even). Router CPU: CPU time of the 4 dpr daemons (or of HAProxy) over the measured run per request, from /proc/PID/stat; it includes the kernel work done in their context (an NFQUEUE verdict reinjects the packet through the stack in the sender of the verdict). Kernel NAT runs in softirq context and is not attributed.',
+    ];
+  },
+  prepare() {
+    requireTools('cluster', ['wrk', 'haproxy', 'curl', 'iptables-restore']);
+    requireBuilt('cluster');
+  },
+  async run(variant, o) {
+    const v = clusterVariants.find((x) => x.name === variant);
+    if (v === undefined) throw new Error(`cluster: no variant '${variant}'`);
+    const s = await runCluster(v, clusterSize(o));
+    return {
+      value: s.rps, secondary: s.p99Ms, work: s.requests,
+      metrics: { p50Ms: s.p50Ms, errors: s.errors, busiestShare: s.busiestShare, queuedPerRequest: s.queuedPerRequest, routerCpuMsPerRequest: s.routerCpuMsPerRequest },
+      detail: s,
+    };
+  },
+};
+
+// ---- scale: flow memory, table build time, packet cost -----------------
+
+type ScaleKind = { kind: 'flows' } | { kind: 'maglev'; size: number; hosts: number } | { kind: 'packet'; hosts: number };
+type ScaleVariant = Variant & ScaleKind;
+
+const FLOWS = 1_000_000;
+const maglevVariants: ScaleVariant[] = [65537, 655373].flatMap((size) => [2, 8, 64].map((hosts) => ({
+  name: `maglev-${size}-h${hosts}`, kind: 'maglev' as const, size, hosts, baseline: null,
+  unit: 'ms (warm median)', secondaryUnit: 'ms (first build)',
+  description: `buildMaglevTable, ${size} slots, ${hosts} hosts: median of the builds after the first, beside the first (a daemon's start)`,
+})));
+const packetVariants: ScaleVariant[] = [2, 8, 64].map((hosts) => ({
+  name: `packet-h${hosts}`, kind: 'packet' as const, hosts, baseline: 'packet-h2',
+  unit: 'ns per SYN', secondaryUnit: 'ns per packet (established)',
+  description: `Engine.process in a tight loop, hash policy, Maglev table of ${hosts} hosts: SYNs of new flows (hash, table, insert, rewrite if forwarded), beside packets of established flows`,
+}));
+const scaleVariants: readonly ScaleVariant[] = [
+  { name: 'flows-1M', kind: 'flows', baseline: null, unit: 'B per flow (table)', secondaryUnit: 'B per flow (RSS)',
+    description: `Engine with maxFlows ${FLOWS.toLocaleString('en-US')}, filled by ${FLOWS.toLocaleString('en-US')} SYNs: info().bytesPerFlowAtMax, beside resident memory growth net of the V8 heap per flow` },
+  ...maglevVariants,
+  ...packetVariants,
+];
+
+function scaleSize(o: TrialOptions): { packetFlows: number; passes: number; builds: number } {
+  return o.quick ? { packetFlows: 131_072, passes: 2, builds: 3 } : { packetFlows: 262_144, passes: 3, builds: 5 };
+}
+
+async function runScale(v: ScaleVariant, o: TrialOptions): Promise<Measurement> {
+  const size = scaleSize(o);
+  if (v.kind === 'flows') {
+    const s = runFlows(FLOWS);
+    return { value: s.bytesPerFlowAtMax, secondary: s.rssBytesPerFlow, work: s.flows, metrics: { insertNs: s.insertNs }, detail: s };
+  }
+  if (v.kind === 'maglev') {
+    const s = runMaglev(v.size, v.hosts, size.builds);
+    return { value: s.warmMs, secondary: s.coldMs, work: size.builds, detail: s };
+  }
+  const s = runPacket(v.hosts, size.packetFlows, size.passes);
+  return {
+    value: s.synNs, secondary: s.establishedNs, work: s.flows,
+    metrics: { floorNs: s.floorNs, synAboveFloorNs: s.synNs - s.floorNs, establishedAboveFloorNs: s.establishedNs - s.floorNs, forwardedShare: s.forwardedShare },
+    detail: s,
+  };
+}
+
+const scale: Trial = {
+  name: 'scale',
+  description: 'How dpr grows: bytes per flow at 1M flows, Maglev table build time, per-packet cost against hosts in the table',
+  unit: 'value',
+  secondaryUnit: 'second value',
+  variants: scaleVariants,
+  baseline: 'packet-h2',
+  goals: [
+    { text: 'flow table bytes per flow at 1M flows', variant: 'flows-1M', metric: 'value', kind: 'absolute', atMost: 64, unit: 'B' },
+    { text: 'resident memory per flow at 1M flows (measured)', variant: 'flows-1M', metric: 'secondary', kind: 'absolute', atMost: 64, unit: 'B' },
+    ...maglevVariants.map((v) => ({ text: `${v.name} build time (warm)`, variant: v.name, metric: 'value', kind: 'absolute' as const, atMost: 5, unit: 'ms' })),
+    ...packetVariants.slice(1).flatMap((v) => [
+      { text: `${v.name} vs packet-h2, new flows (flat)`, variant: v.name, metric: 'value', kind: 'ratio' as const, versus: 'packet-h2', atMost: 1.1 },
+      { text: `${v.name} vs packet-h2, established flows (flat)`, variant: v.name, metric: 'secondary', kind: 'ratio' as const, versus: 'packet-h2', atMost: 1.1 },
+    ]),
+  ],
+  columns: [
+    { metric: 'insertNs', label: 'ns per insert' },
+    { metric: 'floorNs', label: 'ns per call, parse only (floor)' },
+    { metric: 'synAboveFloorNs', label: 'SYN above floor, ns' },
+    { metric: 'establishedAboveFloorNs', label: 'established above floor, ns' },
+    { metric: 'forwardedShare', label: 'forwarded share', digits: 2 },
+  ],
+  setup(o) {
+    const { packetFlows, passes, builds } = scaleSize(o);
+    return [
+      'No namespaces: the addon\'s Engine (the per-packet code the queues run, called from JavaScript) and lib/maglev.ts, in a fresh process pinned to the harness CPU.',
+      `flows-1M: Engine({maxFlows: ${FLOWS}, maxEmbryonic: ${FLOWS}}), hash policy over 2 hosts, ${FLOWS} distinct SYNs (20 client addresses x 50,000 ports) through process(). Table bytes per flow: info().bytesPerFlowAtMax (slots x entry size / maxFlows). Measured: RSS growth minus V8 heap growth from before the Engine to after the inserts, after a full GC, per flow held. ns per insert: CPU time per SYN, the N-API call included.`,
+      `maglev: buildMaglevTable(hosts 0..N-1, size): the first build in the process, then ${builds} more whose median is the value; CPU time of the process (user + system), so other work on the machine does not inflate it.`,
+      `packet: ${passes} passes of ${packetFlows.toLocaleString('en-US')} SYNs of flows never seen before (hash, table, insert; rewrite when forwarded), then one pass of ACKs over the first pass's flows (they become established) and ${passes} timed passes of ACKs over them; the floor: ${passes} passes of a packet for another address, which the engine only parses. Medians of the passes, in CPU ns per packet (the process's user + system time, GC threads included; the wall clock is in the JSON). Packets are built beforehand, one copy per pass, since forwarded packets are rewritten in place. Each call crosses N-API and builds an outcome object; the queues' threads do neither, so "above floor" is the engine's own work.`,
+      '"Flat" = the 8- and 64-host costs within 1.1x of the 2-host cost.',
+    ];
+  },
+  prepare() {
+    requireBuilt('scale');
+  },
+  async run(variant, o) {
+    const v = scaleVariants.find((x) => x.name === variant);
+    if (v === undefined) throw new Error(`scale: no variant '${variant}'`);
+    return runScale(v, o);
+  },
+};
+
+export const trials: readonly Trial[] = [datapath, setup, local, cluster, scale, reliability];
 
 export function findTrial(name: string): Trial {
   const t = trials.find((x) => x.name === name);
