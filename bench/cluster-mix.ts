@@ -212,36 +212,45 @@ async function warmUp(cluster: Cluster, v: ClusterVariant, size: ClusterSize): P
   if (w.errors > 0) throw new Error(`cluster: warm-up had ${w.errors} errors: ${JSON.stringify(w.errorKinds)}`);
 }
 
+/** Load, counters and CPU of one measured run on a built cluster. */
+async function measure(cluster: Cluster, v: ClusterVariant, size: ClusterSize): Promise<ClusterSample> {
+  await warmUp(cluster, v, size);
+  const before = v.router.startsWith('dpr') ? counters(cluster) : null;
+  const cpuBefore = cpuTicks(cluster.bed);
+  const work = jobs(v, size.seconds);
+  const results = await runWrkAll(cluster.bed, 'client', work);
+  const cpu = cpuSeconds(cpuBefore, cpuTicks(cluster.bed));
+  const decisions = before ? delta(before, counters(cluster)) : null;
+  const s = summarizeWrk(results);
+  const served = Object.values(s.servedBy);
+  const queued = decisions ? decisions.reduce((n, d) => n + d.entryPackets + d.servePackets, 0) : 0;
+  const routerCpu = (cpu['dpr'] ?? 0) + (cpu['haproxy'] ?? 0);
+  return {
+    ...s,
+    busiestShare: served.length ? Math.max(...served) / served.reduce((a, b) => a + b, 0) : NaN,
+    decisions,
+    queuedPerRequest: queued / Math.max(1, s.requests),
+    cpuSeconds: cpu,
+    routerCpuMsPerRequest: v.router === 'dnat' || v.router === 'none' ? NaN : (routerCpu * 1000) / Math.max(1, s.requests),
+    perProcess: results.map((r, i) => ({
+      address: work[i]!.address,
+      connections: work[i]!.connections,
+      requests: r.requests,
+      errors: Object.values(r.errors).reduce((a, b) => a + b, 0),
+    })),
+  };
+}
+
 export async function runCluster(v: ClusterVariant, size: ClusterSize): Promise<ClusterSample> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dpr-bench-cluster-'));
-  const cluster = await build(v, dir);
   try {
-    await warmUp(cluster, v, size);
-    const before = v.router.startsWith('dpr') ? counters(cluster) : null;
-    const cpuBefore = cpuTicks(cluster.bed);
-    const results = await runWrkAll(cluster.bed, 'client', jobs(v, size.seconds));
-    const cpu = cpuSeconds(cpuBefore, cpuTicks(cluster.bed));
-    const decisions = before ? delta(before, counters(cluster)) : null;
-    const s = summarizeWrk(results);
-    const served = Object.values(s.servedBy);
-    const queued = decisions ? decisions.reduce((n, d) => n + d.entryPackets + d.servePackets, 0) : 0;
-    const routerCpu = (cpu['dpr'] ?? 0) + (cpu['haproxy'] ?? 0);
-    return {
-      ...s,
-      busiestShare: served.length ? Math.max(...served) / served.reduce((a, b) => a + b, 0) : NaN,
-      decisions,
-      queuedPerRequest: queued / Math.max(1, s.requests),
-      cpuSeconds: cpu,
-      routerCpuMsPerRequest: v.router === 'dnat' || v.router === 'none' ? NaN : (routerCpu * 1000) / Math.max(1, s.requests),
-      perProcess: results.map((r, i) => ({
-        address: jobs(v, size.seconds)[i]!.address,
-        connections: jobs(v, size.seconds)[i]!.connections,
-        requests: r.requests,
-        errors: Object.values(r.errors).reduce((a, b) => a + b, 0),
-      })),
-    };
+    const cluster = await build(v, dir);
+    try {
+      return await measure(cluster, v, size);
+    } finally {
+      await cluster.destroy();
+    }
   } finally {
-    await cluster.destroy();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -51,8 +51,11 @@ export function startWebServer(o: Options): http.Server {
           // keeps the 4-tuple in TIME_WAIT, which some tests need).
           const length = close ? {} : { 'content-length': Buffer.byteLength(body) };
           res.writeHead(200, { 'content-type': 'text/plain', ...length, 'x-served-by': String(o.id) });
-          res.end(body, release);
+          res.end(body);
         }, o.serviceMs + Math.floor(size / 16384));
+        // 'close' comes when the response is done or the client went away
+        // mid-request: either way the slot is free again, once.
+        res.once('close', release);
       }),
     );
   });
