@@ -3,7 +3,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Cluster, hostAddress } from '../tools/cluster';
+import path from 'node:path';
 import { encodeHeartbeat } from '../lib/heartbeat';
+import type { HeldConnection } from '../tools/hold';
+import { waitForLine } from './support/lines';
 
 const HOSTS = 4;
 
@@ -57,8 +60,12 @@ describe('61.cluster.load', () => {
     // Past flows.synTimeoutMs, the flow table has forgotten the first connection
     // (its later packets never left the kernel): only the socket remembers it.
     await new Promise((r) => setTimeout(r, 1500));
-    // Make h0 look busy, so that the policy forwards new connections.
-    const held = cluster.hold({ address: hostAddress(0), connections: 16, intervalMs: 200, durationMs: 3000 });
+    // Make h0 look busy, so that the policy forwards new connections: from
+    // h0's own namespace, where connections to its server count as its load
+    // but never pass the entry queue (the policy cannot spread them).
+    const spec = { address: '127.0.0.1', connections: 16, intervalMs: 200, durationMs: 3000 };
+    const holder = cluster.bed.spawn('h0', [process.execPath, path.resolve(__dirname, '..', 'tools', 'hold.js'), JSON.stringify(spec)]);
+    const held = waitForLine(holder, (l) => l.startsWith('['), 30000, 'local connections on h0').then((l) => JSON.parse(l) as HeldConnection[]);
     await new Promise((r) => setTimeout(r, 1200));
     const forwardedBefore = cluster.status(0).decisions.forwarded;
     assert.equal(curlOther(), 'forwarded', 'the policy did not forward a fresh connection: the test shows nothing');
