@@ -8,9 +8,9 @@ import { existsSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Cluster, hostAddress } from '../tools/cluster';
-import { failedOpen, nfqueueHits, type QueueSample } from '../lib/kernel-queue';
+import { failedOpen, type QueueSample } from '../lib/kernel-queue';
 import {
-  buildC, checkPasses, daemonPid, flowCount, kernelQueues, peerDeath, reviveHost, rssKb, ruleCounters, runMalformed, sleep, synFlood,
+  buildC, checkPasses, daemonPid, entryQueueSample, flowCount, peerDeath, reviveHost, rssKb, runMalformed, sleep, synFlood,
 } from '../test/support/faults';
 import type { Measurement, Trial, TrialOptions, Variant } from './types';
 
@@ -68,14 +68,7 @@ async function runSynFlood(o: TrialOptions): Promise<Measurement> {
       const pid = daemonPid(cluster, 0);
       const held = cluster.hold({ address: hostAddress(0), connections: 24, intervalMs: 200, durationMs: 16000 });
       await sleep(1500);
-      const sample = (): QueueSample => {
-        const st = cluster.status(0).entry!;
-        return {
-          hits: nfqueueHits(ruleCounters(cluster, 'h0'), ['DPR_ENTRY']).get(0) ?? 0,
-          received: st.queue.batchPackets + st.queue.startupAccepted,
-          kernel: kernelQueues(cluster, 'h0').find((q) => q.queueNum === 0)!,
-        };
-      };
+      const sample = (): QueueSample => entryQueueSample(cluster);
       const rssBefore = rssKb(pid);
       const before = cluster.status(0).entry!;
       const q0 = sample();
@@ -153,14 +146,7 @@ async function runOverflow(): Promise<Measurement> {
   return withCluster({ hosts: 2, tag: 'rof', config: { queues: { maxLen: 8 } } }, async (cluster) => {
     const held = cluster.hold({ address: hostAddress(0), connections: 16, intervalMs: 100, durationMs: 5000 });
     await sleep(1000);
-    const sample = (): QueueSample => {
-      const st = cluster.status(0).entry!;
-      return {
-        hits: nfqueueHits(ruleCounters(cluster, 'h0'), ['DPR_ENTRY']).get(0) ?? 0,
-        received: st.queue.batchPackets + st.queue.startupAccepted,
-        kernel: kernelQueues(cluster, 'h0').find((q) => q.queueNum === 0)!,
-      };
-    };
+    const sample = (): QueueSample => entryQueueSample(cluster);
     const pid = daemonPid(cluster, 0);
     const before = sample();
     process.kill(pid, 'SIGSTOP');

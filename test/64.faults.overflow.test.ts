@@ -6,8 +6,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Cluster, hostAddress } from '../tools/cluster';
-import { failedOpen, nfqueueHits, type QueueSample } from '../lib/kernel-queue';
-import { daemonPid, kernelQueues, ruleCounters, sleep } from './support/faults';
+import { failedOpen, type QueueSample } from '../lib/kernel-queue';
+import { daemonPid, entryQueueSample, kernelQueues, sleep } from './support/faults';
 
 const MAX_LEN = 8;
 
@@ -16,11 +16,7 @@ for (const policy of ['hash', 'load'] as const) {
     test(`a full entry queue lets new connections through to the local server, counted, and the daemon carries on (${policy})`, async () => {
       const cluster = await Cluster.create({ hosts: 2, policy, tag: 'of', config: { queues: { maxLen: MAX_LEN }, load: { threshold: 1 } } });
       try {
-        const sample = (): QueueSample => {
-          const st = cluster.status(0).entry!;
-          const kq = kernelQueues(cluster, 'h0').find((q) => q.queueNum === 0)!;
-          return { hits: nfqueueHits(ruleCounters(cluster, 'h0'), ['DPR_ENTRY']).get(0) ?? 0, received: st.queue.batchPackets + st.queue.startupAccepted, kernel: kq };
-        };
+        const sample = (): QueueSample => entryQueueSample(cluster);
         const pid = daemonPid(cluster, 0);
         const startedAt = cluster.status(0).startedAt;
         const before = sample();

@@ -7,8 +7,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { Cluster, hostAddress } from '../tools/cluster';
-import { buildC, daemonPid, flowCount, kernelQueues, rssKb, ruleCounters, sleep, synFlood } from './support/faults';
-import { failedOpen, nfqueueHits, type QueueSample } from '../lib/kernel-queue';
+import { buildC, daemonPid, entryQueueSample, flowCount, rssKb, sleep, synFlood } from './support/faults';
+import { failedOpen, type QueueSample } from '../lib/kernel-queue';
 
 const FLOOD = 30_000;
 // Bursts smaller than the entry queue (queues.maxLen 4096): a full queue
@@ -25,14 +25,7 @@ describe('66.faults.synflood', () => {
       const pid = daemonPid(cluster, 0);
       const held = cluster.hold({ address: hostAddress(0), connections: 24, intervalMs: 200, durationMs: 12000 });
       await sleep(1500);
-      const sample = (): QueueSample => {
-        const st = cluster.status(0).entry!;
-        return {
-          hits: nfqueueHits(ruleCounters(cluster, 'h0'), ['DPR_ENTRY']).get(0) ?? 0,
-          received: st.queue.batchPackets + st.queue.startupAccepted,
-          kernel: kernelQueues(cluster, 'h0').find((q) => q.queueNum === 0)!,
-        };
-      };
+      const sample = (): QueueSample => entryQueueSample(cluster);
       const rssBefore = rssKb(pid);
       const before = cluster.status(0).entry!;
       const q0 = sample();

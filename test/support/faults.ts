@@ -9,7 +9,7 @@ import path from 'node:path';
 import { CLIENT_ADDRESS, Cluster, hostAddress, hostName } from '../../tools/cluster';
 import { loadConfig } from '../../lib/config';
 import { waitForLine } from './lines';
-import { parseKernelQueues, parseRuleCounters, KERNEL_QUEUE_FILE, type KernelQueue, type RuleCounter } from '../../lib/kernel-queue';
+import { nfqueueHits, parseKernelQueues, parseRuleCounters, KERNEL_QUEUE_FILE, type KernelQueue, type QueueSample, type RuleCounter } from '../../lib/kernel-queue';
 import * as pb from './packet-builder';
 import type { Probe, ProbeSpec } from './probe';
 import type { LoadSpec, LoadSummary } from '../../tools/loadgen';
@@ -121,6 +121,16 @@ export function entryHotdrops(rules: RuleCounter[]): number {
 
 export function kernelQueues(cluster: Cluster, host: string): KernelQueue[] {
   return parseKernelQueues(cluster.bed.exec(host, ['cat', KERNEL_QUEUE_FILE]));
+}
+
+/** h0's entry queue (number 0) as the kernel, the rules and the daemon count it, now. */
+export function entryQueueSample(cluster: Cluster): QueueSample {
+  const st = cluster.status(0).entry!;
+  return {
+    hits: nfqueueHits(ruleCounters(cluster, 'h0'), ['DPR_ENTRY']).get(0) ?? 0,
+    received: st.queue.batchPackets + st.queue.startupAccepted,
+    kernel: kernelQueues(cluster, 'h0').find((q) => q.queueNum === 0)!,
+  };
 }
 
 // ---------------------------------------------------------------- traffic
