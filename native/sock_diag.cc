@@ -14,6 +14,28 @@
 
 namespace dpr {
 
+namespace {
+
+struct DiagRequest {
+  nlmsghdr nlh;
+  inet_diag_req_v2 req;
+};
+
+// A TCP/IPv4 sock_diag request; the caller adds the socket id for an exact lookup.
+DiagRequest MakeRequest(uint16_t flags, uint32_t states, uint32_t seq) {
+  DiagRequest msg{};
+  msg.nlh.nlmsg_len = sizeof msg;
+  msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  msg.nlh.nlmsg_flags = flags;
+  msg.nlh.nlmsg_seq = seq;
+  msg.req.sdiag_family = AF_INET;
+  msg.req.sdiag_protocol = IPPROTO_TCP;
+  msg.req.idiag_states = states;
+  return msg;
+}
+
+}  // namespace
+
 LocalSockets::LocalSockets() {
   fd_ = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (fd_ >= 0) {
@@ -33,17 +55,8 @@ bool LocalSockets::Exists(const FlowKey& key) {
     ++errors_;
     return false;
   }
-  struct {
-    nlmsghdr nlh;
-    inet_diag_req_v2 req;
-  } msg{};
-  msg.nlh.nlmsg_len = sizeof msg;
-  msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-  msg.nlh.nlmsg_flags = NLM_F_REQUEST;  // no NLM_F_DUMP: an exact lookup
-  msg.nlh.nlmsg_seq = ++seq_;
-  msg.req.sdiag_family = AF_INET;
-  msg.req.sdiag_protocol = IPPROTO_TCP;
-  msg.req.idiag_states = ~0u;
+  // No NLM_F_DUMP: an exact lookup, sockets of any state.
+  DiagRequest msg = MakeRequest(NLM_F_REQUEST, ~0u, ++seq_);
   msg.req.id.idiag_sport = htons(key.servicePort);
   msg.req.id.idiag_dport = htons(key.clientPort);
   msg.req.id.idiag_src[0] = key.serviceAddr;
@@ -86,17 +99,8 @@ bool LocalSockets::Exists(const FlowKey& key) {
 long CountEstablished(const uint16_t* ports, size_t count) {
   const int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (fd < 0) return -errno;
-  struct {
-    nlmsghdr nlh;
-    inet_diag_req_v2 req;
-  } msg{};
-  msg.nlh.nlmsg_len = sizeof msg;
-  msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-  msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  msg.req.sdiag_family = AF_INET;
-  msg.req.sdiag_protocol = IPPROTO_TCP;
   constexpr uint32_t kTcpEstablished = 1;
-  msg.req.idiag_states = 1u << kTcpEstablished;
+  DiagRequest msg = MakeRequest(NLM_F_REQUEST | NLM_F_DUMP, 1u << kTcpEstablished, 0);
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
   if (sendto(fd, &msg, sizeof msg, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0) {
