@@ -28,6 +28,8 @@ export interface DaemonStatus {
   serve: QueueStats | null;
   decisions: { local: number; forwarded: number; byPeer: Record<number, number> };
   heartbeats: ReturnType<Peers['counters']> | null;
+  /** Flows read back from flows.stateFile at start, and of those the ones another host serves. */
+  restored: { flows: number; forwarded: number };
 }
 
 type QueueCtor = typeof Queue;
@@ -48,6 +50,7 @@ export class Daemon extends EventEmitter {
   private readonly policy: LoadPolicy;
   private readonly startedAt = Date.now();
   private readonly decisions = { local: 0, forwarded: 0, byPeer: {} as Record<number, number> };
+  private restored = { flows: 0, forwarded: 0 };
   private readonly log: Logger;
 
   constructor(
@@ -111,7 +114,9 @@ export class Daemon extends EventEmitter {
     const saved = loadFlows(file);
     if (!saved) return;
     const taken = this.entry.importFlows(saved.words);
-    this.log.info('flow table restored', { file, flows: taken, savedAgoMs: saved.savedAgoMs });
+    const f = this.entry.stats().flows.forwarded;
+    this.restored = { flows: taken, forwarded: f.syn + f.established + f.closing };
+    this.log.info('flow table restored', { file, ...this.restored, savedAgoMs: saved.savedAgoMs });
   }
 
   private saveFlowState(): void {
@@ -252,6 +257,7 @@ export class Daemon extends EventEmitter {
       serve: this.serve?.stats() ?? null,
       decisions: this.decisions,
       heartbeats: this.peers?.counters() ?? null,
+      restored: this.restored,
     };
   }
 }

@@ -35,7 +35,7 @@ export interface PeersOptions {
   /** This host's id; an entry for it in `peers` is ignored. */
   self: number;
   bindAddress: string;
-  /** UDP port to bind, and the port peers listen on unless they say otherwise. */
+  /** UDP port to bind, and the port peers listen on unless they say otherwise; 0: any free port (tests; see localPort()). */
   port: number;
   peers: PeerConfig[];
   /** Shared HMAC-SHA256 key, at least MIN_KEY_BYTES long (see loadKey). */
@@ -102,16 +102,19 @@ function assertInt(value: number, min: number, max: number, name: string): void 
 
 function validateOptions(o: PeersOptions): void {
   assertInt(o.self, 0, 0xffff, 'self');
-  assertInt(o.port, 1, 0xffff, 'port');
+  assertInt(o.port, 0, 0xffff, 'port');
   assertInt(o.heartbeatMs, 1, 3_600_000, 'heartbeatMs');
   assertInt(o.deadAfterMs, o.heartbeatMs + 1, 86_400_000, 'deadAfterMs (more than heartbeatMs)');
   if (net.isIP(o.bindAddress) === 0) throw new RangeError(`peers: bindAddress is not an IP address: ${o.bindAddress}`);
   if (!Buffer.isBuffer(o.key) || o.key.length < MIN_KEY_BYTES) {
     throw new RangeError(`peers: key must be a Buffer of at least ${MIN_KEY_BYTES} bytes`);
   }
-  const family = net.isIP(o.bindAddress);
+  validatePeers(o.peers, net.isIP(o.bindAddress));
+}
+
+function validatePeers(peers: readonly PeerConfig[], family: number): void {
   const seen = new Set<number>();
-  for (const p of o.peers) {
+  for (const p of peers) {
     assertInt(p.id, 0, 0xffff, 'peer id');
     if (seen.has(p.id)) throw new RangeError(`peers: duplicate peer id ${p.id}`);
     seen.add(p.id);
@@ -147,13 +150,7 @@ export class Peers extends EventEmitter<PeersEvents> {
     validateOptions(opts);
     this.opts = opts;
     this.log = opts.log ?? logger('peers');
-    for (const p of opts.peers) {
-      if (p.id === opts.self) continue;
-      this.peers.set(p.id, {
-        id: p.id, address: p.address, port: p.port ?? opts.port,
-        up: false, load: 0, capacity: 0, draining: false, epoch: null, seq: 0n, heardAt: null,
-      });
-    }
+    this.addPeers(opts.peers);
     for (const reason of REJECT_REASONS) this.rejectWarnings.set(reason, new RateLimitedWarning(this.log));
     this.sendWarning = new RateLimitedWarning(this.log);
     this.stats = {
@@ -194,6 +191,45 @@ export class Peers extends EventEmitter<PeersEvents> {
     this.socket = null;
     if (socket) await new Promise<void>((resolve) => socket.close(() => resolve()));
     for (const peer of this.peers.values()) peer.up = false;
+  }
+
+  /** The UDP port the socket is bound to (after start()); the configured one unless that was 0. */
+  localPort(): number {
+    if (!this.socket) throw new Error('peers: not started');
+    return this.socket.address().port;
+  }
+
+  /**
+   * Changes who the peers are, while running: a new peer starts unheard
+   * (down until its first valid heartbeat), a removed one is forgotten (a
+   * 'change' if it was up), a kept one keeps its state unless its address or
+   * port changed (then it starts unheard again).
+   */
+  setPeers(peers: readonly PeerConfig[]): void {
+    validatePeers(peers, net.isIP(this.opts.bindAddress));
+    const wanted = new Map(peers.filter((p) => p.id !== this.opts.self).map((p) => [p.id, p]));
+    let changed = false;
+    for (const [id, state] of this.peers) {
+      const w = wanted.get(id);
+      if (w && w.address === state.address && (w.port ?? this.opts.port) === state.port) continue;
+      this.peers.delete(id);
+      if (state.up) {
+        changed = true;
+        this.log.info('peer removed', { peer: id });
+      }
+    }
+    this.addPeers([...wanted.values()].filter((p) => !this.peers.has(p.id)));
+    if (changed) this.emit('change');
+  }
+
+  private addPeers(peers: readonly PeerConfig[]): void {
+    for (const p of peers) {
+      if (p.id === this.opts.self) continue;
+      this.peers.set(p.id, {
+        id: p.id, address: p.address, port: p.port ?? this.opts.port,
+        up: false, load: 0, capacity: 0, draining: false, epoch: null, seq: 0n, heardAt: null,
+      });
+    }
   }
 
   snapshot(): PeerView[] {

@@ -69,7 +69,18 @@ function verifyChecksums(f: PacketFixture, out: Uint8Array, mangled: boolean): {
   return { ip: true, tcp: true };
 }
 
-for (const { file, fixture: f } of loadFixtures()) {
+const fixtures = loadFixtures();
+
+test('10.packet: the fixture set is there and covers every action and both checksum modes', () => {
+  // An empty or half-copied folder would otherwise pass as "no case failed".
+  assert.ok(fixtures.length >= 40, `only ${fixtures.length} fixtures found`);
+  const actions = new Set(fixtures.map((x) => x.fixture.expected.action));
+  for (const a of ['accept', 'forward', 'restore', 'drop', 'defer']) assert.ok(actions.has(a as never), `no fixture expects '${a}'`);
+  assert.ok(fixtures.some((x) => x.fixture.csumNotReady) && fixtures.some((x) => !x.fixture.csumNotReady));
+  assert.ok(fixtures.some((x) => x.fixture.expected.malformed !== null), 'no malformed-input fixture');
+});
+
+for (const { file, fixture: f } of fixtures) {
   test(`10.packet: ${f.description}`, () => {
     const { outcome, output } = runFixture(f);
     const e = f.expected;

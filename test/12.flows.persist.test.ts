@@ -38,16 +38,28 @@ test('12.flows: exported flows come back in a new engine with their host, state 
   assert.equal(b.process(syn(41000), false, 50_000).action, 'accept', 'a new flow follows the new table');
 });
 
-test('12.flows: import skips flows that expired, name unknown hosts or another service address', () => {
+test('12.flows: import skips flows that expired, name unknown hosts or another service address, and takes the rest', () => {
   const e = engineToPeer();
-  // Take a real exported row for the service address, then spoil copies of it.
-  e.process(syn(40000), false, 0);
-  e.process(ack(40000), false, 0);
-  const row = [...e.exportFlows(0)];
-  const expired = [...row.slice(0, 4), 10_000_000];
-  const unknownHost = [row[0]!, row[1]!, row[2]!, (3 << 16) | 3, 10];
-  const otherService = [row[0]!, 0x0a000001, row[2]!, row[3]!, 10];
+  // Real exported rows for the service address, one 4-tuple each, then spoil all but one.
+  for (const p of [40000, 40001, 40002, 40003]) {
+    e.process(syn(p), false, 0);
+    e.process(ack(p), false, 0);
+  }
+  const words = [...e.exportFlows(0)];
+  assert.equal(words.length, 4 * FLOW_WORDS);
+  const row = (i: number): number[] => words.slice(i * FLOW_WORDS, (i + 1) * FLOW_WORDS);
+  const [a, b, c, good] = [row(0), row(1), row(2), row(3)];
+  const expired = [...a.slice(0, 4), 10_000_000];
+  const unknownHost = [b[0]!, b[1]!, b[2]!, (3 << 16) | 3, 10];
+  const otherService = [c[0]!, 0x0a000001, c[2]!, c[3]!, 10];
+  // Each spoiled row alone is refused, so none of them can pass by hiding behind another.
+  for (const [what, bad] of [['expired', expired], ['unknown host', unknownHost], ['other service address', otherService]] as const) {
+    assert.equal(new Engine(baseOptions()).importFlows(Uint32Array.from(bad), 1_000_000), 0, `${what} row was taken`);
+  }
+  // And together with a good row, only the good one is taken.
   const fresh = new Engine(baseOptions());
-  const n = fresh.importFlows(Uint32Array.from([...expired, ...unknownHost, ...otherService, ...row]), 1_000_000);
-  assert.equal(n, 1);
+  assert.equal(fresh.importFlows(Uint32Array.from([...expired, ...unknownHost, ...otherService, ...good]), 1_000_000), 1);
+  assert.equal(fresh.stats().flows.established, 1);
+  const out = fresh.process(ack(good[2]! >>> 16), false, 1_000_000);
+  assert.equal(out.action, 'forward', 'the good row routes as before');
 });

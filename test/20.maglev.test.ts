@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { buildMaglevTable, isPrime, MAGLEV_SIZES } from '../lib/maglev';
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
@@ -38,7 +39,45 @@ test('20.maglev: each host owns within 1% of size/N for N = 2, 3, 4, 8, 64', () 
   }
 });
 
-test('20.maglev: removing one of 8 hosts moves few slots between survivors; adding it back restores the table', () => {
+/**
+ * A second implementation, straight from the paper's pseudocode (Eisenbud et
+ * al., NSDI 2016, Algorithm 1) with the permutation matrix materialised and
+ * the offset/skip hashes as lib/maglev.ts documents them: the optimised build
+ * must give exactly this table.
+ */
+function referenceTable(hostIds: number[], m: number): number[] {
+  const ids = [...hostIds].sort((a, b) => a - b);
+  const h = (salt: string, id: number): number => createHash('sha256').update(`${salt}:host-${id}`).digest().readUIntBE(0, 6);
+  const permutation = ids.map((id) => {
+    const offset = h('maglev-offset', id) % m;
+    const skip = (h('maglev-skip', id) % (m - 1)) + 1;
+    return Array.from({ length: m }, (_, j) => (offset + j * skip) % m);
+  });
+  const next = ids.map(() => 0);
+  const entry: number[] = new Array(m).fill(-1);
+  let n = 0;
+  for (;;) {
+    for (let i = 0; i < ids.length; i++) {
+      let c = permutation[i]![next[i]!]!;
+      while (entry[c]! >= 0) {
+        next[i]!++;
+        c = permutation[i]![next[i]!]!;
+      }
+      entry[c] = ids[i]!;
+      next[i]!++;
+      n++;
+      if (n === m) return entry;
+    }
+  }
+}
+
+test('20.maglev: the table is exactly the paper\'s algorithm, computed independently', () => {
+  for (const [ids, m] of [[[0], 13], [[0, 1], 13], [[3, 0, 7], 101], [[0, 1, 2, 3, 4, 5, 6, 7], 1009], [[5, 9, 200, 1000, 65535], 65537]] as Array<[number[], number]>) {
+    assert.deepEqual([...buildMaglevTable(ids, m)], referenceTable(ids, m), `hosts ${ids}, size ${m}`);
+  }
+});
+
+test('20.maglev: removing one of 8 hosts moves few slots between survivors', () => {
   const all = range(8);
   const before = buildMaglevTable(all);
   for (const gone of all) {
@@ -54,7 +93,6 @@ test('20.maglev: removing one of 8 hosts moves few slots between survivors; addi
     assert.ok(moved <= before.length * 0.03, `without host ${gone}: ${moved} slots moved between survivors`);
     console.log(`maglev: without host ${gone} of 8: ${moved} of ${before.length} survivor slots moved (${(100 * moved / before.length).toFixed(2)}%)`);
   }
-  assert.deepEqual(buildMaglevTable(all), before, 'the same set must give the same table');
 });
 
 test('20.maglev: {0,1,2,3} and {0,1,3} differ in few slots beyond host 2\'s', () => {
@@ -79,15 +117,4 @@ test('20.maglev: invalid inputs throw with a message naming the problem', () => 
     [() => buildMaglevTable([0, 1, 2, 3], 3), /4 hosts do not fit a table of 3/],
   ];
   for (const [fn, message] of cases) assert.throws(fn, message);
-});
-
-test('20.maglev: build time with 64 hosts (measured, not asserted)', () => {
-  for (const size of [MAGLEV_SIZES.default, MAGLEV_SIZES.large]) {
-    buildMaglevTable(range(64), size); // warm-up: the first call includes JIT compilation
-    const start = process.hrtime.bigint();
-    const runs = 5;
-    for (let r = 0; r < runs; r++) buildMaglevTable(range(64), size);
-    const ms = Number(process.hrtime.bigint() - start) / 1e6 / runs;
-    console.log(`maglev: 64 hosts, size ${size}: ${ms.toFixed(1)} ms per build`);
-  }
 });

@@ -8,23 +8,32 @@ import winston from 'winston';
 import { encodeHeartbeat, HEARTBEAT_LENGTH } from '../lib/heartbeat';
 import { loadKey, Peers, type PeersOptions } from '../lib/peers';
 
-const HB = 50;
-const DEAD = 300;
+// Windows wide enough for a busy 2-core machine: a 100 ms heartbeat, dead
+// after 600 ms. Every socket binds port 0 (a free port the kernel picks) and
+// peers are told each other's ports once bound: fixed ports in the ephemeral
+// range could be anyone's.
+const HB = 100;
+const DEAD = 600;
 const KEY = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
 const quiet = winston.createLogger({ silent: true });
 const LOCAL = '127.0.0.1';
 
-/** Peers with ids 0..n-1 on 127.0.0.1, host i listening on basePort + i. */
-function cluster(n: number, basePort: number, loads: number[], extra: Partial<PeersOptions> = {}): Peers[] {
-  return Array.from({ length: n }, (_, self) => makePeer(self, n, basePort, () => loads[self]!, extra));
+function makePeer(self: number, load: () => number, extra: Partial<PeersOptions> = {}): Peers {
+  return new Peers({ self, bindAddress: LOCAL, port: 0, peers: [], key: KEY, heartbeatMs: HB, deadAfterMs: DEAD, load, log: quiet, ...extra });
 }
 
-function makePeer(self: number, n: number, basePort: number, load: () => number, extra: Partial<PeersOptions> = {}): Peers {
-  const peers = Array.from({ length: n }, (_, id) => ({ id, address: LOCAL, port: basePort + id }));
-  return new Peers({
-    self, bindAddress: LOCAL, port: basePort + self, peers, key: KEY,
-    heartbeatMs: HB, deadAfterMs: DEAD, load, log: quiet, ...extra,
-  });
+/** Tells every started peer where the others listen. */
+function introduce(peers: ReadonlyArray<Peers | undefined>): void {
+  const list = peers.map((p, id) => ({ id, address: LOCAL, port: p!.localPort() }));
+  for (const p of peers) p!.setPeers(list);
+}
+
+/** Peers with ids 0..n-1 on 127.0.0.1, started and introduced. */
+async function startCluster(n: number, load: (self: number) => number, extra: (self: number) => Partial<PeersOptions> = () => ({})): Promise<Peers[]> {
+  const peers = Array.from({ length: n }, (_, self) => makePeer(self, () => load(self), extra(self)));
+  await Promise.all(peers.map((p) => p.start()));
+  introduce(peers);
+  return peers;
 }
 
 async function waitFor(what: string, cond: () => boolean, timeoutMs: number): Promise<number> {
@@ -49,10 +58,8 @@ async function stopAll(list: Array<Peers | undefined>): Promise<void> {
 test('21.peers: three peers see each other up within a few heartbeats and learn loads and draining', async () => {
   const loads = [10, 20, 30];
   let draining = false;
-  const peers = [0, 1, 2].map((self) =>
-    makePeer(self, 3, 42000, () => loads[self]!, self === 2 ? { draining: () => draining } : {}));
+  const peers = await startCluster(3, (self) => loads[self]!, (self) => (self === 2 ? { draining: () => draining } : {}));
   try {
-    await Promise.all(peers.map((p) => p.start()));
     const allUp = (): boolean => peers.every((p) => p.snapshot().every((v) => v.up));
     await waitFor('all peers up', allUp, 10 * HB);
     for (const [self, p] of peers.entries()) {
@@ -78,26 +85,35 @@ test('21.peers: three peers see each other up within a few heartbeats and learn 
 
 test('21.peers: a stopped peer is reported down after deadAfterMs, and up again when it restarts with a new epoch', async () => {
   const loads = [1, 2, 3];
-  const peers: Array<Peers | undefined> = cluster(3, 42010, loads);
+  const peers: Array<Peers | undefined> = await startCluster(3, (self) => loads[self]!);
   try {
-    await Promise.all(peers.map((p) => p!.start()));
     await waitFor('all up', () => peers.every((p) => p!.snapshot().every((v) => v.up)), 10 * HB);
     const oldEpoch = view(peers[0]!, 1).epoch!;
+    const port1 = peers[1]!.localPort();
     const events: string[] = [];
-    peers[0]!.on('down', (id) => events.push(`down ${id}`));
+    // How long peer 1 had been silent when peer 0 called it down: measured
+    // from its last heartbeat, not from stop(), which a paused process may
+    // call well after that heartbeat left.
+    let silentAtDown = -1;
+    peers[0]!.on('down', (id) => {
+      events.push(`down ${id}`);
+      silentAtDown = view(peers[0]!, 1).lastHeardMs ?? -1;
+    });
     peers[0]!.on('up', (id) => events.push(`up ${id}`));
     peers[0]!.on('change', () => events.push('change'));
 
     await peers[1]!.stop();
-    const downAfter = await waitFor('peer 1 down at 0 and 2',
-      () => !view(peers[0]!, 1).up && !view(peers[2]!, 1).up, DEAD + 5 * HB);
-    // The last heartbeat may have left up to one period before stop().
-    assert.ok(downAfter >= DEAD - HB - 20, `down after only ${downAfter} ms`);
+    await waitFor('peer 1 down at 0 and 2', () => !view(peers[0]!, 1).up && !view(peers[2]!, 1).up, DEAD + 10 * HB);
+    assert.ok(silentAtDown >= DEAD, `peer 1 called down after only ${silentAtDown} ms of silence`);
+    // Liveness is checked every heartbeat: down within about one period after deadAfterMs (plus a busy machine's lag).
+    assert.ok(silentAtDown <= DEAD + HB + 400, `peer 1 called down only after ${silentAtDown} ms of silence`);
     assert.deepEqual(events, ['down 1', 'change']);
     assert.equal(view(peers[0]!, 2).up, true, 'the other peer stays up');
 
-    peers[1] = makePeer(1, 3, 42010, () => 7);
+    // Restarted where it was, as a restarted daemon would be.
+    peers[1] = makePeer(1, () => 7, { port: port1 });
     await peers[1].start();
+    introduce(peers);
     await waitFor('restarted peer 1 up', () => view(peers[0]!, 1).up && view(peers[2]!, 1).up, 10 * HB);
     assert.ok(view(peers[0]!, 1).epoch! > oldEpoch, 'the restarted peer has a larger epoch');
     await waitFor('load of the restarted peer', () => view(peers[0]!, 1).load === 7, 5 * HB);
@@ -109,17 +125,39 @@ test('21.peers: a stopped peer is reported down after deadAfterMs, and up again 
 });
 
 test('21.peers: a peer restarted before it was found down is accepted at once', async () => {
-  const peers: Array<Peers | undefined> = cluster(2, 42020, [5, 6]);
+  const loads = [5, 6];
+  const peers: Array<Peers | undefined> = await startCluster(2, (self) => loads[self]!);
   try {
-    await Promise.all(peers.map((p) => p!.start()));
     await waitFor('both up', () => view(peers[0]!, 1).up && view(peers[1]!, 0).up, 10 * HB);
     const oldEpoch = view(peers[0]!, 1).epoch!;
+    const port1 = peers[1]!.localPort();
     await peers[1]!.stop();
-    peers[1] = makePeer(1, 2, 42020, () => 60);
+    peers[1] = makePeer(1, () => 60, { port: port1 });
     await peers[1].start();
+    introduce(peers);
     await waitFor('new epoch seen', () => view(peers[0]!, 1).epoch! > oldEpoch && view(peers[0]!, 1).load === 60, 5 * HB);
     assert.equal(view(peers[0]!, 1).up, true);
     assert.equal(peers[0]!.counters().rejected.replay, 0);
+  } finally {
+    await stopAll(peers);
+  }
+});
+
+test('21.peers: setPeers changes the membership while running: a removed peer is forgotten, an added one comes up', async () => {
+  const peers = await startCluster(3, (self) => self);
+  try {
+    await waitFor('all up', () => peers.every((p) => p.snapshot().every((v) => v.up)), 10 * HB);
+    let changes = 0;
+    peers[0]!.on('change', () => changes++);
+    const list = peers.map((p, id) => ({ id, address: LOCAL, port: p.localPort() }));
+    peers[0]!.setPeers(list.filter((p) => p.id !== 2));
+    assert.deepEqual(peers[0]!.snapshot().map((v) => v.id), [1], 'peer 2 is gone');
+    assert.equal(changes, 1, 'removing a live peer is a change');
+    assert.equal(view(peers[0]!, 1).up, true, 'the kept peer keeps its state');
+    peers[0]!.setPeers(list);
+    assert.equal(view(peers[0]!, 2).up, false, 'an added peer starts unheard');
+    await waitFor('peer 2 up again at 0', () => view(peers[0]!, 2).up, 10 * HB);
+    assert.equal(changes, 2);
   } finally {
     await stopAll(peers);
   }
@@ -136,17 +174,14 @@ async function rawSocket(address: string): Promise<dgram.Socket> {
 }
 
 /** Captures the first `count` heartbeats a real peer 1 sends to a socket that stands in for peer 0. */
-async function captureFromPeer1(capturePort: number, peer1Port: number, count: number): Promise<Buffer[]> {
-  const capture = dgram.createSocket('udp4');
-  const sender = new Peers({
-    self: 1, bindAddress: LOCAL, port: peer1Port, peers: [{ id: 0, address: LOCAL, port: capturePort }],
-    key: KEY, heartbeatMs: HB, deadAfterMs: DEAD, load: () => 42, log: quiet,
-  });
+async function captureFromPeer1(count: number): Promise<Buffer[]> {
+  const capture = await rawSocket(LOCAL);
+  const sender = makePeer(1, () => 42);
   const got: Buffer[] = [];
   try {
     capture.on('message', (buf) => got.push(buf));
-    await new Promise<void>((resolve) => capture.bind(capturePort, LOCAL, () => resolve()));
     await sender.start();
+    sender.setPeers([{ id: 0, address: LOCAL, port: capture.address().port }]);
     await waitFor(`${count} captured heartbeats`, () => got.length >= count, 10 * HB);
   } finally {
     await sender.stop();
@@ -156,13 +191,10 @@ async function captureFromPeer1(capturePort: number, peer1Port: number, count: n
 }
 
 test('21.peers: forged, malformed, unknown, misplaced and replayed datagrams are rejected by reason and change nothing', async () => {
-  const [first, second] = await captureFromPeer1(42030, 42031, 2);
+  const [first, second] = await captureFromPeer1(2);
   assert.equal(first!.length, HEARTBEAT_LENGTH);
-  const target = new Peers({
-    self: 0, bindAddress: LOCAL, port: 42032,
-    peers: [{ id: 0, address: LOCAL }, { id: 1, address: LOCAL, port: 42031 }, { id: 2, address: LOCAL, port: 42033 }],
-    key: KEY, heartbeatMs: HB, deadAfterMs: DEAD, load: () => 0, log: quiet,
-  });
+  // Peers 1 and 2 listen nowhere: the target's own heartbeats to them go unanswered, which is fine here.
+  const target = makePeer(0, () => 0, { peers: [{ id: 0, address: LOCAL }, { id: 1, address: LOCAL, port: 9 }, { id: 2, address: LOCAL, port: 9 }] });
   const sockets: dgram.Socket[] = [];
   try {
     await target.start();
@@ -171,7 +203,7 @@ test('21.peers: forged, malformed, unknown, misplaced and replayed datagrams are
     sockets.push(raw, elsewhere);
     let received = 0;
     const deliver = async (buf: Buffer, from = raw): Promise<void> => {
-      from.send(buf, 42032, LOCAL);
+      from.send(buf, target.localPort(), LOCAL);
       received++;
       await waitFor('delivery', () => target.counters().received === received, 1000);
     };
@@ -214,11 +246,12 @@ test('21.peers: forged, malformed, unknown, misplaced and replayed datagrams are
 });
 
 test('21.peers: start() fails clearly when the port is taken; stop() is idempotent', async () => {
-  const a = makePeer(0, 2, 42040, () => 0);
-  const b = makePeer(0, 2, 42040, () => 0);
+  const a = makePeer(0, () => 0);
+  let b: Peers | undefined;
   try {
     await a.start();
-    await assert.rejects(b.start(), /cannot bind UDP 127\.0\.0\.1:42040/);
+    b = makePeer(0, () => 0, { port: a.localPort() });
+    await assert.rejects(b.start(), new RegExp(`cannot bind UDP 127\\.0\\.0\\.1:${a.localPort()}`));
     await assert.rejects(a.start(), /already started/);
   } finally {
     await stopAll([a, b]);
@@ -228,7 +261,7 @@ test('21.peers: start() fails clearly when the port is taken; stop() is idempote
 
 test('21.peers: options are validated and self is left out of the peer list', () => {
   const base: PeersOptions = {
-    self: 0, bindAddress: LOCAL, port: 42050, peers: [{ id: 0, address: LOCAL }, { id: 1, address: LOCAL }],
+    self: 0, bindAddress: LOCAL, port: 4790, peers: [{ id: 0, address: LOCAL }, { id: 1, address: LOCAL }],
     key: KEY, heartbeatMs: HB, deadAfterMs: DEAD, load: () => 0, log: quiet,
   };
   assert.deepEqual(new Peers(base).snapshot().map((v) => v.id), [1]);

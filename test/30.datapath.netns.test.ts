@@ -1,15 +1,22 @@
 // The rewrite-mode data path end to end (DESIGN §4), with no daemon: the test
-// drives the addon's Queue directly, one runner process per host namespace.
-// A client connects to A's service address; A's entry queue forwards every new
-// flow to B (a one-slot lookup table naming B); B's serve queue restores the
+// drives the addon's Queue directly, one runner process per host namespace,
+// configured from a dpr configuration by the daemon's own code, with the
+// product's rules and sysctls installed by iptables/install.sh. A client
+// connects to A's service address; A's entry queue forwards every new flow to
+// B (a one-slot lookup table naming B); B's serve queue restores the
 // destination and B answers the client directly with A's address.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import type { QueueOptions, QueueStats } from '../lib/native';
+import path from 'node:path';
+import type { QueueStats } from '../lib/native';
+import { loadConfig, restoreAddress } from '../lib/config';
 import { Testbed } from './support/netns';
 import { curl, curlArgv, parseCurl, startServer } from './support/http';
-import { startQueueRunner, type EngineSpec, type QueueRunner } from './support/queue-runner';
+import { startQueueRunner, type QueueRunner } from './support/queue-runner';
+import { clusterConfig, writeConfig } from './support/configs';
+import { repoRoot } from './support/repo';
+import { ruleTotals } from './support/rules';
 
 const CLIENT = '198.18.0.100';
 const HOSTS = [
@@ -18,85 +25,14 @@ const HOSTS = [
 ] as const;
 const [A, B] = HOSTS;
 const SERVICE_PORT = 80;
-const PEER_PORT_BASE = 20000;
-// P(origin, k) for 2 hosts and 1 service port: 20000..20001.
-const PEER_PORTS = `${PEER_PORT_BASE}:${PEER_PORT_BASE + HOSTS.length - 1}`;
-const FORWARD_MARK = 0x100;
-const SERVE_MARK = 0x200;
-const ENTRY_QUEUE = 0;
-const SERVE_QUEUE = 1;
 const A_URL = `http://${A.addr}:${SERVICE_PORT}/`;
 const REQUESTS = 20;
+const INSTALL = path.join(repoRoot(), 'iptables', 'install.sh');
 
-const hex = (n: number): string => `0x${n.toString(16)}`;
-
-const queueOptions = (queueNum: number): QueueOptions => ({
-  queueNum,
-  maxLen: 4096,
-  rcvBufBytes: 8 << 20,
-  batchSize: 64,
-  decisionTimeoutMs: 50,
-});
-
-const engineSpec = (role: 'entry' | 'serve', self: number): EngineSpec => ({
-  role,
-  policy: 'hash',
-  self,
-  // Service address = cluster address here: one address per host.
-  serviceAddrs: HOSTS.map((h) => h.addr),
-  clusterAddrs: HOSTS.map((h) => h.addr),
-  servicePorts: [SERVICE_PORT],
-  peerPortBase: PEER_PORT_BASE,
-  forwardMark: FORWARD_MARK,
-  serveMark: SERVE_MARK,
-  maxFlows: 65536,
-  maxEmbryonic: 16384,
-  timeouts: { pendingMs: 1000, synMs: 10000, establishedMs: 900000, closingMs: 120000 },
-});
-
-/**
- * Both roles' rules for one host, as iptables-restore input (DESIGN §4). Every
- * host gets both, as in the product; a role with no queue bound falls through
- * thanks to --queue-bypass.
- */
-function rules(addr: string): string {
-  const fwd = `${hex(FORWARD_MARK)}/${hex(FORWARD_MARK)}`;
-  const serve = `${hex(SERVE_MARK)}/${hex(SERVE_MARK)}`;
-  return [
-    '*raw',
-    ':DPR_ENTRY - [0:0]',
-    ':DPR_SERVE - [0:0]',
-    '-A PREROUTING -j DPR_ENTRY',
-    '-A PREROUTING -j DPR_SERVE',
-    // A rewritten packet comes back here (NF_REPEAT) with the mark: untrack it
-    // so A keeps no one-sided entry, and let it go on to be routed to B.
-    `-A DPR_ENTRY -m mark --mark ${fwd} -j CT --notrack`,
-    `-A DPR_ENTRY -m mark --mark ${fwd} -j ACCEPT`,
-    // After the SYN, flows served here never leave the kernel.
-    `-A DPR_ENTRY -p tcp -d ${addr} --dport ${SERVICE_PORT} ! --syn -m socket -j ACCEPT`,
-    `-A DPR_ENTRY -p tcp -d ${addr} --dport ${SERVICE_PORT} -j NFQUEUE --queue-num ${ENTRY_QUEUE} --queue-bypass`,
-    // Only a packet the entry host sent (TTL 255, one hop: 254) may use the
-    // peer ports: its source is the client's, so the source says nothing.
-    `-A DPR_SERVE -p tcp -d ${addr} --dport ${PEER_PORTS} -m ttl --ttl-gt 253 -j NFQUEUE --queue-num ${SERVE_QUEUE} --queue-bypass`,
-    // Anyone else: nobody may make this host answer as another.
-    `-A DPR_SERVE -p tcp -d ${addr} --dport ${PEER_PORTS} -j DROP`,
-    'COMMIT',
-    '*nat',
-    `-A PREROUTING -m mark --mark ${serve} -j DNAT --to-destination ${addr}`,
-    'COMMIT',
-    '',
-  ].join('\n');
-}
-
-function prepareHost(bed: Testbed, host: string, addr: string): void {
-  // Forwarding back out of the interface a packet came in on is the point:
-  // no redirects, and no reverse-path check on packets sourced by the client.
-  bed.sysctl(host, 'net.ipv4.ip_forward', 1);
-  bed.sysctl(host, 'net.ipv4.conf.all.send_redirects', 0);
-  bed.sysctl(host, 'net.ipv4.conf.all.rp_filter', 0);
-  bed.sysctl(host, 'net.ipv4.conf.eth0.rp_filter', 0);
-  bed.exec(host, ['iptables-restore', '--noflush'], rules(addr));
-}
+// One address per host here (service = cluster); 60.cluster.hash runs split networks.
+const configFiles = HOSTS.map((_, self) => writeConfig(clusterConfig(self, { hosts: HOSTS.length }, { flows: { stateFile: '' } })));
+const config = loadConfig({ file: configFiles[0] });
+const peerPort = (origin: number): number => config.peerPortBase + origin * config.servicePorts.length;
 
 interface Conn {
   state: string;
@@ -191,15 +127,11 @@ describe('30.datapath: rewrite mode in namespaces (client, entry host A, serving
       ],
       'dp',
     );
-    for (const h of HOSTS) prepareHost(bed, h.name, h.addr);
+    HOSTS.forEach((h, id) => bed.exec(h.name, ['bash', INSTALL, configFiles[id]!]));
     await Promise.all(HOSTS.map((h) => startServer(bed, h.name, h.name)));
     // A one-slot table naming host 1: every new flow entering at A goes to B.
-    entry = await startQueueRunner(bed, 'a', {
-      queue: queueOptions(ENTRY_QUEUE),
-      engine: engineSpec('entry', 0),
-      lookupTable: [1],
-    });
-    serve = await startQueueRunner(bed, 'b', { queue: queueOptions(SERVE_QUEUE), engine: engineSpec('serve', 1) });
+    entry = await startQueueRunner(bed, 'a', { config: configFiles[0]!, role: 'entry', lookupTable: [1] });
+    serve = await startQueueRunner(bed, 'b', { config: configFiles[1]!, role: 'serve' });
   });
 
   after(async () => {
@@ -225,7 +157,7 @@ describe('30.datapath: rewrite mode in namespaces (client, entry host A, serving
       'an established conntrack entry on B',
     );
     assert.equal(atB.origDst, A.addr, 'B tracks the connection to S_A, as the client opened it');
-    assert.equal(atB.replySrc, B.addr, 'and DNATs it to C_B');
+    assert.equal(atB.replySrc, restoreAddress(config, 0), "and DNATs it to its local address for A's connections");
     // Any port: without the notrack rule A would hold the rewritten side of
     // the flow (client -> C_B:P(A,0)), not client -> S_A:80.
     assert.deepEqual(conntrack(bed, 'a').filter((c) => c.origSrc === CLIENT), [], 'A tracks none of the client\'s connections');
@@ -234,11 +166,13 @@ describe('30.datapath: rewrite mode in namespaces (client, entry host A, serving
     assert.match(parseCurl(out).body, /^served-by=b /);
   });
 
-  it('30.datapath: a client sending to B\'s peer port itself is dropped, not served as A', () => {
-    assert.throws(() => curl(bed, 'client', `http://${B.addr}:20000/`, { timeoutS: 2 }), /timed out|Timeout|28/);
-    const drops = bed.exec('b', ['iptables', '-t', 'raw', '-L', 'DPR_SERVE', '-v', '-n', '-x']);
-    const dropLine = drops.split('\n').find((l) => /\bDROP\b/.test(l));
-    assert.ok(dropLine && Number(dropLine.trim().split(/\s+/)[0]) > 0, `no drop counted:\n${drops}`);
+  it('30.datapath: a client sending to B\'s peer port itself is dropped, not served as A', async () => {
+    const dropped = (): number => ruleTotals(bed, 'b', 'raw', 'DPR_SERVE', /-j DROP$/);
+    const [before, b0] = [dropped(), await serve.stats()];
+    assert.throws(() => curl(bed, 'client', `http://${B.addr}:${peerPort(0)}/`, { timeoutS: 2 }), /timed out|Timeout|28/);
+    // The SYN and its retransmission within the 2 s, dropped by the rule; the serve queue never saw them.
+    assert.ok(dropped() - before >= 2, `DPR_SERVE dropped ${dropped() - before} packets`);
+    assert.equal((await serve.stats()).packets - b0.packets, 0, 'the serve queue saw the client\'s packets');
   });
 
   it('30.datapath: the entry queue counts forwards and new forwarded flows, the serve queue counts restores', async () => {

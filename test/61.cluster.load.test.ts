@@ -7,6 +7,7 @@ import path from 'node:path';
 import { encodeHeartbeat } from '../lib/heartbeat';
 import type { HeldConnection } from '../tools/hold';
 import { waitForLine } from './support/lines';
+import { sleep, waitFor } from './support/wait';
 
 const HOSTS = 4;
 
@@ -20,21 +21,28 @@ function localShare(s: Awaited<ReturnType<Cluster['load']>>): number {
 describe('61.cluster.load', () => {
   let cluster: Cluster;
   before(async () => {
-    cluster = await Cluster.create({ hosts: HOSTS, policy: 'load', slots: 4, serviceMs: 20, tag: 'l', config: { load: { threshold: 4 }, flows: { synTimeoutMs: 1000 } } });
+    // A decision deadline well above the event loop's stalls on this shared
+    // machine: these tests are about where connections go, not about the
+    // deadline (test/32 holds what a missed deadline does).
+    cluster = await Cluster.create({ hosts: HOSTS, policy: 'load', slots: 4, serviceMs: 20, tag: 'l', config: { load: { threshold: 4, decisionTimeoutMs: 250 }, flows: { synTimeoutMs: 1000 } } });
   });
   after(async () => {
     await cluster?.destroy();
   });
 
-  test('a balanced load stays local: at least 90% of connections served where they arrived', async () => {
+  test('a balanced load stays local: at least 80% of connections served where they arrived', async () => {
+    // 8 concurrent connections over 4 hosts: about 2 each, far below
+    // load.threshold (4) above any peer; the margin is for reports that lag
+    // on a busy machine.
     const s = await cluster.load({ targets: [0, 1, 2, 3].map((id) => ({ address: hostAddress(id) })), requests: 800, concurrency: 8 });
     assert.equal(s.errors, 0, `errors: ${JSON.stringify(s.errorKinds)}`);
     assert.equal(s.addressMismatch, 0);
     const share = localShare(s);
-    assert.ok(share >= 0.9, `only ${(share * 100).toFixed(1)}% local`);
+    assert.ok(share >= 0.8, `only ${(share * 100).toFixed(1)}% local`);
   });
 
   test('an overloaded host offloads new connections to its peers', async () => {
+    const before = cluster.status(0);
     const s = await cluster.load({ targets: [{ address: hostAddress(0) }], requests: 1000, concurrency: 48 });
     assert.equal(s.errors, 0, `errors: ${JSON.stringify(s.errorKinds)}`);
     assert.equal(s.addressMismatch, 0);
@@ -42,10 +50,13 @@ describe('61.cluster.load', () => {
     assert.ok(offloaded >= 0.3, `only ${(offloaded * 100).toFixed(1)}% offloaded`);
     for (const id of [1, 2, 3]) assert.ok((s.servedBy[String(id)] ?? 0) > 0, `host ${id} got nothing`);
     const st = cluster.status(0);
-    assert.ok(st.decisions.forwarded > 0);
+    assert.ok(st.decisions.forwarded - before.decisions.forwarded >= 300, `${st.decisions.forwarded - before.decisions.forwarded} decided forwarded`);
     // Two shared cores run the whole cluster: a few answers may miss the deadline (served locally).
     const d = st.entry!.queue.decisions;
-    assert.ok(d.timedOut <= d.requested * 0.1, `${d.timedOut} of ${d.requested} decisions timed out`);
+    const d0 = before.entry!.queue.decisions;
+    const requested = d.requested - d0.requested;
+    assert.ok(requested >= 1000, `${requested} decisions asked for 1000 connections`);
+    assert.ok(d.timedOut - d0.timedOut <= requested * 0.1, `${d.timedOut - d0.timedOut} of ${requested} decisions timed out`);
   });
 
   test('a new connection reusing the 4-tuple of one in TIME_WAIT here stays here, even when the policy would forward it', async () => {
@@ -59,14 +70,16 @@ describe('61.cluster.load', () => {
     assert.match(cluster.bed.exec('h0', ['ss', '-tan', 'state', 'time-wait', 'sport', '= :80']), /:45123/);
     // Past flows.synTimeoutMs, the flow table has forgotten the first connection
     // (its later packets never left the kernel): only the socket remembers it.
-    await new Promise((r) => setTimeout(r, 1500));
+    await sleep(1500);
     // Make h0 look busy, so that the policy forwards new connections: from
     // h0's own namespace, where connections to its server count as its load
     // but never pass the entry queue (the policy cannot spread them).
     const spec = { address: '127.0.0.1', connections: 16, intervalMs: 200, durationMs: 3000 };
     const holder = cluster.bed.spawn('h0', [process.execPath, path.resolve(__dirname, '..', 'tools', 'hold.js'), JSON.stringify(spec)]);
     const held = waitForLine(holder, (l) => l.startsWith('['), 30000, 'local connections on h0').then((l) => JSON.parse(l) as HeldConnection[]);
-    await new Promise((r) => setTimeout(r, 1200));
+    // h0 measures its own load at decision time; the peers' reports must say
+    // they are idle (their load reaches h0 with their heartbeats).
+    await waitFor('h0 busy with its 16 local connections', () => cluster.status(0).load >= 16, 5000);
     const forwardedBefore = cluster.status(0).decisions.forwarded;
     assert.equal(curlOther(), 'forwarded', 'the policy did not forward a fresh connection: the test shows nothing');
     assert.ok(cluster.status(0).decisions.forwarded > forwardedBefore);
@@ -75,7 +88,10 @@ describe('61.cluster.load', () => {
     const after = cluster.status(0).entry!.queue.decisions;
     assert.equal(after.keptForLocalSocket - before, 1, 'the TIME_WAIT socket was not found');
     assert.equal(after.sockDiagErrors, 0);
-    for (const c of await held) assert.equal(c.error, null);
+    for (const c of await held) {
+      assert.equal(c.error, null);
+      assert.ok(c.ok >= 5, `a local connection on h0 had only ${c.ok} answers`);
+    }
   });
 
   test('forged heartbeats are rejected and counted, and routing does not change', async () => {
@@ -88,7 +104,11 @@ describe('61.cluster.load', () => {
     const send = `const s=require('dgram').createSocket('udp4');s.send(Buffer.from('${forged.toString('hex')}','hex'),4790,'${hostAddress(0)}',()=>s.close())`;
     for (let i = 0; i < 5; i++) cluster.bed.exec('h1', [process.execPath, '-e', send]);
     cluster.bed.exec('client', [process.execPath, '-e', send]);
-    await new Promise((r) => setTimeout(r, 300));
+    const rejectedNow = (): { bad_mac: number; wrong_source: number } => cluster.status(0).heartbeats!.rejected;
+    await waitFor('the forged heartbeats counted', () => {
+      const r = rejectedNow();
+      return r.bad_mac - before.heartbeats!.rejected.bad_mac >= 5 && r.wrong_source > before.heartbeats!.rejected.wrong_source;
+    }, 5000);
     const after = cluster.status(0);
     const rejected = after.heartbeats!.rejected;
     assert.equal(rejected.bad_mac - before.heartbeats!.rejected.bad_mac, 5);

@@ -5,8 +5,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Cluster, hostAddress } from '../tools/cluster';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { assertHeld, sleep } from './support/wait';
 
 for (const policy of ['hash', 'load'] as const) {
   describe(`63.cluster.restart.${policy}`, () => {
@@ -18,18 +17,22 @@ for (const policy of ['hash', 'load'] as const) {
         await sleep(600);
         const second = cluster.hold({ address: hostAddress(0), connections: 12, intervalMs: 200, durationMs: 6400 });
         const held = Promise.all([first, second]).then(([a, b]) => [...a, ...b]);
-        await sleep(2000); // past one snapshot (snapshotMs 1000)
+        await sleep(2000); // past one snapshot (snapshotMs 1000) after both waves connected
         await cluster.signalDaemon(0, 'SIGKILL');
         await cluster.startDaemon(0);
+        const restored = cluster.status(0).restored;
         const conns = await held;
         const forwarded = conns.filter((c) => c.servedBy !== '0');
+        console.log(`restart (${policy}): ${forwarded.length} of ${conns.length} held connections forwarded; ` +
+          `restored ${restored.flows} flows (${restored.forwarded} forwarded); longest wait ${Math.max(...conns.map((c) => c.maxWaitMs))} ms`);
         assert.ok(forwarded.length > 0, 'no connection was forwarded: the test shows nothing');
-        for (const c of conns) {
-          assert.equal(c.error, null, `a connection served by ${c.servedBy} broke: ${c.error}`);
-          assert.equal(c.moved, false);
-        }
-        const st = cluster.status(0);
-        assert.ok(st.entry!.flows.forwarded.established > 0 || st.entry!.actions.forward > 0, 'restored flows were not forwarded');
+        // ~32 requests per connection; a connection that stalled at the
+        // restart and never recovered has at most the ~12 before it.
+        assertHeld(conns, { minOk: 20, atLeast: 24 });
+        // The new daemon read every forwarded flow back from the snapshot:
+        // without it, those connections would only have survived by chance
+        // (the hash still naming the same host).
+        assert.ok(restored.forwarded >= forwarded.length, `${restored.forwarded} forwarded flows restored for ${forwarded.length} forwarded connections`);
       } finally {
         await cluster.destroy();
       }

@@ -7,11 +7,28 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { Cluster, CLIENT_ADDRESS, hostAddress } from '../tools/cluster';
-import { buildC, checkPasses, daemonPid, runMalformed, sendPackets, sleep } from './support/faults';
+import path from 'node:path';
+import { buildC, checkPasses, daemonPid, malformedSet, OUTSIDER, ruleCounters, rulePackets, runMalformed, sendPackets, sleep } from './support/faults';
 import * as pb from './support/packet-builder';
+import { repoRoot } from './support/repo';
 
 const HOSTS = 3;
-const COPIES = 12;
+// 24 of each kind: a wrong TCP checksum is seen by h0's own stack only when
+// the hash keeps it local (1 in 3); 24 copies make "none local" a 1-in-16,000 event.
+const COPIES = 24;
+
+/** The kinds docs/reliability.md's malformed-packets table names (backticked, in its first column). */
+function documentedKinds(): string[] {
+  const doc = fs.readFileSync(path.join(repoRoot(), 'docs', 'reliability.md'), 'utf8');
+  const table = doc.slice(doc.indexOf('| kind | where it ends |'));
+  const rows = table.slice(0, table.indexOf('\n\n')).split('\n').slice(2);
+  return rows.flatMap((r) => [...(r.split('|')[1] ?? '').matchAll(/`([a-z0-9_]+)`/g)].map((m) => m[1]!));
+}
+
+test('65.malformed: the test sends exactly the kinds docs/reliability.md lists', () => {
+  const sent = malformedSet({ client: CLIENT_ADDRESS, outsider: OUTSIDER, service: hostAddress(0), ownPeerPort: 20000, peerPeerPort: 20001, copies: 1 }).map((k) => k.kind);
+  assert.deepEqual([...sent].sort(), [...documentedKinds()].sort());
+});
 
 describe('65.faults.malformed', () => {
   let cluster: Cluster;
@@ -32,7 +49,7 @@ describe('65.faults.malformed', () => {
   test('malformed packets during a normal load: 0 load errors, the daemon lives, each kind counted where it ends', async () => {
     const pid = daemonPid(cluster, 0);
     const load = { targets: [0, 1, 2].map((id) => ({ address: hostAddress(id) })), requests: 1500, concurrency: 8, maxDurationMs: 40000 };
-    const r = await runMalformed(cluster, sender.bin, COPIES, load, 3000);
+    const r = await runMalformed(cluster, sender.bin, COPIES, load, 1500);
     console.log(`malformed run: ${r.sent.sent} bad packets of ${r.kinds.length} kinds; load ${r.load.ok}/${r.load.requests} ok; ` +
       `counters ${r.checks.map((c) => `${c.counter} ${c.seen}${c.atLeast ? '>=' : '/'}${c.expected}`).join(', ')}; ` +
       `TcpInCsumErrors by host ${r.tcpCsumErrors}; entry notes ${JSON.stringify(r.entryNotes)}`);
@@ -54,16 +71,27 @@ describe('65.faults.malformed', () => {
     // A cluster of its own, so the count is this test's packets only.
     const fresh = await Cluster.create({ hosts: HOSTS, tag: 'mfb' });
     try {
-      const before = fresh.status(0).entry!.actions.forward;
+      const before = fresh.status(0).entry!;
+      const dropped = (): number => [1, 2].reduce((sum, id) => sum + rulePackets(ruleCounters(fresh, `h${id}`), 'DPR_FORWARD', /-j DROP$/), 0);
+      const droppedBefore = dropped();
       const packets: Uint8Array[] = [];
       for (let i = 0; i < COPIES; i++) {
         packets.push(pb.buildTcp4({ src: CLIENT_ADDRESS, dst: hostAddress(0), sport: 30000 + i, dport: 80, flags: pb.SYN | pb.FIN }));
       }
-      await sendPackets(fresh, sender.bin, 'client', 'h0', packets);
-      await sleep(1000);
-      const forwards = fresh.status(0).entry!.actions.forward - before;
-      console.log(`SYN+FIN x${COPIES}: h0 forwarded them ${forwards} times within 1 s`);
+      const sent = await sendPackets(fresh, sender.bin, 'client', 'h0', packets);
+      assert.equal(sent.sent, COPIES, `packet_send: ${JSON.stringify(sent)}`);
+      await sleep(1000); // long enough for a loop to show: one used to forward a packet ~20,000 times a second
+      const after = fresh.status(0).entry!;
+      const forwards = after.actions.forward - before.actions.forward;
+      const arrived = after.packets - before.packets;
+      const droppedAtPeers = dropped() - droppedBefore;
+      console.log(`SYN+FIN x${COPIES}: h0's entry queue saw ${arrived}, forwarded ${forwards} times within 1 s; the serving hosts dropped ${droppedAtPeers} restored ones`);
+      // They arrived, the hash sent about two in three on (each once), and the
+      // serving hosts dropped those instead of routing them back to h0.
+      assert.equal(arrived, COPIES, 'the entry queue did not see every packet');
+      assert.ok(forwards >= 1, 'nothing was forwarded: the test shows nothing');
       assert.ok(forwards <= COPIES, `${COPIES} packets were forwarded ${forwards} times`);
+      assert.equal(droppedAtPeers, forwards, 'every forwarded SYN+FIN ends at its serving host');
     } finally {
       await fresh.destroy();
     }

@@ -7,7 +7,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { Cluster, hostAddress } from '../tools/cluster';
-import { buildC, daemonPid, entryQueueSample, flowCount, rssKb, sleep, synFlood } from './support/faults';
+import { buildC, daemonPid, entryQueueSample, flowCount, rssKb, synFlood } from './support/faults';
+import { assertHeld, sleep, waitFor } from './support/wait';
 import { failedOpen, type QueueSample } from '../lib/kernel-queue';
 
 const FLOOD = 30_000;
@@ -23,8 +24,14 @@ describe('66.faults.synflood', () => {
     try {
       const max = cluster.configFor(0).flows as { max: number; maxEmbryonic: number };
       const pid = daemonPid(cluster, 0);
-      const held = cluster.hold({ address: hostAddress(0), connections: 24, intervalMs: 200, durationMs: 12000 });
-      await sleep(1500);
+      // Held for as long as the flood and the load take, whatever this machine makes of that.
+      const held = cluster.holdOpen({ address: hostAddress(0), connections: 24, intervalMs: 200 });
+      // Their SYNs decided (local flows stay in the syn state: their later packets never reach the queue).
+      await waitFor('the held connections decided', () => {
+        const f = cluster.status(0).entry!.flows;
+        return f.syn + f.established >= 24;
+      }, 10000);
+      await sleep(500);
       const sample = (): QueueSample => entryQueueSample(cluster);
       const rssBefore = rssKb(pid);
       const before = cluster.status(0).entry!;
@@ -34,7 +41,7 @@ describe('66.faults.synflood', () => {
       const during = cluster.status(0).entry!;
       const overflowed = failedOpen(q0, sample());
       const s = await load;
-      const conns = await held;
+      const conns = await held.stop();
       const rssAfter = rssKb(pid);
       const e = cluster.status(0).entry!;
       const share = s.ok / s.requests;
@@ -50,10 +57,8 @@ describe('66.faults.synflood', () => {
       assert.ok(e.notes.table_full > before.notes.table_full, 'the embryonic budget was never full: the test shows nothing');
       // Established flows, forwarded ones included, were not evicted: every held connection lived.
       assert.ok(forwarded.length > 0, 'no held connection was forwarded: the test shows nothing');
-      for (const c of conns) {
-        assert.equal(c.error, null, `a held connection served by ${c.servedBy} broke: ${c.error}`);
-        assert.equal(c.moved, false);
-      }
+      // At one request per 200 ms for the whole flood and load (several seconds): at least 10 answers each.
+      assertHeld(conns, { minOk: 10, atLeast: 24 });
       assert.ok(during.flows.forwarded.established >= forwarded.length, `${during.flows.forwarded.established} forwarded flows in the table for ${forwarded.length} held`);
       // Bounded: the table and the daemon's memory.
       assert.ok(flowCount(during) <= max.max && flowCount(e) <= max.max);

@@ -6,7 +6,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Cluster, hostAddress } from '../tools/cluster';
 import type { HeldConnection } from '../tools/hold';
-import { killHost, sleep } from './support/faults';
+import { killHost } from './support/faults';
+import { assertHeld, sleep, waitFor } from './support/wait';
 
 const byHost = (conns: HeldConnection[]): Record<string, number> => {
   const out: Record<string, number> = {};
@@ -20,23 +21,24 @@ describe('68.faults.membership', () => {
     try {
       // Host 3 starts outside the cluster: its daemon stopped, its peers past deadAfterMs.
       await cluster.signalDaemon(3, 'SIGKILL');
-      await sleep(1000);
-      assert.deepEqual(cluster.status(0).liveHosts, [0, 1, 2]);
+      await waitFor('h0 without host 3', () => cluster.status(0).liveHosts.join() === '0,1,2', 5000);
 
       // Connections enter at host 0 (spread by its table) and at host 3 (served there, fail-open, until it joins).
-      const atEntry = cluster.hold({ address: hostAddress(0), connections: 36, intervalMs: 200, durationMs: 9000 });
-      const atJoiner = cluster.hold({ address: hostAddress(3), connections: 6, intervalMs: 200, durationMs: 9000 });
+      // Held until every step below is done, however long this machine takes.
+      const atEntry = cluster.holdOpen({ address: hostAddress(0), connections: 36, intervalMs: 200 });
+      const atJoiner = cluster.holdOpen({ address: hostAddress(3), connections: 6, intervalMs: 200 });
       await sleep(1500);
       const drained = cluster.signalDaemon(1, 'SIGTERM', 30000);
-      await sleep(1000);
+      await waitFor('h0 sees host 1 draining', () => cluster.status(0).peers.find((p) => p.id === 1)!.draining, 5000);
+      await sleep(500);
       await killHost(cluster, 2);
-      await sleep(1000);
+      await waitFor('h0 without host 2', () => !cluster.status(0).liveHosts.includes(2), 5000);
       await cluster.startDaemon(3);
-      await sleep(1500);
+      await waitFor('h0 with host 3', () => cluster.status(0).liveHosts.includes(3), 5000);
       // New connections now: not to the draining host, not to the dead one, some to the one that joined.
       const fresh = await cluster.load({ targets: [{ address: hostAddress(0) }], requests: 300, concurrency: 6 });
       const st = cluster.status(0);
-      const conns = [...(await atEntry), ...(await atJoiner)];
+      const conns = [...(await atEntry.stop()), ...(await atJoiner.stop())];
       const exit = await drained;
 
       const lost = conns.filter((c) => c.servedBy === '2');
@@ -47,10 +49,8 @@ describe('68.faults.membership', () => {
         `errors ${fresh.errors}; live at h0 ${JSON.stringify(st.liveHosts)}; drained daemon exit ${exit}`);
 
       for (const id of ['0', '1', '2', '3']) assert.ok(conns.some((c) => c.servedBy === id), `no held connection on host ${id}: the test shows less than it says`);
-      for (const c of others) {
-        assert.equal(c.error, null, `a connection served by ${c.servedBy} broke: ${c.error}`);
-        assert.equal(c.moved, false);
-      }
+      // Several seconds of one request per 200 ms: a connection that stalled would have few answers.
+      assertHeld(conns, { only: (c) => c.servedBy !== '2', minOk: 15, atLeast: 30 });
       assert.equal(exit, 0, 'the draining daemon did not exit 0');
       assert.equal(fresh.errors, 0, `errors: ${JSON.stringify(fresh.errorKinds)}`);
       assert.equal(fresh.servedBy['1'] ?? 0, 0, 'new connections went to the draining host');

@@ -6,11 +6,11 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { Testbed } from '../test/support/netns';
 import { waitForLine } from '../test/support/lines';
 import type { LoadSpec, LoadSummary } from './loadgen';
-import type { HeldConnection, HoldSpec } from './hold';
+import { DEFAULT_STALL_MS, type HeldConnection, type HoldSpec } from './hold';
 import type { DaemonStatus } from '../lib/daemon';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -22,7 +22,21 @@ const INSTALL = path.join(ROOT, 'iptables', 'install.sh');
 const UNINSTALL = path.join(ROOT, 'iptables', 'uninstall.sh');
 
 export const CLIENT_ADDRESS = '198.18.0.200';
+/** A host's service address: what the client dials. */
 export const hostAddress = (id: number): string => `198.18.0.${id + 1}`;
+/** A host's cluster address on the back network of a `networks: 'split'` cluster. */
+export const backAddress = (id: number): string => `198.18.1.${id + 1}`;
+/** A host's cluster address in a `networks: 'routed'` cluster: a subnet of its own, behind the router. */
+export const routedAddress = (id: number): string => `198.18.${8 + id}.1`;
+const routerAddress = (id: number): string => `198.18.${8 + id}.254`;
+
+/** The cluster addresses of each layout, and the network that holds them. */
+function clusterAddressOf(networks: Networks, id: number): string {
+  return networks === 'split' ? backAddress(id) : networks === 'routed' ? routedAddress(id) : hostAddress(id);
+}
+const CLUSTER_CIDR: Record<Networks, string> = { one: '198.18.0.0/24', split: '198.18.1.0/24', routed: '198.18.8.0/21' };
+
+type Networks = 'one' | 'split' | 'routed';
 export const hostName = (id: number): string => `h${id}`;
 
 export interface ClusterOptions {
@@ -35,6 +49,16 @@ export interface ClusterOptions {
   serviceMs?: number;
   /** Install rules and start daemons (false: a plain cluster, for the no-dpr baseline). */
   dpr?: boolean;
+  /**
+   * 'one' (default): one network, service address = cluster address.
+   * 'split': a front network (client and service addresses, 198.18.0.0/24)
+   * and a back network the client is not on (cluster addresses, 198.18.1.0/24),
+   * as in the README's example of a real deployment.
+   * 'routed': as 'split', but every host's cluster address is on a network of
+   * its own and a router namespace ('router') joins them: peers are one
+   * router apart (up to 8 hosts).
+   */
+  networks?: Networks;
   tag?: string;
   /**
    * More namespaces on the same bridge, with no web server and no dpr: a
@@ -58,7 +82,15 @@ export class Cluster {
     this.bed = Testbed.create(
       [
         { name: 'client', addrs: [`${CLIENT_ADDRESS}/24`] },
-        ...Array.from({ length: options.hosts }, (_, id) => ({ name: hostName(id), addrs: [`${hostAddress(id)}/24`] })),
+        ...Array.from({ length: options.hosts }, (_, id) => ({
+          name: hostName(id),
+          addrs: [`${hostAddress(id)}/24`],
+          nics: options.networks === 'split' ? [{ bridge: 'back', addrs: [`${backAddress(id)}/24`] }]
+            : options.networks === 'routed' ? [{ bridge: `back${id}`, addrs: [`${routedAddress(id)}/24`] }] : [],
+        })),
+        ...(options.networks === 'routed'
+          ? [{ name: 'router', addrs: [], nics: Array.from({ length: options.hosts }, (_, id) => ({ bridge: `back${id}`, addrs: [`${routerAddress(id)}/24`] })) }]
+          : []),
         ...extraHosts.map((h) => ({ name: h.name, addrs: [`${h.address}/24`] })),
       ],
       tag,
@@ -68,7 +100,7 @@ export class Cluster {
 
   static async create(o: ClusterOptions): Promise<Cluster> {
     const c = new Cluster(
-      { hosts: o.hosts, policy: o.policy ?? 'hash', slots: o.slots ?? 16, serviceMs: o.serviceMs ?? 2, dpr: o.dpr ?? true, config: o.config },
+      { hosts: o.hosts, policy: o.policy ?? 'hash', slots: o.slots ?? 16, serviceMs: o.serviceMs ?? 2, dpr: o.dpr ?? true, networks: o.networks ?? 'one', config: o.config },
       o.tag ?? 'c',
       o.extraHosts,
     );
@@ -82,11 +114,11 @@ export class Cluster {
   }
 
   configFor(id: number): Record<string, unknown> {
-    const hosts = Array.from({ length: this.options.hosts }, (_, i) => ({ id: i, service: hostAddress(i), cluster: hostAddress(i) }));
+    const hosts = Array.from({ length: this.options.hosts }, (_, i) => ({ id: i, service: hostAddress(i), cluster: clusterAddressOf(this.options.networks, i) }));
     const base: Record<string, unknown> = {
       self: id,
       hosts,
-      clusterCidr: '198.18.0.0/24',
+      clusterCidr: CLUSTER_CIDR[this.options.networks],
       policy: this.options.policy,
       peers: { key: '5eb63bbbe01eeed093cb22bb8f5acdc3', heartbeatMs: 100, deadAfterMs: 500 },
       drain: { timeoutMs: 10000 },
@@ -101,7 +133,21 @@ export class Cluster {
     return base;
   }
 
+  /** A 'routed' layout: the router forwards between the hosts' networks, each host routes the others' through it. */
+  private route(): void {
+    if (this.options.networks !== 'routed') return;
+    this.bed.sysctl('router', 'net.ipv4.ip_forward', 1);
+    // Forwarded packets keep the client's source address, which the router
+    // has no route back to: a strict reverse-path check would drop them.
+    for (const k of ['all', 'default']) this.bed.sysctl('router', `net.ipv4.conf.${k}.rp_filter`, 0);
+    for (let id = 0; id < this.options.hosts; id++) {
+      this.bed.sysctl('router', `net.ipv4.conf.eth${id + 1}.rp_filter`, 0);
+      this.bed.exec(hostName(id), ['ip', 'route', 'add', CLUSTER_CIDR.routed, 'via', routerAddress(id)]);
+    }
+  }
+
   private async setUp(): Promise<void> {
+    this.route();
     const servers: Array<Promise<string>> = [];
     for (let id = 0; id < this.options.hosts; id++) {
       const file = path.join(this.tmp, `h${id}.json`);
@@ -142,6 +188,20 @@ export class Cluster {
     });
     this.daemons.set(id, child);
     await waitForLine(child, (l) => l.startsWith('dpr: host'), 15000, `dpr daemon on h${id}`);
+  }
+
+  /** Runs a `dpr` command (as an operator on host `id` would, with its config) and returns its exit code and output. */
+  cli(id: number, args: string[], timeoutMs = 60000): { code: number | null; stdout: string; stderr: string } {
+    const r = spawnSync('ip', ['netns', 'exec', this.bed.ns(hostName(id)), process.execPath, CLI, ...args, '--config', this.configFiles[id]!], {
+      encoding: 'utf8', timeout: timeoutMs,
+    });
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  }
+
+  /** True while host `id`'s daemon (started by startDaemon) has not exited or been signalled by signalDaemon. */
+  daemonRunning(id: number): boolean {
+    const child = this.daemons.get(id);
+    return child !== undefined && child.exitCode === null && child.signalCode === null;
   }
 
   /** Sends a signal to a host's daemon and waits (bounded) for it to exit. */
@@ -187,11 +247,23 @@ export class Cluster {
     return JSON.parse(line) as LoadSummary;
   }
 
-  /** Holds long-lived connections from the client; resolves when they end. */
-  async hold(spec: HoldSpec): Promise<HeldConnection[]> {
+  /** Holds long-lived connections from the client for spec.durationMs; resolves when they end. */
+  async hold(spec: HoldSpec & { durationMs: number }): Promise<HeldConnection[]> {
     const child = this.bed.spawn('client', [process.execPath, HOLD, JSON.stringify(spec)]);
-    const line = await waitForLine(child, (l) => l.startsWith('['), spec.durationMs + 30000, 'long-lived connections');
+    const line = await waitForLine(child, (l) => l.startsWith('['), spec.durationMs + (spec.stallMs ?? DEFAULT_STALL_MS) + 30000, 'long-lived connections');
     return JSON.parse(line) as HeldConnection[];
+  }
+
+  /** Holds long-lived connections from the client until stop() is called; stop() resolves when they end. */
+  holdOpen(spec: Omit<HoldSpec, 'durationMs'>): { stop(): Promise<HeldConnection[]> } {
+    const child = this.bed.spawn('client', [process.execPath, HOLD, JSON.stringify(spec)], { stdio: ['pipe', 'pipe', 'pipe'] });
+    return {
+      stop: async () => {
+        const line = waitForLine(child, (l) => l.startsWith('['), (spec.stallMs ?? DEFAULT_STALL_MS) + 30000, 'long-lived connections');
+        child.stdin!.end('stop\n');
+        return JSON.parse(await line) as HeldConnection[];
+      },
+    };
   }
 
   async destroy(): Promise<void> {

@@ -26,10 +26,19 @@ export function clusterConfig(self: number, shape: ClusterShape, extra: Record<s
   };
 }
 
-/** Writes a config to a fresh temporary file and returns its path. */
+// One folder per test process for every config it writes, removed when the
+// process exits (also when a test fails).
+let folder: string | null = null;
+let written = 0;
+
+/** Writes a config to a fresh file in this process's temporary folder and returns its path. */
 export function writeConfig(config: unknown): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dpr-config-'));
-  const file = path.join(dir, 'dpr.json');
+  if (folder === null) {
+    folder = fs.mkdtempSync(path.join(os.tmpdir(), 'dpr-config-'));
+    const mine = folder;
+    process.on('exit', () => fs.rmSync(mine, { recursive: true, force: true }));
+  }
+  const file = path.join(folder, `dpr-${++written}.json`);
   fs.writeFileSync(file, JSON.stringify(config, null, 2));
   return file;
 }

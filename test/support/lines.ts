@@ -4,10 +4,15 @@ import type { ChildProcess } from 'node:child_process';
 
 const readers = new WeakMap<ChildProcess, LineReader>();
 
+/** Lines kept per child for its log (scripts/test.sh keeps the logs of a failed run). */
+const TRANSCRIPT_LINES = 2000;
+
 class LineReader {
   private partial = '';
   private readonly waiters: Array<(line: string) => boolean> = [];
   readonly stderr: string[] = [];
+  /** The child's last lines, stdout and stderr interleaved as they came. */
+  readonly transcript: string[] = [];
   closed = false;
 
   constructor(child: ChildProcess) {
@@ -17,11 +22,22 @@ class LineReader {
     child.stdout?.on('data', (chunk: string) => {
       const parts = (this.partial + chunk).split('\n');
       this.partial = parts.pop() ?? '';
-      for (const line of parts) this.offer(line);
+      for (const line of parts) {
+        this.keep(line);
+        this.offer(line);
+      }
     });
     // Kept for error messages: a child that dies says why on stderr.
     child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (chunk: string) => this.stderr.push(chunk));
+    child.stderr?.on('data', (chunk: string) => {
+      this.stderr.push(chunk);
+      for (const line of chunk.split('\n')) if (line) this.keep(`stderr: ${line}`);
+    });
+  }
+
+  private keep(line: string): void {
+    this.transcript.push(`${new Date().toISOString()} ${line}`);
+    if (this.transcript.length > TRANSCRIPT_LINES) this.transcript.splice(0, this.transcript.length - TRANSCRIPT_LINES);
   }
 
   // The first waiter that accepts a line consumes it (and removes itself).
@@ -37,6 +53,16 @@ class LineReader {
       if (i >= 0) this.waiters.splice(i, 1);
     };
   }
+}
+
+/** Starts reading a child's output now, so its transcript misses nothing. */
+export function watch(child: ChildProcess): void {
+  reader(child);
+}
+
+/** What the child printed so far (last lines), one entry per line. */
+export function transcript(child: ChildProcess): readonly string[] {
+  return reader(child).transcript;
 }
 
 function reader(child: ChildProcess): LineReader {

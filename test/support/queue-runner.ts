@@ -6,36 +6,25 @@
 //   "stats {json}"   on SIGUSR2 (a QueueStats snapshot), and once more on
 //                    SIGTERM after queue.stop(), before it exits
 // Run as: node queue-runner.js run '<RunnerSpec as JSON>'
+//
+// The queue is configured from a dpr configuration file by the daemon's own
+// code (lib/plan.ts), so the test drives exactly what the daemon would run.
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import type { EngineOptions, QueueOptions, QueueStats } from '../../lib/native';
-import { parseIpv4 } from '../../lib/ipv4';
+import type { QueueStats, Role } from '../../lib/native';
 import type { Testbed } from './netns';
 import { waitForLine } from './lines';
 
 export const RUNNER_SCRIPT = path.join(__dirname, 'queue-runner.js');
 
-/** EngineOptions in JSON form: dotted addresses and plain arrays instead of typed arrays. */
-export type EngineSpec = Omit<EngineOptions, 'serviceAddrs' | 'clusterAddrs' | 'servicePorts'> & {
-  serviceAddrs: string[];
-  clusterAddrs: string[];
-  servicePorts: number[];
-};
-
 export interface RunnerSpec {
-  queue: QueueOptions;
-  engine: EngineSpec;
+  /** A dpr configuration file (for this host: its `self`). */
+  config: string;
+  role: Role;
   /** The hash policy's lookup table (slot -> host id); none = every flow local. */
   lookupTable?: number[];
-}
-
-export function engineOptions(spec: EngineSpec): EngineOptions {
-  return {
-    ...spec,
-    serviceAddrs: Uint32Array.from(spec.serviceAddrs, parseIpv4),
-    clusterAddrs: Uint32Array.from(spec.clusterAddrs, parseIpv4),
-    servicePorts: Uint16Array.from(spec.servicePorts),
-  };
+  /** Load policy: how the runner answers decisions ('never': let every one time out). */
+  decide?: 'never' | { target: number };
 }
 
 const STATS = 'stats ';
@@ -72,15 +61,29 @@ export class QueueRunner {
 
 export async function startQueueRunner(bed: Testbed, host: string, spec: RunnerSpec): Promise<QueueRunner> {
   const child = bed.spawn(host, [process.execPath, RUNNER_SCRIPT, 'run', JSON.stringify(spec)]);
-  await waitForLine(child, (l) => l === 'ready', 5000, `queue ${spec.queue.queueNum} on ${host}`);
+  await waitForLine(child, (l) => l === 'ready', 10000, `${spec.role} queue on ${host}`);
   return new QueueRunner(host, child);
 }
 
 async function run(spec: RunnerSpec): Promise<void> {
   // Loaded here, not at the top: the test process imports this file for the
   // helpers above and has no use for the addon itself.
-  const { Queue } = await import('../../lib/native');
-  const queue = new Queue(spec.queue, engineOptions(spec.engine));
+  const { Queue, DECISION_FIELDS } = await import('../../lib/native');
+  const { loadConfig } = await import('../../lib/config');
+  const { engineOptions, queueOptions } = await import('../../lib/plan');
+  const config = loadConfig({ file: spec.config });
+  const holder: { queue?: InstanceType<typeof Queue> } = {};
+  const answer = spec.decide;
+  const onDecide = config.policy === 'load' && spec.role === 'entry'
+    ? (batch: Uint32Array): void => {
+      if (answer === undefined || answer === 'never') return;
+      const n = batch.length / DECISION_FIELDS;
+      const tokens = Uint32Array.from({ length: n }, (_, i) => batch[i * DECISION_FIELDS]!);
+      holder.queue!.decide(tokens, new Uint16Array(n).fill(answer.target));
+    }
+    : undefined;
+  const queue = new Queue(queueOptions(config, spec.role), engineOptions(config, spec.role), onDecide);
+  holder.queue = queue;
   if (spec.lookupTable) queue.setLookupTable(Uint16Array.from(spec.lookupTable));
   queue.start();
   // The queue's thread does not hold the event loop open; this does.
