@@ -31,13 +31,41 @@ function checkHost(h: unknown, i: number): void {
   if (extra.length) throw new Error(`hosts[${i}] has unknown field '${extra[0]}'`);
 }
 
+/** A key with no default (`self`, `hosts`, `clusterCidr`) that nothing set. */
+function required(value: unknown): void {
+  if (value === null || value === undefined) throw new Error('is required (not in the file, nor in its DPR_* variable)');
+}
+
+/**
+ * Environment values arrive as text. Only text that is wholly a number
+ * becomes one (parseInt('1x') would be 1); anything else stays text, and the
+ * format's validate() names it.
+ */
+const toInt = (v: string): number | string => (/^\s*\d+\s*$/.test(v) ? Number(v) : v);
+
+function integer(value: unknown, min: number, max: number, what: string): void {
+  required(value);
+  if (!Number.isInteger(value) || (value as number) < min || (value as number) > max) {
+    throw new Error(`must be ${what}`);
+  }
+}
+
 convict.addFormats({
   hosts: {
     validate(value: unknown) {
+      required(value);
+      if (typeof value === 'string') throw new Error(`must be a JSON list of {id, service, cluster}; the text is not JSON (${jsonError(value)})`);
       if (!Array.isArray(value) || value.length === 0) throw new Error('must be a non-empty list of {id, service, cluster}');
       value.forEach(checkHost);
     },
-    coerce: (v: string) => JSON.parse(v) as unknown,
+    // Text that is not JSON stays text, so validate() can name the key.
+    coerce: (v: string) => {
+      try {
+        return JSON.parse(v) as unknown;
+      } catch {
+        return v;
+      }
+    },
   },
   'port-list': {
     validate(value: unknown) {
@@ -47,10 +75,11 @@ convict.addFormats({
       }
       if (new Set(value).size !== value.length) throw new Error('lists a port twice');
     },
-    coerce: (v: string) => v.split(',').map((p) => Number(p.trim())),
+    coerce: (v: string) => v.split(',').map((p) => toInt(p.trim())),
   },
   cidr: {
     validate(value: unknown) {
+      required(value);
       if (typeof value !== 'string') throw new Error('must be an IPv4 CIDR such as 198.18.0.0/24');
       parseCidr(value);
     },
@@ -67,23 +96,23 @@ convict.addFormats({
         throw new Error('must be a non-zero 32-bit packet mark');
       }
     },
-    coerce: (v: string) => Number(v),
+    coerce: (v: string) => (/^\s*(0x[0-9a-f]+|\d+)\s*$/i.test(v) ? Number(v) : v),
   },
-  'positive-int': {
-    validate(value: unknown) {
-      if (!Number.isInteger(value) || (value as number) <= 0) throw new Error('must be a positive integer');
-    },
-    coerce: (v: string) => Number(v),
-  },
-  'queue-num': {
-    validate(value: unknown) {
-      if (!Number.isInteger(value) || (value as number) < 0 || (value as number) > 65535) {
-        throw new Error('must be an NFQUEUE number 0..65535');
-      }
-    },
-    coerce: (v: string) => Number(v),
-  },
+  // convict's own nat and port take parseInt's reading ('1x' is 1) and call 0 "not positive".
+  nat: { validate: (v: unknown) => integer(v, 0, Number.MAX_SAFE_INTEGER, 'an integer ≥ 0'), coerce: toInt },
+  port: { validate: (v: unknown) => integer(v, 0, 65535, 'a port number 0..65535'), coerce: toInt },
+  'positive-int': { validate: (v: unknown) => integer(v, 1, Number.MAX_SAFE_INTEGER, 'an integer ≥ 1'), coerce: toInt },
+  'queue-num': { validate: (v: unknown) => integer(v, 0, 65535, 'an NFQUEUE number 0..65535'), coerce: toInt },
 });
+
+function jsonError(text: string): string {
+  try {
+    JSON.parse(text);
+    return 'parsed';
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
 
 export const schema = {
   self: {
