@@ -12,7 +12,8 @@ import { forwardedInConnections, preflight } from './host';
 import { Lifecycle } from './lifecycle';
 import { logger, setLogLevel, type Logger } from './log';
 import { Progress, sleep, waitWithProgress } from './progress';
-import { renderInstallScript, renderRules, renderUninstallScript } from './rules';
+import { install, uninstall } from './install';
+import { renderInstallScript, renderRules } from './rules';
 import { buildView, renderText, type Sample } from './status-view';
 
 const configOption = new Option('-c, --config <file>', 'configuration file (JSON)').env('DPR_CONFIG');
@@ -119,10 +120,9 @@ function rules(opts: { config?: string; format: string }): void {
   switch (opts.format) {
     case 'restore': process.stdout.write(r.restore); break;
     case 'script': process.stdout.write(renderInstallScript(r)); break;
-    case 'uninstall-script': process.stdout.write(renderUninstallScript(r)); break;
     case 'json': process.stdout.write(JSON.stringify(r, null, 2) + '\n'); break;
     default:
-      process.stderr.write(`dpr: --format must be restore, script, uninstall-script or json, not '${opts.format}'\n`);
+      process.stderr.write(`dpr: --format must be restore, script or json, not '${opts.format}'\n`);
       process.exit(EXIT.config);
   }
 }
@@ -131,6 +131,30 @@ function check(opts: { config?: string }): void {
   const config = loadOrExit(opts.config);
   process.stdout.write(`config ok: host ${config.self} of ${config.hosts.length}, policy ${config.policy}\n`);
   process.stdout.write(renderInstallScript(renderRules(config)));
+}
+
+/** iptables/install.sh: the configuration is checked whole before anything changes. */
+function installCommand(opts: { config?: string }): void {
+  const config = loadOrExit(opts.config);
+  const r = renderRules(config);
+  try {
+    install(r, (line) => process.stderr.write(`${line}\n`));
+  } catch (err) {
+    process.stderr.write(`dpr: install failed, nothing changed: ${(err as Error).message}\n`);
+    process.exit(EXIT.failure);
+  }
+  process.stdout.write(`dpr: installed: chains ${Object.values(r.chains).flat().join(', ')}, ${r.sysctls.length} sysctls, ${r.localAddresses.length} restore addresses on lo (iptables -t raw -S DPR_PRE to see the rules)\n`);
+}
+
+/** iptables/uninstall.sh: everything of ours is found by name, so no configuration is needed. */
+function uninstallCommand(): void {
+  try {
+    uninstall((line) => process.stderr.write(`${line}\n`));
+  } catch (err) {
+    process.stderr.write(`dpr: uninstall failed: ${(err as Error).message}\n`);
+    process.exit(EXIT.failure);
+  }
+  process.stdout.write('dpr: removed: DPR_* chains and their jumps, lo:dpr addresses; sysctls set back to their values before the first install\n');
 }
 
 function endpointOrExit(config: Readonly<DprConfig>): Endpoint {
@@ -232,8 +256,12 @@ program.command('check').description('validate a configuration and print the rul
   .addOption(configOption).action(check);
 program.command('rules').description('print the iptables rules for this host')
   .addOption(configOption)
-  .option('-f, --format <format>', 'restore | script | uninstall-script | json', 'restore')
+  .option('-f, --format <format>', 'restore | script | json', 'restore')
   .action(rules);
+program.command('install').description('install the rules, sysctls and restore addresses, all or nothing (what iptables/install.sh runs)')
+  .addOption(configOption).action(installCommand);
+program.command('uninstall').description('remove every DPR_* chain, lo:dpr address, and put back the sysctls (what iptables/uninstall.sh runs)')
+  .action(uninstallCommand);
 program.command('status').description("show the local daemon's view: hosts, flows, connection rates (reads /status on metrics.address:metrics.port)")
   .addOption(configOption)
   .option('--json', 'print JSON instead of a table')
