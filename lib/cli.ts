@@ -1,8 +1,6 @@
 #!/usr/bin/env node
 // The `dpr` command: start the daemon, check a configuration, print the rules,
 // and ask the running daemon for its status or to drain.
-import fs from 'node:fs';
-import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { ConfigError, loadConfig, restoreAddress, selfHost, type DprConfig, type LoadOptions } from './config';
 import type { DaemonStatus } from './daemon';
@@ -15,6 +13,7 @@ import { Progress, sleep, waitWithProgress } from './progress';
 import { install, uninstall } from './install';
 import { renderInstallScript, renderRules } from './rules';
 import { buildView, renderText, type Sample } from './status-view';
+import { packageVersion } from './version';
 
 const configOption = new Option('-c, --config <file>', 'configuration file (JSON)').env('DPR_CONFIG');
 
@@ -36,12 +35,6 @@ function loadOrExit(file: string | undefined, options: Omit<LoadOptions, 'file'>
     }
     throw err;
   }
-}
-
-/** package.json two levels up from dist/lib/cli.js, in the repository and in an installed package. */
-function packageVersion(): string {
-  const file = path.resolve(__dirname, '..', '..', 'package.json');
-  return (JSON.parse(fs.readFileSync(file, 'utf8')) as { version: string }).version;
 }
 
 async function start(opts: { config?: string; skipChecks?: boolean }): Promise<void> {

@@ -144,6 +144,11 @@ export class Cluster {
     await waitForLine(child, (l) => l.startsWith('dpr: host'), 15000, `dpr daemon on h${id}`);
   }
 
+  /** The process id of a host's running daemon (`ip netns exec` execs it: the child is the daemon). */
+  daemonPid(id: number): number | undefined {
+    return this.daemons.get(id)?.pid;
+  }
+
   /** Sends a signal to a host's daemon and waits (bounded) for it to exit. */
   async signalDaemon(id: number, signal: NodeJS.Signals, waitMs = 20000): Promise<number | null> {
     const child = this.daemons.get(id);
