@@ -152,7 +152,7 @@ export const schema = {
     env: 'DPR_RESTORE_CIDR',
   },
   policy: {
-    doc: "How a new connection's host is chosen: `hash` (Maglev over client address and port, all native) or `load` (stay local unless this host's load exceeds the least-loaded live peer's by `load.threshold`).",
+    doc: "How a new connection's host is chosen: `hash` (Maglev over client address and port, all native) or `load` (stay local unless this host's load exceeds the least-loaded live peer's by more than `load.threshold`).",
     format: ['hash', 'load'],
     default: 'hash',
     env: 'DPR_POLICY',
@@ -177,13 +177,13 @@ export const schema = {
   peers: {
     port: { doc: 'UDP port for heartbeats and load reports, on the cluster address.', format: 'port', default: 4790, env: 'DPR_PEERS_PORT' },
     key: { doc: 'Shared HMAC-SHA256 key, hex or base64, at least 16 bytes. Prefer `peers.keyFile`.', format: String, default: '', sensitive: true, env: 'DPR_PEERS_KEY' },
-    keyFile: { doc: 'File holding the shared key (read at start, trimmed).', format: String, default: '', env: 'DPR_PEERS_KEY_FILE' },
+    keyFile: { doc: 'File holding the shared key, hex or base64 (whitespace around it ignored). Read and checked by `dpr check`, `dpr install` and `dpr start`.', format: String, default: '', env: 'DPR_PEERS_KEY_FILE' },
     routersBetween: { doc: 'Routers between two peers (0: one L2 segment). Forwarded packets leave the entry host with TTL 255 and are accepted on the peer ports only with TTL > 253 - routersBetween (GTSM, RFC 5082), so nobody farther away can make a host answer as another.', format: 'nat', default: 0, env: 'DPR_PEERS_ROUTERS_BETWEEN' },
     heartbeatMs: { doc: 'Interval between heartbeats to each peer.', format: 'positive-int', default: 200, env: 'DPR_PEERS_HEARTBEAT_MS' },
-    deadAfterMs: { doc: 'A peer silent this long is down: no new connections go to it.', format: 'positive-int', default: 1000, env: 'DPR_PEERS_DEAD_AFTER_MS' },
+    deadAfterMs: { doc: 'A peer silent this long is down: no new connections go to it. Liveness is checked once per `peers.heartbeatMs`, so a dead peer is taken out between `deadAfterMs` and `deadAfterMs + heartbeatMs` after its last heartbeat.', format: 'positive-int', default: 1000, env: 'DPR_PEERS_DEAD_AFTER_MS' },
   },
   load: {
-    threshold: { doc: 'Load policy: forward a new connection only when this host has this many more active connections than the least-loaded live peer.', format: 'nat', default: 8, env: 'DPR_LOAD_THRESHOLD' },
+    threshold: { doc: 'Load policy: forward a new connection only when this host has more than this many active connections above the least-loaded live peer (own − peer > threshold; 0: forward at any difference).', format: 'nat', default: 8, env: 'DPR_LOAD_THRESHOLD' },
     decisionTimeoutMs: { doc: 'Load policy: a new connection whose decision takes longer is served locally.', format: 'positive-int', default: 50, env: 'DPR_LOAD_DECISION_TIMEOUT_MS' },
   },
   flows: {
@@ -196,7 +196,7 @@ export const schema = {
     closingTimeoutMs: { doc: 'A flow whose client sent FIN is forgotten after this (as IPVS fin_wait: 120 s).', format: 'positive-int', default: 120000, env: 'DPR_FLOWS_CLOSING_TIMEOUT_MS' },
   },
   drain: {
-    timeoutMs: { doc: 'On SIGTERM, wait at most this long for forwarded and local connections to finish.', format: 'nat', default: 30000, env: 'DPR_DRAIN_TIMEOUT_MS' },
+    timeoutMs: { doc: 'On SIGTERM (and `dpr drain --wait` by default), wait at most this long for the forwarded connections, both ways, to finish. Direct local connections are not waited for: they live in the kernel and outlast the daemon.', format: 'nat', default: 30000, env: 'DPR_DRAIN_TIMEOUT_MS' },
   },
   metrics: {
     port: { doc: 'HTTP port of the Prometheus `/metrics` endpoint; 0 turns it off.', format: 'port', default: 9465, env: 'DPR_METRICS_PORT' },
