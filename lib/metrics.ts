@@ -36,7 +36,7 @@ export function createMetrics(daemon: Pick<Daemon, 'status'>): Metrics {
   const connections = new Counter({ name: 'dpr_connections_total', help: 'New connections by decision (local or forwarded) and serving peer.', labelNames: ['decision', 'peer'], registers: [registry] });
   const flows = new Gauge({ name: 'dpr_flows', help: 'Flows in the entry flow table, by state.', labelNames: ['state'], registers: [registry] });
   const peerUp = new Gauge({ name: 'dpr_peer_up', help: '1 while heartbeats arrive from the peer.', labelNames: ['peer'], registers: [registry] });
-  const peerLoad = new Gauge({ name: 'dpr_peer_load_connections', help: 'Load the peer last reported, in established connections on the service ports; for this host, its own.', labelNames: ['peer'], registers: [registry] });
+  const peerLoad = new Gauge({ name: 'dpr_peer_load', help: 'Load the peer last reported, in connections (established, on the service ports); for this host, its own.', labelNames: ['peer'], registers: [registry] });
   const rejected = new Counter({ name: 'dpr_heartbeats_rejected_total', help: 'Heartbeats dropped, by reason (bad_mac, replay, truncated, ...).', labelNames: ['reason'], registers: [registry] });
   const queueErrors = new Counter({ name: 'dpr_queue_errors_total', help: 'Netlink errors of the queue threads, by kind.', labelNames: ['queue', 'kind'], registers: [registry] });
   // Two counters, not a mean since start: rate(packets) / rate(batches) is the batch size now.

@@ -128,8 +128,8 @@ describe('70.ops', () => {
     const packets = value(/^dpr_queue_batch_packets_total\{queue="entry"\} (\d+)$/m);
     assert.ok(batches > 0 && packets >= batches, `entry: ${packets} packets in ${batches} batches`);
     assert.doesNotMatch(text, /dpr_queue_batch_mean/);
-    assert.match(text, /^# HELP dpr_peer_load_connections .*connections/m);
-    assert.match(text, /^dpr_peer_load_connections\{peer="1"\} \d+$/m);
+    assert.match(text, /^# HELP dpr_peer_load .*in connections/m);
+    assert.match(text, /^dpr_peer_load\{peer="1"\} \d+$/m);
     const { version } = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
     assert.match(text, new RegExp(`^dpr_build_info\\{version="${version.replace(/\./g, '\\.')}",node="${process.version.replace(/\./g, '\\.')}"\\} 1$`, 'm'));
   });
