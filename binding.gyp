@@ -10,6 +10,7 @@
         "native/packet.cc",
         "native/queue.cc",
         "native/sock_diag.cc",
+        "native/sd_notify.cc",
         "native/queue_binding.cc",
         "native/engine_binding.cc",
         "native/binding_util.cc"

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Install dpr's rules and sysctls for this host, rendered from CONFIG.
-# Atomic per table (iptables-restore --noflush fills our DPR_* chains in one
-# commit); idempotent (our chains are declared, so emptied, then refilled; the
-# jumps into them are added only when absent). A bad CONFIG stops it before
-# anything changes.
+# Install dpr's rules, sysctls and restore addresses for this host, rendered
+# from CONFIG (lib/install.ts). The configuration is checked whole first: a
+# bad one stops here with exit 2, before anything changes. Then all or
+# nothing: the rules (iptables-restore --noflush), the sysctls, the addresses
+# on lo; a step that fails undoes the ones before it (exit 1). Idempotent:
+# running it again changes nothing, and restore addresses of hosts no longer
+# in CONFIG are removed.
 set -euo pipefail
 config=${1:?usage: iptables/install.sh CONFIG}
 root=$(cd "$(dirname "$0")/.." && pwd)
-script=$(node "$root/dist/lib/cli.js" rules --config "$config" --format script)
-sh -c "$script"
-echo "dpr: rules installed (iptables -t raw -S DPR_PRE to see them)"
+exec node "$root/dist/lib/cli.js" install --config "$config"

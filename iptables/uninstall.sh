@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# Remove dpr's rules: the jumps into DPR_* chains and those chains, nothing
-# else. Sysctls are left as they are (other software may rely on forwarding).
+# Remove everything dpr installed (lib/install.ts): every DPR_* chain and the
+# jumps into it, every lo address labelled lo:dpr, and the sysctls set back to
+# the values they had before the first install. What is ours is found by name,
+# so CONFIG is not needed (it is accepted for older callers and ignored).
 set -euo pipefail
-config=${1:?usage: iptables/uninstall.sh CONFIG}
 root=$(cd "$(dirname "$0")/.." && pwd)
-script=$(node "$root/dist/lib/cli.js" rules --config "$config" --format uninstall-script)
-sh -c "$script"
-echo "dpr: rules removed"
+exec node "$root/dist/lib/cli.js" uninstall

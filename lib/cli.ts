@@ -1,25 +1,37 @@
 #!/usr/bin/env node
 // The `dpr` command: start the daemon, check a configuration, print the rules,
 // and ask the running daemon for its status or to drain.
-import { Command, Option } from 'commander';
-import { ConfigError, loadConfig, restoreAddress, selfHost, type DprConfig } from './config';
+import { Command, CommanderError, Option } from 'commander';
+import { ConfigError, loadConfig, restoreAddress, selfHost, type DprConfig, type LoadOptions } from './config';
 import type { DaemonStatus } from './daemon';
 import { DaemonUnreachable, endpointOf, fetchStatus, requestDrain, type Endpoint } from './daemon-client';
+import { EXIT } from './exit-codes';
 import { forwardedInConnections, preflight } from './host';
+import { Lifecycle } from './lifecycle';
 import { logger, setLogLevel, type Logger } from './log';
 import { Progress, sleep, waitWithProgress } from './progress';
-import { renderInstallScript, renderRules, renderUninstallScript } from './rules';
+import { install, uninstall } from './install';
+import { renderInstallScript, renderRules } from './rules';
 import { buildView, renderText, type Sample } from './status-view';
+import { packageVersion } from './version';
 
 const configOption = new Option('-c, --config <file>', 'configuration file (JSON)').env('DPR_CONFIG');
 
-function loadOrExit(file: string | undefined): Readonly<DprConfig> {
+// `dpr check | head -1`: the reader left; the rest of the output has nobody to read it.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(EXIT.ok);
+    throw err;
+  });
+}
+
+function loadOrExit(file: string | undefined, options: Omit<LoadOptions, 'file'> = {}): Readonly<DprConfig> {
   try {
-    return loadConfig({ file });
+    return loadConfig({ file, ...options });
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`dpr: ${err.message}\n`);
-      process.exit(2);
+      process.exit(EXIT.config);
     }
     throw err;
   }
@@ -35,30 +47,33 @@ async function start(opts: { config?: string; skipChecks?: boolean }): Promise<v
   if (checks.problems.length && !opts.skipChecks) {
     for (const p of checks.problems) log.error(p);
     process.stderr.write(`dpr: ${checks.problems.length} start-up check(s) failed; nothing was changed\n`);
-    process.exit(3);
+    process.exit(EXIT.checks);
   }
   // Loaded here so `dpr check` and `dpr rules` work where the addon is not built.
   const { Daemon } = await import('./daemon');
   const { startHttp } = await import('./metrics');
+  const { notifyServiceManager } = await import('./native');
   const daemon = new Daemon(config);
-  await daemon.start();
-  const server = config.metrics.port ? await startHttp(daemon, config.metrics.address, config.metrics.port) : null;
-  let stopping = false;
-  const waiting = new AbortController();
-  const shutdown = async (signal: string, drain: boolean): Promise<void> => {
-    if (stopping) return;
-    stopping = true;
-    waiting.abort();
-    log.info('signal', { signal });
-    if (drain) await daemon.drain();
-    await daemon.stop();
-    server?.close();
-    process.exit(0);
-  };
-  process.on('SIGTERM', () => void shutdown('SIGTERM', true));
-  process.on('SIGINT', () => void shutdown('SIGINT', false));
+  let server: import('node:http').Server | null = null;
+  // Signal handlers from here on: a SIGTERM while the daemon starts stops it once started.
+  const life = new Lifecycle({
+    daemon,
+    log,
+    afterStart: async () => {
+      if (config.metrics.port) server = await startHttp(daemon, config.metrics.address, config.metrics.port);
+    },
+    afterStop: () => server?.close(),
+    notify: (state) => {
+      try {
+        notifyServiceManager(state);
+      } catch (err) {
+        log.warn('cannot notify systemd', { state, error: (err as Error).message });
+      }
+    },
+  });
+  await life.run();
   process.stdout.write(`dpr: host ${config.self} routing (${config.policy} policy)${server ? `, metrics on http://${config.metrics.address}:${config.metrics.port}/metrics` : ''}\n`);
-  await waitForPeers(daemon, config, log, waiting.signal);
+  await waitForPeers(daemon, config, log, life.signal);
 }
 
 /**
@@ -98,11 +113,10 @@ function rules(opts: { config?: string; format: string }): void {
   switch (opts.format) {
     case 'restore': process.stdout.write(r.restore); break;
     case 'script': process.stdout.write(renderInstallScript(r)); break;
-    case 'uninstall-script': process.stdout.write(renderUninstallScript(r)); break;
     case 'json': process.stdout.write(JSON.stringify(r, null, 2) + '\n'); break;
     default:
-      process.stderr.write(`dpr: --format must be restore, script, uninstall-script or json, not '${opts.format}'\n`);
-      process.exit(2);
+      process.stderr.write(`dpr: --format must be restore, script or json, not '${opts.format}'\n`);
+      process.exit(EXIT.config);
   }
 }
 
@@ -110,6 +124,30 @@ function check(opts: { config?: string }): void {
   const config = loadOrExit(opts.config);
   process.stdout.write(`config ok: host ${config.self} of ${config.hosts.length}, policy ${config.policy}\n`);
   process.stdout.write(renderInstallScript(renderRules(config)));
+}
+
+/** iptables/install.sh: the configuration is checked whole before anything changes. */
+function installCommand(opts: { config?: string }): void {
+  const config = loadOrExit(opts.config);
+  const r = renderRules(config);
+  try {
+    install(r, (line) => process.stderr.write(`${line}\n`));
+  } catch (err) {
+    process.stderr.write(`dpr: install failed, nothing changed: ${(err as Error).message}\n`);
+    process.exit(EXIT.failure);
+  }
+  process.stdout.write(`dpr: installed: chains ${Object.values(r.chains).flat().join(', ')}, ${r.sysctls.length} sysctls, ${r.localAddresses.length} restore addresses on lo (iptables -t raw -S DPR_PRE to see the rules)\n`);
+}
+
+/** iptables/uninstall.sh: everything of ours is found by name, so no configuration is needed. */
+function uninstallCommand(): void {
+  try {
+    uninstall((line) => process.stderr.write(`${line}\n`));
+  } catch (err) {
+    process.stderr.write(`dpr: uninstall failed: ${(err as Error).message}\n`);
+    process.exit(EXIT.failure);
+  }
+  process.stdout.write('dpr: removed: DPR_* chains and their jumps, lo:dpr addresses; sysctls set back to their values before the first install\n');
 }
 
 function endpointOrExit(config: Readonly<DprConfig>): Endpoint {
@@ -124,7 +162,7 @@ function endpointOrExit(config: Readonly<DprConfig>): Endpoint {
 function fail(err: unknown): never {
   if (err instanceof DaemonUnreachable) {
     process.stderr.write(`dpr: ${err.message}\n`);
-    process.exit(1);
+    process.exit(EXIT.failure);
   }
   throw err;
 }
@@ -137,8 +175,9 @@ async function sampleTwice(ep: Endpoint): Promise<[Sample, Sample]> {
   return [first, second];
 }
 
+// status and drain need only the metrics endpoint: no key file (root-only) is read.
 async function status(opts: { config?: string; json?: boolean }): Promise<void> {
-  const config = loadOrExit(opts.config);
+  const config = loadOrExit(opts.config, { checkKey: false });
   const ep = endpointOrExit(config);
   const [first, second] = await sampleTwice(ep).catch(fail);
   const view = buildView(first, second, new Map(config.hosts.map((h) => [h.id, h.cluster])));
@@ -177,7 +216,7 @@ async function waitDrained(ep: Endpoint, config: Readonly<DprConfig>, timeoutMs:
 }
 
 async function drain(opts: { config?: string; wait?: boolean; timeout?: string }): Promise<void> {
-  const config = loadOrExit(opts.config);
+  const config = loadOrExit(opts.config, { checkKey: false });
   const ep = endpointOrExit(config);
   const answer = await requestDrain(ep).catch(fail);
   process.stdout.write(`dpr: host ${answer.self} ${answer.already ? 'was already draining' : 'is draining'}: it forwards no new connections and peers forward none to it; open connections finish. It stays drained until stopped (SIGTERM).\n`);
@@ -185,25 +224,37 @@ async function drain(opts: { config?: string; wait?: boolean; timeout?: string }
   const timeoutMs = opts.timeout === undefined ? config.drain.timeoutMs : Number(opts.timeout);
   if (!Number.isInteger(timeoutMs) || timeoutMs < 0) {
     process.stderr.write(`dpr: --timeout must be a whole number of ms, not '${opts.timeout}'\n`);
-    process.exit(2);
+    process.exit(EXIT.config);
   }
   const drained = await waitDrained(ep, config, timeoutMs).catch(fail);
-  if (!drained) process.exit(1);
+  if (!drained) process.exit(EXIT.failure);
   process.stdout.write('dpr: drained: no forwarded connections left; a restart breaks none\n');
 }
 
 const program = new Command('dpr')
   .description('Distributed Packet Rewriting: every host of a web cluster routes connections')
-  .showHelpAfterError();
-program.command('start').description('run the daemon (SIGTERM drains, then exits; SIGINT exits at once)').addOption(configOption)
+  .version(packageVersion(), '-V, --version', 'print the version')
+  .showHelpAfterError()
+  // Usage errors are configuration errors too (a typo in ExecStart): exit 2, not restarted.
+  .exitOverride((err: CommanderError) => {
+    process.exit(err.exitCode === 0 ? EXIT.ok : EXIT.config);
+  });
+program.command('version').description('print the version').action(() => {
+  process.stdout.write(`${packageVersion()}\n`);
+});
+program.command('start').description('run the daemon (SIGTERM drains, then exits; a second SIGTERM or SIGINT exits at once)').addOption(configOption)
   .option('--skip-checks', 'start even when start-up checks fail (for debugging)')
   .action(start);
 program.command('check').description('validate a configuration and print the rules it would install; changes nothing')
   .addOption(configOption).action(check);
 program.command('rules').description('print the iptables rules for this host')
   .addOption(configOption)
-  .option('-f, --format <format>', 'restore | script | uninstall-script | json', 'restore')
+  .option('-f, --format <format>', 'restore | script | json', 'restore')
   .action(rules);
+program.command('install').description('install the rules, sysctls and restore addresses, all or nothing (what iptables/install.sh runs)')
+  .addOption(configOption).action(installCommand);
+program.command('uninstall').description('remove every DPR_* chain, lo:dpr address, and put back the sysctls (what iptables/uninstall.sh runs)')
+  .action(uninstallCommand);
 program.command('status').description("show the local daemon's view: hosts, flows, connection rates (reads /status on metrics.address:metrics.port)")
   .addOption(configOption)
   .option('--json', 'print JSON instead of a table')
@@ -216,5 +267,5 @@ program.command('drain').description('ask the local daemon to drain: no new forw
 
 program.parseAsync(process.argv).catch((err: Error) => {
   process.stderr.write(`dpr: ${err.message}\n`);
-  process.exit(1);
+  process.exit(EXIT.failure);
 });

@@ -31,13 +31,41 @@ function checkHost(h: unknown, i: number): void {
   if (extra.length) throw new Error(`hosts[${i}] has unknown field '${extra[0]}'`);
 }
 
+/** A key with no default (`self`, `hosts`, `clusterCidr`) that nothing set. */
+function required(value: unknown): void {
+  if (value === null || value === undefined) throw new Error('is required (not in the file, nor in its DPR_* variable)');
+}
+
+/**
+ * Environment values arrive as text. Only text that is wholly a number
+ * becomes one (parseInt('1x') would be 1); anything else stays text, and the
+ * format's validate() names it.
+ */
+const toInt = (v: string): number | string => (/^\s*\d+\s*$/.test(v) ? Number(v) : v);
+
+function integer(value: unknown, min: number, max: number, what: string): void {
+  required(value);
+  if (!Number.isInteger(value) || (value as number) < min || (value as number) > max) {
+    throw new Error(`must be ${what}`);
+  }
+}
+
 convict.addFormats({
   hosts: {
     validate(value: unknown) {
+      required(value);
+      if (typeof value === 'string') throw new Error(`must be a JSON list of {id, service, cluster}; the text is not JSON (${jsonError(value)})`);
       if (!Array.isArray(value) || value.length === 0) throw new Error('must be a non-empty list of {id, service, cluster}');
       value.forEach(checkHost);
     },
-    coerce: (v: string) => JSON.parse(v) as unknown,
+    // Text that is not JSON stays text, so validate() can name the key.
+    coerce: (v: string) => {
+      try {
+        return JSON.parse(v) as unknown;
+      } catch {
+        return v;
+      }
+    },
   },
   'port-list': {
     validate(value: unknown) {
@@ -47,10 +75,11 @@ convict.addFormats({
       }
       if (new Set(value).size !== value.length) throw new Error('lists a port twice');
     },
-    coerce: (v: string) => v.split(',').map((p) => Number(p.trim())),
+    coerce: (v: string) => v.split(',').map((p) => toInt(p.trim())),
   },
   cidr: {
     validate(value: unknown) {
+      required(value);
       if (typeof value !== 'string') throw new Error('must be an IPv4 CIDR such as 198.18.0.0/24');
       parseCidr(value);
     },
@@ -67,23 +96,23 @@ convict.addFormats({
         throw new Error('must be a non-zero 32-bit packet mark');
       }
     },
-    coerce: (v: string) => Number(v),
+    coerce: (v: string) => (/^\s*(0x[0-9a-f]+|\d+)\s*$/i.test(v) ? Number(v) : v),
   },
-  'positive-int': {
-    validate(value: unknown) {
-      if (!Number.isInteger(value) || (value as number) <= 0) throw new Error('must be a positive integer');
-    },
-    coerce: (v: string) => Number(v),
-  },
-  'queue-num': {
-    validate(value: unknown) {
-      if (!Number.isInteger(value) || (value as number) < 0 || (value as number) > 65535) {
-        throw new Error('must be an NFQUEUE number 0..65535');
-      }
-    },
-    coerce: (v: string) => Number(v),
-  },
+  // convict's own nat and port take parseInt's reading ('1x' is 1) and call 0 "not positive".
+  nat: { validate: (v: unknown) => integer(v, 0, Number.MAX_SAFE_INTEGER, 'an integer ≥ 0'), coerce: toInt },
+  port: { validate: (v: unknown) => integer(v, 0, 65535, 'a port number 0..65535'), coerce: toInt },
+  'positive-int': { validate: (v: unknown) => integer(v, 1, Number.MAX_SAFE_INTEGER, 'an integer ≥ 1'), coerce: toInt },
+  'queue-num': { validate: (v: unknown) => integer(v, 0, 65535, 'an NFQUEUE number 0..65535'), coerce: toInt },
 });
+
+function jsonError(text: string): string {
+  try {
+    JSON.parse(text);
+    return 'parsed';
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
 
 export const schema = {
   self: {
@@ -123,7 +152,7 @@ export const schema = {
     env: 'DPR_RESTORE_CIDR',
   },
   policy: {
-    doc: "How a new connection's host is chosen: `hash` (Maglev over client address and port, all native) or `load` (stay local unless this host's load exceeds the least-loaded live peer's by `load.threshold`).",
+    doc: "How a new connection's host is chosen: `hash` (Maglev over client address and port, all native) or `load` (stay local unless this host's load exceeds the least-loaded live peer's by more than `load.threshold`).",
     format: ['hash', 'load'],
     default: 'hash',
     env: 'DPR_POLICY',
@@ -148,13 +177,13 @@ export const schema = {
   peers: {
     port: { doc: 'UDP port for heartbeats and load reports, on the cluster address.', format: 'port', default: 4790, env: 'DPR_PEERS_PORT' },
     key: { doc: 'Shared HMAC-SHA256 key, hex or base64, at least 16 bytes. Prefer `peers.keyFile`.', format: String, default: '', sensitive: true, env: 'DPR_PEERS_KEY' },
-    keyFile: { doc: 'File holding the shared key (read at start, trimmed).', format: String, default: '', env: 'DPR_PEERS_KEY_FILE' },
+    keyFile: { doc: 'File holding the shared key, hex or base64 (whitespace around it ignored). Read and checked by `dpr check`, `dpr install` and `dpr start`.', format: String, default: '', env: 'DPR_PEERS_KEY_FILE' },
     routersBetween: { doc: 'Routers between two peers (0: one L2 segment). Forwarded packets leave the entry host with TTL 255 and are accepted on the peer ports only with TTL > 253 - routersBetween (GTSM, RFC 5082), so nobody farther away can make a host answer as another.', format: 'nat', default: 0, env: 'DPR_PEERS_ROUTERS_BETWEEN' },
     heartbeatMs: { doc: 'Interval between heartbeats to each peer.', format: 'positive-int', default: 200, env: 'DPR_PEERS_HEARTBEAT_MS' },
-    deadAfterMs: { doc: 'A peer silent this long is down: no new connections go to it.', format: 'positive-int', default: 1000, env: 'DPR_PEERS_DEAD_AFTER_MS' },
+    deadAfterMs: { doc: 'A peer silent this long is down: no new connections go to it. Liveness is checked once per `peers.heartbeatMs`, so a dead peer is taken out between `deadAfterMs` and `deadAfterMs + heartbeatMs` after its last heartbeat.', format: 'positive-int', default: 1000, env: 'DPR_PEERS_DEAD_AFTER_MS' },
   },
   load: {
-    threshold: { doc: 'Load policy: forward a new connection only when this host has this many more active connections than the least-loaded live peer.', format: 'nat', default: 8, env: 'DPR_LOAD_THRESHOLD' },
+    threshold: { doc: 'Load policy: forward a new connection only when this host has more than this many active connections above the least-loaded live peer (own − peer > threshold; 0: forward at any difference).', format: 'nat', default: 8, env: 'DPR_LOAD_THRESHOLD' },
     decisionTimeoutMs: { doc: 'Load policy: a new connection whose decision takes longer is served locally.', format: 'positive-int', default: 50, env: 'DPR_LOAD_DECISION_TIMEOUT_MS' },
   },
   flows: {
@@ -167,7 +196,7 @@ export const schema = {
     closingTimeoutMs: { doc: 'A flow whose client sent FIN is forgotten after this (as IPVS fin_wait: 120 s).', format: 'positive-int', default: 120000, env: 'DPR_FLOWS_CLOSING_TIMEOUT_MS' },
   },
   drain: {
-    timeoutMs: { doc: 'On SIGTERM, wait at most this long for forwarded and local connections to finish.', format: 'nat', default: 30000, env: 'DPR_DRAIN_TIMEOUT_MS' },
+    timeoutMs: { doc: 'On SIGTERM (and `dpr drain --wait` by default), wait at most this long for the forwarded connections, both ways, to finish. Direct local connections are not waited for: they live in the kernel and outlast the daemon.', format: 'nat', default: 30000, env: 'DPR_DRAIN_TIMEOUT_MS' },
   },
   metrics: {
     port: { doc: 'HTTP port of the Prometheus `/metrics` endpoint; 0 turns it off.', format: 'port', default: 9465, env: 'DPR_METRICS_PORT' },

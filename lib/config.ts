@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import convict from 'convict';
 import { schema, type HostEntry } from './config-schema';
 import { cidrContains, formatIpv4, parseCidr, parseIpv4 } from './ipv4';
+import { loadKey } from './peers';
 
 export type { HostEntry };
 
@@ -45,13 +46,25 @@ export interface LoadOptions {
   env?: NodeJS.ProcessEnv;
   /** The host's ephemeral port range; read from /proc when absent. */
   ephemeralRange?: [number, number];
+  /**
+   * Read and check the shared key (default true). `dpr status` and `dpr
+   * drain` only need the metrics endpoint: they work without the key file,
+   * which is readable by root only.
+   */
+  checkKey?: boolean;
 }
+
+/** iptables' multiport match takes at most 15 ports (lib/rules.ts puts them in one rule). */
+export const MAX_SERVICE_PORTS = 15;
 
 export function loadConfig(options: LoadOptions = {}): Readonly<DprConfig> {
   const env = options.env ?? process.env;
   const file = options.file ?? env.DPR_CONFIG;
+  if (!file && !Object.keys(env).some((k) => ENV_NAMES.has(k))) {
+    throw new ConfigError('--config', 'no configuration: give --config FILE or set DPR_CONFIG (or the DPR_* variables of the required keys: DPR_SELF, DPR_HOSTS, DPR_CLUSTER_CIDR)');
+  }
   // convict ranks DPR_* variables above the file, whatever the load order.
-  const conf = convict(schema, { env, args: [] });
+  const conf = withConfigErrors(() => convict(schema, { env, args: [] }));
   if (file) {
     let text: string;
     try {
@@ -78,7 +91,42 @@ export function loadConfig(options: LoadOptions = {}): Readonly<DprConfig> {
   }
   const config = conf.getProperties() as unknown as DprConfig;
   checkCrossKeys(config, options.ephemeralRange ?? readEphemeralRange());
+  if (options.checkKey ?? true) checkKey(config);
   return deepFreeze(config);
+}
+
+/** Every DPR_* variable the schema reads. */
+const ENV_NAMES = new Set<string>();
+(function collect(node: object): void {
+  for (const child of Object.values(node) as Array<Record<string, unknown>>) {
+    if ('doc' in child && typeof child.env === 'string') ENV_NAMES.add(child.env);
+    else if (!('doc' in child)) collect(child);
+  }
+})(schema);
+
+/**
+ * The key is read as the daemon will read it, so a short key or an unreadable
+ * file stops `dpr check` and `dpr start` (exit 2) instead of the daemon's
+ * start (exit 1, restarted by systemd for ever). loadKey's messages never
+ * hold key material; only their "peers.key: " prefix is replaced by the key.
+ */
+function checkKey(c: DprConfig): void {
+  if (!c.peers.key && !c.peers.keyFile) return;
+  try {
+    loadKey({ key: c.peers.key || undefined, keyFile: c.peers.keyFile || undefined });
+  } catch (err) {
+    const key = c.peers.key ? 'peers.key' : 'peers.keyFile';
+    const reason = (err as Error).message.replace(/^peers\.keyFile \(([^)]*)\): /, '$1: ').replace(/^peers\.key(File)?: /, '');
+    throw new ConfigError(key, reason);
+  }
+}
+
+function withConfigErrors<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (err) {
+    throw fromConvict(err as Error);
+  }
 }
 
 /** convict reports 'key: reason' lines; keep the first one's key. */
@@ -111,6 +159,9 @@ function overlaps(a: [number, number], b: [number, number]): boolean {
 }
 
 export function checkCrossKeys(c: DprConfig, ephemeral: [number, number]): void {
+  if (c.servicePorts.length > MAX_SERVICE_PORTS) {
+    throw new ConfigError('servicePorts', `${c.servicePorts.length} ports; at most ${MAX_SERVICE_PORTS} (the iptables multiport match takes no more)`);
+  }
   if (c.mode === 'direct') {
     throw new ConfigError('mode', "'direct' is not implemented yet; use 'rewrite'");
   }

@@ -1,6 +1,6 @@
 // The load policy (the paper's stateful variant): serve a new connection here
-// unless this host carries `threshold` more connections than the least-loaded
-// live peer; then send it there. Loads arrive with heartbeats, so between two
+// unless this host carries more than `threshold` connections above the
+// least-loaded live peer; then send it there. Loads arrive with heartbeats, so between two
 // reports we add what we ourselves sent to a peer, or a burst of new
 // connections would all go to the same peer before it can say it is busy.
 // Our own load is measured at decision time by the daemon (at most 5 ms old,

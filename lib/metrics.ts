@@ -5,6 +5,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Daemon, DaemonStatus } from './daemon';
 import { logger } from './log';
 import type { QueueStats } from './native';
+import { packageVersion } from './version';
 
 const log = logger('metrics');
 
@@ -35,10 +36,14 @@ export function createMetrics(daemon: Pick<Daemon, 'status'>): Metrics {
   const connections = new Counter({ name: 'dpr_connections_total', help: 'New connections by decision (local or forwarded) and serving peer.', labelNames: ['decision', 'peer'], registers: [registry] });
   const flows = new Gauge({ name: 'dpr_flows', help: 'Flows in the entry flow table, by state.', labelNames: ['state'], registers: [registry] });
   const peerUp = new Gauge({ name: 'dpr_peer_up', help: '1 while heartbeats arrive from the peer.', labelNames: ['peer'], registers: [registry] });
-  const peerLoad = new Gauge({ name: 'dpr_peer_load', help: 'Load (active connections) the peer last reported; for this host, its own.', labelNames: ['peer'], registers: [registry] });
+  const peerLoad = new Gauge({ name: 'dpr_peer_load', help: 'Load the peer last reported, in connections (established, on the service ports); for this host, its own.', labelNames: ['peer'], registers: [registry] });
   const rejected = new Counter({ name: 'dpr_heartbeats_rejected_total', help: 'Heartbeats dropped, by reason (bad_mac, replay, truncated, ...).', labelNames: ['reason'], registers: [registry] });
   const queueErrors = new Counter({ name: 'dpr_queue_errors_total', help: 'Netlink errors of the queue threads, by kind.', labelNames: ['queue', 'kind'], registers: [registry] });
-  const batch = new Gauge({ name: 'dpr_queue_batch_mean', help: 'Mean packets per receive batch since start.', labelNames: ['queue'], registers: [registry] });
+  // Two counters, not a mean since start: rate(packets) / rate(batches) is the batch size now.
+  const batches = new Counter({ name: 'dpr_queue_batches_total', help: 'Receive batches (recvmmsg calls that returned packets), by queue.', labelNames: ['queue'], registers: [registry] });
+  const batchPackets = new Counter({ name: 'dpr_queue_batch_packets_total', help: 'Packets received in those batches, by queue.', labelNames: ['queue'], registers: [registry] });
+  new Gauge({ name: 'dpr_build_info', help: 'Always 1; the labels say which dpr and which Node.js run.', labelNames: ['version', 'node'], registers: [registry] })
+    .set({ version: packageVersion(), node: process.version }, 1);
 
   const mirrorQueue = (name: string, q: QueueStats | null): void => {
     if (!q) return;
@@ -47,7 +52,8 @@ export function createMetrics(daemon: Pick<Daemon, 'status'>): Metrics {
     for (const kind of ['recvErrors', 'enobufs', 'sendErrors', 'verdictErrors'] as const) {
       mirror.set(queueErrors, { queue: name, kind }, q.queue[kind]);
     }
-    batch.set({ queue: name }, q.queue.batches ? q.queue.batchPackets / q.queue.batches : 0);
+    mirror.set(batches, { queue: name }, q.queue.batches);
+    mirror.set(batchPackets, { queue: name }, q.queue.batchPackets);
   };
 
   const up = new Gauge({ name: 'dpr_up', help: '1 while the daemon runs.', registers: [registry] });

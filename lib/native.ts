@@ -156,6 +156,7 @@ interface Addon {
   Queue: new (queue: QueueOptions, engine: EngineOptions, onDecide?: (batch: DecisionBatch) => void) => NativeQueue;
   setErrorClass(ctor: typeof DprNativeError): void;
   countEstablished(ports: Uint16Array): number;
+  sdNotify(socketPath: string, state: string): void;
 }
 
 function load(): Addon {
@@ -182,4 +183,14 @@ export const Queue = addon.Queue;
  */
 export function countEstablished(ports: readonly number[]): number {
   return addon.countEstablished(Uint16Array.from(ports));
+}
+
+/**
+ * Tells systemd (Type=notify) what the daemon does: 'READY=1', 'STOPPING=1'.
+ * Returns false when no service manager listens (NOTIFY_SOCKET unset).
+ */
+export function notifyServiceManager(state: string, socketPath = process.env.NOTIFY_SOCKET): boolean {
+  if (!socketPath) return false;
+  addon.sdNotify(socketPath, state);
+  return true;
 }

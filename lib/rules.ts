@@ -16,6 +16,10 @@
 //   filter FORWARD -> DPR_FORWARD  rewritten packets may leave even where the
 //                                FORWARD policy is DROP (Docker sets it so);
 //                                restored packets never leave
+//   filter INPUT -> DPR_INPUT    restored packets and peers' heartbeats are
+//                                accepted where a host firewall drops the rest
+//
+// lib/install.ts applies it all or nothing and removes it again.
 import type { DprConfig } from './config';
 import { peerPortRange, restoreAddress, selfHost } from './config';
 
@@ -84,6 +88,12 @@ export function renderRules(c: DprConfig): RuleSet {
     // again with a fresh TTL: a loop. Restored packets are never forwarded.
     `-A DPR_FORWARD -m mark --mark ${srv} -j DROP`,
     `-A DPR_FORWARD -m mark --mark ${fwd} -j ACCEPT`,
+    // A host firewall (INPUT policy DROP, ufw) knows nothing of dpr: let in
+    // what only dpr sends here. The serve mark is set by our queue's verdict
+    // alone; heartbeats are signed (HMAC) besides.
+    ':DPR_INPUT - [0:0]',
+    `-A DPR_INPUT -m mark --mark ${srv} -j ACCEPT`,
+    `-A DPR_INPUT -s ${c.clusterCidr} -d ${me.cluster}/32 -p udp -m udp --dport ${c.peers.port} -j ACCEPT`,
     'COMMIT',
     '',
   ].join('\n');
@@ -93,9 +103,10 @@ export function renderRules(c: DprConfig): RuleSet {
       { table: 'raw', chain: 'PREROUTING', target: 'DPR_PRE' },
       { table: 'nat', chain: 'PREROUTING', target: 'DPR_NAT' },
       { table: 'filter', chain: 'FORWARD', target: 'DPR_FORWARD' },
+      { table: 'filter', chain: 'INPUT', target: 'DPR_INPUT' },
     ],
     localAddresses: others.map((h) => restoreAddress(c, h.id)),
-    chains: { raw: ['DPR_PRE', 'DPR_ENTRY', 'DPR_SERVE'], nat: ['DPR_NAT'], filter: ['DPR_FORWARD'] },
+    chains: { raw: ['DPR_PRE', 'DPR_ENTRY', 'DPR_SERVE'], nat: ['DPR_NAT'], filter: ['DPR_FORWARD', 'DPR_INPUT'] },
     sysctls: [
       // The entry host routes rewritten packets on to the serving host.
       ['net.ipv4.ip_forward', '1'],
@@ -109,9 +120,16 @@ export function renderRules(c: DprConfig): RuleSet {
   };
 }
 
-/** A shell script with the same effect as install.sh, for `dpr rules --script`. */
+/**
+ * What `dpr install` does, as a shell script to read (`dpr check`, `dpr rules
+ * --format script`): the same steps in the same order, without the undo on
+ * failure and the saved sysctl values that lib/install.ts adds.
+ */
 export function renderInstallScript(r: RuleSet): string {
-  const lines = ['#!/bin/sh', 'set -e'];
+  const lines = ['#!/bin/sh', 'set -e', "iptables-restore -w --noflush <<'EOF'", r.restore.trimEnd(), 'EOF'];
+  for (const j of r.jumps) {
+    lines.push(`iptables -w -t ${j.table} -C ${j.chain} -j ${j.target} 2>/dev/null || iptables -w -t ${j.table} -I ${j.chain} 1 -j ${j.target}`);
+  }
   for (const [k, v] of r.sysctls) {
     if (k.includes('*')) {
       const glob = `/proc/sys/${k.replace(/\./g, '/')}`;
@@ -120,24 +138,6 @@ export function renderInstallScript(r: RuleSet): string {
       lines.push(`sysctl -qw ${k}=${v}`);
     }
   }
-  for (const a of r.localAddresses) lines.push(`ip addr replace ${a}/32 dev lo`);
-  lines.push("iptables-restore --noflush <<'EOF'", r.restore.trimEnd(), 'EOF');
-  for (const j of r.jumps) {
-    lines.push(`iptables -t ${j.table} -C ${j.chain} -j ${j.target} 2>/dev/null || iptables -t ${j.table} -I ${j.chain} 1 -j ${j.target}`);
-  }
-  return lines.join('\n') + '\n';
-}
-
-/** Removes our jumps and chains, and nothing else. */
-export function renderUninstallScript(r: RuleSet): string {
-  const lines = ['#!/bin/sh'];
-  for (const j of r.jumps) {
-    lines.push(`while iptables -t ${j.table} -C ${j.chain} -j ${j.target} 2>/dev/null; do iptables -t ${j.table} -D ${j.chain} -j ${j.target}; done`);
-  }
-  for (const a of r.localAddresses) lines.push(`ip addr del ${a}/32 dev lo 2>/dev/null || true`);
-  for (const [table, chains] of Object.entries(r.chains)) {
-    for (const ch of chains) lines.push(`iptables -t ${table} -F ${ch} 2>/dev/null || true`);
-    for (const ch of chains) lines.push(`iptables -t ${table} -X ${ch} 2>/dev/null || true`);
-  }
+  for (const a of r.localAddresses) lines.push(`ip addr replace ${a}/32 dev lo label lo:dpr`);
   return lines.join('\n') + '\n';
 }

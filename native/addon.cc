@@ -6,6 +6,7 @@
 #include <string>
 
 #include "binding_util.h"
+#include "sd_notify.h"
 #include "sock_diag.h"
 
 namespace dpr {
@@ -32,8 +33,18 @@ Napi::Value CountEstablished(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(n));
 }
 
+// sdNotify(socketPath, state): one sd_notify(3) datagram; throws on failure.
+void SdNotify(const Napi::CallbackInfo& info) {
+  if (!info[0].IsString() || !info[1].IsString()) {
+    dpr::ThrowError(info.Env(), "EINVAL", 0, "sdNotify(socketPath, state): both must be strings");
+  }
+  const int rc = dpr::SdNotify(info[0].As<Napi::String>(), info[1].As<Napi::String>());
+  if (rc < 0) dpr::ThrowError(info.Env(), "ENOTIFY", -rc, std::string("sd_notify: ") + std::strerror(-rc));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("countEstablished", Napi::Function::New(env, CountEstablished));
+  exports.Set("sdNotify", Napi::Function::New(env, SdNotify));
   exports.Set("Engine", dpr::DefineEngine(env));
   exports.Set("Queue", dpr::DefineQueue(env));
   exports.Set("setErrorClass", Napi::Function::New(env, SetErrorClass));

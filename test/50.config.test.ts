@@ -1,6 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { ConfigError, loadConfig, peerPortRange } from '../lib/config';
+import { schema } from '../lib/config-schema';
+import { leaves } from '../scripts/config-docs';
 import { clusterConfig, writeConfig } from './support/configs';
 
 const ephemeralRange: [number, number] = [32768, 60999];
@@ -59,4 +64,80 @@ test('50.config: a file that is not JSON names --config and the parse error', ()
   const file = writeConfig({});
   require('node:fs').writeFileSync(file, '{ not json');
   assert.throws(() => loadConfig({ file, env: {}, ephemeralRange }), (e: unknown) => e instanceof ConfigError && e.key === '--config' && /not valid JSON/.test(e.reason));
+});
+
+// What an operator meets on the second day: every way a configuration can be
+// wrong is a ConfigError that names the key and says why (issue 14).
+
+test('50.config: no configuration at all says what is missing, naming --config', () => {
+  assert.throws(() => loadConfig({ env: {}, ephemeralRange }), (e: unknown) => {
+    assert.ok(e instanceof ConfigError, `expected ConfigError, got ${String(e)}`);
+    assert.equal(e.key, '--config');
+    assert.match(e.reason, /no configuration: give --config FILE or set DPR_CONFIG/);
+    return true;
+  });
+});
+
+test('50.config: a required key missing from the file is named as required, not as a bad value', () => {
+  const { self: _self, ...rest } = clusterConfig(0, { hosts: 2 });
+  refuses(rest, 'self', /is required/);
+  const { clusterCidr: _cidr, ...noCidr } = clusterConfig(0, { hosts: 2 });
+  refuses(noCidr, 'clusterCidr', /is required/);
+});
+
+test('50.config: DPR_HOSTS that is not JSON names hosts and the parse error', () => {
+  refuses(clusterConfig(0, { hosts: 2 }), 'hosts', /not JSON/, { DPR_HOSTS: 'not json' });
+});
+
+// One value per format that does not parse as that format. Numbers with
+// trailing junk are the trap: parseInt('1x') is 1.
+const unparsable: Record<string, string> = {
+  nat: '1x', port: '80x', 'positive-int': '5 ms', 'queue-num': '1x', mark: '0x10zz', cidr: '198.18.0.0/33',
+  ipv4: '127.0.0', 'port-list': '80,http', hosts: '[{"id":0,', enum: 'neither',
+};
+
+for (const { key, leaf } of leaves(schema)) {
+  const format = Array.isArray(leaf.format) ? 'enum' : typeof leaf.format === 'string' ? leaf.format : 'string';
+  const value = unparsable[format];
+  if (!leaf.env || value === undefined) continue;
+  test(`50.config: ${leaf.env}=${JSON.stringify(value)} is refused naming ${key}`, () => {
+    // The reason quotes the value, so the operator sees which text was read.
+    const quoted = format === 'port-list' ? value.split(',').pop()! : value;
+    const reason = format === 'hosts' ? /not JSON/ : new RegExp(quoted.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&'));
+    refuses(clusterConfig(0, { hosts: 2 }), key, reason, { [leaf.env!]: value });
+  });
+}
+
+test('50.config: a short peers.key is refused naming peers.key, without printing the key', () => {
+  const secret = 'c2hvcnRzZWNyZXQ'; // base64 of 11 bytes
+  assert.throws(() => load(clusterConfig(0, { hosts: 2 }), { DPR_PEERS_KEY: secret }), (e: unknown) => {
+    assert.ok(e instanceof ConfigError, `expected ConfigError, got ${String(e)}`);
+    assert.equal(e.key, 'peers.key');
+    assert.match(e.reason, /11 bytes, at least 16/);
+    assert.ok(!e.message.includes(secret), 'the message shows the key');
+    return true;
+  });
+  refuses({ ...clusterConfig(0, { hosts: 2 }), peers: { key: 'not a key!' } }, 'peers.key', /not hex or base64/);
+});
+
+test('50.config: an unreadable or short peers.keyFile is refused naming peers.keyFile', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dpr-key-'));
+  try {
+    const missing = path.join(dir, 'absent.key');
+    refuses({ ...clusterConfig(0, { hosts: 2 }), peers: { keyFile: missing } }, 'peers.keyFile', new RegExp(`cannot read ${missing}`));
+    const short = path.join(dir, 'short.key');
+    fs.writeFileSync(short, '00112233\n');
+    refuses({ ...clusterConfig(0, { hosts: 2 }), peers: { keyFile: short } }, 'peers.keyFile', /4 bytes, at least 16/);
+    const good = path.join(dir, 'good.key');
+    fs.writeFileSync(good, '00112233445566778899aabbccddeeff\n');
+    assert.equal(load({ ...clusterConfig(0, { hosts: 2 }), peers: { keyFile: good } }).peers.keyFile, good);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('50.config: 16 service ports are refused (iptables multiport matches at most 15)', () => {
+  const ports = Array.from({ length: 16 }, (_, i) => 8000 + i);
+  refuses({ ...clusterConfig(0, { hosts: 2 }), servicePorts: ports }, 'servicePorts', /at most 15/);
+  assert.equal(load({ ...clusterConfig(0, { hosts: 2 }), servicePorts: ports.slice(0, 15) }).servicePorts.length, 15);
 });

@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
+import { renderInstallScript, renderRules } from '../lib/rules';
+import { loadConfig } from '../lib/config';
 import { Testbed } from './support/netns';
 import { clusterConfig, writeConfig } from './support/configs';
 
@@ -70,4 +72,82 @@ test('51.rules: a bad config stops install.sh before any rule changes', async ()
   } finally {
     await bed.destroy();
   }
+});
+
+/** The sysctls install.sh sets, as this namespace has them now. */
+function sysctls(bed: Testbed, host: string): string {
+  return bed.exec(host, ['sh', '-c', 'grep -H . /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv4/conf/*/send_redirects /proc/sys/net/ipv4/conf/all/rp_filter']);
+}
+
+/** Everything of the host that install.sh may touch: rules and chains, IPv4 addresses, the sysctls. */
+function hostState(bed: Testbed, host: string): string {
+  return `${saved(bed, host)}\n${bed.exec(host, ['ip', '-4', '-o', 'addr'])}\n${sysctls(bed, host)}`;
+}
+
+test('51.rules: uninstall leaves nothing of ours: rules, lo addresses and sysctls as before the install', async () => {
+  const bed = Testbed.create([{ name: 'a', addrs: ['198.18.0.1/24'] }], 'r');
+  try {
+    bed.sysctl('a', 'net.ipv4.conf.all.rp_filter', 1); // a value install.sh changes
+    const before = hostState(bed, 'a');
+    const config = writeConfig(clusterConfig(0, { hosts: 3 }));
+    bed.exec('a', ['bash', install, config]);
+    assert.notEqual(hostState(bed, 'a'), before, 'install changed nothing');
+    bed.exec('a', ['bash', uninstall, config]);
+    assert.equal(hostState(bed, 'a'), before);
+  } finally {
+    await bed.destroy();
+  }
+});
+
+test('51.rules: a reinstall without a host takes its restore address off lo; uninstall takes the rest', async () => {
+  const bed = Testbed.create([{ name: 'a', addrs: ['198.18.0.1/24'] }], 'r');
+  try {
+    const lo = () => bed.exec('a', ['ip', '-4', '-o', 'addr', 'show', 'dev', 'lo']);
+    bed.exec('a', ['bash', install, writeConfig(clusterConfig(0, { hosts: 3 }))]);
+    assert.match(lo(), /169\.254\.77\.2\/32/);
+    assert.match(lo(), /169\.254\.77\.3\/32/);
+    const two = writeConfig(clusterConfig(0, { hosts: 2 }));
+    bed.exec('a', ['bash', install, two]);
+    assert.match(lo(), /169\.254\.77\.2\/32/);
+    assert.doesNotMatch(lo(), /169\.254\.77\.3/, 'the address of the removed host 2 stayed');
+    bed.exec('a', ['bash', uninstall, two]);
+    assert.doesNotMatch(lo(), /169\.254\.77/);
+  } finally {
+    await bed.destroy();
+  }
+});
+
+test('51.rules: a step the kernel refuses after the rules went in leaves the host as it was', async () => {
+  const bed = Testbed.create([{ name: 'a', addrs: ['198.18.0.1/24'] }], 'r');
+  try {
+    const config = writeConfig(clusterConfig(0, { hosts: 3 }));
+    // Someone else's rule, which must survive the undo too.
+    bed.exec('a', ['iptables', '-t', 'nat', '-A', 'PREROUTING', '-p', 'udp', '--dport', '9', '-j', 'ACCEPT']);
+    const before = hostState(bed, 'a');
+    // In a mount namespace of its own, one sysctl the installer sets is read-only:
+    // the kernel refuses the write (EROFS) once rules and other sysctls are in.
+    const rp = '/proc/sys/net/ipv4/conf/all/rp_filter';
+    let failure = '';
+    try {
+      bed.exec('a', ['unshare', '-m', '--propagation', 'private', 'sh', '-c', `mount --bind ${rp} ${rp} && mount -o remount,bind,ro ${rp} && bash ${install} ${config}`]);
+    } catch (err) {
+      failure = (err as Error).message;
+    }
+    assert.match(failure, /install failed/);
+    assert.match(failure, /rp_filter/);
+    assert.equal(hostState(bed, 'a'), before);
+    // And the same config installs where nothing refuses it.
+    bed.exec('a', ['bash', install, config]);
+    assert.match(saved(bed, 'a'), /-A PREROUTING -j DPR_PRE/);
+  } finally {
+    await bed.destroy();
+  }
+});
+
+test('51.rules: every iptables command dpr renders waits for the xtables lock (-w)', () => {
+  const config = loadConfig({ file: writeConfig(clusterConfig(0, { hosts: 3 })), env: {}, ephemeralRange: [32768, 60999] });
+  const script = renderInstallScript(renderRules(config));
+  const calls = script.match(/\biptables(-restore)? [^|;\n]*/g) ?? [];
+  assert.ok(calls.length >= 4, script);
+  for (const call of calls) assert.match(call, / -w\b/, `no -w: ${call}`);
 });

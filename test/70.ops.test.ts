@@ -112,6 +112,53 @@ describe('70.ops', () => {
     assert.deepEqual(missing, [], `documented but not exposed: ${missing.join(', ')}`);
   });
 
+  test('/metrics documents every dpr_ metric it exposes (process metrics aside)', () => {
+    const documented = new Set(documentedMetrics(fs.readFileSync(METRICS_DOC, 'utf8')));
+    const exposed = [...cluster.metrics(0).matchAll(/^# TYPE (dpr_[a-z0-9_]+) /gm)].map((m) => m[1]!);
+    const undocumented = exposed.filter((n) => !documented.has(n) && !/^dpr_(process|nodejs)_/.test(n));
+    assert.deepEqual(undocumented, [], `exposed but not in docs/metrics.md: ${undocumented.join(', ')}`);
+  });
+
+  test('/metrics: batches as counters a rate can be taken of, the load in connections, the build', () => {
+    const text = cluster.metrics(0);
+    const value = (re: RegExp): number => Number(re.exec(text)?.[1] ?? NaN);
+    assert.match(text, /^# TYPE dpr_queue_batches_total counter$/m);
+    assert.match(text, /^# TYPE dpr_queue_batch_packets_total counter$/m);
+    const batches = value(/^dpr_queue_batches_total\{queue="entry"\} (\d+)$/m);
+    const packets = value(/^dpr_queue_batch_packets_total\{queue="entry"\} (\d+)$/m);
+    assert.ok(batches > 0 && packets >= batches, `entry: ${packets} packets in ${batches} batches`);
+    assert.doesNotMatch(text, /dpr_queue_batch_mean/);
+    assert.match(text, /^# HELP dpr_peer_load .*in connections/m);
+    assert.match(text, /^dpr_peer_load\{peer="1"\} \d+$/m);
+    const { version } = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    assert.match(text, new RegExp(`^dpr_build_info\\{version="${version.replace(/\./g, '\\.')}",node="${process.version.replace(/\./g, '\\.')}"\\} 1$`, 'm'));
+  });
+
+  test('a second SIGTERM during the drain stops the daemon at once', async () => {
+    // Long-lived connections to h0, about half forwarded to h1: the drain waits for those.
+    const held = cluster.hold({ address: hostAddress(0), connections: 12, intervalMs: 200, durationMs: 15000 });
+    for (let i = 0; (cluster.status(0).entry?.flows.forwarded.established ?? 0) === 0; i++) {
+      assert.ok(i < 100, 'no connection was forwarded');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const pid = cluster.daemonPid(0)!;
+    const exited = cluster.signalDaemon(0, 'SIGTERM', 20000);
+    for (let i = 0; !cluster.status(0).draining; i++) {
+      assert.ok(i < 50, 'the daemon did not start draining');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const t0 = Date.now();
+    process.kill(pid, 'SIGTERM');
+    const code = await exited;
+    const tookMs = Date.now() - t0;
+    // drain.timeoutMs is 10 s and the connections last 15 s: only the second signal ends it this soon.
+    assert.equal(code, 0);
+    assert.ok(tookMs < 4000, `exited ${tookMs} ms after the second SIGTERM`);
+    await cluster.startDaemon(0);
+    await cluster.waitForMembership();
+    await held;
+  });
+
   // Last: a drained daemon stays drained until it is stopped.
   test('dpr drain: the host drains, its new connections stay local, its peer forwards none to it', async () => {
     const r = await dpr(hostName(0), 0, ['drain', '--wait', '--timeout', '10000']);

@@ -204,6 +204,11 @@ export class Cluster {
     return child !== undefined && child.exitCode === null && child.signalCode === null;
   }
 
+  /** The process id of a host's running daemon (`ip netns exec` execs it: the child is the daemon). */
+  daemonPid(id: number): number | undefined {
+    return this.daemons.get(id)?.pid;
+  }
+
   /** Sends a signal to a host's daemon and waits (bounded) for it to exit. */
   async signalDaemon(id: number, signal: NodeJS.Signals, waitMs = 20000): Promise<number | null> {
     const child = this.daemons.get(id);

@@ -1,0 +1,245 @@
+// Installing dpr on a host, all or nothing, and removing all of it again
+// (`dpr install` / `dpr uninstall`, run by iptables/install.sh and uninstall.sh).
+//
+// Order: the rules first (one iptables-restore), then the sysctls, then the
+// restore addresses on lo. iptables-restore commits table by table (measured:
+// a refused rule in `filter` leaves `raw` committed), so every step that
+// changed something leaves an undo, and a failure anywhere runs them back to
+// front: the host is left as it was.
+//
+// What is ours: chains named DPR_* and the rules in built-in chains that jump
+// to them; addresses on lo with the label lo:dpr; the sysctls of RuleSet, whose
+// values from before the first install are kept in the rule comments of the
+// chain DPR_SAVED (never jumped to). There they live exactly as long as what
+// they describe, per network namespace, and need no file.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import type { RuleSet } from './rules';
+
+export const ADDRESS_LABEL = 'lo:dpr';
+export const SAVED_CHAIN = 'DPR_SAVED';
+const SAVED_TABLE = 'raw';
+
+function run(cmd: string, args: string[], input?: string): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new Error(`${cmd} ${args.join(' ')}: ${e.stderr?.trim() || e.message}`);
+  }
+}
+
+/** One table as iptables-save prints it: our chains with their rules, and the jumps into them. */
+export interface TableState {
+  chains: Map<string, string[]>;
+  /** `-A <chain not ours> ... -j DPR_*` lines. */
+  jumps: string[];
+}
+
+const ours = (chain: string): boolean => chain.startsWith('DPR_');
+
+export function parseTable(saved: string): TableState {
+  const state: TableState = { chains: new Map(), jumps: [] };
+  for (const line of saved.split('\n')) {
+    const decl = /^:(\S+) /.exec(line);
+    if (decl && ours(decl[1]!)) state.chains.set(decl[1]!, []);
+    const rule = /^-A (\S+) .*?-j (\S+)/.exec(line) ?? /^-A (\S+)/.exec(line);
+    if (!rule) continue;
+    if (ours(rule[1]!)) state.chains.get(rule[1]!)?.push(line);
+    else if (rule[2] && ours(rule[2])) state.jumps.push(line);
+  }
+  return state;
+}
+
+/**
+ * The tables as they are now. One iptables-save of every table: `-t mangle`
+ * would create the table (with the nft backend) just by looking at it.
+ */
+function readTables(names: string[]): Map<string, TableState> {
+  const text = run('iptables-save', []);
+  const out = new Map<string, TableState>();
+  for (const part of text.split(/^\*/m).slice(1)) {
+    const table = part.slice(0, part.indexOf('\n'));
+    if (names.includes(table)) out.set(table, parseTable(part));
+  }
+  for (const t of names) if (!out.has(t)) out.set(t, { chains: new Map(), jumps: [] });
+  return out;
+}
+
+/** One iptables-restore input; declarations must come before rules within a table. */
+function restoreInput(tables: Map<string, { decls: string[]; lines: string[] }>): string {
+  const out: string[] = [];
+  for (const [table, t] of tables) {
+    if (!t.decls.length && !t.lines.length) continue;
+    out.push(`*${table}`, ...t.decls, ...t.lines, 'COMMIT');
+  }
+  return out.join('\n') + '\n';
+}
+
+function section(tables: Map<string, { decls: string[]; lines: string[] }>, table: string) {
+  let t = tables.get(table);
+  if (!t) tables.set(table, (t = { decls: [], lines: [] }));
+  return t;
+}
+
+/** RuleSet.restore split back into tables, to add lines to. */
+function sectionsOf(restore: string): Map<string, { decls: string[]; lines: string[] }> {
+  const tables = new Map<string, { decls: string[]; lines: string[] }>();
+  let cur: { decls: string[]; lines: string[] } | null = null;
+  for (const line of restore.split('\n')) {
+    if (line.startsWith('*')) cur = section(tables, line.slice(1));
+    else if (line === 'COMMIT' || !line || !cur) continue;
+    else (line.startsWith(':') ? cur.decls : cur.lines).push(line);
+  }
+  return tables;
+}
+
+/** The rules, the missing jumps and (first install only) the saved sysctl values, as one input. */
+export function installInput(r: RuleSet, before: Map<string, TableState>, savedSysctls: Map<string, string>): string {
+  const tables = sectionsOf(r.restore);
+  for (const j of r.jumps) {
+    if (!before.get(j.table)?.jumps.includes(`-A ${j.chain} -j ${j.target}`)) {
+      section(tables, j.table).lines.push(`-I ${j.chain} 1 -j ${j.target}`);
+    }
+  }
+  const saved = before.get(SAVED_TABLE)?.chains.get(SAVED_CHAIN);
+  const known = new Set(readSaved(saved ?? []).keys());
+  const fresh = [...savedSysctls].filter(([k]) => !known.has(k));
+  if (fresh.length) {
+    const t = section(tables, SAVED_TABLE);
+    if (!saved) t.decls.push(`:${SAVED_CHAIN} - [0:0]`);
+    for (const [k, v] of fresh) t.lines.push(`-A ${SAVED_CHAIN} -m comment --comment "${k}=${v}"`);
+  }
+  return restoreInput(tables);
+}
+
+/** Puts our chains and jumps of `tables` back as they were in `before`; removes the ones that were not there. */
+export function rollbackInput(before: Map<string, TableState>, now: Map<string, TableState>): string {
+  const tables = new Map<string, { decls: string[]; lines: string[] }>();
+  for (const [table, cur] of now) {
+    const old: TableState = before.get(table) ?? { chains: new Map(), jumps: [] };
+    const t = section(tables, table);
+    for (const j of cur.jumps) if (!old.jumps.includes(j)) t.lines.push(j.replace(/^-A /, '-D '));
+    for (const chain of cur.chains.keys()) {
+      t.decls.push(`:${chain} - [0:0]`);
+      if (old.chains.has(chain)) t.lines.push(...old.chains.get(chain)!);
+      else t.lines.push(`-X ${chain}`);
+    }
+  }
+  return restoreInput(tables);
+}
+
+/** Everything of ours in these tables: jumps, then chains (flushed by the declaration, then deleted). */
+export function removalInput(now: Map<string, TableState>): string {
+  const empty = new Map([...now.keys()].map((t) => [t, { chains: new Map(), jumps: [] } as TableState]));
+  return rollbackInput(empty, now);
+}
+
+/** `KEY=VALUE` comments of DPR_SAVED's rules. */
+export function readSaved(rules: string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const r of rules) {
+    const m = /--comment "?([\w./@:-]+)=([^"\s]*)"?/.exec(r);
+    if (m) out.set(m[1]!, m[2]!);
+  }
+  return out;
+}
+
+// Sysctls are handled by their path under /proc/sys ('net/ipv4/conf/eth0.100/send_redirects'):
+// a dotted name cannot tell an interface called eth0.100 from a path.
+const sysctlPath = (p: string): string => `/proc/sys/${p}`;
+
+/** RuleSet's sysctls as paths, with `*` expanded to every interface (all, default, lo, eth0, ...). */
+export function expandSysctls(sysctls: Array<[string, string]>): Array<[string, string]> {
+  return sysctls.flatMap(([key, value]): Array<[string, string]> => {
+    const p = key.replace(/\./g, '/');
+    if (!p.includes('*')) return [[p, value]];
+    const [head, tail] = p.split('*') as [string, string];
+    return fs.readdirSync(sysctlPath(head)).map((n) => [`${head}${n}${tail}`, value]);
+  });
+}
+
+const readSysctl = (key: string): string => fs.readFileSync(sysctlPath(key), 'utf8').trim();
+const writeSysctl = (key: string, value: string): void => fs.writeFileSync(sysctlPath(key), `${value}\n`);
+
+interface LoAddress {
+  local: string;
+  label: string;
+}
+
+function loAddresses(): LoAddress[] {
+  const links = JSON.parse(run('ip', ['-4', '-j', 'addr', 'show', 'dev', 'lo'])) as Array<{ addr_info: Array<{ local: string; label?: string }> }>;
+  return links.flatMap((l) => l.addr_info.map((a) => ({ local: a.local, label: a.label ?? 'lo' })));
+}
+
+function tablesOf(r: RuleSet): string[] {
+  return [...new Set([...Object.keys(r.chains), ...r.jumps.map((j) => j.table), SAVED_TABLE])];
+}
+
+const restore = (input: string): void => {
+  if (input.trim()) run('iptables-restore', ['-w', '--noflush'], input);
+};
+
+/** Installs the rule set; on any failure undoes what it did and throws. */
+export function install(r: RuleSet, log: (line: string) => void = () => {}): void {
+  const tables = tablesOf(r);
+  const before = readTables(tables);
+  const sysctls = expandSysctls(r.sysctls);
+  const old = new Map(sysctls.map(([k]) => [k, readSysctl(k)]));
+  const undo: Array<[string, () => void]> = [];
+  try {
+    restore(installInput(r, before, old));
+    undo.push(['rules', () => restore(rollbackInput(before, readTables(tables)))]);
+    for (const [k, v] of sysctls) {
+      undo.push([k, () => writeSysctl(k, old.get(k)!)]);
+      writeSysctl(k, v);
+    }
+    setAddresses(r.localAddresses, undo);
+  } catch (err) {
+    log(`dpr: install failed: ${(err as Error).message}; undoing what it changed`);
+    for (const [what, f] of undo.reverse()) {
+      try {
+        f();
+      } catch (e) {
+        log(`dpr: could not undo ${what}: ${(e as Error).message}`);
+      }
+    }
+    throw err;
+  }
+}
+
+/** Our addresses on lo become exactly `wanted`: those of hosts gone from the config go too. */
+function setAddresses(wanted: string[], undo: Array<[string, () => void]>): void {
+  const present = loAddresses();
+  const mine = present.filter((a) => a.label === ADDRESS_LABEL).map((a) => a.local);
+  for (const a of wanted) {
+    const had = present.find((p) => p.local === a);
+    if (had?.label === ADDRESS_LABEL) continue;
+    undo.push([`address ${a}`, () => (had ? run('ip', ['addr', 'replace', `${a}/32`, 'dev', 'lo', 'label', had.label]) : run('ip', ['addr', 'del', `${a}/32`, 'dev', 'lo']))]);
+    run('ip', ['addr', 'replace', `${a}/32`, 'dev', 'lo', 'label', ADDRESS_LABEL]);
+  }
+  for (const a of mine.filter((m) => !wanted.includes(m))) {
+    undo.push([`address ${a}`, () => run('ip', ['addr', 'add', `${a}/32`, 'dev', 'lo', 'label', ADDRESS_LABEL])]);
+    run('ip', ['addr', 'del', `${a}/32`, 'dev', 'lo']);
+  }
+}
+
+/**
+ * Removes everything of ours, whatever version installed it: every DPR_*
+ * chain and the jumps into it in raw, mangle, nat and filter, every lo:dpr
+ * address, and puts back the sysctl values saved at the first install.
+ */
+export function uninstall(log: (line: string) => void = () => {}): void {
+  const now = readTables(['raw', 'mangle', 'nat', 'filter']);
+  const saved = readSaved(now.get(SAVED_TABLE)?.chains.get(SAVED_CHAIN) ?? []);
+  restore(removalInput(now));
+  for (const [k, v] of saved) {
+    try {
+      writeSysctl(k, v);
+    } catch (err) {
+      // An interface that is gone since: nothing to put back.
+      if (fs.existsSync(sysctlPath(k))) log(`dpr: cannot restore ${k}=${v}: ${(err as Error).message}`);
+    }
+  }
+  for (const a of loAddresses().filter((x) => x.label === ADDRESS_LABEL)) run('ip', ['addr', 'del', `${a.local}/32`, 'dev', 'lo']);
+}
