@@ -31,6 +31,19 @@ function checkHost(h: unknown, i: number): void {
   if (extra.length) throw new Error(`hosts[${i}] has unknown field '${extra[0]}'`);
 }
 
+/** `200-399,404` as the ranges it names; throws naming what is wrong. */
+export function parseStatusList(text: string): Array<[number, number]> {
+  const ranges = text.split(',').map((part) => {
+    const m = /^\s*(\d{3})\s*(?:-\s*(\d{3})\s*)?$/.exec(part);
+    if (!m) throw new Error(`'${part.trim()}' is not an HTTP status code or range (such as 200 or 200-399)`);
+    const lo = Number(m[1]);
+    const hi = Number(m[2] ?? m[1]);
+    if (lo < 100 || hi > 599 || lo > hi) throw new Error(`'${part.trim()}' is not a range of HTTP status codes (100..599)`);
+    return [lo, hi] as [number, number];
+  });
+  return ranges;
+}
+
 /** A key with no default (`self`, `hosts`, `clusterCidr`) that nothing set. */
 function required(value: unknown): void {
   if (value === null || value === undefined) throw new Error('is required (not in the file, nor in its DPR_* variable)');
@@ -88,6 +101,12 @@ convict.addFormats({
     validate(value: unknown) {
       if (typeof value !== 'string') throw new Error('must be an IPv4 address');
       parseIpv4(value);
+    },
+  },
+  'status-list': {
+    validate(value: unknown) {
+      if (typeof value !== 'string') throw new Error('must be a text such as 200-399 or 200,204');
+      parseStatusList(value);
     },
   },
   mark: {
@@ -153,13 +172,13 @@ export const schema = {
   },
   policy: {
     doc: "How a new connection's host is chosen: `hash` (Maglev over client address and port, all native) or `load` (stay local unless this host's load exceeds the least-loaded live peer's by more than `load.threshold`).",
-    format: ['hash', 'load'],
+    format: ['hash', 'load'] as const,
     default: 'hash',
     env: 'DPR_POLICY',
   },
   mode: {
     doc: 'Data path. `rewrite` rewrites forwarded packets to the peer (works across routed networks). `direct` (one L2 segment, policy routing) is planned and refused for now.',
-    format: ['rewrite', 'direct'],
+    format: ['rewrite', 'direct'] as const,
     default: 'rewrite',
     env: 'DPR_MODE',
   },
@@ -179,12 +198,27 @@ export const schema = {
     key: { doc: 'Shared HMAC-SHA256 key, hex or base64, at least 16 bytes. Prefer `peers.keyFile`.', format: String, default: '', sensitive: true, env: 'DPR_PEERS_KEY' },
     keyFile: { doc: 'File holding the shared key, hex or base64 (whitespace around it ignored). Read and checked by `dpr check`, `dpr install` and `dpr start`.', format: String, default: '', env: 'DPR_PEERS_KEY_FILE' },
     routersBetween: { doc: 'Routers between two peers (0: one L2 segment). Forwarded packets leave the entry host with TTL 255 and are accepted on the peer ports only with TTL > 253 - routersBetween (GTSM, RFC 5082), so nobody farther away can make a host answer as another.', format: 'nat', default: 0, env: 'DPR_PEERS_ROUTERS_BETWEEN' },
-    heartbeatMs: { doc: 'Interval between heartbeats to each peer.', format: 'positive-int', default: 200, env: 'DPR_PEERS_HEARTBEAT_MS' },
-    deadAfterMs: { doc: 'A peer silent this long is down: no new connections go to it. Liveness is checked once per `peers.heartbeatMs`, so a dead peer is taken out between `deadAfterMs` and `deadAfterMs + heartbeatMs` after its last heartbeat.', format: 'positive-int', default: 1000, env: 'DPR_PEERS_DEAD_AFTER_MS' },
+    heartbeatMs: { doc: 'Interval between heartbeats to each peer (also sent at once when this host\'s health or draining changes).', format: 'positive-int', default: 100, env: 'DPR_PEERS_HEARTBEAT_MS' },
+    deadAfterMs: { doc: 'A peer silent this long is down: no new connections go to it. Liveness is checked once per `peers.heartbeatMs`, so a dead peer is taken out between `deadAfterMs` and `deadAfterMs + heartbeatMs` after its last heartbeat.', format: 'positive-int', default: 300, env: 'DPR_PEERS_DEAD_AFTER_MS' },
   },
   load: {
     threshold: { doc: 'Load policy: forward a new connection only when this host has more than this many active connections above the least-loaded live peer (own − peer > threshold; 0: forward at any difference).', format: 'nat', default: 8, env: 'DPR_LOAD_THRESHOLD' },
     decisionTimeoutMs: { doc: 'Load policy: a new connection whose decision takes longer is served locally.', format: 'positive-int', default: 50, env: 'DPR_LOAD_DECISION_TIMEOUT_MS' },
+  },
+  health: {
+    type: { doc: 'How this host checks its own web service, on every service port: `tcp` (a connect), `http` (a GET of `health.http.path`, answered with one of `health.http.statuses`), or `none` (always healthy). A host whose check fails gets no new connections, and forwards the ones that reach it to healthy peers.', format: ['tcp', 'http', 'none'] as const, default: 'tcp', env: 'DPR_HEALTH_TYPE' },
+    address: { doc: 'Address the checks connect to (the web server listens on the wildcard address, so loopback reaches it).', format: 'ipv4', default: '127.0.0.1', env: 'DPR_HEALTH_ADDRESS' },
+    intervalMs: { doc: 'Time from the end of one check of a port to the start of the next, while the port is healthy (HAProxy\'s `inter`).', format: 'positive-int', default: 2000, env: 'DPR_HEALTH_INTERVAL_MS' },
+    fastIntervalMs: { doc: 'The same while a port is unhealthy or its last check failed (HAProxy\'s `fastinter`): a server that comes back is taken back within `rise` x this.', format: 'positive-int', default: 250, env: 'DPR_HEALTH_FAST_INTERVAL_MS' },
+    timeoutMs: { doc: 'A check not answered within this fails.', format: 'positive-int', default: 1000, env: 'DPR_HEALTH_TIMEOUT_MS' },
+    fall: { doc: 'Consecutive failed checks of a port that make this host unhealthy.', format: 'positive-int', default: 3, env: 'DPR_HEALTH_FALL' },
+    rise: { doc: 'Consecutive good checks of a port that make an unhealthy host healthy again.', format: 'positive-int', default: 2, env: 'DPR_HEALTH_RISE' },
+    listenerCheckMs: { doc: 'Every this often, one look at the kernel\'s listening sockets (sock_diag, about 50 µs): a service port with no listener (the server died, or restarts) is unhealthy at once, without waiting for `fall` failed checks. 0: off.', format: 'nat', default: 250, env: 'DPR_HEALTH_LISTENER_CHECK_MS' },
+    http: {
+      path: { doc: 'HTTP checks: the path asked for.', format: String, default: '/', env: 'DPR_HEALTH_HTTP_PATH' },
+      statuses: { doc: 'HTTP checks: the status codes that mean healthy, as a list of codes and ranges (`200-399`, `200,204`).', format: 'status-list', default: '200-399', env: 'DPR_HEALTH_HTTP_STATUSES' },
+      host: { doc: 'HTTP checks: the Host header; empty: this host\'s service address.', format: String, default: '', env: 'DPR_HEALTH_HTTP_HOST' },
+    },
   },
   flows: {
     max: { doc: 'Flow table size (entries). About 40 bytes each.', format: 'positive-int', default: 1048576, env: 'DPR_FLOWS_MAX' },
@@ -203,6 +237,20 @@ export const schema = {
     address: { doc: 'Address the metrics endpoint listens on.', format: 'ipv4', default: '127.0.0.1', env: 'DPR_METRICS_ADDRESS' },
   },
   log: {
-    level: { doc: 'winston log level.', format: ['error', 'warn', 'info', 'debug'], default: 'info', env: 'DPR_LOG_LEVEL' },
+    level: { doc: 'winston log level.', format: ['error', 'warn', 'info', 'debug'] as const, default: 'info', env: 'DPR_LOG_LEVEL' },
   },
 };
+
+/**
+ * The checked configuration's type, derived from the schema so the two cannot
+ * drift: a key's type is the union of its allowed values where the format
+ * lists them, else the type of its default.
+ */
+type ConfigOf<S> = {
+  -readonly [K in keyof S]: S[K] extends { format: readonly (infer F)[]; default: unknown }
+    ? F
+    : S[K] extends { default: infer D } ? Widen<D> : ConfigOf<S[K]>;
+};
+type Widen<T> = T extends string ? string : T extends number ? number : T extends boolean ? boolean : T extends readonly (infer E)[] ? Widen<E>[] : T;
+
+export type SchemaConfig = ConfigOf<typeof schema>;

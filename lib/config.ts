@@ -3,7 +3,7 @@
 // error names the key and the reason, before anything on the host changes.
 import fs from 'node:fs';
 import convict from 'convict';
-import { schema, type HostEntry } from './config-schema';
+import { schema, type HostEntry, type SchemaConfig } from './config-schema';
 import { cidrContains, formatIpv4, parseCidr, parseIpv4 } from './ipv4';
 import { loadKey } from './peers';
 
@@ -20,24 +20,8 @@ export class ConfigError extends Error {
   }
 }
 
-export interface DprConfig {
-  self: number;
-  hosts: HostEntry[];
-  servicePorts: number[];
-  peerPortBase: number;
-  clusterCidr: string;
-  restoreCidr: string;
-  policy: 'hash' | 'load';
-  mode: 'rewrite' | 'direct';
-  queues: { entry: number; serve: number; maxLen: number; batchSize: number; rcvBufBytes: number };
-  marks: { forward: number; serve: number };
-  peers: { port: number; key: string; keyFile: string; routersBetween: number; heartbeatMs: number; deadAfterMs: number };
-  load: { threshold: number; decisionTimeoutMs: number };
-  flows: { max: number; maxEmbryonic: number; synTimeoutMs: number; establishedTimeoutMs: number; stateFile: string; snapshotMs: number; closingTimeoutMs: number };
-  drain: { timeoutMs: number };
-  metrics: { port: number; address: string };
-  log: { level: 'error' | 'warn' | 'info' | 'debug' };
-}
+/** The checked configuration (its type follows lib/config-schema.ts). */
+export type DprConfig = SchemaConfig;
 
 export interface LoadOptions {
   /** Path of the JSON file; falls back to DPR_CONFIG. */

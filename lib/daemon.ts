@@ -1,223 +1,194 @@
-// The dpr daemon of one host: runs the entry and serve queues, keeps the peer
-// membership, pushes the Maglev table (hash policy) or answers new-flow
-// decisions (load policy), measures this host's load, serves /metrics and
-// /status, and drains on SIGTERM.
+// The dpr daemon of one host, composed of one-idea parts: the two queues
+// (native), the peers (heartbeats), this host's health checks, its load
+// meter, the routing policy, the flow-table snapshots. The daemon wires them:
+// what changes who is eligible for new connections (a peer up or down, its
+// health, draining, our own health) rebuilds the eligibility and hands it to
+// the policy; our own changes are announced to peers at once.
 import { EventEmitter } from 'node:events';
 import type { DprConfig } from './config';
 import { restoreAddress, selfHost } from './config';
-import { activeConnections, forwardedInConnections } from './host';
-import { formatIpv4 } from './ipv4';
+import { AnomalyLog } from './anomalies';
+import { eligibleHosts, sameEligibility, type Eligibility } from './eligibility';
+import { FlowSnapshots, type RestoredFlows } from './flow-snapshots';
+import { HealthChecker, makeProbe, sockDiagListeners, type HealthStatus, type ListenerWatch, type Probe } from './health';
+import { forwardedInConnections } from './host';
+import { LoadMeter } from './load-meter';
+import { LoopLag } from './loop-lag';
 import { logger, type Logger } from './log';
-import { LoadPolicy } from './load-policy';
-import { buildMaglevTable } from './maglev';
-import { DECISION_FIELDS, Queue, countEstablished, type DecisionBatch, type NativeQueue, type QueueStats } from './native';
+import { Queue, type NativeQueue, type QueueStats } from './native';
 import { Peers, loadKey, type PeerView } from './peers';
 import { engineOptions, queueOptions } from './plan';
-import { loadFlows, saveFlows } from './flow-state';
-import { AnomalyLog } from './anomalies';
+import { createPolicy, type DecisionCounts, type RoutingPolicy } from './policy';
 
 export interface DaemonStatus {
   self: number;
   policy: DprConfig['policy'];
   draining: boolean;
   startedAt: number;
+  /** This host's load as last measured (established connections on the service ports). */
   load: number;
+  /** Hosts new connections may go to (the Maglev table's hosts). */
   liveHosts: number[];
+  /** No host is healthy: this host serves everything that reaches it. */
+  failOpen: boolean;
+  health: HealthStatus;
   peers: PeerView[];
   entry: QueueStats | null;
   serve: QueueStats | null;
-  decisions: { local: number; forwarded: number; byPeer: Record<number, number> };
+  decisions: DecisionCounts;
   heartbeats: ReturnType<Peers['counters']> | null;
   /** Flows read back from flows.stateFile at start, and of those the ones another host serves. */
-  restored: { flows: number; forwarded: number };
+  restored: RestoredFlows;
+  /** The longest the event loop ran the heartbeat timer late over the last 10 s. */
+  eventLoopLagMaxMs: number;
 }
 
 type QueueCtor = typeof Queue;
+
+/** What a test may replace: the queue class (a fake, no root needed), the health probe and listener watch, the load count. */
+export interface DaemonParts {
+  QueueClass?: QueueCtor;
+  probe?: Probe;
+  listeners?: ListenerWatch | null;
+  countLoad?: (ports: readonly number[]) => number;
+}
+
+/** How fresh the load must be, by use (lib/load-meter.ts). */
+const LOAD_DECISION_MAX_AGE_MS = 5;
+const LOAD_IDLE_MAX_AGE_MS = 10_000;
+const STATUS_LOAD_MAX_AGE_MS = 500;
 
 export class Daemon extends EventEmitter {
   private entry: NativeQueue | null = null;
   private serve: NativeQueue | null = null;
   private peers: Peers | null = null;
-  private loadTimer: NodeJS.Timeout | null = null;
-  private snapshotTimer: NodeJS.Timeout | null = null;
   private anomalyTimer: NodeJS.Timeout | null = null;
-  private load = 0;
-  private loadMeasuredAt = 0;
-  /** New connections kept here since `load` was measured (not established yet). */
-  private keptSinceMeasure = 0;
   private draining = false;
-  private liveHosts: number[] = [];
-  private readonly policy: LoadPolicy;
+  private stopped = false;
+  private eligibility: Eligibility | null = null;
+  private restored: RestoredFlows = { flows: 0, forwarded: 0 };
+  private readonly health: HealthChecker;
+  private readonly meter: LoadMeter;
+  private readonly policy: RoutingPolicy;
+  private readonly snapshots: FlowSnapshots;
+  private readonly loopLag = new LoopLag();
+  private readonly QueueClass: QueueCtor;
   private readonly startedAt = Date.now();
-  private readonly decisions = { local: 0, forwarded: 0, byPeer: {} as Record<number, number> };
-  private restored = { flows: 0, forwarded: 0 };
   private readonly log: Logger;
 
-  constructor(
-    private readonly config: Readonly<DprConfig>,
-    private readonly QueueClass: QueueCtor = Queue,
-  ) {
+  constructor(private readonly config: Readonly<DprConfig>, parts: DaemonParts = {}) {
     super();
+    const c = config;
     this.log = logger('daemon');
-    this.policy = new LoadPolicy(config.self, config.load.threshold);
+    this.QueueClass = parts.QueueClass ?? Queue;
+    const h = c.health;
+    const settings = { ...h, ports: c.servicePorts };
+    this.health = new HealthChecker(settings, parts.probe ?? makeProbe(settings, selfHost(c).service),
+      parts.listeners === undefined ? sockDiagListeners : parts.listeners, logger('health'));
+    this.meter = new LoadMeter({
+      ports: c.servicePorts,
+      decisionMaxAgeMs: LOAD_DECISION_MAX_AGE_MS,
+      // A report a heartbeat late is as fresh as peers can use it.
+      reportMaxAgeMs: Math.max(c.peers.heartbeatMs, 100),
+      idleMaxAgeMs: LOAD_IDLE_MAX_AGE_MS,
+      activity: () => (this.entry?.packets() ?? 0) + (this.serve?.packets() ?? 0),
+      log: logger('load'),
+      count: parts.countLoad,
+    });
+    this.policy = createPolicy(c, {
+      meter: this.meter,
+      peers: () => this.peers?.snapshot() ?? [],
+      draining: () => this.draining,
+      log: logger('policy'),
+    });
+    this.snapshots = new FlowSnapshots(c.flows.stateFile, c.flows.snapshotMs, logger('flows'));
   }
 
   async start(): Promise<void> {
     const c = this.config;
     const key = loadKey({ key: c.peers.key || undefined, keyFile: c.peers.keyFile || undefined });
-    this.measureLoad();
-    // Serve first: a peer may forward to us as soon as it hears our heartbeat.
-    this.serve = new this.QueueClass(queueOptions(c, 'serve'), engineOptions(c, 'serve'));
-    this.serve.start();
-    const onDecide = c.policy === 'load' ? (batch: DecisionBatch) => this.decide(batch) : undefined;
-    this.entry = new this.QueueClass(queueOptions(c, 'entry'), engineOptions(c, 'entry'), onDecide);
-    // Until peers are heard, every new connection is served here.
-    this.pushTable([c.self]);
-    this.restoreFlows();
-    this.entry.start();
-    if (c.flows.stateFile && c.flows.snapshotMs > 0) {
-      this.snapshotTimer = setInterval(() => this.saveFlowState(), c.flows.snapshotMs);
-      this.snapshotTimer.unref();
+    try {
+      // Serve first: a peer may forward to us as soon as it hears our heartbeat.
+      this.serve = new this.QueueClass(queueOptions(c, 'serve'), engineOptions(c, 'serve'));
+      this.serve.start();
+      this.entry = new this.QueueClass(queueOptions(c, 'entry'), engineOptions(c, 'entry'), this.policy.onDecide);
+      this.policy.attach(this.entry);
+      // Our own health first: the first heartbeat must say it.
+      await this.health.start();
+      // Until peers are heard, every new connection is served here (or, if
+      // our own service is down, still here: nobody else is known).
+      this.updateEligibility();
+      this.restored = this.snapshots.restore(this.entry);
+      this.entry.start();
+      this.snapshots.start(this.entry);
+      this.peers = this.makePeers(key);
+      this.peers.on('change', () => this.updateEligibility());
+      this.health.on('change', () => {
+        this.updateEligibility();
+        this.peers?.announce();
+      });
+      await this.peers.start();
+    } catch (err) {
+      // Nothing half-started stays behind: queues unbound, checks stopped.
+      await this.stop().catch(() => undefined);
+      throw err;
     }
-    const me = selfHost(c);
-    this.peers = new Peers({
-      self: c.self,
-      bindAddress: me.cluster,
-      port: c.peers.port,
-      peers: c.hosts.filter((h) => h.id !== c.self).map((h) => ({ id: h.id, address: h.cluster })),
-      key,
-      heartbeatMs: c.peers.heartbeatMs,
-      deadAfterMs: c.peers.deadAfterMs,
-      load: () => this.load,
-      draining: () => this.draining,
-      log: logger('peers'),
-    });
-    this.peers.on('change', () => this.membershipChanged());
-    this.peers.on('up', (id: number) => this.log.info('peer up', { peer: id }));
-    this.peers.on('down', (id: number) => this.log.warn('peer down', { peer: id }));
-    await this.peers.start();
-    this.loadTimer = setInterval(() => this.measureLoad(), Math.max(50, Math.min(c.peers.heartbeatMs, 250)));
-    this.loadTimer.unref();
     const anomalies = new AnomalyLog(logger('datapath'));
     this.anomalyTimer = setInterval(() => {
       anomalies.check('entry', this.entry?.stats() ?? null);
       anomalies.check('serve', this.serve?.stats() ?? null);
     }, 10_000);
     this.anomalyTimer.unref();
-    this.log.info('started', { self: c.self, policy: c.policy, entryQueue: c.queues.entry, serveQueue: c.queues.serve });
+    this.log.info('started', { self: c.self, policy: c.policy, healthy: this.health.healthy, entryQueue: c.queues.entry, serveQueue: c.queues.serve });
   }
 
-  /** Established flows of the previous run go on where they went before. */
-  private restoreFlows(): void {
-    const file = this.config.flows.stateFile;
-    if (!file || !this.entry) return;
-    const saved = loadFlows(file);
-    if (!saved) return;
-    const taken = this.entry.importFlows(saved.words);
-    const f = this.entry.stats().flows.forwarded;
-    this.restored = { flows: taken, forwarded: f.syn + f.established + f.closing };
-    this.log.info('flow table restored', { file, ...this.restored, savedAgoMs: saved.savedAgoMs });
+  private makePeers(key: Buffer): Peers {
+    const c = this.config;
+    return new Peers({
+      self: c.self,
+      bindAddress: selfHost(c).cluster,
+      port: c.peers.port,
+      peers: c.hosts.filter((h) => h.id !== c.self).map((h) => ({ id: h.id, address: h.cluster })),
+      key,
+      heartbeatMs: c.peers.heartbeatMs,
+      deadAfterMs: c.peers.deadAfterMs,
+      load: () => this.meter.forReport(),
+      draining: () => this.draining,
+      healthy: () => this.health.healthy,
+      onTick: (lateMs) => this.loopLag.sample(lateMs),
+      log: logger('peers'),
+    });
   }
 
-  private saveFlowState(): void {
-    const file = this.config.flows.stateFile;
-    if (!file || !this.entry) return;
-    try {
-      saveFlows(file, this.entry.exportFlows());
-    } catch (err) {
-      this.log.warn('cannot save the flow table', { file, error: (err as Error).message });
+  private updateEligibility(): void {
+    const e = eligibleHosts(this.config.self, this.health.healthy, this.peers?.snapshot() ?? []);
+    if (sameEligibility(this.eligibility, e)) return;
+    const before = this.eligibility;
+    this.eligibility = e;
+    if (e.failOpen && !before?.failOpen && (this.peers?.snapshot().length ?? 0) > 0) {
+      this.log.warn('no healthy host: serving every connection that arrives here (fail open)');
     }
-  }
-
-  private measureLoad(): void {
-    try {
-      // Not /proc/net/tcp: on a busy host it lists tens of thousands of
-      // TIME_WAIT sockets, and reading it ten times a second cost more CPU
-      // than the data path (bench: cluster, router CPU per request).
-      this.load = countEstablished(this.config.servicePorts);
-      this.loadMeasuredAt = Date.now();
-      this.keptSinceMeasure = 0;
-    } catch (err) {
-      // sock_diag missing (a kernel without inet_diag): /proc is slower but right.
-      this.log.warn('cannot count established connections with sock_diag; reading /proc/net/tcp', { error: (err as Error).message });
-      try {
-        this.load = activeConnections(this.config.servicePorts);
-      } catch {
-        // both failed: keep the last value
-      }
-    }
-  }
-
-  /** Hosts that may get new connections: this one, and live peers that do not drain. */
-  private eligibleHosts(): number[] {
-    const peers = this.peers?.snapshot() ?? [];
-    const live = peers.filter((p) => p.up && !p.draining).map((p) => p.id);
-    return [this.config.self, ...live].sort((a, b) => a - b);
-  }
-
-  private membershipChanged(): void {
-    const hosts = this.eligibleHosts();
-    if (hosts.join() === this.liveHosts.join()) return;
-    this.log.info('membership changed', { hosts });
-    this.pushTable(hosts);
-  }
-
-  private pushTable(hosts: number[]): void {
-    this.liveHosts = hosts;
-    // The load policy decides in JavaScript, but the table still tells the
-    // data path which hosts are live (a SYN retransmitted towards a host that
-    // went down is decided again).
-    this.entry?.setLookupTable(buildMaglevTable(hosts));
-  }
-
-  private decide(batch: DecisionBatch): void {
-    const n = batch.length / DECISION_FIELDS;
-    const tokens = new Uint32Array(n);
-    const targets = new Uint16Array(n);
-    const now = Date.now();
-    // Our own load counted now, not at the last timer tick: a request lasts
-    // about as long as the tick, and a stale count here was what kept the
-    // load policy well short of a balanced cluster (bench: cluster, and the
-    // closed-loop model in bench/cluster-model.ts). One filtered sock_diag
-    // dump, at most every 5 ms.
-    if (now - this.loadMeasuredAt >= 5) this.measureLoad();
-    const peers = (this.peers?.snapshot() ?? []).map((p) => ({
-      id: p.id,
-      up: p.up,
-      draining: p.draining,
-      load: p.load,
-      // lastHeardMs is an age; rounded so the same report reads the same.
-      reportedAt: p.lastHeardMs === null ? 0 : Math.round((now - p.lastHeardMs) / 10),
-    }));
-    for (let i = 0; i < n; i++) {
-      tokens[i] = batch[i * DECISION_FIELDS]!;
-      const target = this.draining ? this.config.self : this.policy.decide(this.load + this.keptSinceMeasure, peers);
-      targets[i] = target;
-      if (target === this.config.self) {
-        this.keptSinceMeasure++;
-        this.decisions.local++;
-      } else {
-        this.decisions.forwarded++;
-        this.decisions.byPeer[target] = (this.decisions.byPeer[target] ?? 0) + 1;
-        this.log.debug('forward', { client: formatIpv4(batch[i * DECISION_FIELDS + 1]!), peer: target });
-      }
-    }
-    this.entry?.decide(tokens, targets);
+    this.log.info('eligible hosts changed', { hosts: e.hosts, failOpen: e.failOpen });
+    this.policy.setEligible(e);
   }
 
   /**
-   * Stops new forwarded connections (peers hear it in our heartbeats and stop
-   * sending us theirs) and waits, bounded, until no connection is forwarded
-   * either way. Direct local connections are not waited for: they live in the
-   * kernel and outlast the daemon.
+   * Stops new forwarded connections (peers hear it at once and stop sending
+   * us theirs) and waits, bounded, until no connection is forwarded either
+   * way. Direct local connections are not waited for: they live in the
+   * kernel and outlast the daemon. Ends early (false) if the daemon stops.
    */
   async drain(timeoutMs = this.config.drain.timeoutMs): Promise<boolean> {
-    this.draining = true;
-    this.entry?.setDraining(true);
-    this.log.info('draining', { timeoutMs });
+    if (!this.draining) {
+      this.draining = true;
+      this.entry?.setDraining(true);
+      this.peers?.announce();
+      this.log.info('draining', { timeoutMs });
+    }
     const deadline = Date.now() + timeoutMs;
     const restore = new Set(this.config.hosts.filter((h) => h.id !== this.config.self).map((h) => restoreAddress(this.config, h.id)));
     for (;;) {
+      if (this.stopped) return false;
       const f = this.entry?.stats().flows.forwarded;
       const out = f ? f.syn + f.established : 0;
       const inbound = forwardedInConnections(restore, this.config.servicePorts);
@@ -231,14 +202,14 @@ export class Daemon extends EventEmitter {
   }
 
   async stop(): Promise<void> {
-    if (this.loadTimer) clearInterval(this.loadTimer);
-    if (this.snapshotTimer) clearInterval(this.snapshotTimer);
+    this.stopped = true;
     if (this.anomalyTimer) clearInterval(this.anomalyTimer);
-    this.loadTimer = this.snapshotTimer = this.anomalyTimer = null;
+    this.anomalyTimer = null;
+    this.health.stop();
     // Entry first: from here on new connections are served here (fail-open)
-    // and forwarded flows wait for the next daemon, which reads this file.
+    // and forwarded flows wait for the next daemon, which reads the snapshot.
     this.entry?.stop();
-    this.saveFlowState();
+    await this.snapshots.stop(this.entry);
     this.serve?.stop();
     await this.peers?.stop();
     this.log.info('stopped');
@@ -250,14 +221,18 @@ export class Daemon extends EventEmitter {
       policy: this.config.policy,
       draining: this.draining,
       startedAt: this.startedAt,
-      load: this.load,
-      liveHosts: this.liveHosts,
+      // Asked for rarely (`dpr status`, a scrape): worth a fresh measurement.
+      load: this.meter.forStatus(STATUS_LOAD_MAX_AGE_MS),
+      liveHosts: this.eligibility?.hosts ?? [this.config.self],
+      failOpen: this.eligibility?.failOpen ?? false,
+      health: this.health.status(),
       peers: this.peers?.snapshot() ?? [],
       entry: this.entry?.stats() ?? null,
       serve: this.serve?.stats() ?? null,
-      decisions: this.decisions,
+      decisions: this.policy.decisions(),
       heartbeats: this.peers?.counters() ?? null,
       restored: this.restored,
+      eventLoopLagMaxMs: Math.round(this.loopLag.maxMs()),
     };
   }
 }

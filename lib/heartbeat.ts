@@ -5,12 +5,13 @@
 //   offset size  field
 //        0    4  magic     'DPR1' (0x44 0x50 0x52 0x31)
 //        4    1  type      1 = heartbeat
-//        5    1  flags     bit 0: sender is draining; other bits ignored
+//        5    1  flags     bit 0: sender is draining; bit 1: sender's own web
+//                          service fails its health checks; other bits ignored
 //        6    2  sender    host id of the sender (u16)
 //        8    8  epoch     sender's start time, ms since 1970 (u64)
 //       16    8  seq       +1 per datagram within an epoch (u64)
 //       24    4  load      active connections the sender serves (u32)
-//       28    4  capacity  sender's capacity hint, 0 = unknown (u32)
+//       28    4  reserved  sent as 0, ignored (was a capacity hint nobody filled in)
 //       32   32  mac       HMAC-SHA256(key, bytes 0..31)
 //   total 64 bytes
 //
@@ -24,16 +25,20 @@ export const HEARTBEAT_BODY_LENGTH = 32;
 export const HEARTBEAT_MAC_LENGTH = 32;
 export const HEARTBEAT_LENGTH = HEARTBEAT_BODY_LENGTH + HEARTBEAT_MAC_LENGTH;
 const FLAG_DRAINING = 0x01;
+// "Unhealthy" rather than "healthy": a sender that predates health checks
+// leaves the bit clear and is taken for healthy, as it was before.
+const FLAG_UNHEALTHY = 0x02;
 const U32_MAX = 0xffff_ffff;
 
 export interface Heartbeat {
   sender: number;
   draining: boolean;
+  /** The sender's own web service passes its health checks. */
+  healthy: boolean;
   /** Sender's start time in ms; a restarted sender has a larger one. */
   epoch: bigint;
   seq: bigint;
   load: number;
-  capacity: number;
 }
 
 /** Why a datagram was refused before its sender was even looked up. */
@@ -55,12 +60,11 @@ export function encodeHeartbeat(hb: Heartbeat, key: Buffer): Buffer {
   const buf = Buffer.alloc(HEARTBEAT_LENGTH);
   HEARTBEAT_MAGIC.copy(buf, 0);
   buf.writeUInt8(HEARTBEAT_TYPE, 4);
-  buf.writeUInt8(hb.draining ? FLAG_DRAINING : 0, 5);
+  buf.writeUInt8((hb.draining ? FLAG_DRAINING : 0) | (hb.healthy ? 0 : FLAG_UNHEALTHY), 5);
   buf.writeUInt16BE(hb.sender, 6);
   buf.writeBigUInt64BE(hb.epoch, 8);
   buf.writeBigUInt64BE(hb.seq, 16);
   buf.writeUInt32BE(toU32(hb.load), 24);
-  buf.writeUInt32BE(toU32(hb.capacity), 28);
   mac(key, buf.subarray(0, HEARTBEAT_BODY_LENGTH)).copy(buf, HEARTBEAT_BODY_LENGTH);
   return buf;
 }
@@ -74,11 +78,11 @@ export function parseHeartbeat(buf: Buffer): ParseResult {
     ok: true,
     heartbeat: {
       draining: (buf.readUInt8(5) & FLAG_DRAINING) !== 0,
+      healthy: (buf.readUInt8(5) & FLAG_UNHEALTHY) === 0,
       sender: buf.readUInt16BE(6),
       epoch: buf.readBigUInt64BE(8),
       seq: buf.readBigUInt64BE(16),
       load: buf.readUInt32BE(24),
-      capacity: buf.readUInt32BE(28),
     },
   };
 }

@@ -3,42 +3,15 @@
 // data path relies on. Read from /proc of the daemon's own network namespace.
 import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { formatIpv4 } from './ipv4';
-
-const TCP_ESTABLISHED = 0x01;
-const TCP_LISTEN = 0x0a;
-
-export interface TcpSocket {
-  localAddress: string;
-  localPort: number;
-  state: number;
-}
-
-/** /proc/net/tcp writes the address as the host-order hex of the raw bytes. */
-function decodeAddress(hex: string): string {
-  const raw = Number.parseInt(hex, 16);
-  const bytes = Buffer.alloc(4);
-  bytes.writeUInt32LE(raw);
-  return formatIpv4(bytes.readUInt32BE());
-}
-
-export function readTcpSockets(file = '/proc/net/tcp'): TcpSocket[] {
-  const lines = fs.readFileSync(file, 'utf8').split('\n').slice(1);
-  const out: TcpSocket[] = [];
-  for (const line of lines) {
-    const f = line.trim().split(/\s+/);
-    if (f.length < 4) continue;
-    const [addr, port] = f[1]!.split(':');
-    out.push({ localAddress: decodeAddress(addr!), localPort: Number.parseInt(port!, 16), state: Number.parseInt(f[3]!, 16) });
-  }
-  return out;
-}
+import type { Listener } from './native';
+import { readTcpSockets, TCP_ESTABLISHED, TCP_LISTEN } from './proc-tcp';
 
 /**
- * The load this host reports: established TCP connections on the service
- * ports, local and forwarded-in alike (both end at the local server). It is
- * what a web server's capacity is spent on, it changes as fast as load does,
- * and every host measures it the same way, so loads compare across hosts.
+ * The load this host reports, read from /proc (the fallback of
+ * lib/load-meter.ts): established TCP connections on the service ports, IPv4
+ * and IPv6, local and forwarded-in alike (both end at the local server). It
+ * is what a web server's capacity is spent on, it changes as fast as load
+ * does, and every host measures it the same way, so loads compare across hosts.
  */
 export function activeConnections(servicePorts: readonly number[]): number {
   const ports = new Set(servicePorts);
@@ -49,7 +22,8 @@ export function activeConnections(servicePorts: readonly number[]): number {
 
 /**
  * Connections peers forwarded here: established sockets on the service ports
- * whose local address is one of the restore addresses (lib/rules.ts).
+ * whose local address is one of the restore addresses (lib/rules.ts), also
+ * as the v4-mapped address of a dual-stack server's socket.
  */
 export function forwardedInConnections(restoreAddresses: ReadonlySet<string>, servicePorts: readonly number[]): number {
   const ports = new Set(servicePorts);
@@ -69,22 +43,42 @@ export interface ListenerCheck {
 /**
  * The entry rules hand non-SYN packets to a local socket only when one exists
  * for the flow; a listener bound to the service address itself would claim
- * forwarded flows too, so the server must listen on the wildcard address.
+ * forwarded flows too, so the server must listen on the wildcard address:
+ * 0.0.0.0, or [::] taking IPv4 too (a dual-stack listener, the default of
+ * Apache, Node.js and others).
  */
-export function checkListeners(serviceAddress: string, servicePorts: readonly number[]): ListenerCheck {
-  const listeners = readTcpSockets().filter((s) => s.state === TCP_LISTEN);
+export function checkListeners(serviceAddress: string, servicePorts: readonly number[], list: (ports: readonly number[]) => Listener[] = listenersOf): ListenerCheck {
+  const listeners = list(servicePorts);
   const problems: string[] = [];
   const warnings: string[] = [];
   for (const port of servicePorts) {
-    const onPort = listeners.filter((s) => s.localPort === port);
-    const bound = onPort.filter((s) => s.localAddress === serviceAddress);
-    if (bound.length) {
-      problems.push(`the web server listens on ${serviceAddress}:${port}; dpr needs it on the wildcard address (0.0.0.0:${port}), or forwarded connections would be taken by this host`);
-    } else if (!onPort.some((s) => s.localAddress === '0.0.0.0')) {
-      warnings.push(`nothing listens on 0.0.0.0:${port} yet; connections routed to this host will be refused until the web server starts`);
+    const onPort = listeners.filter((l) => l.port === port);
+    // A v4-mapped ::ffff:S_A is read as S_A.
+    if (onPort.some((l) => l.address === serviceAddress || l.address === `::ffff:${serviceAddress}`)) {
+      problems.push(`the web server listens on ${serviceAddress}:${port}; dpr needs it on the wildcard address (0.0.0.0:${port}, or [::]:${port} taking IPv4 too), or forwarded connections would be taken by this host`);
+    } else if (!onPort.some((l) => (l.family === 4 && l.address === '0.0.0.0') || (l.family === 6 && l.address === '::' && !l.v6only))) {
+      const v6only = onPort.some((l) => l.family === 6 && l.address === '::' && l.v6only);
+      warnings.push(v6only
+        ? `[::]:${port} is IPv6-only and nothing listens on 0.0.0.0:${port}; IPv4 connections routed to this host will be refused`
+        : `nothing listens on 0.0.0.0:${port} yet; connections routed to this host will be refused until the web server starts`);
     }
   }
   return { ok: problems.length === 0, problems, warnings };
+}
+
+/** Listeners from sock_diag, which knows IPV6_V6ONLY; /proc where sock_diag is missing (taken as dual-stack, the kernel's default). */
+function listenersOf(ports: readonly number[]): Listener[] {
+  try {
+    // Required here, not at the top: `dpr check` and `dpr rules` load this
+    // file and must work where the addon is not built.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { listListeners } = require('./native') as typeof import('./native');
+    return listListeners(ports);
+  } catch {
+    return readTcpSockets()
+      .filter((s) => s.state === TCP_LISTEN && ports.includes(s.localPort))
+      .map((s) => ({ family: s.family, address: s.localAddress, port: s.localPort, v6only: false }));
+  }
 }
 
 function readSysctl(key: string): string | null {

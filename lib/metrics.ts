@@ -1,11 +1,12 @@
 // Prometheus metrics, read from the daemon's status at scrape time: native
 // counters are mirrored (never counted twice in JavaScript), gauges are set.
 import http from 'node:http';
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import type { Daemon, DaemonStatus } from './daemon';
 import { logger } from './log';
 import type { QueueStats } from './native';
 import { packageVersion } from './version';
+import { registerProcessMetrics } from './process-metrics';
 
 const log = logger('metrics');
 
@@ -28,7 +29,7 @@ export interface Metrics {
 
 export function createMetrics(daemon: Pick<Daemon, 'status'>): Metrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'dpr_' });
+  registerProcessMetrics(registry, () => daemon.status().eventLoopLagMaxMs);
   const mirror = new Mirror();
 
   const packets = new Counter({ name: 'dpr_packets_total', help: 'Packets through the queues, by queue and verdict action.', labelNames: ['queue', 'action'], registers: [registry] });
@@ -36,6 +37,11 @@ export function createMetrics(daemon: Pick<Daemon, 'status'>): Metrics {
   const connections = new Counter({ name: 'dpr_connections_total', help: 'New connections by decision (local or forwarded) and serving peer.', labelNames: ['decision', 'peer'], registers: [registry] });
   const flows = new Gauge({ name: 'dpr_flows', help: 'Flows in the entry flow table, by state.', labelNames: ['state'], registers: [registry] });
   const peerUp = new Gauge({ name: 'dpr_peer_up', help: '1 while heartbeats arrive from the peer.', labelNames: ['peer'], registers: [registry] });
+  const peerHealthy = new Gauge({ name: 'dpr_peer_healthy', help: '1 while the host\'s web service passes its health checks (for a peer: as its last heartbeat said; this host is labelled with its own id).', labelNames: ['peer'], registers: [registry] });
+  const eligible = new Gauge({ name: 'dpr_peer_eligible', help: '1 while this host sends new connections to the host (up, healthy, not draining; this host too).', labelNames: ['peer'], registers: [registry] });
+  const failOpen = new Gauge({ name: 'dpr_fail_open', help: '1 while no host is healthy and this host serves everything that reaches it.', registers: [registry] });
+  const checks = new Counter({ name: 'dpr_health_checks_total', help: 'Health checks of this host\'s web service, by port and result (ok, failed).', labelNames: ['port', 'result'], registers: [registry] });
+  const checkMs = new Gauge({ name: 'dpr_health_check_duration_seconds', help: 'How long the last health check of the port took.', labelNames: ['port'], registers: [registry] });
   const peerLoad = new Gauge({ name: 'dpr_peer_load', help: 'Load the peer last reported, in connections (established, on the service ports); for this host, its own.', labelNames: ['peer'], registers: [registry] });
   const rejected = new Counter({ name: 'dpr_heartbeats_rejected_total', help: 'Heartbeats dropped, by reason (bad_mac, replay, truncated, ...).', labelNames: ['reason'], registers: [registry] });
   const queueErrors = new Counter({ name: 'dpr_queue_errors_total', help: 'Netlink errors of the queue threads, by kind.', labelNames: ['queue', 'kind'], registers: [registry] });
@@ -71,9 +77,19 @@ export function createMetrics(daemon: Pick<Daemon, 'status'>): Metrics {
         });
       }
       peerLoad.set({ peer: String(s.self) }, s.load);
+      peerHealthy.set({ peer: String(s.self) }, s.health.healthy ? 1 : 0);
       for (const p of s.peers) {
         peerUp.set({ peer: String(p.id) }, p.up ? 1 : 0);
         peerLoad.set({ peer: String(p.id) }, p.load);
+        peerHealthy.set({ peer: String(p.id) }, p.healthy ? 1 : 0);
+      }
+      const live = new Set(s.liveHosts);
+      for (const id of [s.self, ...s.peers.map((p) => p.id)]) eligible.set({ peer: String(id) }, live.has(id) ? 1 : 0);
+      failOpen.set(s.failOpen ? 1 : 0);
+      for (const p of s.health.ports) {
+        mirror.set(checks, { port: String(p.port), result: 'ok' }, p.checks.ok);
+        mirror.set(checks, { port: String(p.port), result: 'failed' }, p.checks.failed);
+        if (p.lastCheckMs !== null) checkMs.set({ port: String(p.port) }, p.lastCheckMs / 1000);
       }
       if (s.heartbeats) for (const [reason, v] of Object.entries(s.heartbeats.rejected)) mirror.set(rejected, { reason }, v);
   };

@@ -148,6 +148,8 @@ export interface NativeQueue {
   exportFlows(): Uint32Array;
   /** Before start() only; returns how many flows were taken. */
   importFlows(words: Uint32Array): number;
+  /** Packets the queue has seen (stats().packets), cheaply. */
+  packets(): number;
   readonly running: boolean;
 }
 
@@ -156,6 +158,7 @@ interface Addon {
   Queue: new (queue: QueueOptions, engine: EngineOptions, onDecide?: (batch: DecisionBatch) => void) => NativeQueue;
   setErrorClass(ctor: typeof DprNativeError): void;
   countEstablished(ports: Uint16Array): number;
+  listListeners(ports: Uint16Array): Listener[];
   sdNotify(socketPath: string, state: string): void;
 }
 
@@ -178,11 +181,27 @@ export const Engine = addon.Engine;
 export const Queue = addon.Queue;
 
 /**
- * Established TCP sockets on these local ports, in this network namespace:
- * a filtered kernel dump, so TIME_WAIT sockets cost nothing.
+ * Established TCP sockets on these local ports, IPv4 and IPv6 (dual-stack
+ * listeners' IPv4 clients included), in this network namespace: a filtered
+ * kernel dump, so TIME_WAIT sockets cost nothing. The kernel walks its whole
+ * established hash for it (~2 ms of CPU): call it rarely (lib/load-meter.ts).
  */
 export function countEstablished(ports: readonly number[]): number {
   return addon.countEstablished(Uint16Array.from(ports));
+}
+
+/** A listening TCP socket, from sock_diag. */
+export interface Listener {
+  family: 4 | 6;
+  address: string;
+  port: number;
+  /** IPv6 only: takes no IPv4 connections (IPV6_V6ONLY). */
+  v6only: boolean;
+}
+
+/** Listening TCP sockets on these ports, both families, in this network namespace. */
+export function listListeners(ports: readonly number[]): Listener[] {
+  return addon.listListeners(Uint16Array.from(ports));
 }
 
 /**

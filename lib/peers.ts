@@ -46,8 +46,10 @@ export interface PeersOptions {
   /** Active connections this host serves, read once per heartbeat. */
   load: () => number;
   draining?: () => boolean;
-  /** Capacity hint sent to peers (u32, 0 = unknown). */
-  capacity?: number;
+  /** This host's own web service passes its health checks (default: always). */
+  healthy?: () => boolean;
+  /** Called every tick with how late the event loop ran it, in ms (lib/loop-lag.ts). */
+  onTick?: (lateMs: number) => void;
   log?: Logger;
 }
 
@@ -57,7 +59,15 @@ export interface PeerView {
   up: boolean;
   load: number;
   draining: boolean;
-  capacity: number;
+  /** The peer's own web service passes its health checks (as it last said). */
+  healthy: boolean;
+  /**
+   * Which report `load` is: the peer's epoch and heartbeat sequence, one
+   * number that grows with every accepted heartbeat (null if none yet). A
+   * policy that corrects reports by its own sends since starts over when it
+   * changes.
+   */
+  report: string | null;
   /** Ms since the last valid heartbeat, or null if none yet. */
   lastHeardMs: number | null;
   /** The peer's epoch (its start time in ms), or null if never heard. */
@@ -76,7 +86,7 @@ export interface PeersCounters {
 interface PeersEvents {
   up: [id: number];
   down: [id: number];
-  /** The set of live peers, or the draining flag of a live one, changed. */
+  /** The set of live peers, or the draining or health flag of a live one, changed. */
   change: [];
 }
 
@@ -86,8 +96,8 @@ interface PeerState {
   readonly port: number;
   up: boolean;
   load: number;
-  capacity: number;
   draining: boolean;
+  healthy: boolean;
   epoch: bigint | null;
   seq: bigint;
   /** performance.now() of the last valid heartbeat: monotonic, immune to clock steps. */
@@ -144,6 +154,7 @@ export class Peers extends EventEmitter<PeersEvents> {
   private epoch = 0n;
   private seq = 0n;
   private lastLoad = 0;
+  private lastTickAt: number | null = null;
 
   constructor(opts: PeersOptions) {
     super();
@@ -187,6 +198,7 @@ export class Peers extends EventEmitter<PeersEvents> {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    this.lastTickAt = null;
     const socket = this.socket;
     this.socket = null;
     if (socket) await new Promise<void>((resolve) => socket.close(() => resolve()));
@@ -227,7 +239,7 @@ export class Peers extends EventEmitter<PeersEvents> {
       if (p.id === this.opts.self) continue;
       this.peers.set(p.id, {
         id: p.id, address: p.address, port: p.port ?? this.opts.port,
-        up: false, load: 0, capacity: 0, draining: false, epoch: null, seq: 0n, heardAt: null,
+        up: false, load: 0, draining: false, healthy: true, epoch: null, seq: 0n, heardAt: null,
       });
     }
   }
@@ -235,7 +247,8 @@ export class Peers extends EventEmitter<PeersEvents> {
   snapshot(): PeerView[] {
     const now = performance.now();
     return [...this.peers.values()].map((p) => ({
-      id: p.id, address: p.address, up: p.up, load: p.load, draining: p.draining, capacity: p.capacity,
+      id: p.id, address: p.address, up: p.up, load: p.load, draining: p.draining, healthy: p.healthy,
+      report: p.epoch === null ? null : `${p.epoch}:${p.seq}`,
       lastHeardMs: p.heardAt === null ? null : Math.round(now - p.heardAt),
       epoch: p.epoch === null ? null : Number(p.epoch),
     }));
@@ -245,7 +258,18 @@ export class Peers extends EventEmitter<PeersEvents> {
     return { ...this.stats, rejected: { ...this.stats.rejected } };
   }
 
+  /**
+   * Sends a heartbeat now, out of turn: this host's draining or health just
+   * changed, and peers should not wait a period to hear it.
+   */
+  announce(): void {
+    this.sendHeartbeats();
+  }
+
   private tick(): void {
+    const now = performance.now();
+    if (this.lastTickAt !== null) this.opts.onTick?.(now - this.lastTickAt - this.opts.heartbeatMs);
+    this.lastTickAt = now;
     this.sendHeartbeats();
     this.checkLiveness();
   }
@@ -257,7 +281,7 @@ export class Peers extends EventEmitter<PeersEvents> {
     this.seq++;
     const datagram = encodeHeartbeat({
       sender: this.opts.self, draining: this.opts.draining?.() ?? false,
-      epoch: this.epoch, seq: this.seq, load: this.readLoad(), capacity: this.opts.capacity ?? 0,
+      epoch: this.epoch, seq: this.seq, load: this.readLoad(), healthy: this.opts.healthy?.() ?? true,
     }, this.opts.key);
     for (const peer of this.peers.values()) {
       socket.send(datagram, peer.port, peer.address, (err) => {
@@ -326,20 +350,25 @@ export class Peers extends EventEmitter<PeersEvents> {
     }
     const wasUp = peer.up;
     const drainingChanged = peer.draining !== hb.draining;
+    const healthChanged = peer.healthy !== hb.healthy;
     peer.up = true;
     peer.load = hb.load;
-    peer.capacity = hb.capacity;
     peer.draining = hb.draining;
+    peer.healthy = hb.healthy;
     peer.epoch = hb.epoch;
     peer.seq = hb.seq;
     peer.heardAt = performance.now();
     if (!wasUp) {
-      this.log.info('peer up', { peer: peer.id, draining: hb.draining });
+      this.log.info('peer up', { peer: peer.id, draining: hb.draining, healthy: hb.healthy });
       this.emit('up', peer.id);
-    } else if (drainingChanged) {
-      this.log.info(hb.draining ? 'peer draining' : 'peer no longer draining', { peer: peer.id });
+    } else {
+      if (drainingChanged) this.log.info(hb.draining ? 'peer draining' : 'peer no longer draining', { peer: peer.id });
+      if (healthChanged) {
+        if (hb.healthy) this.log.info('peer healthy again', { peer: peer.id });
+        else this.log.warn('peer unhealthy: its web service fails its health checks', { peer: peer.id });
+      }
     }
-    if (!wasUp || drainingChanged) this.emit('change');
+    if (!wasUp || drainingChanged || healthChanged) this.emit('change');
   }
 }
 

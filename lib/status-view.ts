@@ -11,6 +11,8 @@ export interface HostRow {
   /** Cluster address; null when the configuration does not name this host. */
   address: string | null;
   up: boolean;
+  /** Its web service passes its health checks (for a peer: as its last heartbeat said). */
+  healthy: boolean;
   load: number;
   draining: boolean;
   /** Ms since this host last heard the peer; null for this host and for peers never heard. */
@@ -25,10 +27,15 @@ export interface StatusView {
   draining: boolean;
   uptimeMs: number;
   /**
-   * Hosts in this host's routing table: itself and live peers that do not
-   * drain. While this host drains it serves every new connection itself.
+   * Hosts in this host's routing table: itself while its service is healthy,
+   * and live, healthy peers that do not drain. While this host drains it
+   * serves every new connection itself.
    */
   liveHosts: number[];
+  /** No host is healthy: this host serves everything that reaches it. */
+  failOpen: boolean;
+  /** This host's own health checks, port by port. */
+  health: DaemonStatus['health'];
   hosts: HostRow[];
   /** The entry flow table; `forwarded` are those another host serves. */
   flows: (FlowCounts & { forwarded: FlowCounts }) | null;
@@ -63,10 +70,10 @@ function rates(a: Sample, b: Sample): StatusView['connectionsPerSecond'] {
 export function buildView(first: Sample, second: Sample, addresses: ReadonlyMap<number, string>): StatusView {
   const s = second.status;
   const me: HostRow = {
-    id: s.self, self: true, address: addresses.get(s.self) ?? null, up: true, load: s.load, draining: s.draining, heartbeatAgeMs: null,
+    id: s.self, self: true, address: addresses.get(s.self) ?? null, up: true, healthy: s.health.healthy, load: s.load, draining: s.draining, heartbeatAgeMs: null,
   };
   const peers: HostRow[] = s.peers.map((p) => ({
-    id: p.id, self: false, address: p.address, up: p.up, load: p.load, draining: p.draining, heartbeatAgeMs: p.lastHeardMs,
+    id: p.id, self: false, address: p.address, up: p.up, healthy: p.healthy, load: p.load, draining: p.draining, heartbeatAgeMs: p.lastHeardMs,
   }));
   const rejected = s.heartbeats?.rejected;
   return {
@@ -75,6 +82,8 @@ export function buildView(first: Sample, second: Sample, addresses: ReadonlyMap<
     draining: s.draining,
     uptimeMs: Math.max(0, second.at - s.startedAt),
     liveHosts: s.liveHosts,
+    failOpen: s.failOpen,
+    health: s.health,
     hosts: [me, ...peers].sort((x, y) => x.id - y.id),
     flows: s.entry ? { ...pickFlows(s.entry.flows), forwarded: pickFlows(s.entry.flows.forwarded) } : null,
     connectionsPerSecond: rates(first, second),
@@ -105,12 +114,13 @@ export function table(rows: string[][]): string {
 }
 
 function hostTable(v: StatusView): string {
-  const rows = [['HOST', 'ADDRESS', 'STATE', 'LOAD', 'DRAINING', 'LAST HEARTBEAT']];
+  const rows = [['HOST', 'ADDRESS', 'STATE', 'HEALTH', 'LOAD', 'DRAINING', 'LAST HEARTBEAT']];
   for (const h of v.hosts) {
     rows.push([
       h.self ? `${h.id} (this)` : String(h.id),
       h.address ?? '-',
       h.up ? 'up' : 'down',
+      h.up ? (h.healthy ? 'healthy' : 'UNHEALTHY') : '-',
       String(h.load),
       h.draining ? 'yes' : 'no',
       h.self ? '-' : age(h.heartbeatAgeMs),
@@ -124,7 +134,10 @@ const counts = (f: FlowCounts): string => `pending ${f.pending}, syn ${f.syn}, e
 export function renderText(v: StatusView): string {
   const head = `dpr: host ${v.self}, ${v.policy} policy, up ${duration(v.uptimeMs)}${v.draining ? ', DRAINING (forwards no new connections; peers forward none to it)' : ''}\n`;
   const lines: Array<[string, string]> = [];
-  lines.push(['new connections to', v.draining ? 'this host only (draining)' : `hosts ${v.liveHosts.join(', ')}`]);
+  lines.push(['new connections to', v.draining ? 'this host only (draining)' : v.failOpen ? 'this host only (no host is healthy: fail open)' : `hosts ${v.liveHosts.join(', ')}`]);
+  const bad = v.health.ports.filter((p) => p.healthy !== true);
+  lines.push(['health checks', v.health.type === 'none' ? 'off (health.type none)'
+    : `${v.health.type} on port${v.health.ports.length > 1 ? 's' : ''} ${v.health.ports.map((p) => p.port).join(', ')}: ${bad.length ? `FAILING (${bad.map((p) => `${p.port}: ${p.lastError ?? 'no result yet'}`).join('; ')})` : 'passing'}`]);
   if (v.flows) {
     lines.push(['flows', counts(v.flows)]);
     lines.push(['  of which forwarded', counts(v.flows.forwarded)]);

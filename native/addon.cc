@@ -2,8 +2,11 @@
 // JavaScript class to throw. lib/native.ts is the only file that loads this.
 #include <napi.h>
 
+#include <arpa/inet.h>
+
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "binding_util.h"
 #include "sd_notify.h"
@@ -33,6 +36,32 @@ Napi::Value CountEstablished(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(n));
 }
 
+// listListeners(ports: Uint16Array): the listening TCP sockets on those
+// ports, both families: [{ family: 4 | 6, address, port, v6only }].
+Napi::Value ListListeners(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array) {
+    dpr::ThrowError(env, "EINVAL", 0, "listListeners(ports): ports must be a Uint16Array");
+  }
+  auto ports = info[0].As<Napi::Uint16Array>();
+  std::vector<dpr::Listener> found;
+  const long rc = dpr::ListListeners(ports.Data(), ports.ElementLength(), &found);
+  if (rc < 0) dpr::ThrowError(env, "ESOCKDIAG", static_cast<int>(-rc), std::string("sock_diag dump: ") + std::strerror(static_cast<int>(-rc)));
+  Napi::Array out = Napi::Array::New(env, found.size());
+  for (size_t i = 0; i < found.size(); ++i) {
+    const dpr::Listener& l = found[i];
+    char text[INET6_ADDRSTRLEN] = {};
+    inet_ntop(l.family, l.addr, text, sizeof text);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("family", Napi::Number::New(env, l.family == AF_INET ? 4 : 6));
+    o.Set("address", Napi::String::New(env, text));
+    o.Set("port", Napi::Number::New(env, l.port));
+    o.Set("v6only", Napi::Boolean::New(env, l.v6only));
+    out.Set(static_cast<uint32_t>(i), o);
+  }
+  return out;
+}
+
 // sdNotify(socketPath, state): one sd_notify(3) datagram; throws on failure.
 void SdNotify(const Napi::CallbackInfo& info) {
   if (!info[0].IsString() || !info[1].IsString()) {
@@ -44,6 +73,7 @@ void SdNotify(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("countEstablished", Napi::Function::New(env, CountEstablished));
+  exports.Set("listListeners", Napi::Function::New(env, ListListeners));
   exports.Set("sdNotify", Napi::Function::New(env, SdNotify));
   exports.Set("Engine", dpr::DefineEngine(env));
   exports.Set("Queue", dpr::DefineQueue(env));

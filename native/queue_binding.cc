@@ -45,6 +45,7 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
                         InstanceMethod<&QueueWrap::Decide>("decide"), InstanceMethod<&QueueWrap::Stats>("stats"),
                         InstanceMethod<&QueueWrap::ExportFlows>("exportFlows"),
                         InstanceMethod<&QueueWrap::ImportFlows>("importFlows"),
+                        InstanceMethod<&QueueWrap::Packets>("packets"),
                         InstanceAccessor<&QueueWrap::Running>("running")});
   }
 
@@ -149,6 +150,12 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
     s.Set("queue", QueueSnapshot(info.Env(), queue_->counters()));
     s.Set("queueNum", Napi::Number::New(info.Env(), queue_->options().queueNum));
     return s;
+  }
+
+  // One number, for "has anything happened since?" checks that must cost
+  // less than a whole stats() snapshot.
+  Napi::Value Packets(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(queue_->engineCounters().packets.Get()));
   }
 
   Napi::Value Running(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), queue_->running()); }

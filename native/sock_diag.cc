@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -16,22 +17,87 @@ namespace dpr {
 
 namespace {
 
+constexpr uint8_t kTcpEstablished = 1;
+constexpr uint8_t kTcpListen = 10;
+
 struct DiagRequest {
   nlmsghdr nlh;
   inet_diag_req_v2 req;
 };
 
-// A TCP/IPv4 sock_diag request; the caller adds the socket id for an exact lookup.
-DiagRequest MakeRequest(uint16_t flags, uint32_t states, uint32_t seq) {
+// A TCP sock_diag request for one family; the caller adds the socket id for an exact lookup.
+DiagRequest MakeRequest(int family, uint16_t flags, uint32_t states, uint32_t seq) {
   DiagRequest msg{};
   msg.nlh.nlmsg_len = sizeof msg;
   msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
   msg.nlh.nlmsg_flags = flags;
   msg.nlh.nlmsg_seq = seq;
-  msg.req.sdiag_family = AF_INET;
+  msg.req.sdiag_family = static_cast<uint8_t>(family);
   msg.req.sdiag_protocol = IPPROTO_TCP;
   msg.req.idiag_states = states;
   return msg;
+}
+
+// The same dump in the older TCPDIAG_GETSOCK form, which takes both families
+// in one pass of the kernel's hash tables (AF_UNSPEC): half the cost of one
+// SOCK_DIAG_BY_FAMILY dump per family, the walk being what costs.
+struct CompatRequest {
+  nlmsghdr nlh;
+  inet_diag_req req;
+};
+
+CompatRequest MakeDumpBothFamilies(uint32_t states) {
+  CompatRequest msg{};
+  msg.nlh.nlmsg_len = sizeof msg;
+  msg.nlh.nlmsg_type = TCPDIAG_GETSOCK;
+  msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  msg.req.idiag_family = AF_UNSPEC;
+  msg.req.idiag_states = states;
+  return msg;
+}
+
+bool PortIn(uint16_t port, const uint16_t* ports, size_t count) {
+  for (size_t i = 0; i < count; ++i) {
+    if (ports[i] == port) return true;
+  }
+  return false;
+}
+
+// Sends a dump request and hands every answer to `each`; 0 or -errno.
+template <typename Request, typename Each>
+long Dump(const Request& msg, Each each) {
+  const int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (fd < 0) return -errno;
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  if (sendto(fd, &msg, sizeof msg, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0) {
+    const int err = errno;
+    close(fd);
+    return -err;
+  }
+  alignas(nlmsghdr) static thread_local char buf[32768];
+  for (;;) {
+    const ssize_t got = recv(fd, buf, sizeof buf, 0);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      close(fd);
+      return -err;
+    }
+    size_t left = static_cast<size_t>(got);
+    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+      if (h->nlmsg_type == NLMSG_DONE) {
+        close(fd);
+        return 0;
+      }
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        const int err = -static_cast<const nlmsgerr*>(NLMSG_DATA(h))->error;
+        close(fd);
+        return -(err ? err : EPROTO);
+      }
+      each(h);
+    }
+  }
 }
 
 }  // namespace
@@ -55,12 +121,23 @@ bool LocalSockets::Exists(const FlowKey& key) {
     ++errors_;
     return false;
   }
+  return ExistsAs(AF_INET, key) || ExistsAs(AF_INET6, key);
+}
+
+bool LocalSockets::ExistsAs(int family, const FlowKey& key) {
   // No NLM_F_DUMP: an exact lookup, sockets of any state.
-  DiagRequest msg = MakeRequest(NLM_F_REQUEST, ~0u, ++seq_);
+  DiagRequest msg = MakeRequest(family, NLM_F_REQUEST, ~0u, ++seq_);
   msg.req.id.idiag_sport = htons(key.servicePort);
   msg.req.id.idiag_dport = htons(key.clientPort);
-  msg.req.id.idiag_src[0] = key.serviceAddr;
-  msg.req.id.idiag_dst[0] = key.clientAddr;
+  if (family == AF_INET) {
+    msg.req.id.idiag_src[0] = key.serviceAddr;
+    msg.req.id.idiag_dst[0] = key.clientAddr;
+  } else {
+    // ::ffff:a.b.c.d, as a dual-stack socket holds an IPv4 peer.
+    msg.req.id.idiag_src[2] = msg.req.id.idiag_dst[2] = htonl(0xffff);
+    msg.req.id.idiag_src[3] = key.serviceAddr;
+    msg.req.id.idiag_dst[3] = key.clientAddr;
+  }
   msg.req.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
   msg.req.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
   sockaddr_nl kernel{};
@@ -83,9 +160,8 @@ bool LocalSockets::Exists(const FlowKey& key) {
       // An exact lookup falls back to listeners (inet_lookup); only a socket
       // of this very connection counts.
       const auto* m = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
-      constexpr uint8_t kTcpListen = 10;
-      return m->idiag_state != kTcpListen && m->id.idiag_dport == htons(key.clientPort) &&
-             m->id.idiag_dst[0] == key.clientAddr;
+      const uint32_t peer = family == AF_INET ? m->id.idiag_dst[0] : m->id.idiag_dst[3];
+      return m->idiag_state != kTcpListen && m->id.idiag_dport == htons(key.clientPort) && peer == key.clientAddr;
     }
     if (h->nlmsg_type == NLMSG_ERROR) {
       const auto* e = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
@@ -97,48 +173,35 @@ bool LocalSockets::Exists(const FlowKey& key) {
 }
 
 long CountEstablished(const uint16_t* ports, size_t count) {
-  const int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-  if (fd < 0) return -errno;
-  constexpr uint32_t kTcpEstablished = 1;
-  DiagRequest msg = MakeRequest(NLM_F_REQUEST | NLM_F_DUMP, 1u << kTcpEstablished, 0);
-  sockaddr_nl kernel{};
-  kernel.nl_family = AF_NETLINK;
-  if (sendto(fd, &msg, sizeof msg, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0) {
-    const int err = errno;
-    close(fd);
-    return -err;
-  }
   long n = 0;
-  alignas(nlmsghdr) static thread_local char buf[32768];
-  for (;;) {
-    const ssize_t got = recv(fd, buf, sizeof buf, 0);
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      close(fd);
-      return -err;
-    }
-    size_t left = static_cast<size_t>(got);
-    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
-      if (h->nlmsg_type == NLMSG_DONE) {
-        close(fd);
-        return n;
-      }
-      if (h->nlmsg_type == NLMSG_ERROR) {
-        const int err = -static_cast<const nlmsgerr*>(NLMSG_DATA(h))->error;
-        close(fd);
-        return -(err ? err : EPROTO);
-      }
+  const long rc = Dump(MakeDumpBothFamilies(1u << kTcpEstablished), [&](const nlmsghdr* h) {
+    const auto* m = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
+    if (PortIn(ntohs(m->id.idiag_sport), ports, count)) ++n;
+  });
+  return rc < 0 ? rc : n;
+}
+
+long ListListeners(const uint16_t* ports, size_t count, std::vector<Listener>* out) {
+  for (const int family : {AF_INET, AF_INET6}) {
+    const long rc = Dump(MakeRequest(family, NLM_F_REQUEST | NLM_F_DUMP, 1u << kTcpListen, 0), [&](const nlmsghdr* h) {
       const auto* m = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
       const uint16_t port = ntohs(m->id.idiag_sport);
-      for (size_t i = 0; i < count; ++i) {
-        if (ports[i] == port) {
-          ++n;
-          break;
-        }
+      if (!PortIn(port, ports, count)) return;
+      Listener l{};
+      l.family = m->idiag_family;
+      l.port = port;
+      std::memcpy(l.addr, m->id.idiag_src, l.family == AF_INET ? 4 : 16);
+      // Attributes follow the message: INET_DIAG_SKV6ONLY says whether an
+      // IPv6 listener takes IPv4 connections too.
+      int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof *m));
+      for (auto* a = reinterpret_cast<const rtattr*>(m + 1); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+        if (a->rta_type == INET_DIAG_SKV6ONLY && RTA_PAYLOAD(a) >= 1) l.v6only = *static_cast<const uint8_t*>(RTA_DATA(a)) != 0;
       }
-    }
+      out->push_back(l);
+    });
+    if (rc < 0) return rc;
   }
+  return static_cast<long>(out->size());
 }
 
 }  // namespace dpr

@@ -35,6 +35,7 @@ const FORMATS: Record<string, string> = {
   ipv4: 'an IPv4 address',
   'port-list': 'a JSON list of TCP ports; in the environment, comma-separated (`80,443`)',
   hosts: 'a JSON list of `{id, service, cluster}`; in the environment, the same JSON',
+  'status-list': 'HTTP status codes and ranges, comma-separated (`200-399`, `200,204`)',
   string: 'a string',
 };
 

@@ -83,6 +83,35 @@ test('21.peers: three peers see each other up within a few heartbeats and learn 
   }
 });
 
+test('21.peers: a peer\'s health travels with its heartbeats, and announce() sends a change at once', async () => {
+  let healthy = true;
+  // Heartbeats every 3 s here: anything seen sooner came from announce().
+  const slow = { heartbeatMs: 3000, deadAfterMs: 10000 };
+  const peers = await startCluster(2, () => 0, (self) => (self === 1 ? { ...slow, healthy: () => healthy } : slow));
+  try {
+    // Introduced after their first heartbeat went nowhere: announce once to be heard.
+    for (const p of peers) p.announce();
+    await waitFor('both up', () => view(peers[0]!, 1).up && view(peers[1]!, 0).up, 2000);
+    assert.equal(view(peers[0]!, 1).healthy, true);
+    const firstReport = view(peers[0]!, 1).report;
+    assert.match(firstReport ?? '', /^\d+:\d+$/);
+    let changes = 0;
+    peers[0]!.on('change', () => changes++);
+    healthy = false;
+    peers[1]!.announce();
+    await waitFor('peer 1 seen unhealthy, out of turn', () => !view(peers[0]!, 1).healthy, 2000);
+    assert.equal(changes, 1, 'a peer turning unhealthy is a change');
+    assert.equal(view(peers[0]!, 1).up, true, 'an unhealthy peer is still up: it routes');
+    assert.notEqual(view(peers[0]!, 1).report, firstReport, 'every heartbeat is a new report');
+    healthy = true;
+    peers[1]!.announce();
+    await waitFor('peer 1 healthy again', () => view(peers[0]!, 1).healthy, 2000);
+    assert.equal(changes, 2);
+  } finally {
+    await stopAll(peers);
+  }
+});
+
 test('21.peers: a stopped peer is reported down after deadAfterMs, and up again when it restarts with a new epoch', async () => {
   const loads = [1, 2, 3];
   const peers: Array<Peers | undefined> = await startCluster(3, (self) => loads[self]!);
@@ -207,7 +236,7 @@ test('21.peers: forged, malformed, unknown, misplaced and replayed datagrams are
       received++;
       await waitFor('delivery', () => target.counters().received === received, 1000);
     };
-    const hb = { sender: 1, draining: false, epoch: BigInt(Date.now() + 60_000), seq: 1n, load: 1000, capacity: 0 };
+    const hb = { sender: 1, draining: false, healthy: true, epoch: BigInt(Date.now() + 60_000), seq: 1n, load: 1000 };
     const withByte = (buf: Buffer, offset: number, value: number): Buffer => {
       const copy = Buffer.from(buf);
       copy[offset] = value;

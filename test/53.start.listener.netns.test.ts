@@ -9,7 +9,7 @@ import path from 'node:path';
 import { Testbed } from './support/netns';
 import { clusterConfig, writeConfig } from './support/configs';
 import { repoRoot } from './support/repo';
-import { waitForLine } from './support/lines';
+import { transcript, waitForLine } from './support/lines';
 
 const CLI = path.join(repoRoot(), 'dist', 'lib', 'cli.js');
 const INSTALL = path.join(repoRoot(), 'iptables', 'install.sh');
@@ -22,9 +22,9 @@ describe('53.start.listener', () => {
   after(() => bed.destroy());
 
   /** A web server in the namespace listening on `host`:80 (node's net, as any server would). */
-  async function listen(host: string): Promise<() => void> {
+  async function listen(host: string, ipv6Only = false): Promise<() => void> {
     const child = bed.spawn('a', [process.execPath, '-e',
-      `require('net').createServer(()=>{}).listen({port:80,host:${JSON.stringify(host)}},()=>console.log('listening'))`]);
+      `require('net').createServer(()=>{}).listen({port:80,host:${JSON.stringify(host)},ipv6Only:${ipv6Only}},()=>console.log('listening'))`]);
     await waitForLine(child, (l) => l === 'listening', 5000, `listener on ${host}`);
     return () => child.kill('SIGKILL');
   }
@@ -46,11 +46,37 @@ describe('53.start.listener', () => {
     }
   });
 
-  test('a web server on the wildcard address passes the check: dpr starts routing', async () => {
-    const stop = await listen('0.0.0.0');
+  test('a dual-stack listener bound to the service address (::ffff:S_A) is refused too', async () => {
+    const stop = await listen(`::ffff:${SERVICE}`);
+    try {
+      const r = start();
+      assert.equal(r.code, 3, r.out);
+      assert.match(r.out, /dpr needs it on the wildcard address/);
+    } finally {
+      stop();
+    }
+  });
+
+  for (const [what, host, v6only] of [['0.0.0.0', '0.0.0.0', false], ['[::] taking IPv4 too (dual-stack)', '::', false]] as const) {
+    test(`a web server on ${what} passes the check: dpr starts routing`, async () => {
+      const stop = await listen(host, v6only);
+      const daemon = bed.spawn('a', [process.execPath, CLI, 'start', '--config', config]);
+      try {
+        await waitForLine(daemon, (l) => l.startsWith('dpr: host 0 routing'), 10000, 'dpr start');
+      } finally {
+        daemon.kill('SIGKILL');
+        stop();
+      }
+    });
+  }
+
+  test('an IPv6-only [::] listener starts, with a warning that IPv4 connections will be refused', async () => {
+    const stop = await listen('::', true);
     const daemon = bed.spawn('a', [process.execPath, CLI, 'start', '--config', config]);
     try {
       await waitForLine(daemon, (l) => l.startsWith('dpr: host 0 routing'), 10000, 'dpr start');
+      const warned = transcript(daemon).some((l) => /\[::\]:80 is IPv6-only and nothing listens on 0\.0\.0\.0:80/.test(l));
+      assert.ok(warned, `no warning in:\n${transcript(daemon).join('\n')}`);
     } finally {
       daemon.kill('SIGKILL');
       stop();

@@ -97,7 +97,7 @@ describe('61.cluster.load', () => {
   test('forged heartbeats are rejected and counted, and routing does not change', async () => {
     const before = cluster.status(0);
     const forged = encodeHeartbeat(
-      { sender: 1, draining: true, epoch: BigInt(Date.now() + 60_000), seq: 1n, load: 0, capacity: 0 },
+      { sender: 1, draining: true, healthy: false, epoch: BigInt(Date.now() + 60_000), seq: 1n, load: 0 },
       Buffer.from('0123456789abcdef0123456789abcdef', 'hex'),
     );
     // From a peer's own address (so only the MAC can give it away) and from the client (outside the cluster).

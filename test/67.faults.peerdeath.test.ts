@@ -35,7 +35,8 @@ describe('67.faults.peerdeath', () => {
       await reviveHost(cluster, 2);
       const again = await peerDeath(cluster, { entry: 0, victim: 2, intervalMs: 10, beforeMs: 1000, afterMs: settleMs, timeoutMs: 5000, settleMs });
       retried = again.sentToDead;
-      console.log(`peer death, clients waiting 5 s: ${again.sentToDead} connections sent to the dead host before h0 noticed still failed`);
+      console.log(`peer death, clients waiting 5 s: detected after ${again.detectedMs} ms; ${again.sentToDead} connections sent to the dead host before h0 noticed still failed ` +
+        `(${JSON.stringify(again.errorKinds)}; ${again.inFlight} in flight at the kill)`);
     } finally {
       await cluster.destroy();
     }

@@ -79,9 +79,9 @@ describe('70.ops', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.equal(s.errors, 0, `errors: ${JSON.stringify(s.errorKinds)}`);
     assert.match(r.stdout, /^dpr: host 0, hash policy, up \d+/m);
-    assert.match(r.stdout, /^HOST\s+ADDRESS\s+STATE\s+LOAD\s+DRAINING\s+LAST HEARTBEAT$/m);
-    assert.match(r.stdout, /^0 \(this\)\s+198\.18\.0\.1\s+up\s+\d+\s+no\s+-$/m);
-    assert.match(r.stdout, /^1\s+198\.18\.0\.2\s+up\s+\d+\s+no\s+\d+ ms ago$/m);
+    assert.match(r.stdout, /^HOST\s+ADDRESS\s+STATE\s+HEALTH\s+LOAD\s+DRAINING\s+LAST HEARTBEAT$/m);
+    assert.match(r.stdout, /^0 \(this\)\s+198\.18\.0\.1\s+up\s+healthy\s+\d+\s+no\s+-$/m);
+    assert.match(r.stdout, /^1\s+198\.18\.0\.2\s+up\s+healthy\s+\d+\s+no\s+\d+ ms ago$/m);
     const m = /^connections\/s\s+local ([\d.]+), forwarded ([\d.]+)/m.exec(r.stdout);
     assert.ok(m, `no rate line in:\n${r.stdout}`);
     // Two hosts, hash policy: about half of host 0's new connections go to host 1.

@@ -18,15 +18,17 @@ function entry(local: number, forwarded: number): QueueStats {
 
 function status(local: number, forwarded: number, over: Partial<DaemonStatus> = {}): DaemonStatus {
   return {
-    self: 0, policy: 'hash', draining: false, startedAt: 1_000_000, load: 7, liveHosts: [0, 1],
+    self: 0, policy: 'hash', draining: false, startedAt: 1_000_000, load: 7, liveHosts: [0, 1], failOpen: false,
+    health: { type: 'tcp', healthy: true, since: 1_000_000, ports: [{ port: 80, healthy: true, streak: 3, lastError: null, lastCheckMs: 1, checks: { ok: 3, failed: 0 }, listenerLost: 0 }] },
     peers: [
-      { id: 2, address: '198.18.0.3', up: false, load: 0, draining: false, capacity: 0, lastHeardMs: null, epoch: null },
-      { id: 1, address: '198.18.0.2', up: true, load: 5, draining: true, capacity: 0, lastHeardMs: 1500, epoch: 1 },
+      { id: 2, address: '198.18.0.3', up: false, load: 0, draining: false, healthy: true, report: null, lastHeardMs: null, epoch: null },
+      { id: 1, address: '198.18.0.2', up: true, load: 5, draining: true, healthy: true, report: '1:5', lastHeardMs: 1500, epoch: 1 },
     ],
     entry: entry(local, forwarded), serve: null,
     decisions: { local: 0, forwarded: 0, byPeer: {} },
     heartbeats: { sent: 9, sendErrors: 0, received: 9, accepted: 6, rejected: { truncated: 0, bad_magic: 0, bad_type: 0, unknown_peer: 0, wrong_source: 1, bad_mac: 2, replay: 0 } },
     restored: { flows: 0, forwarded: 0 },
+    eventLoopLagMaxMs: 0,
     ...over,
   };
 }
@@ -52,17 +54,30 @@ test('70.status-view: a daemon restarted between the samples gives no negative r
   assert.deepEqual(v.connectionsPerSecond, { local: 0, forwarded: 0 });
 });
 
-test('70.status-view: the table names each host, its state, draining flag and heartbeat age', () => {
+test('70.status-view: the table names each host, its state, health, draining flag and heartbeat age', () => {
   const text = renderText(buildView({ status: status(0, 0), at: 1_000_000 }, { status: status(10, 10), at: 1_001_000 }, addresses));
   assert.match(text, /^dpr: host 0, hash policy, up 1s$/m);
-  assert.match(text, /^0 \(this\)\s+198\.18\.0\.1\s+up\s+7\s+no\s+-$/m);
-  assert.match(text, /^1\s+198\.18\.0\.2\s+up\s+5\s+yes\s+1\.5 s ago$/m);
-  assert.match(text, /^2\s+198\.18\.0\.3\s+down\s+0\s+no\s+never$/m);
+  assert.match(text, /^0 \(this\)\s+198\.18\.0\.1\s+up\s+healthy\s+7\s+no\s+-$/m);
+  assert.match(text, /^1\s+198\.18\.0\.2\s+up\s+healthy\s+5\s+yes\s+1\.5 s ago$/m);
+  assert.match(text, /^2\s+198\.18\.0\.3\s+down\s+-\s+0\s+no\s+never$/m);
   assert.match(text, /^connections\/s\s+local 10\.0, forwarded 10\.0 \(over 1\.0 s\)$/m);
   assert.match(text, /^heartbeats rejected\s+3 \(wrong_source 1, bad_mac 2\)$/m);
   const drained = renderText(buildView({ status: status(0, 0), at: 0 }, { status: status(0, 0, { draining: true }), at: 1000 }, addresses));
   assert.match(drained, /DRAINING/);
   assert.match(drained, /^new connections to\s+this host only \(draining\)$/m);
+});
+
+test('70.status-view: an unhealthy host and a failing check are shown, and fail-open is said', () => {
+  const sick = status(1, 1, {
+    liveHosts: [0], failOpen: true,
+    health: { type: 'http', healthy: false, since: 1_000_000, ports: [{ port: 80, healthy: false, streak: -3, lastError: 'status 503', lastCheckMs: 2, checks: { ok: 0, failed: 3 }, listenerLost: 0 }] },
+  });
+  sick.peers[1] = { ...sick.peers[1]!, healthy: false };
+  const text = renderText(buildView({ status: sick, at: 1_001_000 }, { status: sick, at: 1_002_000 }, addresses));
+  assert.match(text, /^0 \(this\)\s+198\.18\.0\.1\s+up\s+UNHEALTHY\s+/m);
+  assert.match(text, /^1\s+198\.18\.0\.2\s+up\s+UNHEALTHY\s+/m);
+  assert.match(text, /^new connections to\s+this host only \(no host is healthy: fail open\)$/m);
+  assert.match(text, /^health checks\s+http on port 80: FAILING \(80: status 503\)$/m);
 });
 
 test('70.status-view: durations read as an operator would say them', () => {

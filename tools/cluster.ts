@@ -47,6 +47,8 @@ export interface ClusterOptions {
   /** Web server capacity per host. */
   slots?: number;
   serviceMs?: number;
+  /** Where the web servers listen: '0.0.0.0' (default), or '::' (dual-stack: IPv4 clients on IPv6 sockets). */
+  webHost?: '0.0.0.0' | '::';
   /** Install rules and start daemons (false: a plain cluster, for the no-dpr baseline). */
   dpr?: boolean;
   /**
@@ -72,6 +74,7 @@ export class Cluster {
   readonly bed: Testbed;
   readonly configFiles: string[] = [];
   private readonly daemons = new Map<number, ChildProcess>();
+  private readonly webServers = new Map<number, ChildProcess>();
   private readonly tmp: string;
 
   private constructor(
@@ -100,7 +103,7 @@ export class Cluster {
 
   static async create(o: ClusterOptions): Promise<Cluster> {
     const c = new Cluster(
-      { hosts: o.hosts, policy: o.policy ?? 'hash', slots: o.slots ?? 16, serviceMs: o.serviceMs ?? 2, dpr: o.dpr ?? true, networks: o.networks ?? 'one', config: o.config },
+      { hosts: o.hosts, policy: o.policy ?? 'hash', slots: o.slots ?? 16, serviceMs: o.serviceMs ?? 2, webHost: o.webHost ?? '0.0.0.0', dpr: o.dpr ?? true, networks: o.networks ?? 'one', config: o.config },
       o.tag ?? 'c',
       o.extraHosts,
     );
@@ -148,13 +151,12 @@ export class Cluster {
 
   private async setUp(): Promise<void> {
     this.route();
-    const servers: Array<Promise<string>> = [];
+    const servers: Array<Promise<void>> = [];
     for (let id = 0; id < this.options.hosts; id++) {
       const file = path.join(this.tmp, `h${id}.json`);
       fs.writeFileSync(file, JSON.stringify(this.configFor(id), null, 2));
       this.configFiles.push(file);
-      const web = this.bed.spawn(hostName(id), [process.execPath, WEB, '--id', String(id), '--slots', String(this.options.slots), '--service-ms', String(this.options.serviceMs)]);
-      servers.push(waitForLine(web, (l) => l === 'listening', 10000, `web server on h${id}`));
+      servers.push(this.startWebServer(id));
     }
     await Promise.all(servers);
     if (!this.options.dpr) return;
@@ -162,6 +164,29 @@ export class Cluster {
     await Promise.all(Array.from({ length: this.options.hosts }, (_, id) => this.installAsync(id)));
     await Promise.all(Array.from({ length: this.options.hosts }, (_, id) => this.startDaemon(id)));
     await this.waitForMembership();
+  }
+
+  /** Starts host `id`'s web server (again) and waits until it listens. */
+  async startWebServer(id: number): Promise<void> {
+    const o = this.options;
+    const web = this.bed.spawn(hostName(id), [process.execPath, WEB, '--id', String(id), '--slots', String(o.slots), '--service-ms', String(o.serviceMs), '--host', o.webHost]);
+    this.webServers.set(id, web);
+    await waitForLine(web, (l) => l === 'listening', 10000, `web server on h${id}`);
+  }
+
+  /** Kills host `id`'s web server (a crash, or a deploy restarting it); its daemon keeps running. */
+  async killWebServer(id: number): Promise<void> {
+    const web = this.webServers.get(id);
+    this.webServers.delete(id);
+    if (!web || web.exitCode !== null || web.signalCode !== null) return;
+    const gone = new Promise<void>((resolve) => web.once('exit', () => resolve()));
+    web.kill('SIGKILL');
+    await gone;
+  }
+
+  /** Sends a signal to host `id`'s web server (SIGUSR1: /health answers 503; SIGUSR2: 200 again). */
+  signalWebServer(id: number, signal: NodeJS.Signals): void {
+    this.webServers.get(id)?.kill(signal);
   }
 
   install(id: number): void {

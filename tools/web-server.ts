@@ -3,11 +3,14 @@
 // emulated): at most `slots` requests are worked on at once, each for
 // `serviceMs` plus 1 ms per 16 KB of response; the rest wait their turn.
 //
-//   node web-server.js --id 2 [--port 80] [--slots 8] [--service-ms 5]
+//   node web-server.js --id 2 [--port 80] [--slots 8] [--service-ms 5] [--host 0.0.0.0]
 //
 // Answers any GET with `host=<id>` on the first line; `?size=N` pads the body
 // to N bytes (the SPECweb96-like file mix asks for sizes). Listens on the
-// wildcard address, as dpr requires of a local server.
+// wildcard address, as dpr requires of a local server: 0.0.0.0 by default,
+// or `--host ::` for a dual-stack listener (IPv4 clients on IPv6 sockets).
+// GET /health answers 200, or 503 after SIGUSR1 (SIGUSR2: 200 again), so a
+// test can fail an HTTP health check while the server still serves.
 import http from 'node:http';
 import { parseArgs } from 'node:util';
 
@@ -16,7 +19,10 @@ interface Options {
   port: number;
   slots: number;
   serviceMs: number;
+  host?: string;
 }
+
+let healthStatus = 200;
 
 const MAX_SIZE = 4 << 20;
 
@@ -37,6 +43,11 @@ export function startWebServer(o: Options): http.Server {
     else waiting.push(run);
   };
   const server = http.createServer((req, res) => {
+    if (req.url === '/health') {
+      res.writeHead(healthStatus, { 'content-type': 'text/plain' });
+      res.end(`health=${healthStatus}\n`);
+      return;
+    }
     const query = new URL(req.url ?? '/', 'http://x').searchParams;
     const size = Math.min(Number(query.get('size') ?? 0) || 0, MAX_SIZE);
     const close = query.get('close') === '1';
@@ -60,7 +71,8 @@ export function startWebServer(o: Options): http.Server {
     );
   });
   server.keepAliveTimeout = 5000;
-  server.listen(o.port, '0.0.0.0');
+  // ipv6Only false: with `::` the one socket takes IPv4 too, as Node's own default does.
+  server.listen({ port: o.port, host: o.host ?? '0.0.0.0', ipv6Only: false });
   return server;
 }
 
@@ -71,6 +83,7 @@ if (require.main === module) {
       port: { type: 'string', default: '80' },
       slots: { type: 'string', default: '8' },
       'service-ms': { type: 'string', default: '5' },
+      host: { type: 'string', default: '0.0.0.0' },
     },
   });
   if (values.id === undefined) {
@@ -82,7 +95,10 @@ if (require.main === module) {
     port: Number(values.port),
     slots: Number(values.slots),
     serviceMs: Number(values['service-ms']),
+    host: values.host,
   });
+  process.on('SIGUSR1', () => (healthStatus = 503));
+  process.on('SIGUSR2', () => (healthStatus = 200));
   server.on('listening', () => process.stdout.write('listening\n'));
   process.on('SIGTERM', () => server.close(() => process.exit(0)));
 }

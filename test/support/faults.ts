@@ -15,7 +15,6 @@ import type { Probe, ProbeSpec } from './probe';
 import type { LoadSpec, LoadSummary } from '../../tools/loadgen';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
-const WEB = path.join(ROOT, 'dist', 'tools', 'web-server.js');
 const PROBE = path.join(__dirname, 'probe.js');
 
 /** A source outside the test cluster's clusterCidr (198.18.0.0/24), still in the benchmarking range. */
@@ -82,9 +81,7 @@ export async function killHost(cluster: Cluster, id: number): Promise<number[]> 
 
 /** Starts host `id`'s web server again, as Cluster.create did. */
 export async function startWebServer(cluster: Cluster, id: number): Promise<void> {
-  const o = cluster.options;
-  const web = cluster.bed.spawn(hostName(id), [process.execPath, WEB, '--id', String(id), '--slots', String(o.slots), '--service-ms', String(o.serviceMs)]);
-  await waitForLine(web, (l) => l === 'listening', 10000, `web server on h${id}`);
+  await cluster.startWebServer(id);
 }
 
 // ---------------------------------------------------------------- counters

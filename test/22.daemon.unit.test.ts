@@ -1,0 +1,192 @@
+// The daemon without root: a fake queue (test/support/fake-queue) in place of
+// the addon's, a health probe the test controls, and a real peer (lib/peers)
+// on loopback. What it holds: who gets new connections as peers come and go
+// and services fail and recover, under both policies.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import winston from 'winston';
+import { Daemon } from '../lib/daemon';
+import { loadConfig, type DprConfig } from '../lib/config';
+import { Peers } from '../lib/peers';
+import { FakeQueue } from './support/fake-queue';
+import { writeConfig } from './support/configs';
+import { waitFor } from './support/wait';
+
+const KEY = '00112233445566778899aabbccddeeff';
+const quiet = winston.createLogger({ silent: true });
+
+/** A UDP port free on both loopback addresses the two hosts use (the daemon binds its configured port). */
+async function freePort(): Promise<number> {
+  const s = dgram.createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  const port = s.address().port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+function config(policy: 'hash' | 'load', port: number): Readonly<DprConfig> {
+  return loadConfig({
+    file: writeConfig({
+      self: 0,
+      hosts: [{ id: 0, service: '198.18.0.1', cluster: '127.0.0.1' }, { id: 1, service: '198.18.0.2', cluster: '127.0.0.2' }],
+      clusterCidr: '127.0.0.0/8',
+      policy,
+      peers: { key: KEY, port, heartbeatMs: 50, deadAfterMs: 300 },
+      health: { intervalMs: 20, fastIntervalMs: 20, fall: 2, rise: 2 },
+      load: { threshold: 8 },
+      flows: { stateFile: '' },
+    }),
+    env: {},
+  });
+}
+
+interface Bed {
+  daemon: Daemon;
+  entry: FakeQueue;
+  peer: Peers;
+  setOwnHealth(ok: boolean): void;
+  setOwnLoad(n: number): void;
+  setPeer(o: { healthy?: boolean; load?: number }): void;
+  stop(): Promise<void>;
+}
+
+async function start(policy: 'hash' | 'load'): Promise<Bed> {
+  FakeQueue.reset();
+  const port = await freePort();
+  const c = config(policy, port);
+  let ownHealthy = true;
+  let ownLoad = 0;
+  const peerState = { healthy: true, load: 0 };
+  const daemon = new Daemon(c, {
+    QueueClass: FakeQueue as never,
+    probe: async () => (ownHealthy ? { ok: true } : { ok: false, error: 'ECONNREFUSED' }),
+    listeners: null,
+    countLoad: () => ownLoad,
+  });
+  await daemon.start();
+  const entry = FakeQueue.made.find((q) => q.engine.role === 'entry')!;
+  // Host 1: a bare Peers on 127.0.0.2, heartbeating to the daemon.
+  const peer = new Peers({
+    self: 1, bindAddress: '127.0.0.2', port, peers: [{ id: 0, address: '127.0.0.1' }], key: Buffer.from(KEY, 'hex'),
+    heartbeatMs: 50, deadAfterMs: 300, load: () => peerState.load, healthy: () => peerState.healthy, log: quiet,
+  });
+  await peer.start();
+  return {
+    daemon, entry, peer,
+    setOwnHealth: (ok) => (ownHealthy = ok),
+    setOwnLoad: (n) => (ownLoad = n),
+    setPeer: (o) => {
+      Object.assign(peerState, o);
+      peer.announce();
+    },
+    stop: async () => {
+      await peer.stop();
+      await daemon.stop();
+    },
+  };
+}
+
+const hostsOf = (b: Bed): string => b.entry.lastHosts().join();
+
+describe('22.daemon: hash policy', () => {
+  let b: Bed;
+  before(async () => {
+    b = await start('hash');
+  });
+  after(async () => {
+    await b?.stop();
+  });
+
+  test('new connections go to this host alone until the peer is heard, then to both', async () => {
+    assert.equal(b.entry.tables[0]!.join(), '0', 'the first table, before any peer is heard');
+    await waitFor('the peer in the table', () => hostsOf(b) === '0,1', 2000);
+    assert.equal(b.daemon.status().failOpen, false);
+  });
+
+  test('a failing own service takes this host out of its own table, and the peer hears it at once', async () => {
+    b.setOwnHealth(false);
+    await waitFor('only the peer in the table', () => hostsOf(b) === '1', 2000);
+    await waitFor('the peer sees host 0 unhealthy', () => b.peer.snapshot()[0]!.healthy === false, 1000);
+    assert.equal(b.daemon.status().health.healthy, false);
+    assert.equal(b.peer.snapshot()[0]!.up, true, 'an unhealthy host still heartbeats: it routes');
+  });
+
+  test('with no healthy host, this host serves everything itself (fail open)', async () => {
+    b.setPeer({ healthy: false });
+    await waitFor('fail open', () => b.daemon.status().failOpen, 2000);
+    assert.equal(hostsOf(b), '0');
+  });
+
+  test('the own service recovers after `rise` good checks; the peer comes back when it says so', async () => {
+    b.setOwnHealth(true);
+    await waitFor('healthy again', () => b.daemon.status().health.healthy, 2000);
+    assert.equal(hostsOf(b), '0');
+    assert.equal(b.daemon.status().failOpen, false);
+    const ports = b.daemon.status().health.ports;
+    assert.ok(ports.every((p) => p.streak >= 2), `healthy after fewer than rise=2 good checks: ${JSON.stringify(ports)}`);
+    b.setPeer({ healthy: true });
+    await waitFor('both again', () => hostsOf(b) === '0,1', 2000);
+  });
+
+  test('a peer that stops heartbeating is taken out after deadAfterMs', async () => {
+    await b.peer.stop();
+    await waitFor('the peer out of the table', () => hostsOf(b) === '0', 2000);
+  });
+});
+
+describe('22.daemon: load policy', () => {
+  let b: Bed;
+  before(async () => {
+    b = await start('load');
+    await waitFor('the peer up', () => b.daemon.status().peers[0]!.up, 2000);
+  });
+  after(async () => {
+    await b?.stop();
+  });
+
+  const decide = async (token: number): Promise<number> => {
+    const before = b.entry.decided.length;
+    b.entry.ask([token]);
+    await waitFor('a decision', () => b.entry.decided.length > before, 1000);
+    return b.entry.decided.at(-1)!.targets[0]!;
+  };
+
+  test('a busy host forwards to a less loaded healthy peer, and keeps the connection when balanced', async () => {
+    b.setOwnLoad(20);
+    b.setPeer({ load: 0 });
+    await waitFor('the peer\'s report', () => b.daemon.status().peers[0]!.load === 0, 1000);
+    assert.equal(await decide(1), 1);
+    b.setOwnLoad(3);
+    await new Promise((r) => setTimeout(r, 10)); // past the load meter's 5 ms
+    assert.equal(await decide(2), 0);
+  });
+
+  test('an unhealthy peer is never a candidate, however idle it looks', async () => {
+    b.setOwnLoad(50);
+    b.setPeer({ healthy: false, load: 0 });
+    await waitFor('peer 1 unhealthy', () => !b.daemon.status().peers[0]!.healthy, 1000);
+    await new Promise((r) => setTimeout(r, 10));
+    assert.equal(await decide(3), 0);
+  });
+
+  test('a host whose own service fails forwards every new connection to a healthy peer, whatever the loads', async () => {
+    b.setPeer({ healthy: true, load: 500 });
+    b.setOwnLoad(0);
+    b.setOwnHealth(false);
+    await waitFor('own service unhealthy', () => !b.daemon.status().health.healthy && b.daemon.status().peers[0]!.healthy, 2000);
+    await new Promise((r) => setTimeout(r, 10));
+    assert.equal(await decide(4), 1);
+    b.setOwnHealth(true);
+    await waitFor('healthy again', () => b.daemon.status().health.healthy, 2000);
+  });
+
+  test('a draining host keeps every new connection', async () => {
+    b.setOwnLoad(100);
+    b.setPeer({ load: 0 });
+    void b.daemon.drain(50);
+    await waitFor('draining', () => b.daemon.status().draining, 1000);
+    assert.equal(b.entry.draining.at(-1), true, 'the data path was told');
+    assert.equal(await decide(5), 0);
+  });
+});

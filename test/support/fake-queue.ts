@@ -1,0 +1,84 @@
+// A stand-in for the addon's Queue, for running the daemon without root and
+// without a kernel queue: it records what the daemon pushes (lookup tables,
+// draining, decisions) and lets a test hand it new flows to decide.
+import type { DecisionBatch, EngineOptions, NativeQueue, QueueOptions, QueueStats } from '../../lib/native';
+
+const zeroFlows = { pending: 0, syn: 0, established: 0, closing: 0 };
+
+function zeroStats(queueNum: number): QueueStats {
+  return {
+    queueNum, packets: 0, bytes: 0,
+    actions: { accept: 0, forward: 0, restore: 0, drop: 0, defer: 0 },
+    malformed: { truncated_ip: 0, not_ipv4: 0, bad_ihl: 0, bad_total_length: 0, fragment: 0, not_tcp: 0, truncated_tcp: 0, bad_tcp_offset: 0 },
+    notes: { not_service: 0, not_peer_port: 0, bad_origin: 0, no_flow: 0, no_flow_hashed: 0, table_full: 0, pending_duplicate: 0, draining: 0 },
+    newFlows: { local: 0, forwarded: 0, byHost: [] },
+    checksums: { full: 0, incremental: 0 },
+    flows: { ...zeroFlows, forwarded: { ...zeroFlows }, expired: 0, closed: 0 },
+    queue: {
+      batches: 0, batchPackets: 0, batchMax: 0, recvErrors: 0, enobufs: 0, eintr: 0, sendErrors: 0, verdictErrors: 0, startupAccepted: 0,
+      decisions: { requested: 0, answered: 0, timedOut: 0, late: 0, keptForLocalSocket: 0, sockDiagErrors: 0 },
+    },
+  } as QueueStats;
+}
+
+export class FakeQueue implements NativeQueue {
+  /** Every FakeQueue made, by role, so a test can reach the daemon's. */
+  static readonly made: FakeQueue[] = [];
+  readonly tables: number[][] = [];
+  readonly draining: boolean[] = [];
+  readonly decided: Array<{ tokens: number[]; targets: number[] }> = [];
+  running = false;
+  stopped = false;
+  private packetCount = 0;
+
+  constructor(readonly options: QueueOptions, readonly engine: EngineOptions, readonly onDecide?: (batch: DecisionBatch) => void) {
+    FakeQueue.made.push(this);
+  }
+
+  static reset(): void {
+    FakeQueue.made.length = 0;
+  }
+
+  /** The hosts of the last table pushed (distinct, ascending). */
+  lastHosts(): number[] {
+    return this.tables.at(-1) ?? [];
+  }
+
+  start(): void {
+    this.running = true;
+  }
+  stop(): void {
+    this.running = false;
+    this.stopped = true;
+  }
+  setLookupTable(table: Uint16Array): void {
+    this.tables.push([...new Set(table)].sort((a, b) => a - b));
+  }
+  setDraining(draining: boolean): void {
+    this.draining.push(draining);
+  }
+  decide(tokens: Uint32Array, targets: Uint16Array): void {
+    this.decided.push({ tokens: [...tokens], targets: [...targets] });
+  }
+  stats(): QueueStats {
+    return zeroStats(this.options.queueNum);
+  }
+  exportFlows(): Uint32Array {
+    return new Uint32Array(0);
+  }
+  importFlows(): number {
+    return 0;
+  }
+  packets(): number {
+    return this.packetCount;
+  }
+
+  /** New flows arrive (load policy): the daemon is asked to decide them, as the queue thread would. */
+  ask(tokens: number[]): void {
+    if (!this.onDecide) throw new Error('this queue has no decision callback (hash policy?)');
+    this.packetCount += tokens.length;
+    const batch = new Uint32Array(tokens.length * 5);
+    tokens.forEach((t, i) => batch.set([t, 0xc6120064, 40000 + i, 0x7f000001, 80], i * 5));
+    this.onDecide(batch);
+  }
+}
