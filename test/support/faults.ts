@@ -340,14 +340,16 @@ export interface PeerDeath {
 }
 
 /**
- * Host `victim` dies (its daemon and web server killed) while a steady stream
- * of new connections (one per `intervalMs`) arrives at host `entry`.
+ * Host `victim` dies (its daemon and web server killed; or only its web
+ * server, with `webServerOnly`) while a steady stream of new connections (one
+ * per `intervalMs`) arrives at host `entry`.
  */
-export async function peerDeath(cluster: Cluster, o: { entry: number; victim: number; intervalMs: number; beforeMs: number; afterMs: number; timeoutMs: number; settleMs: number }): Promise<PeerDeath> {
+export async function peerDeath(cluster: Cluster, o: { entry: number; victim: number; intervalMs: number; beforeMs: number; afterMs: number; timeoutMs: number; settleMs: number; webServerOnly?: boolean }): Promise<PeerDeath> {
   const probes = probe(cluster, { address: hostAddress(o.entry), intervalMs: o.intervalMs, durationMs: o.beforeMs + o.afterMs, timeoutMs: o.timeoutMs });
   await sleep(o.beforeMs);
   const killedAt = Date.now();
-  await killHost(cluster, o.victim);
+  if (o.webServerOnly) await cluster.killWebServer(o.victim);
+  else await killHost(cluster, o.victim);
   let detectedMs: number | null = null;
   while (Date.now() - killedAt < o.settleMs) {
     if (!cluster.status(o.entry).liveHosts.includes(o.victim)) {
