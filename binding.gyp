@@ -11,6 +11,10 @@
         "native/queue.cc",
         "native/sock_diag.cc",
         "native/sd_notify.cc",
+        "native/sha256.cc",
+        "native/heartbeat_wire.cc",
+        "native/peer_link.cc",
+        "native/peer_link_binding.cc",
         "native/queue_binding.cc",
         "native/engine_binding.cc",
         "native/binding_util.cc"

@@ -10,7 +10,7 @@ import { restoreAddress, selfHost } from './config';
 import { AnomalyLog } from './anomalies';
 import { eligibleHosts, sameEligibility, type Eligibility } from './eligibility';
 import { FlowSnapshots, type RestoredFlows } from './flow-snapshots';
-import { HealthChecker, makeProbe, sockDiagListeners, type HealthStatus, type ListenerWatch, type Probe } from './health';
+import { HealthChecker, makeProbe, type HealthStatus, type Probe } from './health';
 import { forwardedInConnections } from './host';
 import { LoadMeter } from './load-meter';
 import { LoopLag } from './loop-lag';
@@ -39,17 +39,16 @@ export interface DaemonStatus {
   heartbeats: ReturnType<Peers['counters']> | null;
   /** Flows read back from flows.stateFile at start, and of those the ones another host serves. */
   restored: RestoredFlows;
-  /** The longest the event loop ran the heartbeat timer late over the last 10 s. */
+  /** The longest the event loop ran a 1-s timer late over the last 10 s. */
   eventLoopLagMaxMs: number;
 }
 
 type QueueCtor = typeof Queue;
 
-/** What a test may replace: the queue class (a fake, no root needed), the health probe and listener watch, the load count. */
+/** What a test may replace: the queue class (a fake, no root needed), the health probe, the load count. */
 export interface DaemonParts {
   QueueClass?: QueueCtor;
   probe?: Probe;
-  listeners?: ListenerWatch | null;
   countLoad?: (ports: readonly number[]) => number;
 }
 
@@ -57,12 +56,15 @@ export interface DaemonParts {
 const LOAD_DECISION_MAX_AGE_MS = 5;
 const LOAD_IDLE_MAX_AGE_MS = 10_000;
 const STATUS_LOAD_MAX_AGE_MS = 500;
+/** How often the load heartbeats report is looked at (measured only if traffic passed: lib/load-meter.ts). */
+const LOAD_REPORT_EVERY_MS = 1000;
 
 export class Daemon extends EventEmitter {
   private entry: NativeQueue | null = null;
   private serve: NativeQueue | null = null;
   private peers: Peers | null = null;
   private anomalyTimer: NodeJS.Timeout | null = null;
+  private reportTimer: NodeJS.Timeout | null = null;
   private draining = false;
   private stopped = false;
   private eligibility: Eligibility | null = null;
@@ -83,8 +85,7 @@ export class Daemon extends EventEmitter {
     this.QueueClass = parts.QueueClass ?? Queue;
     const h = c.health;
     const settings = { ...h, ports: c.servicePorts };
-    this.health = new HealthChecker(settings, parts.probe ?? makeProbe(settings, selfHost(c).service),
-      parts.listeners === undefined ? sockDiagListeners : parts.listeners, logger('health'));
+    this.health = new HealthChecker(settings, parts.probe ?? makeProbe(settings, selfHost(c).service), logger('health'));
     this.meter = new LoadMeter({
       ports: c.servicePorts,
       decisionMaxAgeMs: LOAD_DECISION_MAX_AGE_MS,
@@ -94,6 +95,8 @@ export class Daemon extends EventEmitter {
       activity: () => (this.entry?.packets() ?? 0) + (this.serve?.packets() ?? 0),
       log: logger('load'),
       count: parts.countLoad,
+      // Every measurement, whatever asked for it, is what the next heartbeat says.
+      onMeasured: (load) => this.peers?.setLocal({ load }),
     });
     this.policy = createPolicy(c, {
       meter: this.meter,
@@ -122,10 +125,15 @@ export class Daemon extends EventEmitter {
       this.entry.start();
       this.snapshots.start(this.entry);
       this.peers = this.makePeers(key);
+      this.peers.setLocal({ load: this.meter.forReport(), draining: this.draining, healthy: this.health.healthy });
       this.peers.on('change', () => this.updateEligibility());
-      this.health.on('change', () => {
+      this.peers.on('listener', (port, lost) => {
+        if (lost) this.health.listenerLost(port);
+      });
+      // setLocal announces the change at once.
+      this.health.on('change', (healthy) => {
+        this.peers?.setLocal({ healthy });
         this.updateEligibility();
-        this.peers?.announce();
       });
       await this.peers.start();
     } catch (err) {
@@ -137,8 +145,18 @@ export class Daemon extends EventEmitter {
     this.anomalyTimer = setInterval(() => {
       anomalies.check('entry', this.entry?.stats() ?? null);
       anomalies.check('serve', this.serve?.stats() ?? null);
+      this.peers?.logRejections();
     }, 10_000);
     this.anomalyTimer.unref();
+    // The one timer an idle daemon runs often: it also tells how late the event loop is.
+    let due = performance.now() + LOAD_REPORT_EVERY_MS;
+    this.reportTimer = setInterval(() => {
+      const now = performance.now();
+      this.loopLag.sample(now - due);
+      due = now + LOAD_REPORT_EVERY_MS;
+      this.meter.forReport();
+    }, LOAD_REPORT_EVERY_MS);
+    this.reportTimer.unref();
     this.log.info('started', { self: c.self, policy: c.policy, healthy: this.health.healthy, entryQueue: c.queues.entry, serveQueue: c.queues.serve });
   }
 
@@ -152,10 +170,8 @@ export class Daemon extends EventEmitter {
       key,
       heartbeatMs: c.peers.heartbeatMs,
       deadAfterMs: c.peers.deadAfterMs,
-      load: () => this.meter.forReport(),
-      draining: () => this.draining,
-      healthy: () => this.health.healthy,
-      onTick: (lateMs) => this.loopLag.sample(lateMs),
+      watchPorts: c.health.type !== 'none' && c.health.listenerCheckMs > 0 ? c.servicePorts : [],
+      watchEveryMs: c.health.listenerCheckMs,
       log: logger('peers'),
     });
   }
@@ -182,7 +198,7 @@ export class Daemon extends EventEmitter {
     if (!this.draining) {
       this.draining = true;
       this.entry?.setDraining(true);
-      this.peers?.announce();
+      this.peers?.setLocal({ draining: true });
       this.log.info('draining', { timeoutMs });
     }
     const deadline = Date.now() + timeoutMs;
@@ -204,7 +220,8 @@ export class Daemon extends EventEmitter {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.anomalyTimer) clearInterval(this.anomalyTimer);
-    this.anomalyTimer = null;
+    if (this.reportTimer) clearInterval(this.reportTimer);
+    this.anomalyTimer = this.reportTimer = null;
     this.health.stop();
     // Entry first: from here on new connections are served here (fail-open)
     // and forwarded flows wait for the next daemon, which reads the snapshot.

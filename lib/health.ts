@@ -2,8 +2,10 @@
 // two layers, so that the common failure is seen fast and checking stays cheap:
 // - the listener watch: every `listenerCheckMs`, one sock_diag dump of the
 //   listening sockets (~50 µs; the kernel reads only its small listener
-//   table). No listener on a port (the server crashed, or a deploy restarts
-//   it) makes the port unhealthy at once: connections would be refused.
+//   table), done by the heartbeat thread (native/peer_link.cc) so it wakes
+//   nothing; it calls listenerLost(). No listener on a port (the server
+//   crashed, or a deploy restarts it) makes the port unhealthy at once:
+//   connections would be refused.
 // - the check proper, as HAProxy users know it: a TCP connect or an HTTP GET
 //   every `intervalMs` (`fastIntervalMs` while a port is down or changing
 //   state), `fall` failures in a row make a port unhealthy, `rise` successes
@@ -42,8 +44,6 @@ export interface ProbeResult {
 }
 
 export type Probe = (port: number) => Promise<ProbeResult>;
-/** The ports that have a listener, or null when that cannot be told (no sock_diag). */
-export type ListenerWatch = (ports: readonly number[]) => Set<number> | null;
 
 export interface PortHealth {
   port: number;
@@ -68,18 +68,6 @@ export interface HealthStatus {
 
 interface HealthEvents {
   change: [healthy: boolean];
-}
-
-/** The ports with a listening socket, from sock_diag; null where sock_diag is missing. */
-export function sockDiagListeners(ports: readonly number[]): Set<number> | null {
-  try {
-    // Required here, not at the top, like lib/host.ts: only the daemon needs the addon.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { listListeners } = require('./native') as typeof import('./native');
-    return new Set(listListeners(ports).map((l) => l.port));
-  } catch {
-    return null;
-  }
 }
 
 /** A TCP connect, or an HTTP GET whose status must be in the accepted list. */
@@ -119,7 +107,6 @@ export function makeProbe(s: HealthSettings, serviceAddress: string): Probe {
 export class HealthChecker extends EventEmitter<HealthEvents> {
   private readonly ports: PortHealth[];
   private readonly timers = new Map<number, NodeJS.Timeout>();
-  private watchTimer: NodeJS.Timeout | null = null;
   private running = false;
   private isHealthy: boolean;
   private since = Date.now();
@@ -127,7 +114,6 @@ export class HealthChecker extends EventEmitter<HealthEvents> {
   constructor(
     private readonly s: HealthSettings,
     private readonly probe: Probe,
-    private readonly watch: ListenerWatch | null,
     private readonly log: Logger,
   ) {
     super();
@@ -144,18 +130,12 @@ export class HealthChecker extends EventEmitter<HealthEvents> {
     if (this.s.type === 'none' || this.running) return;
     this.running = true;
     await Promise.all(this.ports.map((p) => this.check(p)));
-    if (this.watch && this.s.listenerCheckMs > 0) {
-      this.watchTimer = setInterval(() => this.watchListeners(), this.s.listenerCheckMs);
-      this.watchTimer.unref();
-    }
   }
 
   stop(): void {
     this.running = false;
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
-    if (this.watchTimer) clearInterval(this.watchTimer);
-    this.watchTimer = null;
   }
 
   status(): HealthStatus {
@@ -190,16 +170,13 @@ export class HealthChecker extends EventEmitter<HealthEvents> {
     this.timers.set(p.port, timer);
   }
 
-  private watchListeners(): void {
-    const listening = this.watch?.(this.s.ports) ?? null;
-    if (listening === null) return;
-    for (const p of this.ports) {
-      if (listening.has(p.port) || p.healthy !== true) continue;
-      // Certain, not a guess: a connection to this port would be refused now.
-      p.listenerLost++;
-      this.record(p, { ok: false, error: 'no listener' }, true);
-      this.schedule(p);
-    }
+  /** The listener watch found no listener on `port`: certain, not a guess (a connection would be refused now). */
+  listenerLost(port: number): void {
+    const p = this.ports.find((x) => x.port === port);
+    if (!this.running || !p || p.healthy !== true) return;
+    p.listenerLost++;
+    this.record(p, { ok: false, error: 'no listener' }, true);
+    this.schedule(p);
   }
 
   private record(p: PortHealth, r: ProbeResult, certain = false): void {

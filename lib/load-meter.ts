@@ -7,10 +7,13 @@
 // is measured only as often as someone needs it fresh:
 // - a load-policy decision: at most `decisionMaxAgeMs` old, plus the new
 //   connections kept here since (not established yet when measured);
-// - a heartbeat report: re-measured once `reportMaxAgeMs` has passed if
-//   traffic passed through the queues since, or once `idleMaxAgeMs` has
-//   passed anyway (connections that close while no new ones come only make
-//   an idle host look busier than it is, which nobody acts on).
+// - a heartbeat report (looked at every second by the daemon): re-measured
+//   once `reportMaxAgeMs` has passed if traffic passed through the queues
+//   since, or once `idleMaxAgeMs` has passed anyway (connections that close
+//   while no new ones come only make an idle host look busier than it is,
+//   which nobody acts on).
+// Every new value goes to the heartbeats (onMeasured), so under the load
+// policy, which measures at decision time, reports are as fresh as that.
 import { countEstablished } from './native';
 import { activeConnections } from './host';
 import { RateLimitedWarning, type Logger } from './log';
@@ -27,6 +30,8 @@ export interface LoadMeterOptions {
   count?: (ports: readonly number[]) => number;
   fallback?: (ports: readonly number[]) => number;
   now?: () => number;
+  /** Told every new value (the heartbeats carry it). */
+  onMeasured?: (load: number) => void;
 }
 
 export class LoadMeter {
@@ -87,6 +92,7 @@ export class LoadMeter {
     this.kept = 0;
     try {
       this.value = this.count(this.o.ports);
+      this.o.onMeasured?.(this.value);
       return;
     } catch (err) {
       // sock_diag missing (a kernel without inet_diag): /proc is slower but right.
@@ -94,6 +100,7 @@ export class LoadMeter {
     }
     try {
       this.value = this.fallback(this.o.ports);
+      this.o.onMeasured?.(this.value);
     } catch (err) {
       this.warning.warn('cannot read /proc/net/tcp either; the load stays at its last value', { error: (err as Error).message });
     }

@@ -1,8 +1,8 @@
-// How late the event loop runs, from a timer that runs anyway (the heartbeat
-// tick: lib/peers.ts), instead of a timer of its own: prom-client's default
+// How late the event loop runs, from a timer that runs anyway (the daemon's
+// 1-s load report), instead of a timer of its own: prom-client's default
 // event-loop monitor wakes the process every 10 ms, which cost an idle daemon
-// about 7 ms of CPU per second (measured). The heartbeat is what lag hurts
-// first: a tick late by `peers.deadAfterMs` makes peers call this host down.
+// about 7 ms of CPU per second (measured). Lag delays `load`-policy
+// decisions and health checks (heartbeats run in their own native thread).
 
 /** The largest lateness seen over the last `windowMs`, in windows of a tenth of it. */
 export class LoopLag {

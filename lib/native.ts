@@ -153,12 +153,67 @@ export interface NativeQueue {
   readonly running: boolean;
 }
 
+export interface PeerLinkOptions {
+  self: number;
+  bindAddress: string;
+  /** 0: any free port (see localPort()). */
+  port: number;
+  key: Uint8Array;
+  heartbeatMs: number;
+  deadAfterMs: number;
+  /** Service ports whose listeners the thread watches; events 6/7 when one is lost or back. */
+  watchPorts?: Uint16Array;
+  watchEveryMs?: number;
+}
+
+/** What the heartbeat thread says happened: [type, id, value] triples (native/peer_link.h PeerEventType). */
+export const PEER_EVENTS = ['up', 'down', 'restarted', 'draining', 'health', 'removed', 'listenerLost', 'listenerBack'] as const;
+export type PeerEventName = (typeof PEER_EVENTS)[number];
+
+export interface NativePeerView {
+  id: number;
+  address: string;
+  port: number;
+  up: boolean;
+  draining: boolean;
+  healthy: boolean;
+  load: number;
+  epoch: number | null;
+  seq: number | null;
+  lastHeardMs: number | null;
+}
+
+export interface NativePeerCounters {
+  sent: number;
+  sendErrors: number;
+  received: number;
+  accepted: number;
+  rejected: Record<'truncated' | 'bad_magic' | 'bad_type' | 'unknown_peer' | 'wrong_source' | 'bad_mac' | 'replay', number>;
+  ticks: number;
+  /** The thread's largest lateness since the last read (reset by reading). */
+  tickLateMaxMs: number;
+}
+
+/** Heartbeats in a native thread (native/peer_link.h); lib/peers.ts is its one user. */
+export interface NativePeerLink {
+  start(): void;
+  stop(): void;
+  setPeers(peers: Array<{ id: number; address: string; port: number }>): void;
+  setLocal(load: number, draining: boolean, healthy: boolean): void;
+  announce(): void;
+  snapshot(): NativePeerView[];
+  counters(): NativePeerCounters;
+  localPort(): number;
+}
+
 interface Addon {
   Engine: new (options: EngineOptions) => NativeEngine;
+  PeerLink: new (options: PeerLinkOptions, onEvents: (events: Uint32Array) => void) => NativePeerLink;
   Queue: new (queue: QueueOptions, engine: EngineOptions, onDecide?: (batch: DecisionBatch) => void) => NativeQueue;
   setErrorClass(ctor: typeof DprNativeError): void;
   countEstablished(ports: Uint16Array): number;
   listListeners(ports: Uint16Array): Listener[];
+  hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array;
   sdNotify(socketPath: string, state: string): void;
 }
 
@@ -179,6 +234,7 @@ addon.setErrorClass(DprNativeError);
 
 export const Engine = addon.Engine;
 export const Queue = addon.Queue;
+export const PeerLink = addon.PeerLink;
 
 /**
  * Established TCP sockets on these local ports, IPv4 and IPv6 (dual-stack
@@ -197,6 +253,11 @@ export interface Listener {
   port: number;
   /** IPv6 only: takes no IPv4 connections (IPV6_V6ONLY). */
   v6only: boolean;
+}
+
+/** The heartbeats' own HMAC-SHA256 (native/sha256.h); tests hold it to RFC 4231 and Node's crypto. */
+export function hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array {
+  return addon.hmacSha256(key, data);
 }
 
 /** Listening TCP sockets on these ports, both families, in this network namespace. */

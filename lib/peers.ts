@@ -1,19 +1,24 @@
 // Peer membership and load exchange: every host sends a signed heartbeat to
 // every other host each `heartbeatMs`; a peer is up from its first valid
 // heartbeat and down when no valid one came for `deadAfterMs`. The routing
-// policies read the live set (Maglev table) and the loads (`load` policy).
+// policies read who is eligible (lib/eligibility.ts) and the loads (`load`
+// policy).
 //
 // Only datagrams that are well formed, from a configured peer at its
 // configured address, correctly signed and newer than the last accepted one
 // from that peer change anything; everything else is counted by reason.
 // See docs/peers.md for the wire format, replay rules and timing.
-import dgram from 'node:dgram';
+//
+// The heartbeats themselves run in a native thread (native/peer_link.h): one
+// wakeup per period for sending and reading everything that arrived, where a
+// JavaScript socket woke the event loop once per datagram. This class is the
+// TypeScript face of it: validation, events, logs. lib/heartbeat.ts is the
+// same wire format in TypeScript, for tests and tools.
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { performance } from 'node:perf_hooks';
-import { encodeHeartbeat, parseHeartbeat, toU32, verifyHeartbeatMac, type Heartbeat } from './heartbeat';
-import { logger, RateLimitedWarning, type Logger } from './log';
+import { logger, type Logger } from './log';
+import { PEER_EVENTS, PeerLink, type NativePeerLink, type NativePeerView } from './native';
 
 export const REJECT_REASONS = [
   'truncated', 'bad_magic', 'bad_type', 'unknown_peer', 'wrong_source', 'bad_mac', 'replay',
@@ -43,14 +48,19 @@ export interface PeersOptions {
   heartbeatMs: number;
   /** No valid heartbeat for this long: the peer is down. Several heartbeats, so one lost datagram does not flap. */
   deadAfterMs: number;
-  /** Active connections this host serves, read once per heartbeat. */
-  load: () => number;
-  draining?: () => boolean;
-  /** This host's own web service passes its health checks (default: always). */
-  healthy?: () => boolean;
-  /** Called every tick with how late the event loop ran it, in ms (lib/loop-lag.ts). */
-  onTick?: (lateMs: number) => void;
+  /** Service ports whose listeners the heartbeat thread watches (health: lib/health.ts); 'listener' events. */
+  watchPorts?: readonly number[];
+  watchEveryMs?: number;
   log?: Logger;
+}
+
+/** What this host says about itself in its heartbeats. */
+export interface LocalState {
+  /** Active connections it serves. */
+  load: number;
+  draining: boolean;
+  /** Its own web service passes its health checks. */
+  healthy: boolean;
 }
 
 export interface PeerView {
@@ -63,7 +73,7 @@ export interface PeerView {
   healthy: boolean;
   /**
    * Which report `load` is: the peer's epoch and heartbeat sequence, one
-   * number that grows with every accepted heartbeat (null if none yet). A
+   * value that changes with every accepted heartbeat (null if none yet). A
    * policy that corrects reports by its own sends since starts over when it
    * changes.
    */
@@ -88,20 +98,8 @@ interface PeersEvents {
   down: [id: number];
   /** The set of live peers, or the draining or health flag of a live one, changed. */
   change: [];
-}
-
-interface PeerState {
-  readonly id: number;
-  readonly address: string;
-  readonly port: number;
-  up: boolean;
-  load: number;
-  draining: boolean;
-  healthy: boolean;
-  epoch: bigint | null;
-  seq: bigint;
-  /** performance.now() of the last valid heartbeat: monotonic, immune to clock steps. */
-  heardAt: number | null;
+  /** A watched service port lost its listener (true) or has one again (false). */
+  listener: [port: number, lost: boolean];
 }
 
 function assertInt(value: number, min: number, max: number, name: string): void {
@@ -135,80 +133,51 @@ function validatePeers(peers: readonly PeerConfig[], family: number): void {
   }
 }
 
-/** (epoch, seq) must grow strictly: a captured datagram sent again is refused. */
-function isNewer(hb: Heartbeat, peer: PeerState): boolean {
-  if (peer.epoch === null) return true;
-  if (hb.epoch !== peer.epoch) return hb.epoch > peer.epoch;
-  return hb.seq > peer.seq;
-}
-
 export class Peers extends EventEmitter<PeersEvents> {
   private readonly opts: PeersOptions;
   private readonly log: Logger;
-  private readonly peers = new Map<number, PeerState>();
-  private readonly rejectWarnings = new Map<RejectReason, RateLimitedWarning>();
-  private readonly sendWarning: RateLimitedWarning;
-  private readonly stats: PeersCounters;
-  private socket: dgram.Socket | null = null;
-  private timer: NodeJS.Timeout | null = null;
-  private epoch = 0n;
-  private seq = 0n;
-  private lastLoad = 0;
-  private lastTickAt: number | null = null;
+  private readonly link: NativePeerLink;
+  private peerList: PeerConfig[];
+  private local: LocalState = { load: 0, draining: false, healthy: true };
+  private lastRejected: Record<RejectReason, number> | null = null;
 
   constructor(opts: PeersOptions) {
     super();
     validateOptions(opts);
     this.opts = opts;
     this.log = opts.log ?? logger('peers');
-    this.addPeers(opts.peers);
-    for (const reason of REJECT_REASONS) this.rejectWarnings.set(reason, new RateLimitedWarning(this.log));
-    this.sendWarning = new RateLimitedWarning(this.log);
-    this.stats = {
-      sent: 0, sendErrors: 0, received: 0, accepted: 0,
-      rejected: Object.fromEntries(REJECT_REASONS.map((r) => [r, 0])) as Record<RejectReason, number>,
-    };
+    this.link = new PeerLink({
+      self: opts.self, bindAddress: opts.bindAddress, port: opts.port, key: opts.key,
+      heartbeatMs: opts.heartbeatMs, deadAfterMs: opts.deadAfterMs,
+      watchPorts: Uint16Array.from(opts.watchPorts ?? []), watchEveryMs: opts.watchEveryMs ?? 250,
+    }, (events) => this.onEvents(events));
+    this.peerList = [];
+    this.setPeers(opts.peers);
   }
 
-  /** Binds the socket, then heartbeats at once (peers see us up without waiting a period) and every heartbeatMs. */
+  /** Binds the socket and starts heartbeating at once (peers see us up within a round trip) and every heartbeatMs. */
   async start(): Promise<void> {
-    if (this.socket) throw new Error('peers: already started');
-    const socket = dgram.createSocket(net.isIPv6(this.opts.bindAddress) ? 'udp6' : 'udp4');
-    socket.on('message', (buf, rinfo) => this.onMessage(buf, rinfo));
-    await bind(socket, this.opts.port, this.opts.bindAddress);
-    // After bind, errors are per-datagram trouble (ICMP feedback etc.): log, keep running.
-    socket.on('error', (err) => this.log.warn('peers socket error', { error: err.message }));
-    this.socket = socket;
-    // A restart within the same millisecond must still look newer to peers.
-    this.epoch = BigInt(Math.max(Date.now(), Number(this.epoch) + 1));
-    this.seq = 0n;
-    this.timer = setInterval(() => this.tick(), this.opts.heartbeatMs);
+    this.link.start();
     this.log.info('peers started', {
-      self: this.opts.self, bind: `${this.opts.bindAddress}:${this.opts.port}`,
-      peers: this.peers.size, heartbeatMs: this.opts.heartbeatMs, deadAfterMs: this.opts.deadAfterMs,
+      self: this.opts.self, bind: `${this.opts.bindAddress}:${this.link.localPort()}`,
+      peers: this.peerList.length, heartbeatMs: this.opts.heartbeatMs, deadAfterMs: this.opts.deadAfterMs,
     });
-    this.tick();
   }
 
   /**
-   * Stops sending and closes the socket, so nothing keeps the process alive.
-   * Peers are then shown down (we no longer know), without events: the owner
-   * is shutting down. Replay state is kept for a later start().
+   * Stops sending and closes the socket. Peers are then shown down (we no
+   * longer know), without events: the owner is shutting down. Replay state is
+   * kept for a later start().
    */
   async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    this.lastTickAt = null;
-    const socket = this.socket;
-    this.socket = null;
-    if (socket) await new Promise<void>((resolve) => socket.close(() => resolve()));
-    for (const peer of this.peers.values()) peer.up = false;
+    this.link.stop();
   }
 
   /** The UDP port the socket is bound to (after start()); the configured one unless that was 0. */
   localPort(): number {
-    if (!this.socket) throw new Error('peers: not started');
-    return this.socket.address().port;
+    const port = this.link.localPort();
+    if (port === 0) throw new Error('peers: not started');
+    return port;
   }
 
   /**
@@ -219,171 +188,87 @@ export class Peers extends EventEmitter<PeersEvents> {
    */
   setPeers(peers: readonly PeerConfig[]): void {
     validatePeers(peers, net.isIP(this.opts.bindAddress));
-    const wanted = new Map(peers.filter((p) => p.id !== this.opts.self).map((p) => [p.id, p]));
-    let changed = false;
-    for (const [id, state] of this.peers) {
-      const w = wanted.get(id);
-      if (w && w.address === state.address && (w.port ?? this.opts.port) === state.port) continue;
-      this.peers.delete(id);
-      if (state.up) {
-        changed = true;
-        this.log.info('peer removed', { peer: id });
-      }
-    }
-    this.addPeers([...wanted.values()].filter((p) => !this.peers.has(p.id)));
-    if (changed) this.emit('change');
+    this.peerList = peers.filter((p) => p.id !== this.opts.self).map((p) => ({ ...p }));
+    this.link.setPeers(this.peerList.map((p) => ({ id: p.id, address: p.address, port: p.port ?? this.opts.port })));
   }
 
-  private addPeers(peers: readonly PeerConfig[]): void {
-    for (const p of peers) {
-      if (p.id === this.opts.self) continue;
-      this.peers.set(p.id, {
-        id: p.id, address: p.address, port: p.port ?? this.opts.port,
-        up: false, load: 0, draining: false, healthy: true, epoch: null, seq: 0n, heardAt: null,
-      });
-    }
+  /** What this host's heartbeats say about it; a change of draining or health is announced at once. */
+  setLocal(state: Partial<LocalState>): void {
+    this.local = { ...this.local, ...state };
+    this.link.setLocal(Math.min(Math.max(Math.floor(this.local.load), 0), 0xffff_ffff), this.local.draining, this.local.healthy);
+  }
+
+  /** Sends a heartbeat now, out of turn. */
+  announce(): void {
+    this.link.announce();
   }
 
   snapshot(): PeerView[] {
-    const now = performance.now();
-    return [...this.peers.values()].map((p) => ({
+    return this.link.snapshot().map((p: NativePeerView) => ({
       id: p.id, address: p.address, up: p.up, load: p.load, draining: p.draining, healthy: p.healthy,
       report: p.epoch === null ? null : `${p.epoch}:${p.seq}`,
-      lastHeardMs: p.heardAt === null ? null : Math.round(now - p.heardAt),
-      epoch: p.epoch === null ? null : Number(p.epoch),
+      lastHeardMs: p.lastHeardMs, epoch: p.epoch,
     }));
   }
 
   counters(): PeersCounters {
-    return { ...this.stats, rejected: { ...this.stats.rejected } };
+    const c = this.link.counters();
+    return { sent: c.sent, sendErrors: c.sendErrors, received: c.received, accepted: c.accepted, rejected: { ...c.rejected } };
   }
 
-  /**
-   * Sends a heartbeat now, out of turn: this host's draining or health just
-   * changed, and peers should not wait a period to hear it.
-   */
-  announce(): void {
-    this.sendHeartbeats();
+  /** One warning with the rejected heartbeats since the last call, if any (the daemon calls it every 10 s). */
+  logRejections(): void {
+    const now = this.counters().rejected;
+    const before = this.lastRejected;
+    this.lastRejected = now;
+    if (!before) return;
+    const grown = Object.fromEntries(REJECT_REASONS.map((r) => [r, now[r] - before[r]]).filter(([, n]) => (n as number) > 0));
+    if (Object.keys(grown).length) this.log.warn('heartbeats rejected', { byReason: grown });
   }
 
-  private tick(): void {
-    const now = performance.now();
-    if (this.lastTickAt !== null) this.opts.onTick?.(now - this.lastTickAt - this.opts.heartbeatMs);
-    this.lastTickAt = now;
-    this.sendHeartbeats();
-    this.checkLiveness();
-  }
-
-  /** One datagram per period, the same bytes to every peer: one seq, one HMAC. */
-  private sendHeartbeats(): void {
-    const socket = this.socket;
-    if (!socket) return;
-    this.seq++;
-    const datagram = encodeHeartbeat({
-      sender: this.opts.self, draining: this.opts.draining?.() ?? false,
-      epoch: this.epoch, seq: this.seq, load: this.readLoad(), healthy: this.opts.healthy?.() ?? true,
-    }, this.opts.key);
-    for (const peer of this.peers.values()) {
-      socket.send(datagram, peer.port, peer.address, (err) => {
-        if (!err) {
-          this.stats.sent++;
-          return;
-        }
-        // Unreachable peers are expected while they are down: count, never throw.
-        this.stats.sendErrors++;
-        this.sendWarning.warn('heartbeat send failed', { peer: peer.id, error: err.message });
-      });
-    }
-  }
-
-  /** A throwing load callback must not stop heartbeats (peers would think us dead): resend the last value. */
-  private readLoad(): number {
-    try {
-      this.lastLoad = toU32(this.opts.load());
-    } catch (err) {
-      this.sendWarning.warn('load() threw; reporting the last value', { error: (err as Error).message });
-    }
-    return this.lastLoad;
-  }
-
-  private checkLiveness(): void {
-    const now = performance.now();
+  private onEvents(events: Uint32Array): void {
     let changed = false;
-    for (const peer of this.peers.values()) {
-      if (!peer.up || peer.heardAt === null || now - peer.heardAt <= this.opts.deadAfterMs) continue;
-      peer.up = false;
-      changed = true;
-      this.log.warn('peer down', { peer: peer.id, silentMs: Math.round(now - peer.heardAt) });
-      this.emit('down', peer.id);
+    for (let i = 0; i + 2 < events.length; i += 3) {
+      const type = PEER_EVENTS[events[i]!];
+      const id = events[i + 1]!;
+      const value = events[i + 2]!;
+      switch (type) {
+        case 'up':
+          this.log.info('peer up', { peer: id, draining: (value & 1) !== 0, healthy: (value & 2) === 0 });
+          this.emit('up', id);
+          changed = true;
+          break;
+        case 'down':
+          this.log.warn('peer down', { peer: id, silentMs: value });
+          this.emit('down', id);
+          changed = true;
+          break;
+        case 'restarted':
+          this.log.info('peer restarted', { peer: id });
+          break;
+        case 'draining':
+          this.log.info(value ? 'peer draining' : 'peer no longer draining', { peer: id });
+          changed = true;
+          break;
+        case 'health':
+          if (value) this.log.info('peer healthy again', { peer: id });
+          else this.log.warn('peer unhealthy: its web service fails its health checks', { peer: id });
+          changed = true;
+          break;
+        case 'removed':
+          this.log.info('peer removed', { peer: id });
+          changed = true;
+          break;
+        case 'listenerLost':
+        case 'listenerBack':
+          this.emit('listener', id, type === 'listenerLost');
+          break;
+        default:
+          break;
+      }
     }
     if (changed) this.emit('change');
   }
-
-  private onMessage(buf: Buffer, rinfo: dgram.RemoteInfo): void {
-    this.stats.received++;
-    const reason = this.judge(buf, rinfo);
-    if (reason === null) return;
-    this.stats.rejected[reason]++;
-    this.rejectWarnings.get(reason)!.warn('heartbeat rejected', { reason, from: `${rinfo.address}:${rinfo.port}` });
-  }
-
-  /** Cheap checks first, the HMAC only for datagrams that claim a real peer from its real address. */
-  private judge(buf: Buffer, rinfo: dgram.RemoteInfo): RejectReason | null {
-    const parsed = parseHeartbeat(buf);
-    if (!parsed.ok) return parsed.reason;
-    const hb = parsed.heartbeat;
-    // Self is not in the map, so our own id from outside is unknown too.
-    const peer = this.peers.get(hb.sender);
-    if (!peer) return 'unknown_peer';
-    // Address only: the source port is the sender's ephemeral choice.
-    if (rinfo.address !== peer.address) return 'wrong_source';
-    if (!verifyHeartbeatMac(buf, this.opts.key)) return 'bad_mac';
-    if (!isNewer(hb, peer)) return 'replay';
-    this.accept(peer, hb);
-    return null;
-  }
-
-  private accept(peer: PeerState, hb: Heartbeat): void {
-    this.stats.accepted++;
-    if (peer.epoch !== null && hb.epoch !== peer.epoch) {
-      this.log.info('peer restarted', { peer: peer.id, epoch: Number(hb.epoch) });
-    }
-    const wasUp = peer.up;
-    const drainingChanged = peer.draining !== hb.draining;
-    const healthChanged = peer.healthy !== hb.healthy;
-    peer.up = true;
-    peer.load = hb.load;
-    peer.draining = hb.draining;
-    peer.healthy = hb.healthy;
-    peer.epoch = hb.epoch;
-    peer.seq = hb.seq;
-    peer.heardAt = performance.now();
-    if (!wasUp) {
-      this.log.info('peer up', { peer: peer.id, draining: hb.draining, healthy: hb.healthy });
-      this.emit('up', peer.id);
-    } else {
-      if (drainingChanged) this.log.info(hb.draining ? 'peer draining' : 'peer no longer draining', { peer: peer.id });
-      if (healthChanged) {
-        if (hb.healthy) this.log.info('peer healthy again', { peer: peer.id });
-        else this.log.warn('peer unhealthy: its web service fails its health checks', { peer: peer.id });
-      }
-    }
-    if (!wasUp || drainingChanged || healthChanged) this.emit('change');
-  }
-}
-
-function bind(socket: dgram.Socket, port: number, address: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: Error): void => {
-      socket.close();
-      reject(new Error(`peers: cannot bind UDP ${address}:${port}: ${err.message}`));
-    };
-    socket.once('error', onError);
-    socket.bind(port, address, () => {
-      socket.off('error', onError);
-      resolve();
-    });
-  });
 }
 
 /**

@@ -1,6 +1,6 @@
 // The daemon process's own metrics, read at scrape time only: CPU, memory,
 // file descriptors, start time, and how late the event loop runs (from the
-// heartbeat timer, lib/loop-lag.ts). Not prom-client's default set, whose
+// daemon's 1-s report timer, lib/loop-lag.ts). Not prom-client's default set, whose
 // event-loop monitor wakes the process every 10 ms: about 7 ms of CPU per
 // second on an idle daemon, seven times the whole daemon's idle budget.
 import fs from 'node:fs';
@@ -29,7 +29,7 @@ export function registerProcessMetrics(registry: Registry, loopLagMs: () => numb
   new Gauge({ name: 'dpr_process_start_time_seconds', help: 'When the daemon started, seconds since 1970.', registers: [registry] }).set(startSeconds);
   new Gauge({ name: 'dpr_nodejs_heap_size_used_bytes', help: 'JavaScript heap in use.', registers: [registry], collect() { this.set(process.memoryUsage().heapUsed); } });
   new Gauge({
-    name: 'dpr_nodejs_eventloop_lag_max_seconds', help: 'The longest the event loop ran the heartbeat timer late over the last 10 s.', registers: [registry],
+    name: 'dpr_nodejs_eventloop_lag_max_seconds', help: 'The longest the event loop ran a 1-s timer of the daemon late over the last 10 s.', registers: [registry],
     collect() { this.set(loopLagMs() / 1000); },
   });
 }

@@ -10,11 +10,13 @@
 
 #include "binding_util.h"
 #include "sd_notify.h"
+#include "sha256.h"
 #include "sock_diag.h"
 
 namespace dpr {
 Napi::Function DefineEngine(Napi::Env env);
 Napi::Function DefineQueue(Napi::Env env);
+Napi::Function DefinePeerLink(Napi::Env env);
 }  // namespace dpr
 
 namespace {
@@ -62,6 +64,22 @@ Napi::Value ListListeners(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// hmacSha256(key, data): the heartbeats' own HMAC (native/sha256.h), for the
+// tests that hold it to RFC 4231 and to Node's crypto. Nothing else uses it.
+Napi::Value HmacSha256Of(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  for (int i = 0; i < 2; ++i) {
+    if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      dpr::ThrowError(env, "EINVAL", 0, "hmacSha256(key, data): both must be Uint8Arrays");
+    }
+  }
+  auto key = info[0].As<Napi::Uint8Array>();
+  auto data = info[1].As<Napi::Uint8Array>();
+  Napi::Uint8Array out = Napi::Uint8Array::New(env, 32);
+  dpr::HmacSha256(key.Data(), key.ElementLength()).Mac(data.Data(), data.ElementLength(), out.Data());
+  return out;
+}
+
 // sdNotify(socketPath, state): one sd_notify(3) datagram; throws on failure.
 void SdNotify(const Napi::CallbackInfo& info) {
   if (!info[0].IsString() || !info[1].IsString()) {
@@ -74,9 +92,11 @@ void SdNotify(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("countEstablished", Napi::Function::New(env, CountEstablished));
   exports.Set("listListeners", Napi::Function::New(env, ListListeners));
+  exports.Set("hmacSha256", Napi::Function::New(env, HmacSha256Of));
   exports.Set("sdNotify", Napi::Function::New(env, SdNotify));
   exports.Set("Engine", dpr::DefineEngine(env));
   exports.Set("Queue", dpr::DefineQueue(env));
+  exports.Set("PeerLink", dpr::DefinePeerLink(env));
   exports.Set("setErrorClass", Napi::Function::New(env, SetErrorClass));
   return exports;
 }

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import winston from 'winston';
-import { encodeHeartbeat, HEARTBEAT_LENGTH } from '../lib/heartbeat';
+import { encodeHeartbeat, HEARTBEAT_LENGTH, parseHeartbeat, verifyHeartbeatMac } from '../lib/heartbeat';
 import { loadKey, Peers, type PeersOptions } from '../lib/peers';
 
 // Windows wide enough for a busy 2-core machine: a 100 ms heartbeat, dead
@@ -18,8 +18,10 @@ const KEY = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
 const quiet = winston.createLogger({ silent: true });
 const LOCAL = '127.0.0.1';
 
-function makePeer(self: number, load: () => number, extra: Partial<PeersOptions> = {}): Peers {
-  return new Peers({ self, bindAddress: LOCAL, port: 0, peers: [], key: KEY, heartbeatMs: HB, deadAfterMs: DEAD, load, log: quiet, ...extra });
+function makePeer(self: number, load: number, extra: Partial<PeersOptions> = {}): Peers {
+  const p = new Peers({ self, bindAddress: LOCAL, port: 0, peers: [], key: KEY, heartbeatMs: HB, deadAfterMs: DEAD, log: quiet, ...extra });
+  p.setLocal({ load });
+  return p;
 }
 
 /** Tells every started peer where the others listen. */
@@ -30,7 +32,7 @@ function introduce(peers: ReadonlyArray<Peers | undefined>): void {
 
 /** Peers with ids 0..n-1 on 127.0.0.1, started and introduced. */
 async function startCluster(n: number, load: (self: number) => number, extra: (self: number) => Partial<PeersOptions> = () => ({})): Promise<Peers[]> {
-  const peers = Array.from({ length: n }, (_, self) => makePeer(self, () => load(self), extra(self)));
+  const peers = Array.from({ length: n }, (_, self) => makePeer(self, load(self), extra(self)));
   await Promise.all(peers.map((p) => p.start()));
   introduce(peers);
   return peers;
@@ -57,8 +59,7 @@ async function stopAll(list: Array<Peers | undefined>): Promise<void> {
 
 test('21.peers: three peers see each other up within a few heartbeats and learn loads and draining', async () => {
   const loads = [10, 20, 30];
-  let draining = false;
-  const peers = await startCluster(3, (self) => loads[self]!, (self) => (self === 2 ? { draining: () => draining } : {}));
+  const peers = await startCluster(3, (self) => loads[self]!);
   try {
     const allUp = (): boolean => peers.every((p) => p.snapshot().every((v) => v.up));
     await waitFor('all peers up', allUp, 10 * HB);
@@ -68,12 +69,12 @@ test('21.peers: three peers see each other up within a few heartbeats and learn 
       for (const v of snap) assert.equal(v.load, loads[v.id]);
     }
 
-    loads[1] = 99;
+    peers[1]!.setLocal({ load: 99 });
     await waitFor('new load of peer 1 seen', () => view(peers[0]!, 1).load === 99 && view(peers[2]!, 1).load === 99, 5 * HB);
 
     let changes = 0;
     peers[0]!.on('change', () => changes++);
-    draining = true;
+    peers[2]!.setLocal({ draining: true });
     await waitFor('peer 2 seen draining', () => view(peers[0]!, 2).draining, 5 * HB);
     assert.equal(changes, 1, 'a peer starting to drain is a change');
     assert.equal(view(peers[0]!, 2).up, true, 'a draining peer is still up');
@@ -83,28 +84,25 @@ test('21.peers: three peers see each other up within a few heartbeats and learn 
   }
 });
 
-test('21.peers: a peer\'s health travels with its heartbeats, and announce() sends a change at once', async () => {
-  let healthy = true;
-  // Heartbeats every 3 s here: anything seen sooner came from announce().
-  const slow = { heartbeatMs: 3000, deadAfterMs: 10000 };
-  const peers = await startCluster(2, () => 0, (self) => (self === 1 ? { ...slow, healthy: () => healthy } : slow));
+test('21.peers: a peer\'s health travels with its heartbeats, and a change is sent at once', async () => {
+  // Peer 1 heartbeats every 3 s here: what peer 0 (which reads every 100 ms)
+  // sees sooner was sent out of turn.
+  const peers = await startCluster(2, () => 0, (self) => ({ heartbeatMs: self === 1 ? 3000 : HB, deadAfterMs: 10000 }));
   try {
-    // Introduced after their first heartbeat went nowhere: announce once to be heard.
-    for (const p of peers) p.announce();
-    await waitFor('both up', () => view(peers[0]!, 1).up && view(peers[1]!, 0).up, 2000);
+    // Introduced after its first heartbeat went nowhere: announce once to be heard.
+    peers[1]!.announce();
+    await waitFor('peer 1 up at 0', () => view(peers[0]!, 1).up, 2000);
     assert.equal(view(peers[0]!, 1).healthy, true);
     const firstReport = view(peers[0]!, 1).report;
     assert.match(firstReport ?? '', /^\d+:\d+$/);
     let changes = 0;
     peers[0]!.on('change', () => changes++);
-    healthy = false;
-    peers[1]!.announce();
+    peers[1]!.setLocal({ healthy: false });
     await waitFor('peer 1 seen unhealthy, out of turn', () => !view(peers[0]!, 1).healthy, 2000);
     assert.equal(changes, 1, 'a peer turning unhealthy is a change');
     assert.equal(view(peers[0]!, 1).up, true, 'an unhealthy peer is still up: it routes');
     assert.notEqual(view(peers[0]!, 1).report, firstReport, 'every heartbeat is a new report');
-    healthy = true;
-    peers[1]!.announce();
+    peers[1]!.setLocal({ healthy: true });
     await waitFor('peer 1 healthy again', () => view(peers[0]!, 1).healthy, 2000);
     assert.equal(changes, 2);
   } finally {
@@ -140,7 +138,7 @@ test('21.peers: a stopped peer is reported down after deadAfterMs, and up again 
     assert.equal(view(peers[0]!, 2).up, true, 'the other peer stays up');
 
     // Restarted where it was, as a restarted daemon would be.
-    peers[1] = makePeer(1, () => 7, { port: port1 });
+    peers[1] = makePeer(1, 7, { port: port1 });
     await peers[1].start();
     introduce(peers);
     await waitFor('restarted peer 1 up', () => view(peers[0]!, 1).up && view(peers[2]!, 1).up, 10 * HB);
@@ -161,7 +159,7 @@ test('21.peers: a peer restarted before it was found down is accepted at once', 
     const oldEpoch = view(peers[0]!, 1).epoch!;
     const port1 = peers[1]!.localPort();
     await peers[1]!.stop();
-    peers[1] = makePeer(1, () => 60, { port: port1 });
+    peers[1] = makePeer(1, 60, { port: port1 });
     await peers[1].start();
     introduce(peers);
     await waitFor('new epoch seen', () => view(peers[0]!, 1).epoch! > oldEpoch && view(peers[0]!, 1).load === 60, 5 * HB);
@@ -181,7 +179,7 @@ test('21.peers: setPeers changes the membership while running: a removed peer is
     const list = peers.map((p, id) => ({ id, address: LOCAL, port: p.localPort() }));
     peers[0]!.setPeers(list.filter((p) => p.id !== 2));
     assert.deepEqual(peers[0]!.snapshot().map((v) => v.id), [1], 'peer 2 is gone');
-    assert.equal(changes, 1, 'removing a live peer is a change');
+    await waitFor('removing a live peer is a change', () => changes === 1, 1000);
     assert.equal(view(peers[0]!, 1).up, true, 'the kept peer keeps its state');
     peers[0]!.setPeers(list);
     assert.equal(view(peers[0]!, 2).up, false, 'an added peer starts unheard');
@@ -205,7 +203,7 @@ async function rawSocket(address: string): Promise<dgram.Socket> {
 /** Captures the first `count` heartbeats a real peer 1 sends to a socket that stands in for peer 0. */
 async function captureFromPeer1(count: number): Promise<Buffer[]> {
   const capture = await rawSocket(LOCAL);
-  const sender = makePeer(1, () => 42);
+  const sender = makePeer(1, 42);
   const got: Buffer[] = [];
   try {
     capture.on('message', (buf) => got.push(buf));
@@ -222,8 +220,12 @@ async function captureFromPeer1(count: number): Promise<Buffer[]> {
 test('21.peers: forged, malformed, unknown, misplaced and replayed datagrams are rejected by reason and change nothing', async () => {
   const [first, second] = await captureFromPeer1(2);
   assert.equal(first!.length, HEARTBEAT_LENGTH);
+  // The native sender's datagrams are the TypeScript format, MAC and all.
+  assert.ok(verifyHeartbeatMac(first!, KEY), 'Node\'s crypto verifies the native MAC');
+  const parsed = parseHeartbeat(first!);
+  assert.ok(parsed.ok && parsed.heartbeat.sender === 1 && parsed.heartbeat.load === 42 && parsed.heartbeat.healthy);
   // Peers 1 and 2 listen nowhere: the target's own heartbeats to them go unanswered, which is fine here.
-  const target = makePeer(0, () => 0, { peers: [{ id: 0, address: LOCAL }, { id: 1, address: LOCAL, port: 9 }, { id: 2, address: LOCAL, port: 9 }] });
+  const target = makePeer(0, 0, { peers: [{ id: 0, address: LOCAL }, { id: 1, address: LOCAL, port: 9 }, { id: 2, address: LOCAL, port: 9 }] });
   const sockets: dgram.Socket[] = [];
   try {
     await target.start();
@@ -256,18 +258,21 @@ test('21.peers: forged, malformed, unknown, misplaced and replayed datagrams are
     assert.equal(target.counters().accepted, 0);
 
     await deliver(second!);                                            // genuine, from the right address
-    assert.equal(view(target, 1).up, true);
+    await waitFor('peer 1 up', () => view(target, 1).up, 1000);
     assert.equal(view(target, 1).load, 42);
     await deliver(second!);                                            // the same datagram again
     await deliver(first!);                                             // an older one of the same epoch
     assert.equal(view(target, 1).load, 42);
+    // And a datagram TypeScript signed (lib/heartbeat.ts) is taken by the native receiver.
+    await deliver(encodeHeartbeat({ ...hb, seq: 2n, load: 7 }, KEY));
+    await waitFor('the TypeScript-signed report', () => view(target, 1).load === 7, 1000);
 
     const c = target.counters();
-    assert.equal(c.accepted, 1);
+    assert.equal(c.accepted, 2);
     assert.deepEqual(c.rejected, {
       truncated: 2, bad_magic: 1, bad_type: 1, unknown_peer: 2, wrong_source: 1, bad_mac: 2, replay: 2,
     });
-    assert.equal(c.received, 12);
+    assert.equal(c.received, 13);
   } finally {
     for (const s of sockets) s.close();
     await target.stop();
@@ -275,11 +280,11 @@ test('21.peers: forged, malformed, unknown, misplaced and replayed datagrams are
 });
 
 test('21.peers: start() fails clearly when the port is taken; stop() is idempotent', async () => {
-  const a = makePeer(0, () => 0);
+  const a = makePeer(0, 0);
   let b: Peers | undefined;
   try {
     await a.start();
-    b = makePeer(0, () => 0, { port: a.localPort() });
+    b = makePeer(0, 0, { port: a.localPort() });
     await assert.rejects(b.start(), new RegExp(`cannot bind UDP 127\\.0\\.0\\.1:${a.localPort()}`));
     await assert.rejects(a.start(), /already started/);
   } finally {
@@ -291,7 +296,7 @@ test('21.peers: start() fails clearly when the port is taken; stop() is idempote
 test('21.peers: options are validated and self is left out of the peer list', () => {
   const base: PeersOptions = {
     self: 0, bindAddress: LOCAL, port: 4790, peers: [{ id: 0, address: LOCAL }, { id: 1, address: LOCAL }],
-    key: KEY, heartbeatMs: HB, deadAfterMs: DEAD, load: () => 0, log: quiet,
+    key: KEY, heartbeatMs: HB, deadAfterMs: DEAD, log: quiet,
   };
   assert.deepEqual(new Peers(base).snapshot().map((v) => v.id), [1]);
   const bad: Array<[Partial<PeersOptions>, RegExp]> = [

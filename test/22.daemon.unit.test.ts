@@ -61,7 +61,6 @@ async function start(policy: 'hash' | 'load'): Promise<Bed> {
   const daemon = new Daemon(c, {
     QueueClass: FakeQueue as never,
     probe: async () => (ownHealthy ? { ok: true } : { ok: false, error: 'ECONNREFUSED' }),
-    listeners: null,
     countLoad: () => ownLoad,
   });
   await daemon.start();
@@ -69,8 +68,9 @@ async function start(policy: 'hash' | 'load'): Promise<Bed> {
   // Host 1: a bare Peers on 127.0.0.2, heartbeating to the daemon.
   const peer = new Peers({
     self: 1, bindAddress: '127.0.0.2', port, peers: [{ id: 0, address: '127.0.0.1' }], key: Buffer.from(KEY, 'hex'),
-    heartbeatMs: 50, deadAfterMs: 300, load: () => peerState.load, healthy: () => peerState.healthy, log: quiet,
+    heartbeatMs: 50, deadAfterMs: 300, log: quiet,
   });
+  peer.setLocal(peerState);
   await peer.start();
   return {
     daemon, entry, peer,
@@ -78,6 +78,7 @@ async function start(policy: 'hash' | 'load'): Promise<Bed> {
     setOwnLoad: (n) => (ownLoad = n),
     setPeer: (o) => {
       Object.assign(peerState, o);
+      peer.setLocal(peerState);
       peer.announce();
     },
     stop: async () => {
@@ -139,7 +140,7 @@ describe('22.daemon: load policy', () => {
   let b: Bed;
   before(async () => {
     b = await start('load');
-    await waitFor('the peer up', () => b.daemon.status().peers[0]!.up, 2000);
+    await waitFor('the peer eligible', () => b.daemon.status().liveHosts.includes(1), 2000);
   });
   after(async () => {
     await b?.stop();
@@ -165,7 +166,7 @@ describe('22.daemon: load policy', () => {
   test('an unhealthy peer is never a candidate, however idle it looks', async () => {
     b.setOwnLoad(50);
     b.setPeer({ healthy: false, load: 0 });
-    await waitFor('peer 1 unhealthy', () => !b.daemon.status().peers[0]!.healthy, 1000);
+    await waitFor('peer 1 out of the eligible hosts', () => !b.daemon.status().liveHosts.includes(1), 1000);
     await new Promise((r) => setTimeout(r, 10));
     assert.equal(await decide(3), 0);
   });
@@ -174,7 +175,7 @@ describe('22.daemon: load policy', () => {
     b.setPeer({ healthy: true, load: 500 });
     b.setOwnLoad(0);
     b.setOwnHealth(false);
-    await waitFor('own service unhealthy', () => !b.daemon.status().health.healthy && b.daemon.status().peers[0]!.healthy, 2000);
+    await waitFor('only the peer eligible', () => b.daemon.status().liveHosts.join() === '1', 2000);
     await new Promise((r) => setTimeout(r, 10));
     assert.equal(await decide(4), 1);
     b.setOwnHealth(true);
