@@ -4,7 +4,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { ConfigError, loadConfig, restoreAddress, selfHost, type DprConfig, type LoadOptions } from './config';
 import type { DaemonStatus } from './daemon';
-import { DaemonUnreachable, endpointOf, fetchStatus, requestDrain, type Endpoint } from './daemon-client';
+import { DaemonUnreachable, endpointOf, fetchStatus, requestDrain, requestReload, requestUndrain, type Endpoint } from './daemon-client';
 import { EXIT } from './exit-codes';
 import { forwardedInConnections, preflight } from './host';
 import { Lifecycle } from './lifecycle';
@@ -53,7 +53,8 @@ async function start(opts: { config?: string; skipChecks?: boolean }): Promise<v
   const { Daemon } = await import('./daemon');
   const { startHttp } = await import('./metrics');
   const { notifyServiceManager } = await import('./native');
-  const daemon = new Daemon(config);
+  // A reload reads the same file, with the environment as it is now.
+  const daemon = new Daemon(config, { loadConfig: () => loadConfig({ file: opts.config }) });
   let server: import('node:http').Server | null = null;
   // Signal handlers from here on: a SIGTERM while the daemon starts stops it once started.
   const life = new Lifecycle({
@@ -63,6 +64,11 @@ async function start(opts: { config?: string; skipChecks?: boolean }): Promise<v
       if (config.metrics.port) server = await startHttp(daemon, config.metrics.address, config.metrics.port);
     },
     afterStop: () => server?.close(),
+    reload: async () => {
+      const r = await daemon.reload();
+      if (r.ok) log.info('SIGHUP: configuration reloaded', { changed: r.changed });
+      else log.error('SIGHUP: reload refused, the configuration in use stays', { key: r.key, reason: r.reason });
+    },
     notify: (state) => {
       try {
         notifyServiceManager(state);
@@ -219,7 +225,7 @@ async function drain(opts: { config?: string; wait?: boolean; timeout?: string }
   const config = loadOrExit(opts.config, { checkKey: false });
   const ep = endpointOrExit(config);
   const answer = await requestDrain(ep).catch(fail);
-  process.stdout.write(`dpr: host ${answer.self} ${answer.already ? 'was already draining' : 'is draining'}: it forwards no new connections and peers forward none to it; open connections finish. It stays drained until stopped (SIGTERM).\n`);
+  process.stdout.write(`dpr: host ${answer.self} ${answer.already ? 'was already draining' : 'is draining'}: it forwards no new connections and peers forward none to it; open connections finish. It stays drained until stopped (SIGTERM) or undrained (dpr undrain).\n`);
   if (!opts.wait) return;
   const timeoutMs = opts.timeout === undefined ? config.drain.timeoutMs : Number(opts.timeout);
   if (!Number.isInteger(timeoutMs) || timeoutMs < 0) {
@@ -229,6 +235,26 @@ async function drain(opts: { config?: string; wait?: boolean; timeout?: string }
   const drained = await waitDrained(ep, config, timeoutMs).catch(fail);
   if (!drained) process.exit(EXIT.failure);
   process.stdout.write('dpr: drained: no forwarded connections left; a restart breaks none\n');
+}
+
+async function undrain(opts: { config?: string }): Promise<void> {
+  const config = loadOrExit(opts.config, { checkKey: false });
+  const answer = await requestUndrain(endpointOrExit(config)).catch(fail);
+  process.stdout.write(answer.was
+    ? `dpr: host ${answer.self} is no longer draining: it forwards new connections again and peers send it theirs\n`
+    : `dpr: host ${answer.self} was not draining\n`);
+}
+
+/** Asks the running daemon to re-read its configuration; exit 2 if it refuses it (the key is named), as `dpr check` would. */
+async function reload(opts: { config?: string }): Promise<void> {
+  const config = loadOrExit(opts.config, { checkKey: false });
+  const answer = await requestReload(endpointOrExit(config)).catch(fail);
+  if (answer.ok) {
+    process.stdout.write(answer.changed.length ? `dpr: reloaded: ${answer.changed.join(', ')}\n` : 'dpr: reloaded: nothing changed\n');
+    return;
+  }
+  process.stderr.write(`dpr: reload refused, the daemon keeps its configuration: ${answer.key}: ${answer.reason}\n`);
+  process.exit(EXIT.config);
 }
 
 const program = new Command('dpr')
@@ -259,11 +285,16 @@ program.command('status').description("show the local daemon's view: hosts, flow
   .addOption(configOption)
   .option('--json', 'print JSON instead of a table')
   .action(status);
-program.command('drain').description('ask the local daemon to drain: no new forwarded connections; it keeps running until stopped')
+program.command('drain').description('ask the local daemon to drain: no new forwarded connections; it keeps running until stopped or undrained')
   .addOption(configOption)
   .option('--wait', 'wait until no forwarded connection is left (exit 1 if drain.timeoutMs passes first)')
   .option('--timeout <ms>', 'with --wait: how long to wait (default: drain.timeoutMs)')
   .action(drain);
+
+program.command('undrain').description('end a drain: the local daemon forwards new connections again and peers send it theirs')
+  .addOption(configOption).action(undrain);
+program.command('reload').description('make the local daemon re-read its configuration (as SIGHUP does); exit 2 naming the key if it refuses it')
+  .addOption(configOption).action(reload);
 
 program.parseAsync(process.argv).catch((err: Error) => {
   process.stderr.write(`dpr: ${err.message}\n`);

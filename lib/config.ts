@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import convict from 'convict';
 import { schema, type HostEntry, type SchemaConfig } from './config-schema';
 import { cidrContains, formatIpv4, parseCidr, parseIpv4 } from './ipv4';
-import { loadKey } from './peers';
+import { loadKey } from './keys';
 
 export type { HostEntry };
 
@@ -95,14 +95,18 @@ const ENV_NAMES = new Set<string>();
  * hold key material; only their "peers.key: " prefix is replaced by the key.
  */
 function checkKey(c: DprConfig): void {
-  if (!c.peers.key && !c.peers.keyFile) return;
-  try {
-    loadKey({ key: c.peers.key || undefined, keyFile: c.peers.keyFile || undefined });
-  } catch (err) {
-    const key = c.peers.key ? 'peers.key' : 'peers.keyFile';
-    const reason = (err as Error).message.replace(/^peers\.keyFile \(([^)]*)\): /, '$1: ').replace(/^peers\.key(File)?: /, '');
-    throw new ConfigError(key, reason);
-  }
+  const check = (name: 'peers.key' | 'peers.rotationKey', key: string, keyFile: string): void => {
+    if (!key && !keyFile) return;
+    try {
+      loadKey({ key: key || undefined, keyFile: keyFile || undefined }, name);
+    } catch (err) {
+      const setting = key ? name : `${name}File`;
+      const reason = (err as Error).message.replace(/^peers\.\w+File \(([^)]*)\): /, '$1: ').replace(/^peers\.\w+: /, '');
+      throw new ConfigError(setting, reason);
+    }
+  };
+  check('peers.key', c.peers.key, c.peers.keyFile);
+  check('peers.rotationKey', c.peers.rotationKey, c.peers.rotationKeyFile);
 }
 
 function withConfigErrors<T>(f: () => T): T {

@@ -97,7 +97,7 @@ export function createMetrics(daemon: Pick<Daemon, 'status'>): Metrics {
 }
 
 /** The daemon as the HTTP endpoints see it. */
-export type HttpDaemon = Pick<Daemon, 'status' | 'drain'>;
+export type HttpDaemon = Pick<Daemon, 'status' | 'drain' | 'undrain' | 'reload'>;
 
 /**
  * Draining changes routing for the whole cluster, so only this host may ask:
@@ -126,7 +126,25 @@ function handleDrain(daemon: HttpDaemon, req: http.IncomingMessage, done: (code:
   done(202, { self: before.self, draining: true, already: before.draining });
 }
 
-/** /metrics for Prometheus, /status (JSON) for `dpr status`, POST /drain for `dpr drain`. */
+/** POST /undrain: the host takes and forwards new connections again. */
+function handleUndrain(daemon: HttpDaemon, req: http.IncomingMessage, done: (code: number, body: unknown) => void): void {
+  if (req.method !== 'POST') return done(405, { error: 'use POST /undrain' });
+  if (!isLocalRequest(req)) return done(403, { error: 'undrain is allowed from this host only' });
+  const was = daemon.undrain();
+  done(200, { self: daemon.status().self, draining: false, was });
+}
+
+/** POST /reload: re-reads the configuration; 200 with what changed, 422 naming the key it refused. */
+function handleReload(daemon: HttpDaemon, req: http.IncomingMessage, done: (code: number, body: unknown) => void): void {
+  if (req.method !== 'POST') return done(405, { error: 'use POST /reload' });
+  if (!isLocalRequest(req)) return done(403, { error: 'reload is allowed from this host only' });
+  daemon.reload().then(
+    (r) => done(r.ok ? 200 : 422, r),
+    (err: Error) => done(500, { ok: false, key: 'reload', reason: err.message }),
+  );
+}
+
+/** /metrics for Prometheus, /status (JSON) for `dpr status`, POST /drain, /undrain and /reload for the commands of those names. */
 export function startHttp(daemon: HttpDaemon, address: string, port: number): Promise<http.Server> {
   const { registry, refresh } = createMetrics(daemon);
   const server = http.createServer((req, res) => {
@@ -145,8 +163,12 @@ export function startHttp(daemon: HttpDaemon, address: string, port: number): Pr
       done(200, 'application/json', JSON.stringify(daemon.status()));
     } else if (req.url === '/drain') {
       handleDrain(daemon, req, json);
+    } else if (req.url === '/undrain') {
+      handleUndrain(daemon, req, json);
+    } else if (req.url === '/reload') {
+      handleReload(daemon, req, json);
     } else {
-      done(404, 'text/plain', 'try /metrics, /status or POST /drain\n');
+      done(404, 'text/plain', 'try /metrics, /status or POST /drain, /undrain, /reload\n');
     }
   });
   return new Promise((resolve, reject) => {
