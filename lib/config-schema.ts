@@ -3,6 +3,7 @@
 // configuration reference is generated from it (scripts/config-docs.ts).
 import convict from 'convict';
 import { parseCidr, parseIpv4 } from './ipv4';
+import { MAX_WEIGHT } from './maglev';
 
 export interface HostEntry {
   /** Stable id, 0..255: it names the host in peer ports and heartbeats. */
@@ -11,7 +12,16 @@ export interface HostEntry {
   service: string;
   /** Cluster address: where peers reach this host; may equal `service`. */
   cluster: string;
+  /**
+   * Relative capacity, 0..MAX_WEIGHT (1 when the file leaves it out; loadConfig
+   * fills it in): the host's share of new connections. 0: none, established
+   * ones go on (drain by weight).
+   */
+  weight: number;
 }
+
+/** The fields a host entry may have. */
+const HOST_FIELDS = ['id', 'service', 'cluster', 'weight'];
 
 function checkHost(h: unknown, i: number): void {
   if (typeof h !== 'object' || h === null) throw new Error(`hosts[${i}] must be an object {id, service, cluster}`);
@@ -27,7 +37,10 @@ function checkHost(h: unknown, i: number): void {
       throw new Error(`hosts[${i}].${k} '${String(o[k])}' is not an IPv4 address`);
     }
   }
-  const extra = Object.keys(o).filter((k) => !['id', 'service', 'cluster'].includes(k));
+  if (o.weight !== undefined && (!Number.isInteger(o.weight) || (o.weight as number) < 0 || (o.weight as number) > MAX_WEIGHT)) {
+    throw new Error(`hosts[${i}].weight must be an integer 0..${MAX_WEIGHT} (0: no new connections), got ${JSON.stringify(o.weight)}`);
+  }
+  const extra = Object.keys(o).filter((k) => !HOST_FIELDS.includes(k));
   if (extra.length) throw new Error(`hosts[${i}] has unknown field '${extra[0]}'`);
 }
 
@@ -141,7 +154,7 @@ export const schema = {
     env: 'DPR_SELF',
   },
   hosts: {
-    doc: 'Every host of the cluster: `[{id, service, cluster}]`. `service` is the address clients connect to; `cluster` the address peers reach it at (may be equal). The same list on every host.',
+    doc: `Every host of the cluster: \`[{id, service, cluster, weight}]\`. \`service\` is the address clients connect to; \`cluster\` the address peers reach it at (may be equal). \`weight\` (optional, integer 0..${MAX_WEIGHT}, default 1) is the host's relative capacity; 0 would take it out of new connections while its established ones go on. Weights other than 1 are refused until the daemon applies them (issue 13). The same list on every host.`,
     format: 'hosts',
     default: null as unknown as HostEntry[],
     env: 'DPR_HOSTS',

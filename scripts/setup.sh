@@ -10,7 +10,7 @@ packages=(
   iptables iproute2 libnetfilter-queue-dev libmnl-dev pkg-config curl conntrack
   iputils-ping procps
   clang libclang-rt-14-dev   # libFuzzer + ASan/UBSan for the fuzz target
-  wrk haproxy                # benchmarks
+  wrk haproxy nginx-light    # benchmarks
 )
 
 missing=()
@@ -24,7 +24,17 @@ if ((${#missing[@]})); then
   fi
   echo "setup: installing ${missing[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # No service may start on install (nginx would listen on port 80 of this
+  # host): invoke-rc.d asks policy-rc.d, and 101 means "not allowed". Ours
+  # only if none is there, and removed again.
+  policy=
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && policy=/usr/sbin/policy-rc.d
+  fi
+  rc=0
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+  if [[ -n $policy ]]; then rm -f "$policy"; fi
+  if ((rc)); then exit "$rc"; fi
 fi
 
 # npm ci only when package-lock.json changed since the last install.

@@ -74,6 +74,13 @@ export interface ClusterOptions {
    * with one. Their addresses must lie in 198.18.0.0/24 and clash with no host.
    */
   extraHosts?: Array<{ name: string; address: string }>;
+  /**
+   * Starts host `id`'s web server in its namespace instead of
+   * tools/web-server.ts (a bench's nginx), resolving once it listens; it
+   * must listen on the wildcard address of port 80. slots and serviceMs are
+   * then unused.
+   */
+  web?: (bed: Testbed, id: number) => Promise<unknown>;
 }
 
 export class Cluster {
@@ -85,7 +92,7 @@ export class Cluster {
   private readonly tmp: string;
 
   private constructor(
-    readonly options: Required<Omit<ClusterOptions, 'config' | 'tag' | 'extraHosts' | 'members'>> & Pick<ClusterOptions, 'config'>,
+    readonly options: Required<Omit<ClusterOptions, 'config' | 'tag' | 'extraHosts' | 'members' | 'web'>> & Pick<ClusterOptions, 'config' | 'web'>,
     tag: string,
     extraHosts: NonNullable<ClusterOptions['extraHosts']> = [],
     members?: number[],
@@ -112,7 +119,7 @@ export class Cluster {
 
   static async create(o: ClusterOptions): Promise<Cluster> {
     const c = new Cluster(
-      { hosts: o.hosts, policy: o.policy ?? 'hash', slots: o.slots ?? 16, serviceMs: o.serviceMs ?? 2, webHost: o.webHost ?? '0.0.0.0', dpr: o.dpr ?? true, networks: o.networks ?? 'one', config: o.config },
+      { hosts: o.hosts, policy: o.policy ?? 'hash', slots: o.slots ?? 16, serviceMs: o.serviceMs ?? 2, webHost: o.webHost ?? '0.0.0.0', dpr: o.dpr ?? true, networks: o.networks ?? 'one', config: o.config, web: o.web },
       o.tag ?? 'c',
       o.extraHosts,
       o.members,
@@ -161,11 +168,15 @@ export class Cluster {
 
   private async setUp(): Promise<void> {
     this.route();
-    const servers: Array<Promise<void>> = [];
+    const servers: Array<Promise<unknown>> = [];
     for (let id = 0; id < this.options.hosts; id++) {
       const file = path.join(this.tmp, `h${id}.json`);
       fs.writeFileSync(file, JSON.stringify(this.configFor(id), null, 2));
       this.configFiles.push(file);
+      if (this.options.web) {
+        servers.push(this.options.web(this.bed, id));
+        continue;
+      }
       servers.push(this.startWebServer(id));
     }
     await Promise.all(servers);
