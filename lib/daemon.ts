@@ -17,6 +17,7 @@ import { HealthChecker, makeProbe, type HealthStatus, type Probe } from './healt
 import { forwardedInConnections } from './host';
 import { LoadMeter } from './load-meter';
 import { LoopLag } from './loop-lag';
+import { TcpInUse } from './sockstat';
 import { logger, setLogLevel, type Logger } from './log';
 import { Queue, type NativeQueue, type QueueStats } from './native';
 import { loadKeys } from './keys';
@@ -68,8 +69,13 @@ export type ReloadResult =
 const LOAD_DECISION_MAX_AGE_MS = 5;
 const LOAD_IDLE_MAX_AGE_MS = 10_000;
 const STATUS_LOAD_MAX_AGE_MS = 500;
-/** How often the load heartbeats report is looked at (measured only if traffic passed: lib/load-meter.ts). */
-const LOAD_REPORT_EVERY_MS = 1000;
+/**
+ * How often the load the heartbeats report is looked at: every heartbeat
+ * while traffic passes (a report as fresh as peers can use it), every second
+ * when idle (an idle daemon wakes as little as it can); measured only if
+ * traffic passed (lib/load-meter.ts).
+ */
+const LOAD_REPORT_IDLE_MS = 1000;
 
 export class Daemon extends EventEmitter {
   private entry: NativeQueue | null = null;
@@ -90,6 +96,7 @@ export class Daemon extends EventEmitter {
   private readonly policy: RoutingPolicy;
   private readonly snapshots: FlowSnapshots;
   private readonly loopLag = new LoopLag();
+  private readonly tcpInUse = new TcpInUse();
   private readonly QueueClass: QueueCtor;
   private readonly startedAt = Date.now();
   private readonly log: Logger;
@@ -111,6 +118,7 @@ export class Daemon extends EventEmitter {
       activity: () => (this.entry?.packets() ?? 0) + (this.serve?.packets() ?? 0),
       log: logger('load'),
       count: parts.countLoad,
+      quick: parts.countLoad ? null : () => this.tcpInUse.read(),
       // Every measurement, whatever asked for it, is what the next heartbeat says.
       onMeasured: (load) => this.peers?.setLocal({ load }),
     });
@@ -141,7 +149,8 @@ export class Daemon extends EventEmitter {
       this.entry.start();
       this.snapshots.start(this.entry);
       this.peers = this.makePeers(keys.sign, keys.alsoAccept);
-      this.peers.setLocal({ load: this.meter.forReport(), draining: this.draining, healthy: this.health.healthy });
+      this.meter.forReport();
+      this.peers.setLocal({ load: this.meter.last, draining: this.draining, healthy: this.health.healthy });
       this.peers.on('change', () => this.updateEligibility());
       this.peers.on('listener', (port, lost) => {
         if (lost) this.health.listenerLost(port);
@@ -159,16 +168,19 @@ export class Daemon extends EventEmitter {
       this.peers?.logRejections();
     }, 10_000);
     this.anomalyTimer.unref();
-    // The one timer an idle daemon runs often: it also tells how late the event loop is.
-    let due = performance.now() + LOAD_REPORT_EVERY_MS;
-    this.reportTimer = setInterval(() => {
-      const now = performance.now();
-      this.loopLag.sample(now - due);
-      due = now + LOAD_REPORT_EVERY_MS;
-      this.meter.forReport();
-    }, LOAD_REPORT_EVERY_MS);
-    this.reportTimer.unref();
+    this.scheduleReport(LOAD_REPORT_IDLE_MS);
     this.log.info('started', { self: c.self, policy: c.policy, healthy: this.health.healthy, entryQueue: c.queues.entry, serveQueue: c.queues.serve });
+  }
+
+  /** The one timer an idle daemon runs often; it also tells how late the event loop is. */
+  private scheduleReport(inMs: number): void {
+    const due = performance.now() + inMs;
+    this.reportTimer = setTimeout(() => {
+      this.loopLag.sample(performance.now() - due);
+      const busy = this.meter.forReport();
+      if (!this.stopped) this.scheduleReport(busy ? this.config.peers.heartbeatMs : LOAD_REPORT_IDLE_MS);
+    }, inMs);
+    this.reportTimer.unref();
   }
 
   private makeHealth(c: Readonly<DprConfig>): HealthChecker {
@@ -314,7 +326,7 @@ export class Daemon extends EventEmitter {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.anomalyTimer) clearInterval(this.anomalyTimer);
-    if (this.reportTimer) clearInterval(this.reportTimer);
+    if (this.reportTimer) clearTimeout(this.reportTimer);
     this.anomalyTimer = this.reportTimer = null;
     this.health.stop();
     // Entry first: from here on new connections are served here (fail-open)
@@ -323,6 +335,7 @@ export class Daemon extends EventEmitter {
     await this.snapshots.stop(this.entry);
     this.serve?.stop();
     await this.peers?.stop();
+    this.tcpInUse.close();
     this.log.info('stopped');
   }
 
