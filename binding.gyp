@@ -9,6 +9,7 @@
         "native/flow_table.cc",
         "native/packet.cc",
         "native/queue.cc",
+        "native/siphash.cc",
         "native/sock_diag.cc",
         "native/queue_binding.cc",
         "native/engine_binding.cc",

@@ -156,6 +156,7 @@ interface Addon {
   Queue: new (queue: QueueOptions, engine: EngineOptions, onDecide?: (batch: DecisionBatch) => void) => NativeQueue;
   setErrorClass(ctor: typeof DprNativeError): void;
   countEstablished(ports: Uint16Array): number;
+  siphash24(key: Uint8Array, data: Uint8Array): bigint;
 }
 
 function load(): Addon {
@@ -182,4 +183,9 @@ export const Queue = addon.Queue;
  */
 export function countEstablished(ports: readonly number[]): number {
   return addon.countEstablished(Uint16Array.from(ports));
+}
+
+/** SipHash-2-4 as the data path computes it (flow table slots, Maglev slots). `key`: 16 bytes. */
+export function siphash24(key: Uint8Array, data: Uint8Array): bigint {
+  return addon.siphash24(key, data);
 }
