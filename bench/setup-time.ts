@@ -14,10 +14,12 @@
 // that many local or forwarded new flows, or the repetition fails: every
 // sample is known to have taken the path it is filed under.
 import path from 'node:path';
-import { Cluster, CLIENT_ADDRESS, hostAddress } from '../tools/cluster';
+import { Cluster, CLIENT_ADDRESS, CLUSTER_KEY, hostAddress } from '../tools/cluster';
 import { parseIpv4 } from '../lib/ipv4';
 import { buildMaglevTable } from '../lib/maglev';
 import { Engine, type EngineStats } from '../lib/native';
+import { loadKey } from '../lib/peers';
+import { maglevKey } from '../lib/plan';
 import { runIn } from './proc';
 import { mean, percentile } from './stats';
 
@@ -57,6 +59,8 @@ export function portsTo(target: 0 | 1, count: number): number[] {
     role: 'entry', policy: 'hash', self: 0, serviceAddrs: addrs, clusterAddrs: addrs,
     servicePorts: Uint16Array.of(80), peerPortBase: 20000, forwardMark: 0x100, serveMark: 0x200,
     maxFlows: 16, maxEmbryonic: 16, timeouts: { pendingMs: 1000, synMs: 1000, establishedMs: 1000, closingMs: 1000 },
+    // The Maglev slot is keyed: the daemons derive the key from the cluster's peers key.
+    hashKey: maglevKey(loadKey({ key: CLUSTER_KEY })),
   });
   engine.setLookupTable(buildMaglevTable([0, 1]));
   const client = parseIpv4(CLIENT_ADDRESS);

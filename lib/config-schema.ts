@@ -158,7 +158,7 @@ export const schema = {
     decisionTimeoutMs: { doc: 'Load policy: a new connection whose decision takes longer is served locally.', format: 'positive-int', default: 50, env: 'DPR_LOAD_DECISION_TIMEOUT_MS' },
   },
   flows: {
-    max: { doc: 'Flow table size (entries). About 40 bytes each.', format: 'positive-int', default: 1048576, env: 'DPR_FLOWS_MAX' },
+    max: { doc: 'Flow table size (entries). 24-byte slots at a load of at most 3/4: 32-64 bytes per flow (48 at the default).', format: 'positive-int', default: 1048576, env: 'DPR_FLOWS_MAX' },
     maxEmbryonic: { doc: 'Of those, at most this many SYN-only flows, so a SYN flood cannot push out established ones.', format: 'positive-int', default: 262144, env: 'DPR_FLOWS_MAX_EMBRYONIC' },
     synTimeoutMs: { doc: 'A flow with only a SYN seen is forgotten after this.', format: 'positive-int', default: 10000, env: 'DPR_FLOWS_SYN_TIMEOUT_MS' },
     establishedTimeoutMs: { doc: 'An idle established flow is forgotten after this (as IPVS: 900 s).', format: 'positive-int', default: 900000, env: 'DPR_FLOWS_ESTABLISHED_TIMEOUT_MS' },

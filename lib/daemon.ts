@@ -67,7 +67,7 @@ export class Daemon extends EventEmitter {
     this.serve = new this.QueueClass(queueOptions(c, 'serve'), engineOptions(c, 'serve'));
     this.serve.start();
     const onDecide = c.policy === 'load' ? (batch: DecisionBatch) => this.decide(batch) : undefined;
-    this.entry = new this.QueueClass(queueOptions(c, 'entry'), engineOptions(c, 'entry'), onDecide);
+    this.entry = new this.QueueClass(queueOptions(c, 'entry'), engineOptions(c, 'entry', key), onDecide);
     // Until peers are heard, every new connection is served here.
     this.pushTable([c.self]);
     this.restoreFlows();

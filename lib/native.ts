@@ -22,7 +22,7 @@ export type Malformed =
   | 'not_tcp' | 'truncated_tcp' | 'bad_tcp_offset';
 export type Note =
   | 'not_service' | 'not_peer_port' | 'bad_origin' | 'no_flow' | 'no_flow_hashed'
-  | 'table_full' | 'pending_duplicate' | 'draining';
+  | 'table_full' | 'pending_duplicate' | 'draining' | 'probe_limit';
 
 export interface FlowTimeouts {
   pendingMs: number;
@@ -46,6 +46,10 @@ export interface EngineOptions {
   maxFlows: number;
   maxEmbryonic: number;
   timeouts: FlowTimeouts;
+  /** Maglev hash key (16 bytes), the same on every host; absent: a random one (a single host). */
+  hashKey?: Uint8Array;
+  /** Flow-table hash key (16 bytes); absent (the daemon): a random one per start. Tests and benches only. */
+  flowKey?: Uint8Array;
 }
 
 export interface QueueOptions {
@@ -110,6 +114,8 @@ export interface EngineInfo {
   maxFlows: number;
   entryBytes: number;
   bytesPerFlowAtMax: number;
+  /** The farthest any flow sits from its home slot (0: at home). */
+  longestProbe: number;
 }
 
 /** The data path on bytes the caller supplies (tests, fixtures, benches). */

@@ -1,10 +1,21 @@
 // From the checked configuration to what the addon takes: the engine and queue
 // options of this host's two queues.
+import { createHmac } from 'node:crypto';
 import type { DprConfig } from './config';
 import type { EngineOptions, QueueOptions, Role } from './native';
 import { parseIpv4 } from './ipv4';
 
-export function engineOptions(c: DprConfig, role: Role): EngineOptions {
+/**
+ * The Maglev hash key: the same on every host (they must agree on a client's
+ * slot), secret to outsiders (or a client could pick its serving host), so
+ * derived from the shared peers key: HMAC-SHA256(key, label), first 16 bytes.
+ */
+export function maglevKey(peersKey: Buffer): Uint8Array {
+  return new Uint8Array(createHmac('sha256', peersKey).update('dpr maglev hash key').digest().subarray(0, 16));
+}
+
+/** `peersKey`: the shared key, from which the entry engine's Maglev key is derived. */
+export function engineOptions(c: DprConfig, role: Role, peersKey?: Buffer): EngineOptions {
   const size = Math.max(...c.hosts.map((h) => h.id)) + 1;
   const serviceAddrs = new Uint32Array(size);
   const clusterAddrs = new Uint32Array(size);
@@ -30,6 +41,7 @@ export function engineOptions(c: DprConfig, role: Role): EngineOptions {
       establishedMs: c.flows.establishedTimeoutMs,
       closingMs: c.flows.closingTimeoutMs,
     },
+    ...(peersKey ? { hashKey: maglevKey(peersKey) } : {}),
   };
 }
 

@@ -31,6 +31,19 @@ Napi::TypedArrayOf<T> Array(Napi::Env env, const Napi::Object& o, const char* ke
   return v.As<Napi::TypedArrayOf<T>>();
 }
 
+// An optional 16-byte key; absent (undefined) leaves it zero: "pick a random one".
+SipKey OptionalKey(Napi::Env env, const Napi::Object& o, const char* key) {
+  const Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return SipKey{};
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
+      v.As<Napi::Uint8Array>().ElementLength() != 16) {
+    ThrowError(env, "EINVAL", 0, std::string("option '") + key + "' must be a 16-byte Uint8Array");
+  }
+  SipKey k = SipKeyFromBytes(v.As<Napi::Uint8Array>().Data());
+  if (k.IsZero()) ThrowError(env, "EINVAL", 0, std::string("option '") + key + "' must not be all zero");
+  return k;
+}
+
 }  // namespace
 
 void SetErrorClass(Napi::Env, Napi::Function ctor) {
@@ -83,6 +96,8 @@ EngineConfig ReadEngineConfig(Napi::Env env, const Napi::Object& o) {
   c.timeouts.synMs = U32(env, to, "synMs");
   c.timeouts.establishedMs = U32(env, to, "establishedMs");
   c.timeouts.closingMs = U32(env, to, "closingMs");
+  c.hashKey = OptionalKey(env, o, "hashKey");
+  c.flowKey = OptionalKey(env, o, "flowKey");
   return c;
 }
 

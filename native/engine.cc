@@ -32,31 +32,47 @@ const char* NoteName(Note n) {
     case Note::kTableFull: return "table_full";
     case Note::kPendingDuplicate: return "pending_duplicate";
     case Note::kDraining: return "draining";
+    case Note::kProbeLimit: return "probe_limit";
     case Note::kCount: break;
   }
   return "unknown";
 }
 
-Engine::Engine(EngineConfig config)
-    : config_(std::move(config)),
-      flows_(config_.maxFlows, config_.maxEmbryonic, config_.timeouts) {
-  const size_t hosts = config_.serviceAddr.size();
-  if (hosts == 0 || hosts != config_.clusterAddr.size()) {
+EngineConfig Engine::Validated(EngineConfig config) {
+  const size_t hosts = config.serviceAddr.size();
+  if (hosts == 0 || hosts != config.clusterAddr.size()) {
     throw std::invalid_argument("serviceAddr and clusterAddr must list the same hosts");
   }
-  if (config_.self >= hosts || config_.serviceAddr[config_.self] == 0) {
+  if (hosts > kMaxHosts) throw std::invalid_argument("at most 256 host ids");
+  if (config.self >= hosts || config.serviceAddr[config.self] == 0) {
     throw std::invalid_argument("self is not one of the hosts");
   }
-  if (config_.servicePorts.empty()) throw std::invalid_argument("servicePorts is empty");
-  const size_t lastPeerPort = config_.peerPortBase + hosts * config_.servicePorts.size() - 1;
-  if (config_.peerPortBase == 0 || lastPeerPort > 65535) {
+  if (config.servicePorts.empty()) throw std::invalid_argument("servicePorts is empty");
+  const size_t lastPeerPort = config.peerPortBase + hosts * config.servicePorts.size() - 1;
+  if (config.peerPortBase == 0 || lastPeerPort > 65535) {
     throw std::invalid_argument("peer port range does not fit in 1..65535");
   }
-  if (config_.forwardMark == 0 || config_.serveMark == 0) {
+  if (config.forwardMark == 0 || config.serveMark == 0) {
     throw std::invalid_argument("marks must be non-zero");
   }
+  return config;
+}
+
+Engine::Engine(EngineConfig config)
+    : config_(Validated(std::move(config))),
+      hashKey_(config_.hashKey.IsZero() ? RandomSipKey() : config_.hashKey),
+      flows_(config_.maxFlows, config_.maxEmbryonic, config_.timeouts, config_.serviceAddr[config_.self],
+             config_.flowKey.IsZero() ? RandomSipKey() : config_.flowKey) {
   flows_.SetLocalTarget(config_.self);
-  counters_.newFlowsByTarget = std::vector<Counter>(hosts);
+  counters_.newFlowsByTarget = std::vector<Counter>(config_.serviceAddr.size());
+}
+
+Note Engine::NoteFor(InsertResult r) {
+  switch (r) {
+    case InsertResult::kOk: return Note::kNone;
+    case InsertResult::kProbeLimit: return Note::kProbeLimit;
+    default: return Note::kTableFull;
+  }
 }
 
 void Engine::CountNewFlow(uint16_t target) {
@@ -74,8 +90,12 @@ int Engine::ServicePortIndex(uint16_t port) const {
 uint16_t Engine::HashTarget(uint32_t clientAddr, uint16_t clientPort) const {
   const LookupTable* t = lookup_.get();
   if (t == nullptr || t->empty()) return config_.self;
-  const uint64_t h = Mix64((static_cast<uint64_t>(clientAddr) << 16) ^ clientPort ^ 0x6470720000000000ULL);
-  const uint16_t target = (*t)[h % t->size()];
+  // Keyed: a client cannot pick the slot, so it cannot pick its serving host.
+  uint8_t in[6];
+  const uint16_t port = htons(clientPort);
+  std::memcpy(in, &clientAddr, 4);
+  std::memcpy(in + 4, &port, 2);
+  const uint16_t target = (*t)[SipHash24(hashKey_, in, sizeof in) % t->size()];
   // A table naming an unknown host would send packets nowhere: serve locally.
   if (target >= config_.serviceAddr.size() || config_.serviceAddr[target] == 0) return config_.self;
   return target;
@@ -169,12 +189,13 @@ Outcome Engine::NewFlow(TcpPacket& p, const FlowKey& key, int portIndex, bool cs
     return out;
   }
   if (config_.policy == Policy::kLoad) {
-    if (!flows_.Insert(key, config_.self, FlowState::kPending, nowMs)) {
+    const InsertResult r = flows_.Insert(key, config_.self, FlowState::kPending, nowMs);
+    if (r != InsertResult::kOk) {
       // No room to remember a decision: serve it here, where the kernel's own
       // socket lookup keeps later packets local without us.
       CountNewFlow(config_.self);
       Outcome out;
-      out.note = Note::kTableFull;
+      out.note = NoteFor(r);
       return out;
     }
     Outcome out;
@@ -183,10 +204,10 @@ Outcome Engine::NewFlow(TcpPacket& p, const FlowKey& key, int portIndex, bool cs
     return out;
   }
   const uint16_t target = HashTarget(p.saddr, p.sport);
-  const bool stored = flows_.Insert(key, target, FlowState::kSynSeen, nowMs);
+  const InsertResult r = flows_.Insert(key, target, FlowState::kSynSeen, nowMs);
   CountNewFlow(target);
   Outcome out = Route(p, target, portIndex, csumNotReady);
-  if (!stored) out.note = Note::kTableFull;
+  out.note = NoteFor(r);
   return out;
 }
 
@@ -283,9 +304,9 @@ std::vector<uint32_t> Engine::ExportFlows(uint32_t nowMs) const {
   out.reserve(flows_.size() * kFlowWords);
   flows_.ForEach([&](const FlowEntry& e) {
     if (e.state == FlowState::kPending) return;
-    out.push_back(e.key.clientAddr);
-    out.push_back(e.key.serviceAddr);
-    out.push_back(static_cast<uint32_t>(e.key.clientPort) << 16 | e.key.servicePort);
+    out.push_back(e.clientAddr);
+    out.push_back(config_.serviceAddr[config_.self]);
+    out.push_back(static_cast<uint32_t>(e.clientPort) << 16 | e.servicePort);
     out.push_back(static_cast<uint32_t>(e.target) << 16 | static_cast<uint32_t>(e.state));
     out.push_back(nowMs - e.lastSeenMs);
   });
@@ -305,7 +326,7 @@ size_t Engine::ImportFlows(const uint32_t* words, size_t count, uint32_t nowMs) 
     if (key.serviceAddr != config_.serviceAddr[config_.self] || ServicePortIndex(key.servicePort) < 0) continue;
     if (flows_.Find(key, nowMs) >= 0) continue;
     // Inserted with its age, so the usual timeouts (and the sweep) apply.
-    if (!flows_.Insert(key, target, static_cast<FlowState>(stateWord), nowMs - age)) continue;
+    if (flows_.Insert(key, target, static_cast<FlowState>(stateWord), nowMs - age) != InsertResult::kOk) continue;
     const long idx = flows_.Find(key, nowMs);  // drops it again if it has expired
     if (idx >= 0) ++taken;
   }

@@ -10,6 +10,7 @@
 
 #include "flow_table.h"
 #include "packet.h"
+#include "siphash.h"
 
 namespace dpr {
 
@@ -33,6 +34,12 @@ struct EngineConfig {
   size_t maxFlows = 1 << 20;
   size_t maxEmbryonic = 1 << 18;
   FlowTimeouts timeouts;
+  // Maglev slot hash: the same key on every host (they must agree). Zero: a
+  // random one (a host on its own).
+  SipKey hashKey;
+  // Flow-table hash: zero (the daemon) means a random key per start; tests
+  // and the fuzzer fix one.
+  SipKey flowKey;
 };
 
 enum class Action : uint8_t {
@@ -57,6 +64,7 @@ enum class Note : uint8_t {
   kTableFull,     // entry: a new flow found no room; routed without an entry
   kPendingDuplicate,
   kDraining,      // entry: a new flow served locally because this host drains
+  kProbeLimit,    // entry: a new flow's probe run would pass the bound; routed without an entry
   kCount
 };
 
@@ -102,6 +110,9 @@ using LookupTable = std::vector<uint16_t>;
 
 class Engine {
  public:
+  // At most this many host ids (a flow entry holds the target in a byte).
+  static constexpr size_t kMaxHosts = 256;
+
   explicit Engine(EngineConfig config);
 
   // Decide what to do with one packet; may rewrite it in place.
@@ -140,6 +151,8 @@ class Engine {
   Outcome ProcessServe(TcpPacket& p, bool csumNotReady);
   Outcome NewFlow(TcpPacket& p, const FlowKey& key, int portIndex, bool csumNotReady, uint32_t nowMs);
   Outcome Route(TcpPacket& p, uint16_t target, int portIndex, bool csumNotReady);
+  static EngineConfig Validated(EngineConfig config);
+  static Note NoteFor(InsertResult r);
   int ServicePortIndex(uint16_t port) const;
   void Rewrite(TcpPacket& p, uint32_t daddr, uint16_t dport, bool csumNotReady);
   void SetForwardTtl(TcpPacket& p);
@@ -147,6 +160,7 @@ class Engine {
   void CountNewFlow(uint16_t target);
 
   EngineConfig config_;
+  SipKey hashKey_;
   FlowTable flows_;
   std::shared_ptr<const LookupTable> lookup_;
   std::vector<bool> live_;  // by host id; empty: no table yet, all count as live

@@ -117,6 +117,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     o.Set("capacity", Napi::Number::New(env, static_cast<double>(f.capacity())));
     o.Set("maxFlows", Napi::Number::New(env, static_cast<double>(f.maxFlows())));
     o.Set("entryBytes", Napi::Number::New(env, static_cast<double>(sizeof(FlowEntry))));
+    o.Set("longestProbe", Napi::Number::New(env, static_cast<double>(f.LongestProbe())));
     o.Set("bytesPerFlowAtMax", Napi::Number::New(env, static_cast<double>(f.BytesPerFlowAtMax())));
     return o;
   }
