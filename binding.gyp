@@ -7,6 +7,7 @@
         "native/checksum.cc",
         "native/engine.cc",
         "native/flow_table.cc",
+        "native/flow_track.cc",
         "native/packet.cc",
         "native/queue.cc",
         "native/siphash.cc",

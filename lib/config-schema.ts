@@ -159,12 +159,14 @@ export const schema = {
   },
   flows: {
     max: { doc: 'Flow table size (entries). 24-byte slots at a load of at most 3/4: 32-64 bytes per flow (48 at the default).', format: 'positive-int', default: 1048576, env: 'DPR_FLOWS_MAX' },
-    maxEmbryonic: { doc: 'Of those, at most this many SYN-only flows, so a SYN flood cannot push out established ones.', format: 'positive-int', default: 262144, env: 'DPR_FLOWS_MAX_EMBRYONIC' },
+    maxEmbryonic: { doc: 'Of those, at most this many embryonic flows (a SYN, perhaps bare ACKs, nothing more yet), so a flood of spoofed SYNs or SYN + ACK pairs cannot take the room of established ones.', format: 'positive-int', default: 262144, env: 'DPR_FLOWS_MAX_EMBRYONIC' },
     synTimeoutMs: { doc: 'A flow with only a SYN seen is forgotten after this.', format: 'positive-int', default: 10000, env: 'DPR_FLOWS_SYN_TIMEOUT_MS' },
+    probationTimeoutMs: { doc: 'A flow whose client sent only bare ACKs after its SYN (no data, no FIN, no second ACK number) stays embryonic, counted in `flows.maxEmbryonic`, and is forgotten after this. Longer than browsers keep an unused pre-connection (Chromium: 10 s) and as long as servers wait for a first request (nginx `client_header_timeout`: 60 s).', format: 'positive-int', default: 60000, env: 'DPR_FLOWS_PROBATION_TIMEOUT_MS' },
     establishedTimeoutMs: { doc: 'An idle established flow is forgotten after this (as IPVS: 900 s).', format: 'positive-int', default: 900000, env: 'DPR_FLOWS_ESTABLISHED_TIMEOUT_MS' },
     stateFile: { doc: 'Where the flow table is saved (at exit and every `flows.snapshotMs`) and read back at start, so a restart keeps established connections, forwarded ones included. Empty: not saved.', format: String, default: '/var/lib/dpr/flows.bin', env: 'DPR_FLOWS_STATE_FILE' },
     snapshotMs: { doc: 'Interval of flow-table snapshots while running (for a crash); 0: only at exit.', format: 'nat', default: 5000, env: 'DPR_FLOWS_SNAPSHOT_MS' },
     closingTimeoutMs: { doc: 'A flow whose client sent FIN is forgotten after this (as IPVS fin_wait: 120 s).', format: 'positive-int', default: 120000, env: 'DPR_FLOWS_CLOSING_TIMEOUT_MS' },
+    resetTimeoutMs: { doc: "A flow that got a RST near the client's sequence numbers is kept this long (the serving host judges the RST; the client's next packet revives the flow), then forgotten (as IPVS close: 10 s).", format: 'positive-int', default: 10000, env: 'DPR_FLOWS_RESET_TIMEOUT_MS' },
   },
   drain: {
     timeoutMs: { doc: 'On SIGTERM, wait at most this long for forwarded and local connections to finish.', format: 'nat', default: 30000, env: 'DPR_DRAIN_TIMEOUT_MS' },

@@ -32,7 +32,10 @@ export interface DprConfig {
   marks: { forward: number; serve: number };
   peers: { port: number; key: string; keyFile: string; routersBetween: number; heartbeatMs: number; deadAfterMs: number };
   load: { threshold: number; decisionTimeoutMs: number };
-  flows: { max: number; maxEmbryonic: number; synTimeoutMs: number; establishedTimeoutMs: number; stateFile: string; snapshotMs: number; closingTimeoutMs: number };
+  flows: {
+    max: number; maxEmbryonic: number; synTimeoutMs: number; probationTimeoutMs: number; establishedTimeoutMs: number;
+    stateFile: string; snapshotMs: number; closingTimeoutMs: number; resetTimeoutMs: number;
+  };
   drain: { timeoutMs: number };
   metrics: { port: number; address: string };
   log: { level: 'error' | 'warn' | 'info' | 'debug' };

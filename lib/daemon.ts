@@ -214,7 +214,7 @@ export class Daemon extends EventEmitter {
     const restore = new Set(this.config.hosts.filter((h) => h.id !== this.config.self).map((h) => restoreAddress(this.config, h.id)));
     for (;;) {
       const f = this.entry?.stats().flows.forwarded;
-      const out = f ? f.syn + f.established : 0;
+      const out = f ? f.syn + f.probation + f.established : 0;
       const inbound = forwardedInConnections(restore, this.config.servicePorts);
       if (out === 0 && inbound === 0) return true;
       if (Date.now() >= deadline) {

@@ -22,13 +22,18 @@ export type Malformed =
   | 'not_tcp' | 'truncated_tcp' | 'bad_tcp_offset';
 export type Note =
   | 'not_service' | 'not_peer_port' | 'bad_origin' | 'no_flow' | 'no_flow_hashed'
-  | 'table_full' | 'pending_duplicate' | 'draining' | 'probe_limit';
+  | 'table_full' | 'pending_duplicate' | 'draining' | 'probe_limit'
+  | 'rst_in_window' | 'rst_out_of_window' | 'syn_on_flow' | 'syn_redecided';
 
 export interface FlowTimeouts {
   pendingMs: number;
   synMs: number;
+  /** After the SYN, only bare ACKs with one ACK number so far (absent: 30 s). */
+  probationMs?: number;
   establishedMs: number;
   closingMs: number;
+  /** After a RST within the client's window (absent: 10 s). */
+  resetMs?: number;
 }
 
 /** What the data path needs to know; validated in TypeScript before it is passed. */
@@ -69,6 +74,11 @@ export interface Outcome {
   target: number;
 }
 
+/** Flows by state: pending (load policy, waiting for a decision), syn, probation (bare ACKs only), established, closing (FIN), reset (a plausible RST). */
+export interface FlowCounts {
+  pending: number; syn: number; probation: number; established: number; closing: number; reset: number;
+}
+
 export interface EngineStats {
   packets: number;
   bytes: number;
@@ -78,11 +88,11 @@ export interface EngineStats {
   /** New connections decided here: kept, forwarded, and by serving host id. */
   newFlows: { local: number; forwarded: number; byHost: number[] };
   checksums: { full: number; incremental: number };
-  flows: {
-    pending: number; syn: number; established: number; closing: number;
+  flows: FlowCounts & {
     /** Of the flows above, those another host serves. */
-    forwarded: { pending: number; syn: number; established: number; closing: number };
+    forwarded: FlowCounts;
     expired: number;
+    /** Flows a RST within the client's window moved to `reset`. */
     closed: number;
   };
 }
@@ -134,7 +144,7 @@ export interface NativeEngine {
 }
 
 /** Words per flow in exportFlows()/importFlows(). */
-export const FLOW_WORDS = 5;
+export const FLOW_WORDS = 6;
 
 /**
  * A batch of new flows for the load policy: 5 numbers each,

@@ -38,8 +38,10 @@ export function engineOptions(c: DprConfig, role: Role, peersKey?: Buffer): Engi
     timeouts: {
       pendingMs: Math.max(c.load.decisionTimeoutMs * 4, 1000),
       synMs: c.flows.synTimeoutMs,
+      probationMs: c.flows.probationTimeoutMs,
       establishedMs: c.flows.establishedTimeoutMs,
       closingMs: c.flows.closingTimeoutMs,
+      resetMs: c.flows.resetTimeoutMs,
     },
     ...(peersKey ? { hashKey: maglevKey(peersKey) } : {}),
   };

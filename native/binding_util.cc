@@ -96,6 +96,8 @@ EngineConfig ReadEngineConfig(Napi::Env env, const Napi::Object& o) {
   c.timeouts.synMs = U32(env, to, "synMs");
   c.timeouts.establishedMs = U32(env, to, "establishedMs");
   c.timeouts.closingMs = U32(env, to, "closingMs");
+  if (!to.Get("probationMs").IsUndefined()) c.timeouts.probationMs = U32(env, to, "probationMs");
+  if (!to.Get("resetMs").IsUndefined()) c.timeouts.resetMs = U32(env, to, "resetMs");
   c.hashKey = OptionalKey(env, o, "hashKey");
   c.flowKey = OptionalKey(env, o, "flowKey");
   return c;

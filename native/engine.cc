@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "checksum.h"
+#include "flow_track.h"
 
 namespace dpr {
 
@@ -33,6 +34,10 @@ const char* NoteName(Note n) {
     case Note::kPendingDuplicate: return "pending_duplicate";
     case Note::kDraining: return "draining";
     case Note::kProbeLimit: return "probe_limit";
+    case Note::kRstInWindow: return "rst_in_window";
+    case Note::kRstOutOfWindow: return "rst_out_of_window";
+    case Note::kSynOnFlow: return "syn_on_flow";
+    case Note::kSynRedecided: return "syn_redecided";
     case Note::kCount: break;
   }
   return "unknown";
@@ -135,41 +140,64 @@ Outcome Engine::ProcessEntry(TcpPacket& p, bool csumNotReady, uint32_t nowMs) {
     return out;
   }
   const FlowKey key{p.saddr, p.daddr, p.sport, p.dport};
-  long idx = flows_.Find(key, nowMs);
-  if (idx >= 0) {
-    FlowEntry& e = flows_.At(idx);
-    if (e.state == FlowState::kPending) {
-      out.action = Action::kDrop;  // the first copy is still held; TCP retransmits
-      out.note = Note::kPendingDuplicate;
-      return out;
-    }
-    // A new connection reusing the 4-tuple of a closed one, or a SYN sent
-    // again towards a host that has gone since: decide afresh (otherwise the
-    // retransmissions would follow the dead host until synMs runs out).
-    const bool deadTarget = e.state == FlowState::kSynSeen && !IsLive(e.target);
-    if (p.IsSyn() && (e.state != FlowState::kSynSeen || deadTarget)) {
-      flows_.Erase(idx);
-      counters_.flowsClosed.Add();
-      return NewFlow(p, key, portIndex, csumNotReady, nowMs);
-    }
-    const uint16_t target = e.target;
-    if (p.Has(kTcpRst)) {
-      flows_.Erase(idx);
-      counters_.flowsClosed.Add();
-    } else {
-      flows_.Touch(idx, nowMs);
-      if (p.Has(kTcpFin)) {
-        if (e.state != FlowState::kClosing) flows_.SetState(idx, FlowState::kClosing);
-      } else if (e.state == FlowState::kSynSeen && !p.IsSyn()) {
-        flows_.SetState(idx, FlowState::kEstablished);
-      }
-    }
-    return Route(p, target, portIndex, csumNotReady);
+  const long idx = flows_.Find(key, nowMs);
+  if (idx < 0) return p.IsSyn() ? NewFlow(p, key, portIndex, csumNotReady, nowMs) : NoFlow(p, portIndex, csumNotReady);
+  const FlowEntry& e = flows_.At(idx);
+  if (e.state == FlowState::kPending) {
+    out.action = Action::kDrop;  // the first copy is still held; TCP retransmits
+    out.note = Note::kPendingDuplicate;
+    return out;
   }
-  if (p.IsSyn()) return NewFlow(p, key, portIndex, csumNotReady, nowMs);
-  // Mid-flow with no entry: the hash still names the host that got the SYN
-  // unless the table changed since; the load policy has nothing to go on, so
-  // the local stack answers (with a reset if it has no socket).
+  if (p.IsSyn()) return SynOnFlow(p, key, idx, portIndex, csumNotReady, nowMs);
+  // Every other packet of the flow goes to its host, whatever it says: the
+  // serving host's stack decides what a RST or a stray segment means.
+  const uint16_t target = e.target;
+  Note note = Note::kNone;
+  if (p.Has(kTcpRst)) {
+    const bool plausible = TrackRst(flows_, idx, p, nowMs);
+    note = plausible ? Note::kRstInWindow : Note::kRstOutOfWindow;
+    if (plausible) counters_.flowsClosed.Add();
+  } else {
+    TrackSegment(flows_, idx, p, nowMs);
+  }
+  out = Route(p, target, portIndex, csumNotReady);
+  out.note = note;
+  return out;
+}
+
+// A SYN never takes a live connection elsewhere. It is decided afresh only
+// when the connection is over: after a plausible RST, or when its host is no
+// longer live (otherwise a SYN retransmitted towards a host that went down
+// would follow it until synMs runs out).
+Outcome Engine::SynOnFlow(TcpPacket& p, const FlowKey& key, long index, int portIndex, bool csumNotReady,
+                          uint32_t nowMs) {
+  const FlowEntry& e = flows_.At(index);
+  if (e.state == FlowState::kReset || !IsLive(e.target)) {
+    flows_.Erase(index);
+    Outcome out = NewFlow(p, key, portIndex, csumNotReady, nowMs);
+    if (out.note == Note::kNone) out.note = Note::kSynRedecided;
+    return out;
+  }
+  const uint16_t target = e.target;
+  // kSynSeen: the client sends its SYN again. Anything later: a spoofed SYN,
+  // or (kClosing) the client reusing the 4-tuple, which the serving host's
+  // TIME_WAIT accepts; it answers the rest with a challenge ACK.
+  const Note note = e.state == FlowState::kSynSeen ? Note::kNone : Note::kSynOnFlow;
+  if (e.state == FlowState::kClosing) {
+    RearmForSyn(flows_, index, p, nowMs);
+  } else {
+    flows_.Touch(index, nowMs);
+  }
+  Outcome out = Route(p, target, portIndex, csumNotReady);
+  out.note = note;
+  return out;
+}
+
+// Mid-flow with no entry: the hash still names the host that got the SYN
+// unless the table changed since; the load policy has nothing to go on, so
+// the local stack answers (with a reset if it has no socket).
+Outcome Engine::NoFlow(TcpPacket& p, int portIndex, bool csumNotReady) {
+  Outcome out;
   if (config_.policy == Policy::kHash) {
     out = Route(p, HashTarget(p.saddr, p.sport), portIndex, csumNotReady);
     out.note = Note::kNoFlowHashed;
@@ -181,15 +209,16 @@ Outcome Engine::ProcessEntry(TcpPacket& p, bool csumNotReady, uint32_t nowMs) {
 
 Outcome Engine::NewFlow(TcpPacket& p, const FlowKey& key, int portIndex, bool csumNotReady,
                         uint32_t nowMs) {
+  const uint32_t clientNext = p.seq + 1;
   if (draining_) {
-    flows_.Insert(key, config_.self, FlowState::kSynSeen, nowMs);
+    flows_.Insert(key, config_.self, FlowState::kSynSeen, nowMs, clientNext);
     CountNewFlow(config_.self);
     Outcome out;
     out.note = Note::kDraining;
     return out;
   }
   if (config_.policy == Policy::kLoad) {
-    const InsertResult r = flows_.Insert(key, config_.self, FlowState::kPending, nowMs);
+    const InsertResult r = flows_.Insert(key, config_.self, FlowState::kPending, nowMs, clientNext);
     if (r != InsertResult::kOk) {
       // No room to remember a decision: serve it here, where the kernel's own
       // socket lookup keeps later packets local without us.
@@ -204,7 +233,7 @@ Outcome Engine::NewFlow(TcpPacket& p, const FlowKey& key, int portIndex, bool cs
     return out;
   }
   const uint16_t target = HashTarget(p.saddr, p.sport);
-  const InsertResult r = flows_.Insert(key, target, FlowState::kSynSeen, nowMs);
+  const InsertResult r = flows_.Insert(key, target, FlowState::kSynSeen, nowMs, clientNext);
   CountNewFlow(target);
   Outcome out = Route(p, target, portIndex, csumNotReady);
   out.note = NoteFor(r);
@@ -308,6 +337,7 @@ std::vector<uint32_t> Engine::ExportFlows(uint32_t nowMs) const {
     out.push_back(config_.serviceAddr[config_.self]);
     out.push_back(static_cast<uint32_t>(e.clientPort) << 16 | e.servicePort);
     out.push_back(static_cast<uint32_t>(e.target) << 16 | static_cast<uint32_t>(e.state));
+    out.push_back(e.clientNext);
     out.push_back(nowMs - e.lastSeenMs);
   });
   return out;
@@ -320,13 +350,16 @@ size_t Engine::ImportFlows(const uint32_t* words, size_t count, uint32_t nowMs) 
                       static_cast<uint16_t>(words[i + 2] & 0xffff)};
     const uint16_t target = static_cast<uint16_t>(words[i + 3] >> 16);
     const uint32_t stateWord = words[i + 3] & 0xffff;
-    const uint32_t age = words[i + 4];
+    const uint32_t clientNext = words[i + 4];
+    const uint32_t age = words[i + 5];
     if (stateWord < static_cast<uint32_t>(FlowState::kSynSeen) || stateWord >= static_cast<uint32_t>(FlowState::kCount)) continue;
     if (target >= config_.serviceAddr.size() || config_.serviceAddr[target] == 0) continue;
     if (key.serviceAddr != config_.serviceAddr[config_.self] || ServicePortIndex(key.servicePort) < 0) continue;
     if (flows_.Find(key, nowMs) >= 0) continue;
     // Inserted with its age, so the usual timeouts (and the sweep) apply.
-    if (flows_.Insert(key, target, static_cast<FlowState>(stateWord), nowMs - age) != InsertResult::kOk) continue;
+    // (A flow on probation comes back without its first ACK number: the
+    // next ACK then counts as progress.)
+    if (flows_.Insert(key, target, static_cast<FlowState>(stateWord), nowMs - age, clientNext) != InsertResult::kOk) continue;
     const long idx = flows_.Find(key, nowMs);  // drops it again if it has expired
     if (idx >= 0) ++taken;
   }

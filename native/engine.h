@@ -65,6 +65,10 @@ enum class Note : uint8_t {
   kPendingDuplicate,
   kDraining,      // entry: a new flow served locally because this host drains
   kProbeLimit,    // entry: a new flow's probe run would pass the bound; routed without an entry
+  kRstInWindow,   // entry: a RST near the client's next sequence number; the flow waits in kReset
+  kRstOutOfWindow,  // entry: a RST nowhere near it (a blind guess); the flow is left as it was
+  kSynOnFlow,     // entry: a SYN on a live flow went to its host, not decided again
+  kSynRedecided,  // entry: a SYN after a plausible RST, or towards a host no longer live: decided afresh
   kCount
 };
 
@@ -100,7 +104,7 @@ struct EngineCounters {
   Counter csumFull;         // full TCP recomputes (partial checksum from the kernel)
   Counter csumIncremental;  // RFC 1624 updates
   Counter flowsExpired;
-  Counter flowsClosed;      // removed on RST
+  Counter flowsClosed;      // moved to kReset by a plausible RST
   std::atomic<uint64_t> flowsByState[static_cast<size_t>(FlowState::kCount)] = {};
   std::atomic<uint64_t> remoteFlowsByState[static_cast<size_t>(FlowState::kCount)] = {};
 };
@@ -126,8 +130,9 @@ class Engine {
 
   // The flow table as words, kFlowWords per flow, for a restart to pick up:
   // clientAddr, serviceAddr (network order), clientPort << 16 | servicePort,
-  // target << 16 | state, age in ms. Pending flows are left out.
-  static constexpr size_t kFlowWords = 5;
+  // target << 16 | state, the client's next sequence number, age in ms.
+  // Pending flows are left out.
+  static constexpr size_t kFlowWords = 6;
   std::vector<uint32_t> ExportFlows(uint32_t nowMs) const;
   // Re-inserts exported flows; skips any that do not fit this host's
   // configuration or have expired. Returns how many were taken.
@@ -150,6 +155,8 @@ class Engine {
   Outcome ProcessEntry(TcpPacket& p, bool csumNotReady, uint32_t nowMs);
   Outcome ProcessServe(TcpPacket& p, bool csumNotReady);
   Outcome NewFlow(TcpPacket& p, const FlowKey& key, int portIndex, bool csumNotReady, uint32_t nowMs);
+  Outcome SynOnFlow(TcpPacket& p, const FlowKey& key, long index, int portIndex, bool csumNotReady, uint32_t nowMs);
+  Outcome NoFlow(TcpPacket& p, int portIndex, bool csumNotReady);
   Outcome Route(TcpPacket& p, uint16_t target, int portIndex, bool csumNotReady);
   static EngineConfig Validated(EngineConfig config);
   static Note NoteFor(InsertResult r);

@@ -111,6 +111,7 @@ class FlowTable {
   uint64_t probeLimited() const { return probeLimited_; }
   size_t capacity() const { return slots_.size(); }
   size_t maxFlows() const { return maxFlows_; }
+  size_t maxEmbryonic() const { return maxEmbryonic_; }
   size_t CountIn(FlowState s) const { return byState_[static_cast<size_t>(s)]; }
   // Of those, the flows that another host serves (target != localTarget).
   size_t RemoteIn(FlowState s) const { return remoteByState_[static_cast<size_t>(s)]; }

@@ -8,6 +8,8 @@ namespace {
 
 uint16_t Load16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
 
+uint32_t Load32(const uint8_t* p) { return static_cast<uint32_t>(Load16(p)) << 16 | Load16(p + 2); }
+
 void Store16(uint8_t* p, uint16_t v) {
   p[0] = static_cast<uint8_t>(v >> 8);
   p[1] = static_cast<uint8_t>(v);
@@ -58,6 +60,9 @@ ParseResult ParseTcp4(uint8_t* buf, size_t len, TcpPacket* out) {
   out->sport = Load16(tcp);
   out->dport = Load16(tcp + 2);
   out->flags = tcp[13];
+  out->seq = Load32(tcp + 4);
+  out->ack = Load32(tcp + 8);
+  out->tcpHeaderLength = doff;
   return ParseResult::kOk;
 }
 

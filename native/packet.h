@@ -42,9 +42,13 @@ struct TcpPacket {
   uint16_t sport = 0;
   uint16_t dport = 0;
   uint8_t flags = 0;
+  uint32_t seq = 0;          // host order
+  uint32_t ack = 0;          // host order
+  size_t tcpHeaderLength = 0; // data offset * 4
 
   bool IsSyn() const { return (flags & (kTcpSyn | kTcpAck | kTcpRst)) == kTcpSyn; }
   bool Has(uint8_t f) const { return (flags & f) != 0; }
+  size_t PayloadLength() const { return ipLength - ipHeaderLength - tcpHeaderLength; }
 };
 
 ParseResult ParseTcp4(uint8_t* buf, size_t len, TcpPacket* out);

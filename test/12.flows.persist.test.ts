@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Engine, FLOW_WORDS } from '../lib/native';
 import { baseOptions, uniformTable } from './support/fixture-engines';
-import { ACK, SYN, buildTcp4 } from './support/packet-builder';
+import { ACK, PSH, SYN, buildTcp4, textPayload } from './support/packet-builder';
 import { CLIENT, SERVICE } from './support/cluster';
 
 function engineToPeer() {
@@ -14,7 +14,8 @@ function engineToPeer() {
 }
 
 const syn = (port: number) => buildTcp4({ src: CLIENT, dst: SERVICE[0]!, sport: port, dport: 80, flags: SYN });
-const ack = (port: number) => buildTcp4({ src: CLIENT, dst: SERVICE[0]!, sport: port, dport: 80, flags: ACK });
+// With data: a bare ACK would leave the flow on probation, not established.
+const ack = (port: number) => buildTcp4({ src: CLIENT, dst: SERVICE[0]!, sport: port, dport: 80, flags: ACK | PSH, payload: textPayload(8) });
 
 test('12.flows: exported flows come back in a new engine with their host, state and age', () => {
   const a = engineToPeer();
@@ -44,9 +45,10 @@ test('12.flows: import skips flows that expired, name unknown hosts or another s
   e.process(syn(40000), false, 0);
   e.process(ack(40000), false, 0);
   const row = [...e.exportFlows(0)];
-  const expired = [...row.slice(0, 4), 10_000_000];
-  const unknownHost = [row[0]!, row[1]!, row[2]!, (3 << 16) | 3, 10];
-  const otherService = [row[0]!, 0x0a000001, row[2]!, row[3]!, 10];
+  const age = FLOW_WORDS - 1;
+  const expired = [...row.slice(0, age), 10_000_000];
+  const unknownHost = [row[0]!, row[1]!, row[2]!, (3 << 16) | 3, ...row.slice(4, age), 10];
+  const otherService = [row[0]!, 0x0a000001, ...row.slice(2, age), 10];
   const fresh = new Engine(baseOptions());
   const n = fresh.importFlows(Uint32Array.from([...expired, ...unknownHost, ...otherService, ...row]), 1_000_000);
   assert.equal(n, 1);

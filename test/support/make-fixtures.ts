@@ -64,7 +64,10 @@ const ack = toEntry({ flags: ACK, seq: 1001, ack: 5001, tcpOptions: [] });
 const data = toEntry({ flags: ACK | PSH, seq: 1001, ack: 5001, tcpOptions: [], payload: textPayload(45) });
 const fin = toEntry({ flags: FIN | ACK, seq: 1046, ack: 5001, tcpOptions: [] });
 const rst = toEntry({ flags: RST | ACK, seq: 1046, ack: 5001, tcpOptions: [] });
-const established = [step(syn), step(ack)];
+// A blind guess: nowhere near the client's next sequence number (1046).
+const rstFar = toEntry({ flags: RST | ACK, seq: 1046 + 10_000_000, ack: 5001, tcpOptions: [] });
+// SYN, the handshake ACK and the request: the client's next sequence number is 1046.
+const established = [step(syn), step(ack), step(data)];
 
 function forwardingCases(): Case[] {
   return [
@@ -81,16 +84,22 @@ function forwardingCases(): Case[] {
       engine: 'entry-hash-to-peer', steps: [step(syn)], input: buildTcp4(data), action: 'forward', output: forwarded(data) },
     { slug: 'entry-forward-fin', description: 'entry: a FIN of a forwarded flow is forwarded',
       engine: 'entry-hash-to-peer', steps: established, input: buildTcp4(fin), action: 'forward', output: forwarded(fin) },
-    { slug: 'entry-forward-rst', description: 'entry: a RST of a forwarded flow is forwarded',
-      engine: 'entry-hash-to-peer', steps: established, input: buildTcp4(rst), action: 'forward', output: forwarded(rst) },
-    { slug: 'entry-after-rst-hashed', description: 'entry: after a RST the flow is gone; hash policy routes the next packet by hash',
+    { slug: 'entry-forward-rst', description: "entry: a RST at the client's next sequence number is forwarded (the flow waits in reset)",
+      engine: 'entry-hash-to-peer', steps: established, input: buildTcp4(rst), action: 'forward', note: 'rst_in_window', output: forwarded(rst) },
+    { slug: 'entry-rst-out-of-window', description: "entry: a RST far from the client's sequence numbers is forwarded and counted, the flow left alone",
+      engine: 'entry-hash-to-peer', steps: established, input: buildTcp4(rstFar), action: 'forward', note: 'rst_out_of_window',
+      output: forwarded(rstFar) },
+    { slug: 'entry-after-rst-kept', description: 'entry: after a RST within the window the flow is kept; the next packet still follows it',
       engine: 'entry-hash-to-peer', steps: [...established, step(rst)], input: buildTcp4(data), action: 'forward',
-      note: 'no_flow_hashed', output: forwarded(data) },
+      output: forwarded(data) },
     { slug: 'entry-no-flow-hashed', description: 'entry: a mid-flow packet with no entry is routed by the hash table',
       engine: 'entry-hash-to-peer', input: buildTcp4(ack), action: 'forward', note: 'no_flow_hashed', output: forwarded(ack) },
-    { slug: 'entry-syn-reuses-tuple', description: 'entry: a new SYN on the 4-tuple of an established flow is decided afresh',
+    { slug: 'entry-syn-on-established', description: 'entry: a SYN on an established flow goes to its serving host, not decided again',
       engine: 'entry-hash-to-peer', steps: established, input: buildTcp4({ ...syn, seq: 777000 }), action: 'forward',
-      output: forwarded({ ...syn, seq: 777000 }) },
+      note: 'syn_on_flow', output: forwarded({ ...syn, seq: 777000 }) },
+    { slug: 'entry-syn-after-rst', description: 'entry: a SYN after a RST within the window starts a new connection, decided afresh',
+      engine: 'entry-hash-to-peer', steps: [...established, step(rst)], input: buildTcp4({ ...syn, seq: 777000 }), action: 'forward',
+      note: 'syn_redecided', output: forwarded({ ...syn, seq: 777000 }) },
     { slug: 'entry-local-flow-data', description: 'entry: data of a flow kept local is accepted unchanged',
       engine: 'entry-hash-local', steps: [step(syn)], input: buildTcp4(data), action: 'accept' },
     { slug: 'entry-draining-syn', description: 'entry: while draining a new SYN stays local',
@@ -125,10 +134,18 @@ function loadPolicyCases(): Case[] {
       engine: 'entry-load', steps: [step(syn, { resolveTo: 3 })], input: buildTcp4(syn), action: 'accept' },
     { slug: 'load-pending-expired', description: 'load: once a pending decision times out a retransmitted SYN is held again',
       engine: 'entry-load', steps: [step(syn)], nowMs: 1000 + 1001, input: buildTcp4(syn), action: 'defer' },
-    { slug: 'load-after-rst-no-flow', description: 'load: after a RST the flow is gone; the next packet goes to the local stack',
+    { slug: 'load-after-rst-kept', description: 'load: after a RST within the window the flow is kept; the next packet still goes to its host',
       engine: 'entry-load',
       steps: [step(syn, { resolveTo: 1 }), step(syn), step(ack), step(rst)],
-      input: buildTcp4(data), action: 'accept', note: 'no_flow' },
+      input: buildTcp4(data), action: 'forward', output: forwarded(data) },
+    { slug: 'load-after-spoofed-rst', description: 'load: after a RST far from the window the flow is untouched; the next packet goes to its host',
+      engine: 'entry-load',
+      steps: [step(syn, { resolveTo: 1 }), step(syn), step(ack), step(rstFar)],
+      input: buildTcp4(data), action: 'forward', output: forwarded(data) },
+    { slug: 'load-syn-on-established', description: 'load: a SYN on an established flow is not held for a new decision; it goes to its host',
+      engine: 'entry-load',
+      steps: [step(syn, { resolveTo: 1 }), step(syn), step(ack), step(data)],
+      input: buildTcp4({ ...syn, seq: 777000 }), action: 'forward', note: 'syn_on_flow', output: forwarded({ ...syn, seq: 777000 }) },
   ];
 }
 
