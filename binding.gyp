@@ -9,6 +9,7 @@
         "native/flow_table.cc",
         "native/flow_track.cc",
         "native/packet.cc",
+        "native/nfq_socket.cc",
         "native/queue.cc",
         "native/siphash.cc",
         "native/sock_diag.cc",

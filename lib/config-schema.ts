@@ -135,11 +135,13 @@ export const schema = {
     env: 'DPR_MODE',
   },
   queues: {
-    entry: { doc: 'NFQUEUE number for packets arriving at the service address.', format: 'queue-num', default: 0, env: 'DPR_QUEUE_ENTRY' },
+    entry: { doc: 'NFQUEUE number for new connections (SYNs) and ICMP errors arriving at the service address. Bound with fail-open: when it is full, or no daemon runs, they are served here.', format: 'queue-num', default: 0, env: 'DPR_QUEUE_ENTRY' },
+    flows: { doc: 'NFQUEUE number for the later packets of connections this host does not serve itself (the forwarded ones). Bound without fail-open: when it is full, or no daemon runs, they are dropped and TCP sends them again; the local stack would reset them.', format: 'queue-num', default: 2, env: 'DPR_QUEUE_FLOWS' },
     serve: { doc: 'NFQUEUE number for packets forwarded by peers to the peer ports.', format: 'queue-num', default: 1, env: 'DPR_QUEUE_SERVE' },
-    maxLen: { doc: 'Packets the kernel holds per queue before it lets them through unrouted (fail-open).', format: 'positive-int', default: 4096, env: 'DPR_QUEUE_MAX_LEN' },
+    maxLen: { doc: 'Packets the kernel holds per queue number; past that the entry and serve queues let packets through unrouted (fail-open), the flows queue drops them.', format: 'positive-int', default: 4096, env: 'DPR_QUEUE_MAX_LEN' },
     batchSize: { doc: 'Packets received per system call (recvmmsg); verdicts of one batch leave in one send.', format: 'positive-int', default: 64, env: 'DPR_QUEUE_BATCH' },
     rcvBufBytes: { doc: 'Netlink receive buffer per queue (SO_RCVBUFFORCE).', format: 'positive-int', default: 8388608, env: 'DPR_QUEUE_RCVBUF' },
+    sndBufBytes: { doc: 'Netlink send buffer per queue (SO_SNDBUFFORCE; the kernel doubles it). Verdict batches are sized from what the kernel grants, so a smaller buffer only means more system calls. At least 65536.', format: 'positive-int', default: 2097152, env: 'DPR_QUEUE_SNDBUF' },
   },
   marks: {
     forward: { doc: 'Packet mark bit(s) on packets the entry host rewrote; the rules untrack and accept them. Choose bits no other software on the host uses (Kubernetes uses 0x4000 and 0x8000).', format: 'mark', default: 0x1000000, env: 'DPR_MARK_FORWARD' },

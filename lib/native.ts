@@ -58,9 +58,14 @@ export interface EngineOptions {
 }
 
 export interface QueueOptions {
+  /** Entry: SYNs and ICMP errors (bound with fail-open). Serve: the peer ports. */
   queueNum: number;
+  /** Entry only: later packets of flows that may be forwarded, on the same socket and thread, without fail-open. */
+  flowsQueueNum?: number;
   maxLen: number;
   rcvBufBytes: number;
+  /** SO_SNDBUFFORCE (the kernel doubles it); verdict batches are sized from what the kernel granted. Absent: 2 MiB. */
+  sndBufBytes?: number;
   batchSize: number;
   decisionTimeoutMs: number;
 }
@@ -103,14 +108,28 @@ export interface QueueStats extends EngineStats {
     batches: number;
     batchPackets: number;
     batchMax: number;
+    /** Receive rounds cut short by their bound (batches or ~2 ms) so housekeeping could run: input was waiting. */
+    roundsCut: number;
     recvErrors: number;
     enobufs: number;
     eintr: number;
+    /** Verdicts the kernel refused even one at a time (their packets stay queued): must stay 0. */
     sendErrors: number;
+    /** Verdict batches the kernel refused whole, then sent one verdict at a time. */
+    batchesSplit: number;
+    /** Bytes of verdicts sent in one system call at most: the socket's real send buffer less 32. */
+    sendLimit: number;
     verdictErrors: number;
+    /** Packets that came while binding: accepted on the fail-open queue, dropped on the flows queue. */
     startupAccepted: number;
+    startupDropped: number;
+    /** Entry: the flows queue's number and the packets that came from it (of batchPackets). */
+    flowsQueueNum?: number;
+    flowsPackets?: number;
     decisions: {
       requested: number; answered: number; timedOut: number; late: number;
+      /** Requests the JavaScript side had no room for (its queue holds 256 batches): served locally at the deadline. */
+      dropped: number;
       /** Load policy: forwards turned local because the 4-tuple still has a socket here (TIME_WAIT). */
       keptForLocalSocket: number;
       sockDiagErrors: number;
@@ -128,10 +147,19 @@ export interface EngineInfo {
   longestProbe: number;
 }
 
+export interface PacketMeta {
+  wireLength?: number;
+  srcMac?: Uint8Array;
+}
+
 /** The data path on bytes the caller supplies (tests, fixtures, benches). */
 export interface NativeEngine {
-  /** Runs one packet; rewrites `bytes` in place when the outcome is `mangled`. */
-  process(bytes: Uint8Array, csumNotReady: boolean, nowMs: number): Outcome;
+  /**
+   * Runs one packet; rewrites `bytes` in place when the outcome is `mangled`.
+   * `meta`: what the queue reads from the kernel besides the bytes: the real
+   * length when the copy was cut short (NFQA_CAP_LEN), the source MAC (NFQA_HWADDR).
+   */
+  process(bytes: Uint8Array, csumNotReady: boolean, nowMs: number, meta?: PacketMeta): Outcome;
   resolve(clientAddr: number, clientPort: number, serviceAddr: number, servicePort: number, target: number, nowMs: number): boolean;
   setLookupTable(table: Uint16Array): void;
   setDraining(draining: boolean): void;

@@ -50,8 +50,10 @@ export function engineOptions(c: DprConfig, role: Role, peersKey?: Buffer): Engi
 export function queueOptions(c: DprConfig, role: Role): QueueOptions {
   return {
     queueNum: role === 'entry' ? c.queues.entry : c.queues.serve,
+    ...(role === 'entry' ? { flowsQueueNum: c.queues.flows } : {}),
     maxLen: c.queues.maxLen,
     rcvBufBytes: c.queues.rcvBufBytes,
+    sndBufBytes: c.queues.sndBufBytes,
     batchSize: c.queues.batchSize,
     decisionTimeoutMs: c.load.decisionTimeoutMs,
   };

@@ -6,7 +6,8 @@
 //                                are untracked and accepted; service traffic
 //                                goes to DPR_ENTRY, peer-port traffic to DPR_SERVE
 //   DPR_ENTRY                    after the SYN, local flows stay in the kernel
-//                                (-m socket); the rest goes to the entry queue
+//                                (-m socket); SYNs go to the entry queue (fail-
+//                                open), the rest to the flows queue (never)
 //   DPR_SERVE                    peer ports from a peer (TTL check, GTSM) go to
 //                                the serve queue, anything else is dropped
 //   nat PREROUTING -> DPR_NAT    restored packets are DNATed to the local server,
@@ -63,9 +64,10 @@ export function renderRules(c: DprConfig): RuleSet {
     // With no daemon listening, a new connection is served here (fail-open)...
     `-A DPR_ENTRY -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j NFQUEUE --queue-num ${c.queues.entry} --queue-bypass`,
     // ...but a later packet with no local socket belongs to a forwarded flow:
-    // dropped, TCP sends it again once a daemon is back (a restart), where the
-    // local stack would have reset the connection.
-    `-A DPR_ENTRY -j NFQUEUE --queue-num ${c.queues.entry}`,
+    // its own queue, bound without fail-open, so while no daemon runs (a
+    // restart) or the queue is full it is dropped and TCP sends it again,
+    // where the local stack would have reset the connection.
+    `-A DPR_ENTRY -j NFQUEUE --queue-num ${c.queues.flows}`,
     // A forwarded packet keeps the client's source address, so the source says
     // nothing; the entry host sends it with TTL 255 and only a sender at most
     // peers.routersBetween routers away can make it arrive this high (GTSM).

@@ -10,7 +10,8 @@
 
 namespace dpr {
 
-// Set once by lib/native.ts: the DprNativeError constructor.
+// Set by lib/native.ts in every environment that loads the addon (the main
+// thread, each worker): the DprNativeError constructor of that environment.
 void SetErrorClass(Napi::Env env, Napi::Function ctor);
 // Throws DprNativeError(message, code, errno) as a JavaScript exception.
 [[noreturn]] void ThrowError(Napi::Env env, const std::string& code, int errnum, const std::string& message);
@@ -19,6 +20,6 @@ EngineConfig ReadEngineConfig(Napi::Env env, const Napi::Object& o);
 QueueOptions ReadQueueOptions(Napi::Env env, const Napi::Object& o);
 
 Napi::Object EngineSnapshot(Napi::Env env, EngineCounters& c);
-Napi::Object QueueSnapshot(Napi::Env env, const QueueCounters& c);
+Napi::Object QueueSnapshot(Napi::Env env, const Queue& queue);
 
 }  // namespace dpr

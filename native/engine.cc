@@ -106,17 +106,18 @@ uint16_t Engine::HashTarget(uint32_t clientAddr, uint16_t clientPort) const {
   return target;
 }
 
-Outcome Engine::Process(uint8_t* buf, size_t len, bool csumNotReady, uint32_t nowMs) {
+Outcome Engine::Process(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_t nowMs) {
   counters_.packets.Add();
   counters_.bytes.Add(len);
-  return Decide(buf, len, csumNotReady, nowMs);
+  return Decide(buf, len, meta, nowMs);
 }
 
-Outcome Engine::Replay(uint8_t* buf, size_t len, bool csumNotReady, uint32_t nowMs) {
-  return Decide(buf, len, csumNotReady, nowMs);
+Outcome Engine::Replay(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_t nowMs) {
+  return Decide(buf, len, meta, nowMs);
 }
 
-Outcome Engine::Decide(uint8_t* buf, size_t len, bool csumNotReady, uint32_t nowMs) {
+Outcome Engine::Decide(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_t nowMs) {
+  const bool csumNotReady = meta.csumNotReady;
   TcpPacket p;
   Outcome out;
   out.parse = ParseTcp4(buf, len, &p);
@@ -168,11 +169,14 @@ Outcome Engine::ProcessEntry(TcpPacket& p, bool csumNotReady, uint32_t nowMs) {
 // A SYN never takes a live connection elsewhere. It is decided afresh only
 // when the connection is over: after a plausible RST, or when its host is no
 // longer live (otherwise a SYN retransmitted towards a host that went down
-// would follow it until synMs runs out).
+// would follow it until synMs runs out), or, while this host drains, when it
+// reuses the 4-tuple of a closing forwarded flow (a new connection, which a
+// draining host keeps).
 Outcome Engine::SynOnFlow(TcpPacket& p, const FlowKey& key, long index, int portIndex, bool csumNotReady,
                           uint32_t nowMs) {
   const FlowEntry& e = flows_.At(index);
-  if (e.state == FlowState::kReset || !IsLive(e.target)) {
+  const bool reuseWhileDraining = draining_ && e.state == FlowState::kClosing && e.target != config_.self;
+  if (e.state == FlowState::kReset || !IsLive(e.target) || reuseWhileDraining) {
     flows_.Erase(index);
     Outcome out = NewFlow(p, key, portIndex, csumNotReady, nowMs);
     if (out.note == Note::kNone) out.note = Note::kSynRedecided;

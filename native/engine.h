@@ -84,6 +84,13 @@ struct Outcome {
   FlowKey key{};  // valid when action == kDefer
 };
 
+// What the queue knows of a packet besides its bytes.
+struct PacketMeta {
+  bool csumNotReady = false;        // NFQA_SKB_CSUMNOTREADY: the TCP checksum holds only the pseudo-header sum
+  uint32_t wireLength = 0;          // NFQA_CAP_LEN: the real length when the copy was cut short; 0: whole
+  const uint8_t* srcMac = nullptr;  // NFQA_HWADDR: 6 bytes, when the packet came over Ethernet
+};
+
 // Single-writer counters: the owning thread writes with relaxed load+store
 // (a plain add), snapshots read them from any thread.
 struct Counter {
@@ -120,9 +127,9 @@ class Engine {
   explicit Engine(EngineConfig config);
 
   // Decide what to do with one packet; may rewrite it in place.
-  Outcome Process(uint8_t* buf, size_t len, bool csumNotReady, uint32_t nowMs);
+  Outcome Process(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_t nowMs);
   // Process a packet that was deferred and counted once already.
-  Outcome Replay(uint8_t* buf, size_t len, bool csumNotReady, uint32_t nowMs);
+  Outcome Replay(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_t nowMs);
 
   // The policy's answer for a deferred flow: install it. Processing the held
   // packet again then applies it. False when the flow is gone (expired).
@@ -141,6 +148,7 @@ class Engine {
   // The table also says which hosts are live: those it names.
   void SetLookupTable(std::shared_ptr<const LookupTable> table);
   void SetDraining(bool draining) { draining_ = draining; }
+  bool draining() const { return draining_; }
   size_t Sweep(size_t budget, uint32_t nowMs);
 
   const EngineConfig& config() const { return config_; }
@@ -151,7 +159,7 @@ class Engine {
   uint16_t HashTarget(uint32_t clientAddr, uint16_t clientPort) const;
 
  private:
-  Outcome Decide(uint8_t* buf, size_t len, bool csumNotReady, uint32_t nowMs);
+  Outcome Decide(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_t nowMs);
   Outcome ProcessEntry(TcpPacket& p, bool csumNotReady, uint32_t nowMs);
   Outcome ProcessServe(TcpPacket& p, bool csumNotReady);
   Outcome NewFlow(TcpPacket& p, const FlowKey& key, int portIndex, bool csumNotReady, uint32_t nowMs);

@@ -51,9 +51,23 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       ThrowError(env, "EINVAL", 0, "process(bytes): bytes must be a Uint8Array");
     }
     auto bytes = info[0].As<Napi::Uint8Array>();
-    const bool csumNotReady = info[1].ToBoolean();
+    PacketMeta meta;
+    meta.csumNotReady = info[1].ToBoolean();
     const uint32_t now = info[2].IsNumber() ? info[2].As<Napi::Number>().Uint32Value() : 0;
-    const Outcome o = engine_->Process(bytes.Data(), bytes.ElementLength(), csumNotReady, now);
+    // process(bytes, csumNotReady, nowMs, {wireLength?, srcMac?}): what the queue reads from the kernel.
+    if (info[3].IsObject()) {
+      const Napi::Object m = info[3].As<Napi::Object>();
+      if (m.Get("wireLength").IsNumber()) meta.wireLength = m.Get("wireLength").As<Napi::Number>().Uint32Value();
+      const Napi::Value mac = m.Get("srcMac");
+      if (!mac.IsUndefined()) {
+        if (!mac.IsTypedArray() || mac.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
+            mac.As<Napi::Uint8Array>().ElementLength() != 6) {
+          ThrowError(env, "EINVAL", 0, "process(): meta.srcMac must be a 6-byte Uint8Array");
+        }
+        meta.srcMac = mac.As<Napi::Uint8Array>().Data();
+      }
+    }
+    const Outcome o = engine_->Process(bytes.Data(), bytes.ElementLength(), meta, now);
     return OutcomeObject(env, o);
   }
 

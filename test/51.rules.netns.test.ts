@@ -42,7 +42,7 @@ test('51.rules: install twice gives the same rules, uninstall removes exactly ou
     assert.match(once, /-A DPR_ENTRY .*-m socket -j ACCEPT/);
     // SYNs fail open; later packets of forwarded flows wait for a daemon instead.
     assert.match(once, /-A DPR_ENTRY -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j NFQUEUE --queue-num 0 --queue-bypass/);
-    assert.match(once, /-A DPR_ENTRY -j NFQUEUE --queue-num 0$/m);
+    assert.match(once, /-A DPR_ENTRY -j NFQUEUE --queue-num 2$/m);
     assert.match(once, /-A DPR_SERVE -m ttl --ttl-gt 253 -j NFQUEUE --queue-num 1$/m);
     assert.match(once, /-A DPR_NAT -d 198\.18\.0\.2\/32 -m mark --mark 0x2000000\/0x2000000 -j DNAT --to-destination 169\.254\.77\.2/);
     assert.match(bed.exec('a', ['ip', '-4', 'addr', 'show', 'dev', 'lo']), /169\.254\.77\.3\/32/);

@@ -389,7 +389,9 @@ void RunPacket(Harness& h, const uint8_t* data, size_t len, const Step& s) {
   if (len > 0) std::memcpy(buf.get(), data, len);
   if (h.sel & kSelFix) FixChecksums(buf.get(), len, s.csumNotReady);
   const std::vector<uint8_t> in(buf.get(), buf.get() + len);
-  const Outcome o = h.engine.Process(buf.get(), len, s.csumNotReady, h.now);
+  dpr::PacketMeta meta;
+  meta.csumNotReady = s.csumNotReady;
+  const Outcome o = h.engine.Process(buf.get(), len, meta, h.now);
   ++h.processed;
   h.bytes += len;
   CheckOutcome(h, in.data(), buf.get(), len, o, s.csumNotReady);
@@ -399,7 +401,7 @@ void RunPacket(Harness& h, const uint8_t* data, size_t len, const Step& s) {
     Require(o.key == KeyOf(in.data()));
     Require(h.engine.Resolve(o.key, s.target, h.now));  // inserted just now: cannot have expired
     RememberDecision(h, o.key, s.target);
-    const Outcome r = h.engine.Replay(buf.get(), len, s.csumNotReady, h.now);
+    const Outcome r = h.engine.Replay(buf.get(), len, meta, h.now);
     ++h.replayed;
     Require(r.action != Action::kDefer && r.action != Action::kDrop);
     CheckOutcome(h, in.data(), buf.get(), len, r, s.csumNotReady);
