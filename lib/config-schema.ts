@@ -151,7 +151,7 @@ export const schema = {
     port: { doc: 'UDP port for heartbeats and load reports, on the cluster address.', format: 'port', default: 4790, env: 'DPR_PEERS_PORT' },
     key: { doc: 'Shared HMAC-SHA256 key, hex or base64, at least 16 bytes. Prefer `peers.keyFile`.', format: String, default: '', sensitive: true, env: 'DPR_PEERS_KEY' },
     keyFile: { doc: 'File holding the shared key (read at start, trimmed).', format: String, default: '', env: 'DPR_PEERS_KEY_FILE' },
-    routersBetween: { doc: 'Routers between two peers (0: one L2 segment). Forwarded packets leave the entry host with TTL 255 and are accepted on the peer ports only with TTL > 253 - routersBetween (GTSM, RFC 5082), so nobody farther away can make a host answer as another.', format: 'nat', default: 0, env: 'DPR_PEERS_ROUTERS_BETWEEN' },
+    routersBetween: { doc: 'Routers between two peers (0: one L2 segment). Forwarded packets leave the entry host with TTL 255 and are accepted on the peer ports only with TTL > 254 - routersBetween (GTSM, RFC 5082), so nobody farther away can make a host answer as another. With 0, they must also come from the MAC address of the peer that sent them (the neighbour table). See docs/operations.md for what this does not protect.', format: 'nat', default: 0, env: 'DPR_PEERS_ROUTERS_BETWEEN' },
     heartbeatMs: { doc: 'Interval between heartbeats to each peer.', format: 'positive-int', default: 200, env: 'DPR_PEERS_HEARTBEAT_MS' },
     deadAfterMs: { doc: 'A peer silent this long is down: no new connections go to it.', format: 'positive-int', default: 1000, env: 'DPR_PEERS_DEAD_AFTER_MS' },
   },

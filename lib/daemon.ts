@@ -15,6 +15,7 @@ import { Peers, loadKey, type PeerView } from './peers';
 import { engineOptions, queueOptions } from './plan';
 import { loadFlows, saveFlows } from './flow-state';
 import { AnomalyLog } from './anomalies';
+import { PeerMacs } from './neighbours';
 
 export interface DaemonStatus {
   self: number;
@@ -39,6 +40,7 @@ export class Daemon extends EventEmitter {
   private loadTimer: NodeJS.Timeout | null = null;
   private snapshotTimer: NodeJS.Timeout | null = null;
   private anomalyTimer: NodeJS.Timeout | null = null;
+  private peerMacs: PeerMacs | null = null;
   private load = 0;
   private loadMeasuredAt = 0;
   /** New connections kept here since `load` was measured (not established yet). */
@@ -66,6 +68,11 @@ export class Daemon extends EventEmitter {
     // Serve first: a peer may forward to us as soon as it hears our heartbeat.
     this.serve = new this.QueueClass(queueOptions(c, 'serve'), engineOptions(c, 'serve'));
     this.serve.start();
+    // One L2 segment: forwarded packets must come from their entry host's MAC (lib/neighbours).
+    if (c.peers.routersBetween === 0) {
+      this.peerMacs = new PeerMacs(c.hosts, c.self, (macs) => this.serve?.setPeerMacs(macs));
+      this.peerMacs.start();
+    }
     const onDecide = c.policy === 'load' ? (batch: DecisionBatch) => this.decide(batch) : undefined;
     this.entry = new this.QueueClass(queueOptions(c, 'entry'), engineOptions(c, 'entry', key), onDecide);
     // Until peers are heard, every new connection is served here.
@@ -90,7 +97,10 @@ export class Daemon extends EventEmitter {
       log: logger('peers'),
     });
     this.peers.on('change', () => this.membershipChanged());
-    this.peers.on('up', (id: number) => this.log.info('peer up', { peer: id }));
+    this.peers.on('up', (id: number) => {
+      this.peerMacs?.refresh();
+      this.log.info('peer up', { peer: id });
+    });
     this.peers.on('down', (id: number) => this.log.warn('peer down', { peer: id }));
     await this.peers.start();
     this.loadTimer = setInterval(() => this.measureLoad(), Math.max(50, Math.min(c.peers.heartbeatMs, 250)));
@@ -230,6 +240,7 @@ export class Daemon extends EventEmitter {
     if (this.snapshotTimer) clearInterval(this.snapshotTimer);
     if (this.anomalyTimer) clearInterval(this.anomalyTimer);
     this.loadTimer = this.snapshotTimer = this.anomalyTimer = null;
+    this.peerMacs?.stop();
     // Entry first: from here on new connections are served here (fail-open)
     // and forwarded flows wait for the next daemon, which reads this file.
     this.entry?.stop();

@@ -23,7 +23,8 @@ export type Malformed =
 export type Note =
   | 'not_service' | 'not_peer_port' | 'bad_origin' | 'no_flow' | 'no_flow_hashed'
   | 'table_full' | 'pending_duplicate' | 'draining' | 'probe_limit'
-  | 'rst_in_window' | 'rst_out_of_window' | 'syn_on_flow' | 'syn_redecided';
+  | 'rst_in_window' | 'rst_out_of_window' | 'syn_on_flow' | 'syn_redecided'
+  | 'peer_mac_unknown' | 'bad_peer_mac';
 
 export interface FlowTimeouts {
   pendingMs: number;
@@ -51,6 +52,8 @@ export interface EngineOptions {
   maxFlows: number;
   maxEmbryonic: number;
   timeouts: FlowTimeouts;
+  /** Serve role, peers on one L2 segment: a peer-port packet must come from the MAC of the host its port names (setPeerMacs). */
+  checkPeerMacs?: boolean;
   /** Maglev hash key (16 bytes), the same on every host; absent: a random one (a single host). */
   hashKey?: Uint8Array;
   /** Flow-table hash key (16 bytes); absent (the daemon): a random one per start. Tests and benches only. */
@@ -163,6 +166,8 @@ export interface NativeEngine {
   resolve(clientAddr: number, clientPort: number, serviceAddr: number, servicePort: number, target: number, nowMs: number): boolean;
   setLookupTable(table: Uint16Array): void;
   setDraining(draining: boolean): void;
+  /** Serve role: each host id's MAC address, 6 bytes each (zeros: not known). */
+  setPeerMacs(macs: Uint8Array): void;
   hashTarget(clientAddr: number, clientPort: number): number;
   sweep(budget: number, nowMs: number): number;
   stats(): EngineStats;
@@ -186,6 +191,8 @@ export interface NativeQueue {
   stop(): void;
   setLookupTable(table: Uint16Array): void;
   setDraining(draining: boolean): void;
+  /** Serve role: each host id's MAC address, 6 bytes each (zeros: not known). */
+  setPeerMacs(macs: Uint8Array): void;
   decide(tokens: Uint32Array, targets: Uint16Array): void;
   stats(): QueueStats;
   /** The flow table, FLOW_WORDS per flow; safe while running. */

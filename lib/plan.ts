@@ -43,6 +43,9 @@ export function engineOptions(c: DprConfig, role: Role, peersKey?: Buffer): Engi
       closingMs: c.flows.closingTimeoutMs,
       resetMs: c.flows.resetTimeoutMs,
     },
+    // One L2 segment between the peers: TTL 255 can be forged there, a
+    // source MAC the switch has seen on another port hardly.
+    ...(role === 'serve' && c.peers.routersBetween === 0 ? { checkPeerMacs: true } : {}),
     ...(peersKey ? { hashKey: maglevKey(peersKey) } : {}),
   };
 }

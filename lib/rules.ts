@@ -17,11 +17,12 @@
 //   filter FORWARD -> DPR_FORWARD  rewritten packets may leave even where the
 //                                FORWARD policy is DROP (Docker sets it so);
 //                                restored packets never leave
+//   mangle POSTROUTING -> DPR_POST rewritten packets leave with TTL 255 (GTSM)
 import type { DprConfig } from './config';
 import { peerPortRange, restoreAddress, selfHost } from './config';
 
 export interface Jump {
-  table: 'raw' | 'nat' | 'filter';
+  table: 'raw' | 'nat' | 'filter' | 'mangle';
   chain: string;
   target: string;
 }
@@ -69,10 +70,10 @@ export function renderRules(c: DprConfig): RuleSet {
     // where the local stack would have reset the connection.
     `-A DPR_ENTRY -j NFQUEUE --queue-num ${c.queues.flows}`,
     // A forwarded packet keeps the client's source address, so the source says
-    // nothing; the entry host sends it with TTL 255 and only a sender at most
-    // peers.routersBetween routers away can make it arrive this high (GTSM).
-    // Held back, not answered, while no daemon runs.
-    `-A DPR_SERVE -m ttl --ttl-gt ${253 - c.peers.routersBetween} -j NFQUEUE --queue-num ${c.queues.serve}`,
+    // nothing; it leaves the entry host with TTL 255 (DPR_POST) and only a
+    // sender at most peers.routersBetween routers away can make it arrive
+    // this high (GTSM, RFC 5082). Held back, not answered, while no daemon runs.
+    `-A DPR_SERVE -m ttl --ttl-gt ${254 - c.peers.routersBetween} -j NFQUEUE --queue-num ${c.queues.serve}`,
     '-A DPR_SERVE -j DROP',
     'COMMIT',
     '*nat',
@@ -87,6 +88,12 @@ export function renderRules(c: DprConfig): RuleSet {
     `-A DPR_FORWARD -m mark --mark ${srv} -j DROP`,
     `-A DPR_FORWARD -m mark --mark ${fwd} -j ACCEPT`,
     'COMMIT',
+    '*mangle',
+    ':DPR_POST - [0:0]',
+    // After the forwarding decrement: set in PREROUTING, a forwarded packet
+    // would leave with 254 and a sender one router farther away would pass.
+    `-A DPR_POST -m mark --mark ${fwd} -j TTL --ttl-set 255`,
+    'COMMIT',
     '',
   ].join('\n');
   return {
@@ -95,9 +102,10 @@ export function renderRules(c: DprConfig): RuleSet {
       { table: 'raw', chain: 'PREROUTING', target: 'DPR_PRE' },
       { table: 'nat', chain: 'PREROUTING', target: 'DPR_NAT' },
       { table: 'filter', chain: 'FORWARD', target: 'DPR_FORWARD' },
+      { table: 'mangle', chain: 'POSTROUTING', target: 'DPR_POST' },
     ],
     localAddresses: others.map((h) => restoreAddress(c, h.id)),
-    chains: { raw: ['DPR_PRE', 'DPR_ENTRY', 'DPR_SERVE'], nat: ['DPR_NAT'], filter: ['DPR_FORWARD'] },
+    chains: { raw: ['DPR_PRE', 'DPR_ENTRY', 'DPR_SERVE'], nat: ['DPR_NAT'], filter: ['DPR_FORWARD'], mangle: ['DPR_POST'] },
     sysctls: [
       // The entry host routes rewritten packets on to the serving host.
       ['net.ipv4.ip_forward', '1'],

@@ -107,6 +107,7 @@ EngineConfig ReadEngineConfig(Napi::Env env, const Napi::Object& o) {
   c.timeouts.closingMs = U32(env, to, "closingMs");
   if (!to.Get("probationMs").IsUndefined()) c.timeouts.probationMs = U32(env, to, "probationMs");
   if (!to.Get("resetMs").IsUndefined()) c.timeouts.resetMs = U32(env, to, "resetMs");
+  if (!o.Get("checkPeerMacs").IsUndefined()) c.checkPeerMacs = o.Get("checkPeerMacs").ToBoolean();
   c.hashKey = OptionalKey(env, o, "hashKey");
   c.flowKey = OptionalKey(env, o, "flowKey");
   return c;
@@ -128,6 +129,15 @@ QueueOptions ReadQueueOptions(Napi::Env env, const Napi::Object& o) {
   q.batchSize = U32(env, o, "batchSize");
   q.decisionTimeoutMs = U32(env, o, "decisionTimeoutMs");
   return q;
+}
+
+std::vector<uint8_t> ReadMacs(Napi::Env env, const Napi::Value& v) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
+      v.As<Napi::Uint8Array>().ElementLength() % 6 != 0) {
+    ThrowError(env, "EINVAL", 0, "setPeerMacs(macs): macs must be a Uint8Array of 6 bytes per host id");
+  }
+  auto a = v.As<Napi::Uint8Array>();
+  return std::vector<uint8_t>(a.Data(), a.Data() + a.ElementLength());
 }
 
 Napi::Object EngineSnapshot(Napi::Env env, EngineCounters& c) {

@@ -18,6 +18,8 @@ void SetErrorClass(Napi::Env env, Napi::Function ctor);
 
 EngineConfig ReadEngineConfig(Napi::Env env, const Napi::Object& o);
 QueueOptions ReadQueueOptions(Napi::Env env, const Napi::Object& o);
+// setPeerMacs(macs: Uint8Array): 6 bytes per host id.
+std::vector<uint8_t> ReadMacs(Napi::Env env, const Napi::Value& v);
 
 Napi::Object EngineSnapshot(Napi::Env env, EngineCounters& c);
 Napi::Object QueueSnapshot(Napi::Env env, const Queue& queue);

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
@@ -38,6 +39,8 @@ const char* NoteName(Note n) {
     case Note::kRstOutOfWindow: return "rst_out_of_window";
     case Note::kSynOnFlow: return "syn_on_flow";
     case Note::kSynRedecided: return "syn_redecided";
+    case Note::kPeerMacUnknown: return "peer_mac_unknown";
+    case Note::kBadPeerMac: return "bad_peer_mac";
     case Note::kCount: break;
   }
   return "unknown";
@@ -126,8 +129,7 @@ Outcome Engine::Decide(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_
     counters_.byAction[static_cast<size_t>(Action::kAccept)].Add();
     return out;
   }
-  out = config_.role == Role::kEntry ? ProcessEntry(p, csumNotReady, nowMs)
-                                     : ProcessServe(p, csumNotReady);
+  out = config_.role == Role::kEntry ? ProcessEntry(p, csumNotReady, nowMs) : ProcessServe(p, meta);
   counters_.byAction[static_cast<size_t>(out.action)].Add();
   if (out.note != Note::kNone) counters_.byNote[static_cast<size_t>(out.note)].Add();
   return out;
@@ -267,15 +269,16 @@ Outcome Engine::Route(TcpPacket& p, uint16_t target, int portIndex, bool csumNot
   const size_t nPorts = config_.servicePorts.size();
   const uint16_t peerPort =
       static_cast<uint16_t>(config_.peerPortBase + config_.self * nPorts + portIndex);
+  // The TTL is set to 255 after the kernel's forwarding decrement (mangle
+  // POSTROUTING, lib/rules.ts): set here, it would leave at 254.
   Rewrite(p, config_.clusterAddr[target], peerPort, csumNotReady);
-  SetForwardTtl(p);
   out.action = Action::kForward;
   out.mangled = true;
   out.mark = config_.forwardMark;
   return out;
 }
 
-Outcome Engine::ProcessServe(TcpPacket& p, bool csumNotReady) {
+Outcome Engine::ProcessServe(TcpPacket& p, const PacketMeta& meta) {
   Outcome out;
   const size_t hosts = config_.serviceAddr.size();
   const size_t nPorts = config_.servicePorts.size();
@@ -292,25 +295,17 @@ Outcome Engine::ProcessServe(TcpPacket& p, bool csumNotReady) {
     out.note = Note::kBadOrigin;
     return out;
   }
-  Rewrite(p, config_.serviceAddr[origin], config_.servicePorts[k], csumNotReady);
+  out.note = CheckPeerMac(origin, meta.srcMac);
+  if (out.note != Note::kNone) {
+    out.action = Action::kDrop;
+    return out;
+  }
+  Rewrite(p, config_.serviceAddr[origin], config_.servicePorts[k], meta.csumNotReady);
   out.action = Action::kRestore;
   out.mangled = true;
   out.mark = config_.serveMark;
   out.target = static_cast<uint16_t>(origin);
   return out;
-}
-
-// The serving host accepts peer-port packets only with a TTL that no sender
-// more than `peers.routersBetween` routers away can produce (GTSM, RFC 5082):
-// a forwarded packet still carries the client's source address, so the source
-// cannot tell a peer's packet from an outsider's.
-void Engine::SetForwardTtl(TcpPacket& p) {
-  uint16_t before;
-  std::memcpy(&before, p.ip + 8, 2);  // TTL and protocol: one checksummed word
-  p.ip[8] = kForwardTtl;
-  uint16_t after;
-  std::memcpy(&after, p.ip + 8, 2);
-  ChecksumReplace16(p.ip + 10, before, after);
 }
 
 void Engine::Rewrite(TcpPacket& p, uint32_t daddr, uint16_t dport, bool csumNotReady) {
@@ -369,6 +364,25 @@ size_t Engine::ImportFlows(const uint32_t* words, size_t count, uint32_t nowMs) 
   }
   PublishFlowCounts();
   return taken;
+}
+
+// The rules already required an entry host's TTL (GTSM); on one segment
+// anyone can send that, but a packet also carries the sender's MAC, which a
+// host on the segment cannot forge past a switch that checks (and most do
+// not bother to forge). Before a peer's MAC is known its packets are dropped:
+// the daemon reads the neighbour table when the peer comes up, and TCP sends
+// anything dropped meanwhile again.
+Note Engine::CheckPeerMac(size_t origin, const uint8_t* srcMac) const {
+  if (!config_.checkPeerMacs) return Note::kNone;
+  const size_t at = origin * 6;
+  static const uint8_t kZero[6] = {};
+  if (at + 6 > peerMacs_.size() || std::memcmp(peerMacs_.data() + at, kZero, 6) == 0) return Note::kPeerMacUnknown;
+  if (srcMac == nullptr || std::memcmp(srcMac, peerMacs_.data() + at, 6) != 0) return Note::kBadPeerMac;
+  return Note::kNone;
+}
+
+void Engine::SetPeerMacs(const std::vector<uint8_t>& macs) {
+  peerMacs_.assign(macs.begin(), macs.begin() + std::min(macs.size(), config_.serviceAddr.size() * 6));
 }
 
 void Engine::SetLookupTable(std::shared_ptr<const LookupTable> table) {

@@ -16,8 +16,6 @@ namespace dpr {
 
 enum class Role : uint8_t { kEntry, kServe };
 
-// TTL of a rewritten packet as the entry host hands it back to the kernel.
-constexpr uint8_t kForwardTtl = 255;
 enum class Policy : uint8_t { kHash, kLoad };
 
 struct EngineConfig {
@@ -31,6 +29,10 @@ struct EngineConfig {
   uint16_t peerPortBase = 0;
   uint32_t forwardMark = 0;  // on rewritten entry packets: the chain untracks and accepts them
   uint32_t serveMark = 0;    // on restored packets at the serving host: the nat rule DNATs them
+  // Serve role, one L2 segment between the hosts (peers.routersBetween 0): a
+  // peer-port packet must come from the MAC address of the host its peer
+  // port names (SetPeerMacs); a forged TTL alone is not enough then.
+  bool checkPeerMacs = false;
   size_t maxFlows = 1 << 20;
   size_t maxEmbryonic = 1 << 18;
   FlowTimeouts timeouts;
@@ -69,6 +71,8 @@ enum class Note : uint8_t {
   kRstOutOfWindow,  // entry: a RST nowhere near it (a blind guess); the flow is left as it was
   kSynOnFlow,     // entry: a SYN on a live flow went to its host, not decided again
   kSynRedecided,  // entry: a SYN after a plausible RST, or towards a host no longer live: decided afresh
+  kPeerMacUnknown,  // serve: dropped, the MAC of the host its peer port names is not known (yet)
+  kBadPeerMac,      // serve: dropped, it did not come from the MAC of the host its peer port names
   kCount
 };
 
@@ -147,6 +151,9 @@ class Engine {
 
   // The table also says which hosts are live: those it names.
   void SetLookupTable(std::shared_ptr<const LookupTable> table);
+  // Serve role: the MAC address of each host id, 6 bytes each (zeros: not
+  // known); shorter lists leave the rest unknown.
+  void SetPeerMacs(const std::vector<uint8_t>& macs);
   void SetDraining(bool draining) { draining_ = draining; }
   bool draining() const { return draining_; }
   size_t Sweep(size_t budget, uint32_t nowMs);
@@ -161,7 +168,8 @@ class Engine {
  private:
   Outcome Decide(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_t nowMs);
   Outcome ProcessEntry(TcpPacket& p, bool csumNotReady, uint32_t nowMs);
-  Outcome ProcessServe(TcpPacket& p, bool csumNotReady);
+  Outcome ProcessServe(TcpPacket& p, const PacketMeta& meta);
+  Note CheckPeerMac(size_t origin, const uint8_t* srcMac) const;
   Outcome NewFlow(TcpPacket& p, const FlowKey& key, int portIndex, bool csumNotReady, uint32_t nowMs);
   Outcome SynOnFlow(TcpPacket& p, const FlowKey& key, long index, int portIndex, bool csumNotReady, uint32_t nowMs);
   Outcome NoFlow(TcpPacket& p, int portIndex, bool csumNotReady);
@@ -170,7 +178,6 @@ class Engine {
   static Note NoteFor(InsertResult r);
   int ServicePortIndex(uint16_t port) const;
   void Rewrite(TcpPacket& p, uint32_t daddr, uint16_t dport, bool csumNotReady);
-  void SetForwardTtl(TcpPacket& p);
   void PublishFlowCounts();
   void CountNewFlow(uint16_t target);
 
@@ -181,6 +188,7 @@ class Engine {
   std::vector<bool> live_;  // by host id; empty: no table yet, all count as live
   bool IsLive(uint16_t host) const { return live_.empty() || (host < live_.size() && live_[host]); }
   bool draining_ = false;
+  std::vector<uint8_t> peerMacs_;  // 6 bytes per host id
   EngineCounters counters_;
 };
 

@@ -23,6 +23,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                         InstanceMethod<&EngineWrap::Resolve>("resolve"),
                         InstanceMethod<&EngineWrap::SetLookupTable>("setLookupTable"),
                         InstanceMethod<&EngineWrap::SetDraining>("setDraining"),
+                        InstanceMethod<&EngineWrap::SetPeerMacs>("setPeerMacs"),
                         InstanceMethod<&EngineWrap::HashTarget>("hashTarget"),
                         InstanceMethod<&EngineWrap::Sweep>("sweep"),
                         InstanceMethod<&EngineWrap::Stats>("stats"),
@@ -89,6 +90,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   }
 
   void SetDraining(const Napi::CallbackInfo& info) { engine_->SetDraining(info[0].ToBoolean()); }
+
+  void SetPeerMacs(const Napi::CallbackInfo& info) { engine_->SetPeerMacs(ReadMacs(info.Env(), info[0])); }
 
   Napi::Value HashTarget(const Napi::CallbackInfo& info) {
     const uint16_t t = engine_->HashTarget(htonl(info[0].As<Napi::Number>().Uint32Value()),

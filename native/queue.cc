@@ -120,6 +120,20 @@ void Queue::SetLookupTable(std::shared_ptr<const LookupTable> table) {
   }
 }
 
+void Queue::SetPeerMacs(std::vector<uint8_t> macs) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    pendingMacs_ = std::move(macs);
+    macsChanged_ = true;
+  }
+  controlDirty_ = true;
+  if (!running_.load()) {
+    ApplyControl(MonotonicMs());
+  } else {
+    Wake();
+  }
+}
+
 void Queue::SetDraining(bool draining) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -172,6 +186,10 @@ void Queue::ApplyControl(uint32_t nowMs) {
     if (tableChanged_) {
       engine_.SetLookupTable(std::move(pendingTable_));
       tableChanged_ = false;
+    }
+    if (macsChanged_) {
+      engine_.SetPeerMacs(pendingMacs_);
+      macsChanged_ = false;
     }
     if (drainingChanged_) {
       engine_.SetDraining(pendingDraining_);

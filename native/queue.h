@@ -87,6 +87,8 @@ class Queue {
   void Stop();
 
   void SetLookupTable(std::shared_ptr<const LookupTable> table);
+  // Serve role: each host id's MAC address, 6 bytes each (zeros: unknown).
+  void SetPeerMacs(std::vector<uint8_t> macs);
   // A copy of the flow table (see Engine::ExportFlows); safe while running:
   // the queue thread makes it between two receive rounds.
   std::vector<uint32_t> ExportFlows();
@@ -160,6 +162,8 @@ class Queue {
   std::atomic<bool> controlDirty_{false};
   std::shared_ptr<const LookupTable> pendingTable_;
   bool tableChanged_ = false;
+  std::vector<uint8_t> pendingMacs_;
+  bool macsChanged_ = false;
   bool pendingDraining_ = false;
   bool drainingChanged_ = false;
   std::vector<std::pair<uint32_t, uint16_t>> pendingDecisions_;

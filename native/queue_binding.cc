@@ -67,6 +67,7 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
                        {InstanceMethod<&QueueWrap::Start>("start"), InstanceMethod<&QueueWrap::Stop>("stop"),
                         InstanceMethod<&QueueWrap::SetLookupTable>("setLookupTable"),
                         InstanceMethod<&QueueWrap::SetDraining>("setDraining"),
+                        InstanceMethod<&QueueWrap::SetPeerMacs>("setPeerMacs"),
                         InstanceMethod<&QueueWrap::Decide>("decide"), InstanceMethod<&QueueWrap::Stats>("stats"),
                         InstanceMethod<&QueueWrap::ExportFlows>("exportFlows"),
                         InstanceMethod<&QueueWrap::ImportFlows>("importFlows"),
@@ -136,6 +137,8 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
   }
 
   void SetDraining(const Napi::CallbackInfo& info) { queue_->SetDraining(info[0].ToBoolean()); }
+
+  void SetPeerMacs(const Napi::CallbackInfo& info) { queue_->SetPeerMacs(ReadMacs(info.Env(), info[0])); }
 
   // decide(tokens: Uint32Array, targets: Uint16Array)
   void Decide(const Napi::CallbackInfo& info) {

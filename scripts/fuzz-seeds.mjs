@@ -24,6 +24,7 @@ const ENGINES = {
   'entry-load': LOAD,
   'entry-draining': DRAINING | TABLE_PEER,
   serve: SERVE,
+  'serve-macs': SERVE,
 };
 
 // Clock advances a record can ask for (kAdvanceMs): the largest not above `ms`.

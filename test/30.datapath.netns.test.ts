@@ -75,14 +75,17 @@ function rules(addr: string): string {
     // After the SYN, flows served here never leave the kernel.
     `-A DPR_ENTRY -p tcp -d ${addr} --dport ${SERVICE_PORT} ! --syn -m socket -j ACCEPT`,
     `-A DPR_ENTRY -p tcp -d ${addr} --dport ${SERVICE_PORT} -j NFQUEUE --queue-num ${ENTRY_QUEUE} --queue-bypass`,
-    // Only a packet the entry host sent (TTL 255, one hop: 254) may use the
-    // peer ports: its source is the client's, so the source says nothing.
-    `-A DPR_SERVE -p tcp -d ${addr} --dport ${PEER_PORTS} -m ttl --ttl-gt 253 -j NFQUEUE --queue-num ${SERVE_QUEUE} --queue-bypass`,
+    // Only a packet the entry host sent (TTL 255, set after its forwarding
+    // decrement) may use the peer ports: its source is the client's.
+    `-A DPR_SERVE -p tcp -d ${addr} --dport ${PEER_PORTS} -m ttl --ttl-gt 254 -j NFQUEUE --queue-num ${SERVE_QUEUE} --queue-bypass`,
     // Anyone else: nobody may make this host answer as another.
     `-A DPR_SERVE -p tcp -d ${addr} --dport ${PEER_PORTS} -j DROP`,
     'COMMIT',
     '*nat',
     `-A PREROUTING -m mark --mark ${serve} -j DNAT --to-destination ${addr}`,
+    'COMMIT',
+    '*mangle',
+    `-A POSTROUTING -m mark --mark ${fwd} -j TTL --ttl-set 255`,
     'COMMIT',
     '',
   ].join('\n');

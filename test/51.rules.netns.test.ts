@@ -43,7 +43,10 @@ test('51.rules: install twice gives the same rules, uninstall removes exactly ou
     // SYNs fail open; later packets of forwarded flows wait for a daemon instead.
     assert.match(once, /-A DPR_ENTRY -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j NFQUEUE --queue-num 0 --queue-bypass/);
     assert.match(once, /-A DPR_ENTRY -j NFQUEUE --queue-num 2$/m);
-    assert.match(once, /-A DPR_SERVE -m ttl --ttl-gt 253 -j NFQUEUE --queue-num 1$/m);
+    assert.match(once, /-A DPR_SERVE -m ttl --ttl-gt 254 -j NFQUEUE --queue-num 1$/m);
+    // TTL 255 after the forwarding decrement (GTSM): in mangle POSTROUTING.
+    assert.match(once, /mangle: -A POSTROUTING -j DPR_POST/);
+    assert.match(once, /mangle: -A DPR_POST -m mark --mark 0x1000000\/0x1000000 -j TTL --ttl-set 255/);
     assert.match(once, /-A DPR_NAT -d 198\.18\.0\.2\/32 -m mark --mark 0x2000000\/0x2000000 -j DNAT --to-destination 169\.254\.77\.2/);
     assert.match(bed.exec('a', ['ip', '-4', 'addr', 'show', 'dev', 'lo']), /169\.254\.77\.3\/32/);
     assert.match(once, /-A PREROUTING -p udp -m udp --dport 9 -j ACCEPT/);

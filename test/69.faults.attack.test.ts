@@ -8,9 +8,11 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Cluster, hostAddress } from '../tools/cluster';
-import { ruleCounters, rulePackets } from './support/faults';
+import { CLIENT_ADDRESS, Cluster, hostAddress } from '../tools/cluster';
+import { buildC, ruleCounters, rulePackets, sendPackets, sleep } from './support/faults';
 import { portsServedBy } from './support/hash-ports';
+import { addRouter } from './support/router';
+import { SYN, buildTcp4 } from './support/packet-builder';
 
 const FOREIGN = '0x4000/0x4000';
 
@@ -63,6 +65,65 @@ describe('69.faults.attack.verdicts', () => {
     } finally {
       await cluster.destroy();
       fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** SYNs to host 1's peer port for origin 0 (as if h0 had forwarded them), with a TTL an entry host sends. */
+function forgedPeerPortSyns(count: number): Uint8Array[] {
+  return Array.from({ length: count }, (_, i) =>
+    buildTcp4({ src: CLIENT_ADDRESS, dst: hostAddress(1), sport: 5000 + i, dport: 20000, flags: SYN, seq: 1000 + i, ttl: 255 }));
+}
+
+function serveDrops(cluster: Cluster): number {
+  return rulePackets(ruleCounters(cluster, 'h1'), 'DPR_SERVE', /^-j DROP$/);
+}
+
+describe('69.faults.attack.peer_ports', () => {
+  test('GTSM: a TTL-255 packet from one router farther than peers.routersBetween allows is dropped, never restored', async () => {
+    const sender = buildC('tools/c/packet_send.c');
+    const cluster = await Cluster.create({ hosts: 2, tag: 'agt', extraHosts: [{ name: 'rtr', address: '198.18.0.250' }] });
+    try {
+      addRouter(cluster.bed, { router: 'rtr', bridgeAddress: '198.18.0.250', far: 'atk', farAddress: '198.18.9.2', routerFarAddress: '198.18.9.1', hosts: [] });
+      const routerMac = cluster.bed.exec('rtr', ['cat', '/sys/class/net/far0/address']).trim();
+      const drops0 = serveDrops(cluster);
+      const restores0 = cluster.status(1).serve!.actions.restore;
+      const child = cluster.bed.spawn('atk', [sender.bin, '--ifname', 'eth0', '--dst-mac', routerMac], { stdio: ['pipe', 'pipe', 'pipe'] });
+      child.stdin!.end(forgedPeerPortSyns(20).map((p) => Buffer.from(p).toString('hex')).join('\n') + '\n');
+      await new Promise((r) => child.once('close', r));
+      await sleep(300);
+      const drops = serveDrops(cluster) - drops0;
+      const restores = cluster.status(1).serve!.actions.restore - restores0;
+      console.log(`GTSM from one router away (TTL 255 -> 254): ${drops} dropped by DPR_SERVE, ${restores} restored`);
+      assert.equal(drops, 20, 'every forged packet is dropped by the TTL rule');
+      assert.equal(restores, 0, 'none reached the serve queue');
+      // Forwarded packets still pass: TTL 255 is set after h0's forwarding decrement.
+      assert.match(curlFrom(cluster, portsServedBy(1, 1)[0]!).body, /^host=1/);
+    } finally {
+      await cluster.destroy();
+      fs.rmSync(sender.dir, { recursive: true, force: true });
+    }
+  });
+
+  test('one L2 segment: a forged TTL 255 from a MAC that is not the named entry host\'s is dropped and counted; real forwards pass', async () => {
+    const sender = buildC('tools/c/packet_send.c');
+    const cluster = await Cluster.create({ hosts: 2, tag: 'amc' });
+    try {
+      assert.match(curlFrom(cluster, portsServedBy(1, 1)[0]!).body, /^host=1/, 'a forwarded connection works with the MAC check on');
+      const before = cluster.status(1).serve!;
+      const sent = await sendPackets(cluster, sender.bin, 'client', 'h1', forgedPeerPortSyns(20));
+      await sleep(300);
+      const after = cluster.status(1).serve!;
+      const badMac = after.notes.bad_peer_mac - before.notes.bad_peer_mac;
+      const restores = after.actions.restore - before.actions.restore;
+      console.log(`forged TTL 255 on the segment: ${sent.sent} sent, ${badMac} dropped as bad_peer_mac, ${restores} restored`);
+      assert.equal(sent.sent, 20);
+      assert.equal(badMac, 20);
+      assert.equal(restores, 0, 'h1 would have answered them as h0');
+      assert.equal(after.notes.peer_mac_unknown, 0, 'h0\'s MAC was known from the neighbour table');
+    } finally {
+      await cluster.destroy();
+      fs.rmSync(sender.dir, { recursive: true, force: true });
     }
   });
 });

@@ -218,11 +218,10 @@ struct Harness {
 
 uint16_t Port(const uint8_t* b) { return static_cast<uint16_t>((b[0] << 8) | b[1]); }
 
-// Offsets a rewrite may touch: TTL (forwarded packets leave with 255), IP
-// checksum and destination, TCP destination port and checksum.
+// Offsets a rewrite may touch: IP checksum and destination, TCP destination
+// port and checksum (the TTL is the kernel's business: mangle POSTROUTING).
 bool MayChange(size_t i, size_t ihl) {
-  return i == 8 || i == 10 || i == 11 || (i >= 16 && i < 20) || i == ihl + 2 || i == ihl + 3 || i == ihl + 16 ||
-         i == ihl + 17;
+  return i == 10 || i == 11 || (i >= 16 && i < 20) || i == ihl + 2 || i == ihl + 3 || i == ihl + 16 || i == ihl + 17;
 }
 
 int ServicePortIndex(const EngineConfig& c, uint16_t port) {
@@ -241,14 +240,12 @@ void CheckDestination(const Harness& h, const uint8_t* in, const uint8_t* out, s
   std::memcpy(&outAddr, out + 16, 4);
   const uint16_t inPort = Port(in + ihl + 2), outPort = Port(out + ihl + 2);
   if (o.action == Action::kForward) {
-    Require(out[8] == dpr::kForwardTtl);
     const int k = ServicePortIndex(c, inPort);
     Require(inAddr == c.serviceAddr[c.self] && k >= 0);
     Require(o.target != c.self && o.target < c.clusterAddr.size() && c.serviceAddr[o.target] != 0);
     Require(outAddr == c.clusterAddr[o.target]);
     Require(outPort == c.peerPortBase + c.self * nPorts + static_cast<size_t>(k));
   } else {
-    Require(out[8] == in[8]);
     Require(inAddr == c.clusterAddr[c.self] && inPort >= c.peerPortBase);
     const size_t offset = inPort - c.peerPortBase;
     const size_t origin = offset / nPorts;

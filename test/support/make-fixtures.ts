@@ -11,7 +11,7 @@ import {
   setIpField16, textPayload, toHex, withIhl, withTcpDataOffset, type ChecksumMode, type TcpSpec,
 } from './packet-builder';
 import {
-  CLIENT, CLUSTER, FORWARD_MARK, OUTSIDER, SERVE_MARK, SERVICE, addr, peerPort, type EngineName,
+  CLIENT, CLUSTER, FORWARD_MARK, OTHER_MAC, OUTSIDER, PEER_MACS, SERVE_MARK, SERVICE, addr, peerPort, type EngineName,
 } from './cluster';
 import { fixtureDir, type FixtureStep, type PacketFixture } from './fixture-format';
 
@@ -22,6 +22,8 @@ interface Case {
   csumNotReady?: boolean;
   steps?: FixtureStep[];
   nowMs?: number;
+  srcMac?: string;
+  wireLength?: number;
   input: Uint8Array;
   action: Action;
   malformed?: Malformed;
@@ -45,9 +47,13 @@ function toServe(origin: number, k: number, over: Partial<TcpSpec> = {}): TcpSpe
   return toEntry({ dst: C1, dport: peerPort(origin, k), ...over });
 }
 
-/** What entry host 0 must emit for `spec` when host 1 serves it (TTL 255: GTSM). */
+/**
+ * What entry host 0 must emit for `spec` when host 1 serves it. The TTL is
+ * left alone: the kernel sets 255 after its forwarding decrement (mangle
+ * POSTROUTING), where GTSM needs it.
+ */
 function forwarded(spec: TcpSpec, k = 0): Uint8Array {
-  return buildTcp4({ ...spec, dst: C1, dport: peerPort(0, k), ttl: 255 }, 'full');
+  return buildTcp4({ ...spec, dst: C1, dport: peerPort(0, k) }, 'full');
 }
 
 function restored(spec: TcpSpec, service: string, port: number): Uint8Array {
@@ -173,6 +179,21 @@ function serveCases(): Case[] {
   ];
 }
 
+function peerMacCases(): Case[] {
+  const fromHost0 = toServe(0, 0);
+  const fromHost2 = toServe(2, 0);
+  return [
+    { slug: 'serve-mac-of-origin', description: "serve, one segment: a packet from the MAC of the host its peer port names is restored",
+      engine: 'serve-macs', srcMac: PEER_MACS[0], input: buildTcp4(fromHost0), action: 'restore', output: restored(fromHost0, S0, 80) },
+    { slug: 'serve-mac-other', description: "serve, one segment: a TTL-255 packet from another MAC is dropped (a forged TTL is not enough)",
+      engine: 'serve-macs', srcMac: OTHER_MAC, input: buildTcp4({ ...fromHost0, ttl: 255 }), action: 'drop', note: 'bad_peer_mac' },
+    { slug: 'serve-mac-absent', description: 'serve, one segment: a packet without a source MAC (not Ethernet) is dropped',
+      engine: 'serve-macs', input: buildTcp4(fromHost0), action: 'drop', note: 'bad_peer_mac' },
+    { slug: 'serve-mac-unknown', description: "serve, one segment: before a peer's MAC is known, its packets are dropped (TCP resends them)",
+      engine: 'serve-macs', srcMac: OTHER_MAC, input: buildTcp4(fromHost2), action: 'drop', note: 'peer_mac_unknown' },
+  ];
+}
+
 function partialChecksumCases(): Case[] {
   const sData = toServe(0, 0, { flags: ACK | PSH, seq: 1001, ack: 5001, tcpOptions: [], payload: textPayload(45) });
   return [
@@ -236,6 +257,8 @@ function toFixture(c: Case): PacketFixture {
     csumNotReady: c.csumNotReady ?? false,
     ...(c.steps !== undefined ? { steps: c.steps } : {}),
     ...(c.nowMs !== undefined ? { nowMs: c.nowMs } : {}),
+    ...(c.srcMac !== undefined ? { srcMac: c.srcMac } : {}),
+    ...(c.wireLength !== undefined ? { wireLength: c.wireLength } : {}),
     input: toHex(c.input),
     expected: {
       action: c.action,
@@ -249,7 +272,7 @@ function toFixture(c: Case): PacketFixture {
 
 export function allCases(): Case[] {
   return [
-    ...forwardingCases(), ...loadPolicyCases(), ...serveCases(),
+    ...forwardingCases(), ...loadPolicyCases(), ...serveCases(), ...peerMacCases(),
     ...partialChecksumCases(), ...ipOptionCases(), ...malformedCases(),
   ];
 }
