@@ -6,6 +6,8 @@
         "native/addon.cc",
         "native/checksum.cc",
         "native/engine.cc",
+        "native/engine_icmp.cc",
+        "native/icmp.cc",
         "native/flow_table.cc",
         "native/flow_track.cc",
         "native/packet.cc",

@@ -68,13 +68,16 @@ export class Daemon extends EventEmitter {
     // Serve first: a peer may forward to us as soon as it hears our heartbeat.
     this.serve = new this.QueueClass(queueOptions(c, 'serve'), engineOptions(c, 'serve'));
     this.serve.start();
-    // One L2 segment: forwarded packets must come from their entry host's MAC (lib/neighbours).
-    if (c.peers.routersBetween === 0) {
-      this.peerMacs = new PeerMacs(c.hosts, c.self, (macs) => this.serve?.setPeerMacs(macs));
-      this.peerMacs.start();
-    }
     const onDecide = c.policy === 'load' ? (batch: DecisionBatch) => this.decide(batch) : undefined;
     this.entry = new this.QueueClass(queueOptions(c, 'entry'), engineOptions(c, 'entry', key), onDecide);
+    // One L2 segment: forwarded packets must come from their entry host's MAC (lib/neighbours).
+    if (c.peers.routersBetween === 0) {
+      this.peerMacs = new PeerMacs(c.hosts, c.self, (macs) => {
+        this.serve?.setPeerMacs(macs);
+        this.entry?.setPeerMacs(macs);
+      });
+      this.peerMacs.start();
+    }
     // Until peers are heard, every new connection is served here.
     this.pushTable([c.self]);
     this.restoreFlows();

@@ -24,7 +24,8 @@ export type Note =
   | 'not_service' | 'not_peer_port' | 'bad_origin' | 'no_flow' | 'no_flow_hashed'
   | 'table_full' | 'pending_duplicate' | 'draining' | 'probe_limit'
   | 'rst_in_window' | 'rst_out_of_window' | 'syn_on_flow' | 'syn_redecided'
-  | 'peer_mac_unknown' | 'bad_peer_mac';
+  | 'peer_mac_unknown' | 'bad_peer_mac'
+  | 'icmp_forwarded' | 'icmp_local' | 'icmp_no_flow' | 'icmp_restored' | 'icmp_not_ours';
 
 export interface FlowTimeouts {
   pendingMs: number;
@@ -54,6 +55,8 @@ export interface EngineOptions {
   timeouts: FlowTimeouts;
   /** Serve role, peers on one L2 segment: a peer-port packet must come from the MAC of the host its port names (setPeerMacs). */
   checkPeerMacs?: boolean;
+  /** Routers between peers: a peer's forwarded ICMP error must arrive with TTL > 254 - this (absent: 0). */
+  routersBetween?: number;
   /** Maglev hash key (16 bytes), the same on every host; absent: a random one (a single host). */
   hashKey?: Uint8Array;
   /** Flow-table hash key (16 bytes); absent (the daemon): a random one per start. Tests and benches only. */

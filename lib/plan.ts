@@ -44,8 +44,11 @@ export function engineOptions(c: DprConfig, role: Role, peersKey?: Buffer): Engi
       resetMs: c.flows.resetTimeoutMs,
     },
     // One L2 segment between the peers: TTL 255 can be forged there, a
-    // source MAC the switch has seen on another port hardly.
-    ...(role === 'serve' && c.peers.routersBetween === 0 ? { checkPeerMacs: true } : {}),
+    // source MAC the switch has seen on another port hardly. (The entry
+    // engine restores peers' ICMP errors when service and cluster address
+    // are one, so it checks too.)
+    ...(c.peers.routersBetween === 0 ? { checkPeerMacs: true } : {}),
+    routersBetween: c.peers.routersBetween,
     ...(peersKey ? { hashKey: maglevKey(peersKey) } : {}),
   };
 }

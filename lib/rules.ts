@@ -57,6 +57,16 @@ export function renderRules(c: DprConfig): RuleSet {
     // ends the loop and keeps the half-seen flow out of conntrack.
     `-A DPR_PRE -m mark --mark ${fwd} -j CT --notrack`,
     `-A DPR_PRE -m mark --mark ${fwd} -j ACCEPT`,
+    // ICMP errors about answers sent as this host (path MTU discovery above
+    // all): the entry engine hands those about forwarded flows on to their
+    // serving host. Fail-open: with no daemon the local stack gets them.
+    `-A DPR_PRE -d ${me.service}/32 -p icmp -m icmp --icmp-type 3 -j NFQUEUE --queue-num ${c.queues.entry} --queue-bypass`,
+    // ...and those a peer handed on here (its TTL, GTSM): the serve engine
+    // gives them the peer's address back. (With one address for both, the
+    // rule above takes them and the entry engine does this.)
+    ...(me.cluster !== me.service
+      ? [`-A DPR_PRE -d ${me.cluster}/32 -p icmp -m icmp --icmp-type 3 -m ttl --ttl-gt ${254 - c.peers.routersBetween} -j NFQUEUE --queue-num ${c.queues.serve} --queue-bypass`]
+      : []),
     `-A DPR_PRE -d ${me.service}/32 -p tcp -m multiport --dports ${ports} -j DPR_ENTRY`,
     `-A DPR_PRE -d ${me.cluster}/32 -p tcp -m tcp --dport ${first}:${last} -j DPR_SERVE`,
     // Without --nowildcard, -m socket ignores wildcard listeners: only a real

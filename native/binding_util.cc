@@ -108,6 +108,11 @@ EngineConfig ReadEngineConfig(Napi::Env env, const Napi::Object& o) {
   if (!to.Get("probationMs").IsUndefined()) c.timeouts.probationMs = U32(env, to, "probationMs");
   if (!to.Get("resetMs").IsUndefined()) c.timeouts.resetMs = U32(env, to, "resetMs");
   if (!o.Get("checkPeerMacs").IsUndefined()) c.checkPeerMacs = o.Get("checkPeerMacs").ToBoolean();
+  if (!o.Get("routersBetween").IsUndefined()) {
+    const uint32_t r = U32(env, o, "routersBetween");
+    if (r > 254) ThrowError(env, "EINVAL", 0, "option 'routersBetween' must be within 0..254");
+    c.routersBetween = static_cast<uint8_t>(r);
+  }
   c.hashKey = OptionalKey(env, o, "hashKey");
   c.flowKey = OptionalKey(env, o, "flowKey");
   return c;

@@ -41,6 +41,11 @@ const char* NoteName(Note n) {
     case Note::kSynRedecided: return "syn_redecided";
     case Note::kPeerMacUnknown: return "peer_mac_unknown";
     case Note::kBadPeerMac: return "bad_peer_mac";
+    case Note::kIcmpForwarded: return "icmp_forwarded";
+    case Note::kIcmpLocal: return "icmp_local";
+    case Note::kIcmpNoFlow: return "icmp_no_flow";
+    case Note::kIcmpRestored: return "icmp_restored";
+    case Note::kIcmpNotOurs: return "icmp_not_ours";
     case Note::kCount: break;
   }
   return "unknown";
@@ -124,6 +129,13 @@ Outcome Engine::Decide(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_
   TcpPacket p;
   Outcome out;
   out.parse = ParseTcp4(buf, len, &p);
+  IcmpError icmp;
+  if (out.parse == ParseResult::kNotTcp && ParseIcmpError(buf, len, &icmp)) {
+    out = ProcessIcmp(icmp, meta, nowMs);
+    counters_.byAction[static_cast<size_t>(out.action)].Add();
+    counters_.byNote[static_cast<size_t>(out.note)].Add();
+    return out;
+  }
   if (out.parse != ParseResult::kOk) {
     counters_.byParse[static_cast<size_t>(out.parse)].Add();
     counters_.byAction[static_cast<size_t>(Action::kAccept)].Add();

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "flow_table.h"
+#include "icmp.h"
 #include "packet.h"
 #include "siphash.h"
 
@@ -33,6 +34,9 @@ struct EngineConfig {
   // peer-port packet must come from the MAC address of the host its peer
   // port names (SetPeerMacs); a forged TTL alone is not enough then.
   bool checkPeerMacs = false;
+  // Routers between peers (peers.routersBetween): a peer's forwarded ICMP
+  // error must arrive with TTL > 254 - this (GTSM), as forwarded segments do.
+  uint8_t routersBetween = 0;
   size_t maxFlows = 1 << 20;
   size_t maxEmbryonic = 1 << 18;
   FlowTimeouts timeouts;
@@ -73,6 +77,11 @@ enum class Note : uint8_t {
   kSynRedecided,  // entry: a SYN after a plausible RST, or towards a host no longer live: decided afresh
   kPeerMacUnknown,  // serve: dropped, the MAC of the host its peer port names is not known (yet)
   kBadPeerMac,      // serve: dropped, it did not come from the MAC of the host its peer port names
+  kIcmpForwarded,   // entry: an ICMP error about a forwarded flow, handed on to its serving host
+  kIcmpLocal,       // an ICMP error about a flow served here: for the local stack
+  kIcmpNoFlow,      // entry: an ICMP error about no flow in the table: for the local stack
+  kIcmpRestored,    // an ICMP error a peer forwarded: its destination put back to the peer's service address
+  kIcmpNotOurs,     // an ICMP error quoting no service address and port of the cluster, or not from a peer: unchanged
   kCount
 };
 
@@ -169,6 +178,10 @@ class Engine {
   Outcome Decide(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_t nowMs);
   Outcome ProcessEntry(TcpPacket& p, bool csumNotReady, uint32_t nowMs);
   Outcome ProcessServe(TcpPacket& p, const PacketMeta& meta);
+  Outcome ProcessIcmp(IcmpError& m, const PacketMeta& meta, uint32_t nowMs);
+  Outcome IcmpAboutOwnSegment(IcmpError& m, uint32_t nowMs);
+  Outcome IcmpFromPeer(IcmpError& m, size_t origin, const PacketMeta& meta);
+  int HostOfServiceAddr(uint32_t addr) const;
   Note CheckPeerMac(size_t origin, const uint8_t* srcMac) const;
   Outcome NewFlow(TcpPacket& p, const FlowKey& key, int portIndex, bool csumNotReady, uint32_t nowMs);
   Outcome SynOnFlow(TcpPacket& p, const FlowKey& key, long index, int portIndex, bool csumNotReady, uint32_t nowMs);

@@ -194,6 +194,31 @@ function peerMacCases(): Case[] {
   ];
 }
 
+// "Fragmentation needed" from a router on the client's path, about a segment
+// the serving host sent as host 0: S0:80 -> client:40001 (its first 40 bytes).
+const answer = buildTcp4({ src: S0, dst: CLIENT, sport: 80, dport: 40001, flags: ACK | PSH, seq: 5001, ack: 1046, payload: textPayload(1400) }).slice(0, 40);
+const ROUTER = '198.18.200.1';
+const fragNeeded = (dst: string, ttl?: number): Uint8Array => buildIcmp4(ROUTER, dst, 3, 4, answer, { rest: 1280, ttl });
+
+function icmpCases(): Case[] {
+  return [
+    { slug: 'icmp-frag-needed-forwarded', description: "ICMP: fragmentation needed about a forwarded flow's answer goes on to its serving host's cluster address",
+      engine: 'entry-hash-to-peer', steps: established, input: fragNeeded(S0), action: 'forward', note: 'icmp_forwarded',
+      output: fragNeeded(C1) },
+    { slug: 'icmp-frag-needed-local', description: 'ICMP: fragmentation needed about a flow served here is for the local stack',
+      engine: 'entry-hash-local', steps: [step(syn)], input: fragNeeded(S0), action: 'accept', note: 'icmp_local' },
+    { slug: 'icmp-frag-needed-no-flow', description: 'ICMP: fragmentation needed about no known flow is left to the local stack',
+      engine: 'entry-hash-to-peer', input: fragNeeded(S0), action: 'accept', note: 'icmp_no_flow' },
+    { slug: 'icmp-quotes-other-address', description: "ICMP: an error quoting a segment from no service address of the cluster is left alone",
+      engine: 'entry-hash-to-peer', steps: established, input: buildIcmp4(ROUTER, S0, 3, 4, forwarded(syn).slice(0, 28)),
+      action: 'accept', note: 'icmp_not_ours' },
+    { slug: 'icmp-restore-from-peer', description: "ICMP, serving host: an error host 0 forwarded (TTL 255) gets host 0's service address back",
+      engine: 'serve', input: fragNeeded(C1, 255), action: 'restore', note: 'icmp_restored', output: fragNeeded(S0, 255) },
+    { slug: 'icmp-from-peer-low-ttl', description: 'ICMP, serving host: such an error without a peer\'s TTL is left alone',
+      engine: 'serve', input: fragNeeded(C1, 64), action: 'accept', note: 'icmp_not_ours' },
+  ];
+}
+
 function partialChecksumCases(): Case[] {
   const sData = toServe(0, 0, { flags: ACK | PSH, seq: 1001, ack: 5001, tcpOptions: [], payload: textPayload(45) });
   return [
@@ -241,8 +266,8 @@ function malformedCases(): Case[] {
       buildUdp4(CLIENT, S0, 40001, 80, textPayload(11)), 'not_tcp'),
     m('bad-fragment-mf', 'fragment: first fragment (MF set) is passed on', setIpField16(good, 6, 0x2000), 'fragment'),
     m('bad-fragment-offset', 'fragment: a later fragment (offset 185) is passed on', setIpField16(good, 6, 185), 'fragment'),
-    m('bad-icmp', 'not TCP: an ICMP unreachable quoting a forwarded flow',
-      buildIcmp4(OUTSIDER, S0, 3, 4, forwarded(syn).slice(0, 28)), 'not_tcp'),
+    m('bad-icmp-echo', 'not TCP: an ICMP echo request to the service address',
+      buildIcmp4(OUTSIDER, S0, 8, 0, textPayload(16)), 'not_tcp'),
     m('bad-ipv6', 'not IPv4: version 6', buildIpv6(bare.slice(20)), 'not_ipv4'),
     m('bad-tcp-doff-small', 'malformed: TCP data offset 4', withTcpDataOffset(bare, 4), 'bad_tcp_offset'),
     m('bad-tcp-doff-beyond', 'malformed: TCP data offset 15 in a 20-byte segment', withTcpDataOffset(bare, 15), 'bad_tcp_offset'),
@@ -272,7 +297,7 @@ function toFixture(c: Case): PacketFixture {
 
 export function allCases(): Case[] {
   return [
-    ...forwardingCases(), ...loadPolicyCases(), ...serveCases(), ...peerMacCases(),
+    ...forwardingCases(), ...loadPolicyCases(), ...serveCases(), ...peerMacCases(), ...icmpCases(),
     ...partialChecksumCases(), ...ipOptionCases(), ...malformedCases(),
   ];
 }
