@@ -25,7 +25,8 @@ export type Note =
   | 'table_full' | 'pending_duplicate' | 'draining' | 'probe_limit'
   | 'rst_in_window' | 'rst_out_of_window' | 'syn_on_flow' | 'syn_redecided'
   | 'peer_mac_unknown' | 'bad_peer_mac'
-  | 'icmp_forwarded' | 'icmp_local' | 'icmp_no_flow' | 'icmp_restored' | 'icmp_not_ours';
+  | 'icmp_forwarded' | 'icmp_local' | 'icmp_no_flow' | 'icmp_restored' | 'icmp_not_ours'
+  | 'oversize';
 
 export interface FlowTimeouts {
   pendingMs: number;

@@ -46,6 +46,7 @@ const char* NoteName(Note n) {
     case Note::kIcmpNoFlow: return "icmp_no_flow";
     case Note::kIcmpRestored: return "icmp_restored";
     case Note::kIcmpNotOurs: return "icmp_not_ours";
+    case Note::kOversize: return "oversize";
     case Note::kCount: break;
   }
   return "unknown";
@@ -125,25 +126,51 @@ Outcome Engine::Replay(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_
 }
 
 Outcome Engine::Decide(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_t nowMs) {
-  const bool csumNotReady = meta.csumNotReady;
+  if (meta.wireLength > len) return Counted(Oversize(buf, len, meta, nowMs));
   TcpPacket p;
   Outcome out;
   out.parse = ParseTcp4(buf, len, &p);
   IcmpError icmp;
-  if (out.parse == ParseResult::kNotTcp && ParseIcmpError(buf, len, &icmp)) {
-    out = ProcessIcmp(icmp, meta, nowMs);
-    counters_.byAction[static_cast<size_t>(out.action)].Add();
-    counters_.byNote[static_cast<size_t>(out.note)].Add();
-    return out;
-  }
-  if (out.parse != ParseResult::kOk) {
-    counters_.byParse[static_cast<size_t>(out.parse)].Add();
-    counters_.byAction[static_cast<size_t>(Action::kAccept)].Add();
-    return out;
-  }
-  out = config_.role == Role::kEntry ? ProcessEntry(p, csumNotReady, nowMs) : ProcessServe(p, meta);
+  if (out.parse == ParseResult::kNotTcp && ParseIcmpError(buf, len, &icmp)) return Counted(ProcessIcmp(icmp, meta, nowMs));
+  if (out.parse != ParseResult::kOk) return Counted(out);
+  return Counted(config_.role == Role::kEntry ? ProcessEntry(p, meta.csumNotReady, nowMs) : ProcessServe(p, meta));
+}
+
+Outcome Engine::Counted(Outcome out) {
+  if (out.parse != ParseResult::kOk) counters_.byParse[static_cast<size_t>(out.parse)].Add();
   counters_.byAction[static_cast<size_t>(out.action)].Add();
   if (out.note != Note::kNone) counters_.byNote[static_cast<size_t>(out.note)].Add();
+  return out;
+}
+
+// A packet larger than the queue's copy (65,531 bytes: a GRO packet, BIG TCP,
+// a reassembled datagram): only its headers are here, so it cannot be
+// rewritten, and handed on unchanged the local stack would reset a forwarded
+// flow. Dropped when it belongs to another host (TCP sends it again, smaller),
+// passed on when it is this host's. The flow is not touched.
+Outcome Engine::Oversize(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_t nowMs) {
+  TcpPacket p;
+  Outcome out;
+  out.parse = ParseTcp4Headers(buf, len, meta.wireLength, &p);
+  if (out.parse != ParseResult::kOk) return out;
+  out.note = Note::kOversize;
+  if (config_.role == Role::kServe) {
+    if (p.daddr == config_.clusterAddr[config_.self] && p.dport >= config_.peerPortBase) out.action = Action::kDrop;
+    return out;
+  }
+  if (p.daddr != config_.serviceAddr[config_.self] || ServicePortIndex(p.dport) < 0) {
+    out.note = Note::kNotService;
+    return out;
+  }
+  const long idx = flows_.Find(FlowKey{p.saddr, p.daddr, p.sport, p.dport}, nowMs);
+  uint16_t target = config_.self;
+  if (idx >= 0) {
+    target = flows_.At(idx).state == FlowState::kPending ? kNoHost : flows_.At(idx).target;
+  } else if (config_.policy == Policy::kHash) {
+    target = HashTarget(p.saddr, p.sport);
+  }
+  out.target = target == kNoHost ? config_.self : target;
+  if (target != config_.self) out.action = Action::kDrop;
   return out;
 }
 

@@ -82,6 +82,7 @@ enum class Note : uint8_t {
   kIcmpNoFlow,      // entry: an ICMP error about no flow in the table: for the local stack
   kIcmpRestored,    // an ICMP error a peer forwarded: its destination put back to the peer's service address
   kIcmpNotOurs,     // an ICMP error quoting no service address and port of the cluster, or not from a peer: unchanged
+  kOversize,        // larger than the queue's copy (GRO, reassembly): dropped if it goes to another host, else for the local stack
   kCount
 };
 
@@ -136,6 +137,7 @@ class Engine {
  public:
   // At most this many host ids (a flow entry holds the target in a byte).
   static constexpr size_t kMaxHosts = 256;
+  static constexpr uint16_t kNoHost = 0xffff;
 
   explicit Engine(EngineConfig config);
 
@@ -179,6 +181,8 @@ class Engine {
   Outcome ProcessEntry(TcpPacket& p, bool csumNotReady, uint32_t nowMs);
   Outcome ProcessServe(TcpPacket& p, const PacketMeta& meta);
   Outcome ProcessIcmp(IcmpError& m, const PacketMeta& meta, uint32_t nowMs);
+  Outcome Oversize(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_t nowMs);
+  Outcome Counted(Outcome out);
   Outcome IcmpAboutOwnSegment(IcmpError& m, uint32_t nowMs);
   Outcome IcmpFromPeer(IcmpError& m, size_t origin, const PacketMeta& meta);
   int HostOfServiceAddr(uint32_t addr) const;

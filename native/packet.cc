@@ -33,7 +33,9 @@ const char* ParseResultName(ParseResult r) {
   return "unknown";
 }
 
-ParseResult ParseTcp4(uint8_t* buf, size_t len, TcpPacket* out) {
+ParseResult ParseTcp4(uint8_t* buf, size_t len, TcpPacket* out) { return ParseTcp4Headers(buf, len, len, out); }
+
+ParseResult ParseTcp4Headers(uint8_t* buf, size_t len, size_t wireLength, TcpPacket* out) {
   if (buf == nullptr || len < 20) return ParseResult::kTruncatedIp;
   if ((buf[0] >> 4) != 4) return ParseResult::kNotIpv4;
   const size_t ihl = static_cast<size_t>(buf[0] & 0x0f) * 4;
@@ -42,14 +44,14 @@ ParseResult ParseTcp4(uint8_t* buf, size_t len, TcpPacket* out) {
   if (total < ihl) return ParseResult::kBadTotalLength;
   // A total length beyond what we were given means the copy was cut short:
   // rewriting it would hand the kernel a packet with a wrong checksum.
-  if (total > len) return ParseResult::kTruncatedIp;
+  if (total > wireLength) return ParseResult::kTruncatedIp;
   const uint16_t frag = Load16(buf + 6);
   if ((frag & 0x3fff) != 0) return ParseResult::kFragment;  // MF or offset
   if (buf[9] != 6) return ParseResult::kNotTcp;
-  if (total - ihl < 20) return ParseResult::kTruncatedTcp;
+  if (total - ihl < 20 || ihl + 20 > len) return ParseResult::kTruncatedTcp;
   uint8_t* tcp = buf + ihl;
   const size_t doff = static_cast<size_t>(tcp[12] >> 4) * 4;
-  if (doff < 20 || doff > total - ihl) return ParseResult::kBadTcpOffset;
+  if (doff < 20 || doff > total - ihl || ihl + doff > len) return ParseResult::kBadTcpOffset;
 
   out->ip = buf;
   out->ipLength = total;

@@ -53,6 +53,12 @@ struct TcpPacket {
 
 ParseResult ParseTcp4(uint8_t* buf, size_t len, TcpPacket* out);
 
+// The same for a packet the queue holds only the first `len` bytes of (its
+// real length is `wireLength`, NFQA_CAP_LEN): the headers must lie within
+// `len`, the total length is checked against `wireLength`. Nothing may be
+// rewritten from such a parse: the rest of the packet is not here.
+ParseResult ParseTcp4Headers(uint8_t* buf, size_t len, size_t wireLength, TcpPacket* out);
+
 // Field writers used by the rewrite; they keep no checksum up to date.
 void SetDestination(TcpPacket* p, uint32_t daddr, uint16_t dport);
 

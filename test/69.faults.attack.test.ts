@@ -9,10 +9,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CLIENT_ADDRESS, Cluster, hostAddress } from '../tools/cluster';
-import { buildC, ruleCounters, rulePackets, sendPackets, sleep } from './support/faults';
+import { buildC, nstat, ruleCounters, rulePackets, sendPackets, sleep } from './support/faults';
 import { portsServedBy } from './support/hash-ports';
 import { addRouter } from './support/router';
-import { SYN, buildTcp4 } from './support/packet-builder';
+import { ACK, PSH, SYN, buildTcp4, setIpField16, textPayload } from './support/packet-builder';
 
 const FOREIGN = '0x4000/0x4000';
 
@@ -121,6 +121,53 @@ describe('69.faults.attack.peer_ports', () => {
       assert.equal(badMac, 20);
       assert.equal(restores, 0, 'h1 would have answered them as h0');
       assert.equal(after.notes.peer_mac_unknown, 0, 'h0\'s MAC was known from the neighbour table');
+    } finally {
+      await cluster.destroy();
+      fs.rmSync(sender.dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** An IPv4 packet cut into fragments of `chunk` payload bytes (a multiple of 8), as a sender's IP layer would. */
+function fragments(packet: Uint8Array, chunk = 1480): Uint8Array[] {
+  const body = packet.subarray(20);
+  const out: Uint8Array[] = [];
+  for (let off = 0; off < body.length; off += chunk) {
+    const part = body.subarray(off, Math.min(body.length, off + chunk));
+    const f = new Uint8Array(20 + part.length);
+    f.set(packet.subarray(0, 20));
+    f.set(part, 20);
+    const more = off + chunk < body.length ? 0x2000 : 0;
+    out.push(setIpField16(setIpField16(f, 2, f.length), 6, more | (off / 8)));
+  }
+  return out;
+}
+
+describe('69.faults.attack.oversize', () => {
+  test('packets larger than the queue copies (reassembled to 65,535 bytes) of a forwarded flow are dropped and counted, never answered by the local stack', async () => {
+    const sender = buildC('tools/c/packet_send.c');
+    const cluster = await Cluster.create({ hosts: 2, tag: 'aov' });
+    try {
+      // Ports the hash sends to h1: the entry host must not answer for them.
+      const ports = portsServedBy(1, 5, { first: 30000 });
+      const packets = ports.flatMap((sport) => fragments(setIpField16(
+        buildTcp4({ src: CLIENT_ADDRESS, dst: hostAddress(0), sport, dport: 80, flags: ACK | PSH, seq: 1, ack: 1, payload: textPayload(65535 - 40) }),
+        6, 0))); // no DF: the pieces are fragments
+      const rsts0 = nstat(cluster, 'h0').TcpOutRsts ?? 0;
+      const reasm0 = nstat(cluster, 'h0').IpReasmOKs ?? 0;
+      const before = cluster.status(0).entry!;
+      const sent = await sendPackets(cluster, sender.bin, 'client', 'h0', packets);
+      await sleep(500);
+      const after = cluster.status(0).entry!;
+      const rsts = (nstat(cluster, 'h0').TcpOutRsts ?? 0) - rsts0;
+      const reassembled = (nstat(cluster, 'h0').IpReasmOKs ?? 0) - reasm0;
+      const oversize = after.notes.oversize - before.notes.oversize;
+      console.log(`oversize: ${sent.sent} fragments, ${reassembled} packets of 65,535 bytes reassembled at h0; ${oversize} counted oversize, ` +
+        `${after.actions.drop - before.actions.drop} dropped; h0 sent ${rsts} resets`);
+      assert.equal(reassembled, 5, 'h0 did not reassemble them: the test shows nothing');
+      assert.equal(oversize, 5);
+      assert.equal(after.actions.drop - before.actions.drop, 5);
+      assert.equal(rsts, 0, 'the local stack saw them and reset the flows');
     } finally {
       await cluster.destroy();
       fs.rmSync(sender.dir, { recursive: true, force: true });

@@ -219,6 +219,24 @@ function icmpCases(): Case[] {
   ];
 }
 
+// A segment larger than the queue copies: the queue holds its first 200
+// bytes; its real length (NFQA_CAP_LEN) is 65,535, as after GRO or reassembly.
+const big = toEntry({ flags: ACK | PSH, seq: 1046, ack: 5001, tcpOptions: [], payload: textPayload(65535 - 40) });
+const bigCopy = buildTcp4(big).slice(0, 200);
+
+function oversizeCases(): Case[] {
+  return [
+    { slug: 'oversize-forwarded-flow', description: 'oversize: a packet of a forwarded flow larger than the copy is dropped (TCP resends), not given to the local stack',
+      engine: 'entry-hash-to-peer', steps: established, wireLength: 65535, input: bigCopy, action: 'drop', note: 'oversize' },
+    { slug: 'oversize-no-flow-hashed', description: 'oversize: with no flow, the hash says where it goes: another host, so dropped',
+      engine: 'entry-hash-to-peer', wireLength: 65535, input: bigCopy, action: 'drop', note: 'oversize' },
+    { slug: 'oversize-local-flow', description: 'oversize: a packet of a flow served here goes on unchanged to the local stack',
+      engine: 'entry-hash-local', steps: [step(syn)], wireLength: 65535, input: bigCopy, action: 'accept', note: 'oversize' },
+    { slug: 'oversize-serve', description: 'oversize: at the serving host a forwarded packet larger than the copy cannot be restored: dropped',
+      engine: 'serve', wireLength: 65535, input: buildTcp4({ ...big, dst: C1, dport: peerPort(0, 0) }).slice(0, 200), action: 'drop', note: 'oversize' },
+  ];
+}
+
 function partialChecksumCases(): Case[] {
   const sData = toServe(0, 0, { flags: ACK | PSH, seq: 1001, ack: 5001, tcpOptions: [], payload: textPayload(45) });
   return [
@@ -297,7 +315,7 @@ function toFixture(c: Case): PacketFixture {
 
 export function allCases(): Case[] {
   return [
-    ...forwardingCases(), ...loadPolicyCases(), ...serveCases(), ...peerMacCases(), ...icmpCases(),
+    ...forwardingCases(), ...loadPolicyCases(), ...serveCases(), ...peerMacCases(), ...icmpCases(), ...oversizeCases(),
     ...partialChecksumCases(), ...ipOptionCases(), ...malformedCases(),
   ];
 }
