@@ -12,7 +12,7 @@ import { CLIENT_ADDRESS, Cluster, hostAddress } from '../tools/cluster';
 import { buildC, nstat, ruleCounters, rulePackets, sendPackets, sleep } from './support/faults';
 import { portsServedBy } from './support/hash-ports';
 import { addRouter } from './support/router';
-import { ACK, PSH, SYN, buildTcp4, setIpField16, textPayload } from './support/packet-builder';
+import { ACK, PSH, RST, SYN, buildTcp4, setIpField16, textPayload } from './support/packet-builder';
 
 const FOREIGN = '0x4000/0x4000';
 
@@ -168,6 +168,54 @@ describe('69.faults.attack.oversize', () => {
       assert.equal(oversize, 5);
       assert.equal(after.actions.drop - before.actions.drop, 5);
       assert.equal(rsts, 0, 'the local stack saw them and reset the flows');
+    } finally {
+      await cluster.destroy();
+      fs.rmSync(sender.dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** What a blind attacker sends at one client port: RSTs with random sequence numbers, then SYNs. */
+export function rstSynStorm(client: string, service: string, ports: number[], each = 3): Uint8Array[] {
+  const random = (): number => Math.floor(Math.random() * 0x100000000);
+  const out: Uint8Array[] = [];
+  for (const flags of [RST | ACK, SYN]) {
+    for (let i = 0; i < each; i++) {
+      for (const sport of ports) out.push(buildTcp4({ src: client, dst: service, sport, dport: 80, flags, seq: random(), ack: flags === SYN ? 0 : random() }));
+    }
+  }
+  return out;
+}
+
+describe('69.faults.attack.reset', () => {
+  test('a blind RST and SYN storm at every client port breaks no forwarded connection (load policy)', async () => {
+    const sender = buildC('tools/c/packet_send.c');
+    const cluster = await Cluster.create({ hosts: 3, policy: 'load', tag: 'ars', config: { load: { threshold: 1 } }, extraHosts: [{ name: 'atk', address: '198.18.0.66' }] });
+    try {
+      // The client's ports are few, so the attacker can try every one (it guesses ~28k in the wild).
+      cluster.bed.sysctl('client', 'net.ipv4.ip_local_port_range', '40000 40127');
+      const ports = Array.from({ length: 128 }, (_, i) => 40000 + i);
+      // Two waves: the load policy forwards the second, once the first is measured.
+      const first = cluster.hold({ address: hostAddress(0), connections: 12, intervalMs: 200, durationMs: 7000 });
+      await sleep(600);
+      const second = cluster.hold({ address: hostAddress(0), connections: 12, intervalMs: 200, durationMs: 6400 });
+      await sleep(2000);
+      const before = cluster.status(0).entry!;
+      const sent = await sendPackets(cluster, sender.bin, 'atk', 'h0', rstSynStorm(CLIENT_ADDRESS, hostAddress(0), ports), 50);
+      const after = cluster.status(0).entry!;
+      const conns = [...(await first), ...(await second)];
+      const forwarded = conns.filter((c) => c.servedBy !== '0');
+      const broken = conns.filter((c) => c.error !== null || c.moved);
+      const d = (k: keyof typeof after.notes): number => after.notes[k] - before.notes[k];
+      console.log(`RST/SYN storm: ${sent.sent} spoofed packets at 128 ports; ${broken.length} of ${conns.length} held connections broken ` +
+        `(${forwarded.length} forwarded); rst_out_of_window ${d('rst_out_of_window')}, rst_in_window ${d('rst_in_window')}, syn_on_flow ${d('syn_on_flow')}`);
+      assert.equal(sent.sent, 128 * 6);
+      assert.ok(forwarded.length > 0, 'no connection was forwarded: the test shows nothing');
+      assert.ok(d('rst_out_of_window') >= forwarded.length * 3, 'the spoofed RSTs did not meet the forwarded flows');
+      for (const c of conns) {
+        assert.equal(c.error, null, `a connection served by ${c.servedBy} broke: ${c.error}`);
+        assert.equal(c.moved, false);
+      }
     } finally {
       await cluster.destroy();
       fs.rmSync(sender.dir, { recursive: true, force: true });
