@@ -12,6 +12,7 @@ import { runLocal, type LocalSize } from './local-cost';
 import { runFlows, runMaglev, runPacket } from './scale';
 import { PROBE, runSetup, type SetupPath, type SetupSize } from './setup-time';
 import { reliability } from './reliability';
+import { attack } from './attack';
 import type { Measurement, Trial, TrialOptions, Variant } from './types';
 
 export type { Column, Goal, Measurement, Trial, TrialOptions, Variant } from './types';
@@ -398,7 +399,7 @@ const scale: Trial = {
   },
 };
 
-export const trials: readonly Trial[] = [datapath, setup, local, cluster, scale, reliability];
+export const trials: readonly Trial[] = [datapath, setup, local, cluster, scale, reliability, attack];
 
 export function findTrial(name: string): Trial {
   const t = trials.find((x) => x.name === name);

@@ -28,7 +28,7 @@ export interface DprConfig {
   restoreCidr: string;
   policy: 'hash' | 'load';
   mode: 'rewrite' | 'direct';
-  queues: { entry: number; serve: number; flows: number; maxLen: number; batchSize: number; rcvBufBytes: number; sndBufBytes: number };
+  queues: { entry: number; serve: number; flows: number; synLimit: number; maxLen: number; batchSize: number; rcvBufBytes: number; sndBufBytes: number };
   marks: { forward: number; serve: number };
   peers: { port: number; key: string; keyFile: string; routersBetween: number; heartbeatMs: number; deadAfterMs: number };
   load: { threshold: number; decisionTimeoutMs: number };

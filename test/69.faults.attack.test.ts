@@ -222,3 +222,30 @@ describe('69.faults.attack.reset', () => {
     }
   });
 });
+
+describe('69.faults.attack.synflood', () => {
+  test('SYNs past queues.synLimit a second go to the kernel directly (load policy); the daemon sees about the limit, new connections succeed', async () => {
+    const flooder = buildC('bench/c/syn_flood.c');
+    const limit = 2000;
+    const cluster = await Cluster.create({ hosts: 2, policy: 'load', tag: 'asl', config: { queues: { synLimit: limit } }, extraHosts: [{ name: 'atk', address: '198.18.0.66' }] });
+    try {
+      const before = cluster.status(0).entry!.queue;
+      const bypass0 = rulePackets(ruleCounters(cluster, 'h0'), 'DPR_ENTRY', /SYN -j ACCEPT$/);
+      const t0 = Date.now();
+      const flood = cluster.bed.spawn('atk', [flooder.bin, '--dst', hostAddress(0), '--src', '198.18.0.100', '--flows', '60000', '--count', '40000', '--seconds', '10', '--pps', '20000']);
+      const load = await cluster.load({ targets: [{ address: hostAddress(0) }], requests: 100, concurrency: 4, timeoutMs: 5000 });
+      await new Promise((r) => flood.once('close', r));
+      const seconds = (Date.now() - t0) / 1000;
+      const after = cluster.status(0).entry!.queue;
+      const queued = (after.batchPackets - after.flowsPackets!) - (before.batchPackets - before.flowsPackets!);
+      const bypassed = rulePackets(ruleCounters(cluster, 'h0'), 'DPR_ENTRY', /SYN -j ACCEPT$/) - bypass0;
+      console.log(`SYN limit ${limit}/s: 40,000 SYNs in ${seconds.toFixed(1)} s; ${queued} reached the entry queue, ${bypassed} went to the kernel directly; load ${load.ok}/${load.requests} ok`);
+      assert.ok(bypassed >= 30000, `only ${bypassed} SYNs went around the queue`);
+      assert.ok(queued <= limit * (seconds + 1) + limit / 10, `${queued} SYNs reached the queue in ${seconds.toFixed(1)} s`);
+      assert.equal(load.errors, 0, JSON.stringify(load.errorKinds));
+    } finally {
+      await cluster.destroy();
+      fs.rmSync(flooder.dir, { recursive: true, force: true });
+    }
+  });
+});
