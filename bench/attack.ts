@@ -9,11 +9,11 @@
 // policy forwards the second) and a load of new connections at h0; the
 // attack starts before the load and stops after it.
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CLIENT_ADDRESS, Cluster, hostAddress } from '../tools/cluster';
-import { buildC, macOf, nstat, sleep } from '../test/support/faults';
+import { buildC, daemonPid, macOf, nstat, sleep } from '../test/support/faults';
 import { collidingClients, type ClientPort } from '../test/support/old-hash';
 import { ACK, PSH, RST, SYN, buildTcp4, setIpField16, textPayload, toHex } from '../test/support/packet-builder';
 import type { LoadSummary } from '../tools/loadgen';
@@ -40,6 +40,17 @@ interface AttackVariant extends Variant {
 
 function sizes(o: TrialOptions) {
   return o.quick ? { loadMs: 4000 } : { loadMs: 8000 };
+}
+
+/** CPU seconds of h0's entry queue thread (dpr-q0) so far. */
+function entryThreadCpu(cluster: Cluster): number {
+  const pid = daemonPid(cluster, 0);
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    if (readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim() !== 'dpr-q0') continue;
+    const f = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  }
+  return NaN;
 }
 
 const clientPorts = (): number[] => Array.from({ length: CLIENT_PORTS.count }, (_, i) => CLIENT_PORTS.first + i);
@@ -122,6 +133,10 @@ async function runAttack(v: AttackVariant, o: TrialOptions): Promise<Measurement
     cluster.bed.sysctl('client', 'net.ipv4.ip_local_port_range', `${CLIENT_PORTS.first} ${CLIENT_PORTS.first + CLIENT_PORTS.count - 1}`);
     // A busy client reuses its ports' TIME_WAIT (the client closes first), as real ones do.
     cluster.bed.sysctl('client', 'net.ipv4.tcp_tw_reuse', 1);
+    // Without dpr the hosts still track connections, as real ones with a
+    // stateful firewall do (dpr's rules need conntrack: it would not be a
+    // fair comparison to leave it out).
+    if (!v.dpr) for (let id = 0; id < 3; id++) cluster.bed.exec(`h${id}`, ['iptables', '-A', 'INPUT', '-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP']);
     const entry = (): ReturnType<Cluster['status']>['entry'] => (v.dpr ? cluster.status(0).entry : null);
     const holdMs = loadMs + 5000;
     const first = cluster.hold({ address: hostAddress(0), connections: 12, intervalMs: 200, durationMs: holdMs });
@@ -129,11 +144,13 @@ async function runAttack(v: AttackVariant, o: TrialOptions): Promise<Measurement
     const second = cluster.hold({ address: hostAddress(0), connections: 12, intervalMs: 200, durationMs: holdMs - 600 });
     await sleep(1500);
     const before = entry();
+    const cpu0 = v.dpr ? entryThreadCpu(cluster) : NaN;
     const rsts0 = nstat(cluster, 'h0').TcpOutRsts ?? 0;
     const attack = startAttack(kind, cluster, { send: bins.send.bin, flood: bins.flood.bin }, Math.ceil((loadMs + 2000) / 1000));
     await sleep(500);
     const load: LoadSummary = await cluster.load({ targets: [{ address: hostAddress(0) }], requests: 1_000_000, concurrency: 16, timeoutMs: 5000, maxDurationMs: loadMs });
     const during = entry();
+    const cpu1 = v.dpr ? entryThreadCpu(cluster) : NaN;
     attack?.child.kill('SIGKILL');
     await attack?.done;
     const held: HeldConnection[] = [...(await first), ...(await second)];
@@ -147,6 +164,8 @@ async function runAttack(v: AttackVariant, o: TrialOptions): Promise<Measurement
       metrics: {
         errors: load.errors,
         p99Ms: load.p99Ms,
+        // The load policy decides how much of the load h0 forwards; forwarded requests cost more (two hosts' queues).
+        forwardedShare: load.ok ? 1 - (load.servedBy['0'] ?? 0) / load.ok : 0,
         heldForwarded: forwarded.length,
         heldForwardedBroken: forwarded.filter((c) => c.error !== null || c.moved).length,
         rstOutOfWindow: note('rst_out_of_window'),
@@ -154,6 +173,8 @@ async function runAttack(v: AttackVariant, o: TrialOptions): Promise<Measurement
         oversize: note('oversize'),
         tableFull: note('table_full') + note('probe_limit'),
         resetsSent: (nstat(cluster, 'h0').TcpOutRsts ?? 0) - rsts0,
+        entryThreadCpuPct: (100 * (cpu1 - cpu0)) / ((loadMs + 500) / 1000),
+        decisionsTimedOut: after && before ? after.queue.decisions.timedOut - before.queue.decisions.timedOut : NaN,
         forwardedEstablishedBefore: before?.flows.forwarded.established ?? NaN,
         forwardedEstablishedDuring: during?.flows.forwarded.established ?? NaN,
       },
@@ -203,10 +224,13 @@ export const attack: Trial = {
   columns: [
     { metric: 'errors', label: 'load errors' },
     { metric: 'p99Ms', label: 'p99 ms', digits: 1 },
+    { metric: 'forwardedShare', label: 'share of the load forwarded', digits: 2 },
     { metric: 'heldForwarded', label: 'held forwarded' },
     { metric: 'rstOutOfWindow', label: 'rst_out_of_window' },
     { metric: 'synOnFlow', label: 'syn_on_flow' },
     { metric: 'tableFull', label: 'new flows not remembered' },
+    { metric: 'entryThreadCpuPct', label: 'h0 entry queue thread, % of a CPU' },
+    { metric: 'decisionsTimedOut', label: 'decisions timed out' },
     { metric: 'oversize', label: 'oversize' },
     { metric: 'resetsSent', label: 'h0 resets sent (no flow, load policy: the local stack answers)' },
   ],
@@ -218,7 +242,8 @@ export const attack: Trial = {
       'Hosts: tools/cluster.ts with 3 hosts (namespaces on one bridge, the real daemon, rules from iptables/install.sh), load policy (threshold 1), web servers with 32 slots and 5 ms service time; the client\'s ports limited to 40000-44095 (net.ipv4.ip_local_port_range in its namespace, tcp_tw_reuse 1), so the attacker can aim at every one; the attacker is a namespace on the same bridge sending at L2 (tools/c/packet_send or bench/c/syn_flood). The -no-dpr variants: the same namespaces without rules or daemons.',
       `Legitimate traffic: 24 long-lived connections at h0 (12, then 12 more 600 ms later, a request every 200 ms; the load policy forwards most of the second wave), then the attack starts, then ${loadMs / 1000} s of new connections at h0 (tools/loadgen, 16 at a time, one request each). Value: requests/s of that load; secondary: long-lived connections that broke or moved.`,
       'Counters are h0\'s entry queue deltas over the run; "h0 resets sent" is TcpOutRsts of h0\'s namespace (nstat).',
-      'The machine\'s two cores run the cluster, the client and the attacker at once: a flood costs the kernel CPU whatever dpr does, and that is in the ratios.',
+      'The machine\'s two cores run the cluster, the client and the attacker at once: a flood costs the kernel CPU whatever dpr does, and that is in the ratios. Without dpr the hosts still track connections (an INVALID-dropping INPUT rule), as hosts with a stateful firewall do and as dpr\'s rules need.',
+      'The load policy decides how much of the load h0 forwards (a forwarded request costs two hosts\' queues): under the SYN flood new flows are not remembered and stay local, so "share of the load forwarded" differs between variants.',
     ];
   },
   prepare() {

@@ -26,7 +26,7 @@ export type Note =
   | 'rst_in_window' | 'rst_out_of_window' | 'syn_on_flow' | 'syn_redecided'
   | 'peer_mac_unknown' | 'bad_peer_mac'
   | 'icmp_forwarded' | 'icmp_local' | 'icmp_no_flow' | 'icmp_restored' | 'icmp_not_ours'
-  | 'oversize';
+  | 'oversize' | 'reused_here';
 
 export interface FlowTimeouts {
   pendingMs: number;

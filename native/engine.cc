@@ -47,6 +47,7 @@ const char* NoteName(Note n) {
     case Note::kIcmpRestored: return "icmp_restored";
     case Note::kIcmpNotOurs: return "icmp_not_ours";
     case Note::kOversize: return "oversize";
+    case Note::kReusedHere: return "reused_here";
     case Note::kCount: break;
   }
   return "unknown";
@@ -155,7 +156,9 @@ Outcome Engine::Oversize(uint8_t* buf, size_t len, const PacketMeta& meta, uint3
   if (out.parse != ParseResult::kOk) return out;
   out.note = Note::kOversize;
   if (config_.role == Role::kServe) {
-    if (p.daddr == config_.clusterAddr[config_.self] && p.dport >= config_.peerPortBase) out.action = Action::kDrop;
+    const size_t peerPorts = config_.serviceAddr.size() * config_.servicePorts.size();
+    const bool peerPort = p.dport >= config_.peerPortBase && p.dport < config_.peerPortBase + peerPorts;
+    if (p.daddr == config_.clusterAddr[config_.self] && peerPort) out.action = Action::kDrop;
     return out;
   }
   if (p.daddr != config_.serviceAddr[config_.self] || ServicePortIndex(p.dport) < 0) {
@@ -191,6 +194,19 @@ Outcome Engine::ProcessEntry(TcpPacket& p, bool csumNotReady, uint32_t nowMs) {
     return out;
   }
   if (p.IsSyn()) return SynOnFlow(p, key, idx, portIndex, csumNotReady, nowMs);
+  // A client reusing the 4-tuple of a finished forwarded connection, whose SYN
+  // went around the engine (past queues.synLimit, or the entry queue full):
+  // the kernel served that SYN here, with a SYN cookie under a flood, so the
+  // connection has no socket yet that -m socket would find, and its first ACK
+  // lands here, nowhere near the old connection's sequence numbers. It is
+  // this host's; following the stale entry would send it to a host that
+  // resets it.
+  if ((e.state == FlowState::kClosing || e.state == FlowState::kReset) && e.target != config_.self &&
+      !p.Has(kTcpRst) && !InClientWindow(e.clientNext, p.seq)) {
+    flows_.Erase(idx);
+    out.note = Note::kReusedHere;
+    return out;
+  }
   // Every other packet of the flow goes to its host, whatever it says: the
   // serving host's stack decides what a RST or a stray segment means.
   const uint16_t target = e.target;

@@ -83,6 +83,8 @@ enum class Note : uint8_t {
   kIcmpRestored,    // an ICMP error a peer forwarded: its destination put back to the peer's service address
   kIcmpNotOurs,     // an ICMP error quoting no service address and port of the cluster, or not from a peer: unchanged
   kOversize,        // larger than the queue's copy (GRO, reassembly): dropped if it goes to another host, else for the local stack
+  kReusedHere,      // entry: a new connection on the 4-tuple of a closing or reset forwarded flow whose SYN went
+                    // around the engine (SYN limit, full queue): served here; the stale entry is dropped
   kCount
 };
 

@@ -190,3 +190,18 @@ test('16.engine: a flow on probation is forgotten after probationMs, an establis
   assert.equal(f.probation, 0);
   assert.equal(f.established, 1);
 });
+
+test('16.engine: on a closing forwarded flow, a segment nowhere near its sequence numbers is a new connection served here (its SYN went around the engine)', () => {
+  for (const policy of ['hash', 'load'] as const) {
+    const e = engine(policy);
+    const next = establish(e);
+    send(e, { flags: ACK | FIN, seq: next, ack: 7001 });
+    // The old connection's last ACK still goes to its host.
+    assert.equal(send(e, { flags: ACK, seq: next + 1, ack: 7002 }).action, 'forward');
+    // The client reuses the 4-tuple; the kernel served that SYN here (SYN limit, a full queue), with a SYN cookie.
+    const ack = send(e, { flags: ACK, seq: 99_000_001, ack: 123_457 });
+    assert.equal(ack.action, 'accept', `${policy}: the new connection's ACK is for the local stack`);
+    assert.equal(ack.note, 'reused_here');
+    assert.equal(e.info().flows, 0, 'the stale entry is dropped');
+  }
+});

@@ -69,7 +69,7 @@ test('51.rules: with the load policy at most queues.synLimit SYNs a second reach
   try {
     bed.exec('a', ['bash', install, writeConfig(clusterConfig(0, { hosts: 2 }, { policy: 'load' }))]);
     const rules = saved(bed, 'a');
-    assert.match(rules, /-A DPR_ENTRY -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m hashlimit --hashlimit-upto 20000\/sec --hashlimit-burst 2000 --hashlimit-name dpr_syn_0 -j NFQUEUE --queue-num 0 --queue-bypass/);
+    assert.match(rules, /-A DPR_ENTRY -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m hashlimit --hashlimit-upto 10000\/sec --hashlimit-burst 1000 --hashlimit-name dpr_syn_0 -j NFQUEUE --queue-num 0 --queue-bypass/);
     assert.match(rules, /-A DPR_ENTRY -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j ACCEPT/);
   } finally {
     await bed.destroy();
