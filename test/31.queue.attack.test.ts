@@ -102,6 +102,28 @@ describe('31.queue.attack', { skip: cannotRun() }, () => {
     }
   });
 
+  test('31.queue: while JavaScript is stuck, at most 256 decision batches wait for it; the rest are served here at their deadline, counted', async () => {
+    const load = { ...spec, engine: { ...spec.engine, policy: 'load' as const }, decide: true };
+    const driver = await startQueueDriver(bed, 'host', load);
+    try {
+      const blocked = driver.send('block', 20000, { ms: 2500 });
+      // One SYN a millisecond: each receive batch holds one, so each is a batch of its own.
+      const flood = bed.spawn('flood', [flooder.bin, '--dst', HOST, '--src', FLOODER, '--flows', '2000', '--count', '2000', '--seconds', '10', '--pps', '1000', '--batch', '1']);
+      await new Promise((r) => flood.once('close', r));
+      await blocked;
+      await sleep(500);
+      const d = (await driver.send('stats')).stats!.queue.decisions;
+      console.log(`stuck JavaScript: ${d.requested} decisions asked, ${d.dropped} not queued, ${d.timedOut} timed out (served here), ${d.answered} answered`);
+      assert.ok(d.requested >= 1500, `only ${d.requested} decisions were asked for`);
+      // Mostly one SYN a batch: about all but 256 of them found the queue to JavaScript full.
+      assert.ok(d.dropped >= d.requested / 2, `only ${d.dropped} of ${d.requested} were not queued: the queue grew past its bound`);
+      assert.ok(d.timedOut >= d.dropped, 'a dropped request was not served at its deadline');
+      await driver.send('stop');
+    } finally {
+      driver.child.kill('SIGKILL');
+    }
+  });
+
   test('31.queue: an idle queue thread sleeps: no wake-up without flows, a few a second with some', async () => {
     const driver = await startQueueDriver(bed, 'host', spec);
     try {

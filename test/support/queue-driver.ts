@@ -3,6 +3,8 @@
 //   -> {"cmd":"export"}   <- {"reply":"export","ms":12,"flows":3} or {..., "error":"..."}
 //   -> {"cmd":"stats"}    <- {"reply":"stats","stats":{QueueStats}}
 //   -> {"cmd":"stop"}     <- {"reply":"stop","ms":3,"stats":{QueueStats}}, then it exits
+//   -> {"cmd":"block","ms":N}  the JavaScript thread sleeps N ms (decisions pile up), then <- {"reply":"block"}
+// With `decide`, the load policy's decisions are answered (every flow local).
 // On start it prints {"reply":"ready","tid":N}: the queue thread's id (its
 // name is dpr-q<queueNum>), for per-thread accounting and cgroups.
 // Run as: node queue-driver.js run '<DriverSpec as JSON>'
@@ -21,6 +23,7 @@ export interface DriverSpec {
   queue: QueueOptions;
   engine: EngineSpec;
   lookupTable?: number[];
+  decide?: boolean;
 }
 
 export interface Reply {
@@ -35,9 +38,9 @@ export interface Reply {
 export class QueueDriver {
   constructor(readonly child: ChildProcess, readonly tid: number) {}
 
-  async send(cmd: string, timeoutMs = 20000): Promise<Reply> {
+  async send(cmd: string, timeoutMs = 20000, extra: Record<string, unknown> = {}): Promise<Reply> {
     const line = waitForLine(this.child, (l) => l.startsWith(`{"reply":"${cmd}"`), timeoutMs, `queue driver: ${cmd}`);
-    this.child.stdin!.write(JSON.stringify({ cmd }) + '\n');
+    this.child.stdin!.write(JSON.stringify({ cmd, ...extra }) + '\n');
     return JSON.parse(await line) as Reply;
   }
 }
@@ -59,7 +62,13 @@ export function threadId(pid: number | 'self', name: string): number {
 async function run(spec: DriverSpec): Promise<void> {
   // Loaded here: the test process imports this file for the helpers above.
   const { Queue, FLOW_WORDS } = await import('../../lib/native');
-  const queue = new Queue(spec.queue, engineOptions(spec.engine));
+  const onDecide = spec.decide
+    ? (batch: Uint32Array): void => {
+        const n = batch.length / 5;
+        queue.decide(Uint32Array.from({ length: n }, (_, i) => batch[i * 5]!), new Uint16Array(n).fill(spec.engine.self));
+      }
+    : undefined;
+  const queue = new Queue(spec.queue, engineOptions(spec.engine), onDecide);
   if (spec.lookupTable) queue.setLookupTable(Uint16Array.from(spec.lookupTable));
   queue.start();
   const print = (o: Reply): void => void process.stdout.write(JSON.stringify(o) + '\n');
@@ -69,7 +78,7 @@ async function run(spec: DriverSpec): Promise<void> {
     return Number(process.hrtime.bigint() - t0) / 1e6;
   };
   readline.createInterface({ input: process.stdin }).on('line', (line) => {
-    const { cmd } = JSON.parse(line) as { cmd: string };
+    const { cmd, ms } = JSON.parse(line) as { cmd: string; ms?: number };
     if (cmd === 'export') {
       let flows = 0;
       let error: string | undefined;
@@ -81,6 +90,9 @@ async function run(spec: DriverSpec): Promise<void> {
         }
       });
       print({ reply: 'export', ms, flows, ...(error ? { error } : {}) });
+    } else if (cmd === 'block') {
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms ?? 1000);
+      print({ reply: 'block' });
     } else if (cmd === 'stats') {
       print({ reply: 'stats', stats: queue.stats() });
     } else if (cmd === 'stop') {
