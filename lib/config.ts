@@ -229,14 +229,6 @@ function checkWeights(hosts: readonly HostEntry[]): void {
   if (hosts.every((h) => h.weight === 0)) {
     throw new ConfigError('hosts', 'every host has weight 0: no host would take new connections');
   }
-  // Until the daemon builds its tables and load comparisons with weights
-  // (issue 13, after the policy split), a weight would be read and ignored:
-  // an operator draining a host with weight 0 would see it keep its share.
-  // Remove this refusal in the change that applies them.
-  const i = hosts.findIndex((h) => h.weight !== DEFAULT_WEIGHT);
-  if (i >= 0) {
-    throw new ConfigError(`hosts[${i}].weight`, `${hosts[i]!.weight}: weights other than ${DEFAULT_WEIGHT} are not applied by this version of the daemon yet; leave the key out or set ${DEFAULT_WEIGHT}`);
-  }
 }
 
 function deepFreeze<T>(o: T): Readonly<T> {
