@@ -61,8 +61,11 @@ describe('61.cluster.load', () => {
   });
 
   test('a new connection reusing the 4-tuple of one in TIME_WAIT here stays here, even when the policy would forward it', async () => {
+    // From a port outside the client's ephemeral range (32768-60999): an
+    // earlier test's connection from the same port would still be in h0's flow
+    // table, and its SYN would follow that flow instead of being decided.
     const curlOther = (): string => {
-      const body = cluster.bed.exec('client', ['curl', '-sS', '--max-time', '5', `http://${hostAddress(0)}/`]).trim();
+      const body = cluster.bed.exec('client', ['curl', '-sS', '--max-time', '5', '--local-port', '61234', `http://${hostAddress(0)}/`]).trim();
       return body === 'host=0' ? 'local' : 'forwarded';
     };
     const curl = (): string =>
