@@ -11,6 +11,7 @@ packages=(
   iputils-ping procps
   clang libclang-rt-14-dev   # libFuzzer + ASan/UBSan for the fuzz target
   wrk haproxy                # benchmarks
+  etcd-server                # membership.source etcd: the tests and the demo start their own, in a namespace
 )
 
 missing=()
@@ -24,7 +25,19 @@ if ((${#missing[@]})); then
   fi
   echo "setup: installing ${missing[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # etcd-server's package would start (and enable) a system etcd on
+  # 127.0.0.1:2379; the tests start their own in namespaces and want none.
+  # Masked under systemd; elsewhere invoke-rc.d asks policy-rc.d, which says
+  # no for the length of this install (only where there is none already).
+  policy=/usr/sbin/policy-rc.d own_policy=
+  if [[ " ${missing[*]} " == *" etcd-server "* ]]; then
+    [[ -d /run/systemd/system ]] && systemctl mask --quiet etcd.service
+    [[ -e $policy ]] || { printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=1; }
+  fi
+  rc=0
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+  if [[ -n $own_policy ]]; then rm -f "$policy"; fi
+  ((rc == 0)) || exit "$rc"
 fi
 
 # npm ci only when package-lock.json changed since the last install.
