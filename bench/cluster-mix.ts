@@ -90,8 +90,8 @@ function jobs(v: ClusterVariant, seconds: number): WrkJob[] {
   }));
 }
 
-function haproxyConfig(): string {
-  const servers = Array.from({ length: CLUSTER.hosts }, (_, id) => `  server h${id} ${hostAddress(id)}:80`);
+function haproxyConfig(hosts: number): string {
+  const servers = Array.from({ length: hosts }, (_, id) => `  server h${id} ${hostAddress(id)}:80`);
   return [
     'global',
     // Far above the 20 connections of the load; HAProxy needs two descriptors
@@ -112,10 +112,10 @@ function haproxyConfig(): string {
   ].join('\n');
 }
 
-/** Starts HAProxy in the front namespace; Cluster.destroy() kills it with the rest. */
-async function startHaproxy(cluster: Cluster, dir: string): Promise<void> {
+/** Starts HAProxy in the front namespace (in front of `hosts` hosts); Cluster.destroy() kills it with the rest. */
+export async function startHaproxy(cluster: Cluster, dir: string, hosts: number = CLUSTER.hosts): Promise<void> {
   const file = path.join(dir, 'haproxy.cfg');
-  fs.writeFileSync(file, haproxyConfig());
+  fs.writeFileSync(file, haproxyConfig(hosts));
   cluster.bed.exec('lb', ['haproxy', '-c', '-q', '-f', file]);
   const child = cluster.bed.spawn('lb', ['haproxy', '-db', '-f', file]);
   let err = '';

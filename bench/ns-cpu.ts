@@ -13,7 +13,7 @@ export type CpuTicks = Map<number, { kind: string; ticks: number }>;
 
 function kindOf(cmdline: string): string {
   if (cmdline.includes('cli.js')) return 'dpr';
-  if (cmdline.includes('web-server')) return 'web';
+  if (cmdline.includes('web-server') || cmdline.startsWith('nginx')) return 'web';
   if (cmdline.includes('wrk')) return 'wrk';
   if (cmdline.includes('haproxy')) return 'haproxy';
   return 'other';

@@ -9,6 +9,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describeMachine, evaluateGoals, markdown, num, summarize, type TrialReport } from './report';
 import { barChart } from './svg';
+import { lineChart } from './svg-lines';
 import { HARNESS_CPU, findTrial, trials, type Measurement, type Trial } from './trials';
 
 interface Args {
@@ -112,7 +113,7 @@ function save(trial: Trial, report: TrialReport, text: string): void {
   writeFileSync(path.join(dir, `${base}.md`), text);
   const files = [`${base}.json`, `${base}.md`];
   if (trial.chart) {
-    writeFileSync(path.join(dir, `${base}.svg`), barChart(report, trial.chart));
+    writeFileSync(path.join(dir, `${base}.svg`), trial.chart.lines ? lineChart(report, trial.chart) : barChart(report, trial.chart));
     files.push(`${base}.svg`);
   }
   process.stderr.write(`wrote bench/results/${files.join(', ')}\n`);

@@ -12,6 +12,8 @@ import { runLocal, type LocalSize } from './local-cost';
 import { runFlows, runMaglev, runPacket } from './scale';
 import { PROBE, runSetup, type SetupPath, type SetupSize } from './setup-time';
 import { reliability } from './reliability';
+import { CpuCap } from './cgroup';
+import { SCALE_OUT, runScaleOut, type ScaleOutSize, type ScaleOutVariant, type ScaleRouter } from './scale-out';
 import type { Measurement, Trial, TrialOptions, Variant } from './types';
 
 export type { Column, Goal, Measurement, Trial, TrialOptions, Variant } from './types';
@@ -398,7 +400,98 @@ const scale: Trial = {
   },
 };
 
-export const trials: readonly Trial[] = [datapath, setup, local, cluster, scale, reliability];
+// ---- scale-out: capped hosts, N = 2, 4, 8 --------------------------------
+
+interface ScaleOutTrialVariant extends Variant, ScaleOutVariant {}
+
+const SCALE_OUT_ROUTERS: ReadonlyArray<[ScaleRouter, string]> = [
+  ['none', 'no dpr: each wrk process dials one host (the partition: the ideal for these balanced arrivals)'],
+  ['dpr-hash', 'dpr on every host, hash policy'],
+  ['dpr-load', `dpr on every host, load policy (threshold ${SCALE_OUT.loadThreshold})`],
+  ['haproxy-capped', 'HAProxy (leastconn) in its own namespace, capped like one host: a central balancer on a host-sized machine'],
+  ['haproxy', 'HAProxy (leastconn) in its own namespace, uncapped: a central balancer with the whole machine'],
+];
+
+const scaleOutVariants: readonly ScaleOutTrialVariant[] = SCALE_OUT.hostCounts.flatMap((hosts) =>
+  SCALE_OUT_ROUTERS.map(([router, what]) => ({
+    name: `${router}-n${hosts}`, router, hosts, baseline: `none-n${hosts}`, description: `${hosts} capped hosts; ${what}`,
+  })),
+);
+
+function scaleOutSize(o: TrialOptions): ScaleOutSize {
+  return o.quick ? { seconds: 4, warmupSeconds: 1 } : { seconds: 10, warmupSeconds: 2 };
+}
+
+const capShare = SCALE_OUT.cap.quotaUs / SCALE_OUT.cap.periodUs;
+
+const scaleOut: Trial = {
+  name: 'scale-out',
+  description: `Scale-out: N = ${SCALE_OUT.hostCounts.join(', ')} hosts (nginx + dpr daemon capped at ${(capShare * 100).toFixed(0)}% of a core each), dpr vs no dpr vs HAProxy capped like a host or uncapped`,
+  unit: 'requests/s',
+  secondaryUnit: 'p99 ms',
+  variants: scaleOutVariants,
+  baseline: 'none-n2',
+  goals: [
+    { text: 'dpr-hash grows with N: 8 hosts vs 2 (ideal 4x)', variant: 'dpr-hash-n8', metric: 'value', kind: 'ratio', versus: 'dpr-hash-n2', atLeast: 3 },
+    { text: 'dpr-load grows with N: 8 hosts vs 2 (ideal 4x)', variant: 'dpr-load-n8', metric: 'value', kind: 'ratio', versus: 'dpr-load-n2', atLeast: 3 },
+    { text: 'dpr-load at 8 hosts vs HAProxy on a host-sized machine', variant: 'dpr-load-n8', metric: 'value', kind: 'ratio', versus: 'haproxy-capped-n8', atLeast: 1 },
+    { text: 'dpr-load at 8 hosts vs the partition (no routing)', variant: 'dpr-load-n8', metric: 'value', kind: 'ratio', versus: 'none-n8', atLeast: 0.9 },
+  ],
+  columns: [
+    { metric: 'hosts', label: 'hosts' },
+    { metric: 'p50Ms', label: 'p50 ms', digits: 1 },
+    { metric: 'errors', label: 'errors' },
+    { metric: 'machineCpuMsPerRequest', label: 'machine CPU ms per request', digits: 2, ratio: true },
+    { metric: 'cappedCpuMsPerRequest', label: 'CPU in the caps, ms per request', digits: 2 },
+    { metric: 'hostThrottledShare', label: 'host periods throttled', digits: 2 },
+    { metric: 'balancerThrottledShare', label: 'HAProxy periods throttled', digits: 2 },
+    { metric: 'machineCores', label: 'machine busy cores', digits: 2 },
+    { metric: 'bedCores', label: 'cores of the hosts\' and HAProxy\'s processes', digits: 2 },
+    { metric: 'idleHostCores', label: 'idle host\'s cores (no load)', digits: 3 },
+  ],
+  chart: {
+    panels: [
+      { metric: 'value', label: 'Throughput against hosts, requests/s', better: 'higher' },
+      { metric: 'secondary', label: 'p99 latency against hosts, ms', better: 'lower' },
+      { metric: 'machineCpuMsPerRequest', label: 'Machine-wide CPU per request, ms', better: 'lower' },
+    ],
+    colours: [['none', '#95a5a6'], ['dpr-hash', '#5dade2'], ['dpr-load', '#1f618d'], ['haproxy-capped', '#e67e22'], ['haproxy', '#d35400']],
+    lines: { x: 'hosts', xLabel: 'hosts (N)' },
+  },
+  cpus: ALL_CPUS,
+  timeoutMs: 180_000,
+  setup(o) {
+    const { seconds, warmupSeconds } = scaleOutSize(o);
+    return [
+      `Hosts: tools/cluster.ts, N = ${SCALE_OUT.hostCounts.join(', ')} hosts (198.18.0.1-N) and a client on one bridge in namespaces. Each runs Debian's nginx (nginx-light 1.22, one worker, sendfile, the SPECweb96 files as real files) and, with dpr, its daemon and rules; both, with every thread, in a cgroup v1 \`cpu\` group of the host's own (bench/cgroup.ts): CFS quota ${SCALE_OUT.cap.quotaUs} µs per ${SCALE_OUT.cap.periodUs} µs period = ${(capShare * 100).toFixed(0)}% of one core. A short period, so a host that spent its share waits at most ${(SCALE_OUT.cap.periodUs - SCALE_OUT.cap.quotaUs) / 1000} ms.`,
+      `Why ${(capShare * 100).toFixed(0)}%: 8 capped hosts take ${(8 * capShare).toFixed(2)} of the 2 cores; the client (wrk), the kernel's packet work (softirq, charged to whichever task runs, mostly the sender on veth) and the harness need the rest, measured as "machine busy cores" (the whole machine, others' work on it included); the caps, not the machine, must run out first ("host periods throttled" near 1).`,
+      `Workload: bench/wrk/specweb96.lua (SPECweb96 classes, \`Connection: close\`: a new connection per request), N wrk processes (-t1, closed loop, ${SCALE_OUT.connectionsPerHost} connections each): one per host address (no dpr, dpr: balanced arrivals), or all to HAProxy's address. ${seconds} s measured after ${warmupSeconds} s of warm-up.`,
+      `HAProxy 2.6 (Debian), mode tcp, balance leastconn, in namespace lb (${SCALE_OUT.front}); capped: the same cgroup quota as a host; uncapped: no group. Both directions of every connection cross it; dpr's replies go from the serving host to the client directly.`,
+      'Machine CPU per request: busy time of the whole machine (/proc/stat: user, system, irq, softirq, steal) over the measured run, per request; on a shared machine it includes whatever else runs (see machine busy cores). CPU in the caps: cpuacct usage of the hosts\' groups (and HAProxy\'s, capped), per request. Cores of the hosts\' and HAProxy\'s processes: their /proc/PID/stat over the run (not the client: its wrk processes start and end inside the run). Idle host: what a host\'s cap spent in 2 s with no load, before the warm-up (nginx idles at 0; the rest is the daemon).',
+      'Every ratio is to no dpr with the same N (the partition); the goals compare dpr across N and with HAProxy.',
+    ];
+  },
+  prepare() {
+    requireTools('scale-out', ['wrk', 'haproxy', 'nginx', 'curl', 'iptables-restore']);
+    requireBuilt('scale-out');
+    if (!CpuCap.available()) throw new Error('scale-out: the cgroup v1 cpu and cpuacct controllers are not mounted at /sys/fs/cgroup');
+  },
+  async run(variant, o) {
+    const v = scaleOutVariants.find((x) => x.name === variant);
+    if (v === undefined) throw new Error(`scale-out: no variant '${variant}'`);
+    const s = await runScaleOut(v, scaleOutSize(o));
+    return {
+      value: s.rps, secondary: s.p99Ms, work: s.requests,
+      metrics: {
+        hosts: s.hosts, p50Ms: s.p50Ms, errors: s.errors, machineCpuMsPerRequest: s.machineCpuMsPerRequest, cappedCpuMsPerRequest: s.cappedCpuMsPerRequest,
+        hostThrottledShare: s.hostThrottledShare, balancerThrottledShare: s.balancerThrottledShare, machineCores: s.machineCores, bedCores: s.bedCores, idleHostCores: s.idleHostCores,
+      },
+      detail: s,
+    };
+  },
+};
+
+export const trials: readonly Trial[] = [datapath, setup, local, cluster, scale, reliability, scaleOut];
 
 export function findTrial(name: string): Trial {
   const t = trials.find((x) => x.name === name);

@@ -65,6 +65,8 @@ export interface ChartSpec {
   panels: ReadonlyArray<{ metric: string; label: string; better: 'higher' | 'lower' }>;
   /** Bar colour by the start of the variant's name; the first match wins. */
   colours?: ReadonlyArray<readonly [prefix: string, colour: string]>;
+  /** Lines instead of bars (svg-lines.ts): each variant a point at its metric `x`, one line per name without its last `-` part. */
+  lines?: { x: string; xLabel: string };
 }
 
 export interface Trial {

@@ -2,9 +2,9 @@
 // The `dpr` command: start the daemon, check a configuration, print the rules,
 // and ask the running daemon for its status or to drain.
 import { Command, CommanderError, Option } from 'commander';
-import { ConfigError, loadConfig, restoreAddress, selfHost, type DprConfig, type LoadOptions } from './config';
+import { ConfigError, loadConfig, restoreAddress, thisHost, type DprConfig, type LoadOptions } from './config';
 import type { DaemonStatus } from './daemon';
-import { DaemonUnreachable, endpointOf, fetchStatus, requestDrain, type Endpoint } from './daemon-client';
+import { DaemonUnreachable, endpointOf, fetchStatus, requestDrain, requestReload, requestUndrain, type Endpoint } from './daemon-client';
 import { EXIT } from './exit-codes';
 import { forwardedInConnections, preflight } from './host';
 import { Lifecycle } from './lifecycle';
@@ -38,11 +38,10 @@ function loadOrExit(file: string | undefined, options: Omit<LoadOptions, 'file'>
 }
 
 async function start(opts: { config?: string; skipChecks?: boolean }): Promise<void> {
-  const config = loadOrExit(opts.config);
-  setLogLevel(config.log.level);
+  const file = loadOrExit(opts.config);
+  setLogLevel(file.log.level);
   const log = logger('main');
-  const me = selfHost(config);
-  const checks = preflight(me.service, config.servicePorts);
+  const checks = preflight(thisHost(file).service, file.servicePorts);
   for (const w of checks.warnings) log.warn(w);
   if (checks.problems.length && !opts.skipChecks) {
     for (const p of checks.problems) log.error(p);
@@ -53,16 +52,29 @@ async function start(opts: { config?: string; skipChecks?: boolean }): Promise<v
   const { Daemon } = await import('./daemon');
   const { startHttp } = await import('./metrics');
   const { notifyServiceManager } = await import('./native');
-  const daemon = new Daemon(config);
+  const { ClusterMember, StoppedBeforeStart, createSource } = await import('./membership');
+  // The host list comes from the membership source; every later one is a reload.
+  const member = new ClusterMember(file, createSource(file, logger('membership')), {
+    makeDaemon: (config, next) => new Daemon(config, { loadConfig: next }),
+    // A reload reads the same file, with the environment as it is now.
+    readFile: () => loadConfig({ file: opts.config }),
+    applyRules: (c) => install(renderRules(c)),
+    log: logger('membership'),
+  });
   let server: import('node:http').Server | null = null;
   // Signal handlers from here on: a SIGTERM while the daemon starts stops it once started.
   const life = new Lifecycle({
-    daemon,
+    daemon: member,
     log,
     afterStart: async () => {
-      if (config.metrics.port) server = await startHttp(daemon, config.metrics.address, config.metrics.port);
+      if (file.metrics.port) server = await startHttp(member, file.metrics.address, file.metrics.port);
     },
     afterStop: () => server?.close(),
+    reload: async () => {
+      const r = await member.reload();
+      if (r.ok) log.info('SIGHUP: configuration reloaded', { changed: r.changed });
+      else log.error('SIGHUP: reload refused, the configuration in use stays', { key: r.key, reason: r.reason });
+    },
     notify: (state) => {
       try {
         notifyServiceManager(state);
@@ -71,9 +83,18 @@ async function start(opts: { config?: string; skipChecks?: boolean }): Promise<v
       }
     },
   });
-  await life.run();
-  process.stdout.write(`dpr: host ${config.self} routing (${config.policy} policy)${server ? `, metrics on http://${config.metrics.address}:${config.metrics.port}/metrics` : ''}\n`);
-  await waitForPeers(daemon, config, log, life.signal);
+  // etcd: a stop while the host waits to register ends the wait; nothing was started.
+  member.stopWaitingOn(life.signal);
+  try {
+    await life.run();
+  } catch (err) {
+    if (!(err instanceof StoppedBeforeStart)) throw err;
+    log.info('stopped before the first membership came: nothing was started');
+    process.exit(EXIT.ok);
+  }
+  const config = member.config!;
+  process.stdout.write(`dpr: host ${config.self} routing (${config.policy} policy, ${config.membership.source} membership)${server ? `, metrics on http://${config.metrics.address}:${config.metrics.port}/metrics` : ''}\n`);
+  await waitForPeers(member, config, log, life.signal);
 }
 
 /**
@@ -122,7 +143,14 @@ function rules(opts: { config?: string; format: string }): void {
 
 function check(opts: { config?: string }): void {
   const config = loadOrExit(opts.config);
-  process.stdout.write(`config ok: host ${config.self} of ${config.hosts.length}, policy ${config.policy}\n`);
+  if (config.membership.source === 'etcd') {
+    const me = thisHost(config);
+    const e = config.membership.etcd;
+    process.stdout.write(`config ok: etcd membership (${e.endpoints.join(', ')}, prefix ${e.prefix}), this host ${me.service}/${me.cluster}, id ${config.self ?? 'claimed at start'}, policy ${config.policy}\n`);
+    process.stdout.write("# the peers' rules (restore addresses, DNAT) are added by the daemon as they join\n");
+  } else {
+    process.stdout.write(`config ok: host ${config.self} of ${config.hosts.length}, policy ${config.policy}\n`);
+  }
   process.stdout.write(renderInstallScript(renderRules(config)));
 }
 
@@ -180,7 +208,9 @@ async function status(opts: { config?: string; json?: boolean }): Promise<void> 
   const config = loadOrExit(opts.config, { checkKey: false });
   const ep = endpointOrExit(config);
   const [first, second] = await sampleTwice(ep).catch(fail);
-  const view = buildView(first, second, new Map(config.hosts.map((h) => [h.id, h.cluster])));
+  // An etcd host's file knows only this host: peers' addresses come from the daemon.
+  const addresses = new Map(config.hosts === null ? [[second.status.self, thisHost(config).cluster]] : config.hosts.map((h) => [h.id, h.cluster]));
+  const view = buildView(first, second, addresses);
   process.stdout.write(opts.json ? JSON.stringify(view, null, 2) + '\n' : renderText(view));
 }
 
@@ -192,7 +222,9 @@ async function status(opts: { config?: string; json?: boolean }): Promise<void> 
 async function forwardedLeft(ep: Endpoint, config: Readonly<DprConfig>): Promise<{ out: number; in: number }> {
   const s = await fetchStatus(ep);
   const f = s.entry?.flows.forwarded;
-  const restore = new Set(config.hosts.filter((h) => h.id !== config.self).map((h) => restoreAddress(config, h.id)));
+  // The file's hosts and the daemon's peers (with etcd membership the file lists none).
+  const others = [...(config.hosts ?? []).filter((h) => h.id !== s.self).map((h) => h.id), ...s.peers.map((p) => p.id)];
+  const restore = new Set(others.map((id) => restoreAddress(config, id)));
   return { out: f ? f.syn + f.established : 0, in: forwardedInConnections(restore, config.servicePorts) };
 }
 
@@ -219,7 +251,7 @@ async function drain(opts: { config?: string; wait?: boolean; timeout?: string }
   const config = loadOrExit(opts.config, { checkKey: false });
   const ep = endpointOrExit(config);
   const answer = await requestDrain(ep).catch(fail);
-  process.stdout.write(`dpr: host ${answer.self} ${answer.already ? 'was already draining' : 'is draining'}: it forwards no new connections and peers forward none to it; open connections finish. It stays drained until stopped (SIGTERM).\n`);
+  process.stdout.write(`dpr: host ${answer.self} ${answer.already ? 'was already draining' : 'is draining'}: it forwards no new connections and peers forward none to it; open connections finish. It stays drained until stopped (SIGTERM) or undrained (dpr undrain).\n`);
   if (!opts.wait) return;
   const timeoutMs = opts.timeout === undefined ? config.drain.timeoutMs : Number(opts.timeout);
   if (!Number.isInteger(timeoutMs) || timeoutMs < 0) {
@@ -229,6 +261,26 @@ async function drain(opts: { config?: string; wait?: boolean; timeout?: string }
   const drained = await waitDrained(ep, config, timeoutMs).catch(fail);
   if (!drained) process.exit(EXIT.failure);
   process.stdout.write('dpr: drained: no forwarded connections left; a restart breaks none\n');
+}
+
+async function undrain(opts: { config?: string }): Promise<void> {
+  const config = loadOrExit(opts.config, { checkKey: false });
+  const answer = await requestUndrain(endpointOrExit(config)).catch(fail);
+  process.stdout.write(answer.was
+    ? `dpr: host ${answer.self} is no longer draining: it forwards new connections again and peers send it theirs\n`
+    : `dpr: host ${answer.self} was not draining\n`);
+}
+
+/** Asks the running daemon to re-read its configuration; exit 2 if it refuses it (the key is named), as `dpr check` would. */
+async function reload(opts: { config?: string }): Promise<void> {
+  const config = loadOrExit(opts.config, { checkKey: false });
+  const answer = await requestReload(endpointOrExit(config)).catch(fail);
+  if (answer.ok) {
+    process.stdout.write(answer.changed.length ? `dpr: reloaded: ${answer.changed.join(', ')}\n` : 'dpr: reloaded: nothing changed\n');
+    return;
+  }
+  process.stderr.write(`dpr: reload refused, the daemon keeps its configuration: ${answer.key}: ${answer.reason}\n`);
+  process.exit(EXIT.config);
 }
 
 const program = new Command('dpr')
@@ -259,11 +311,16 @@ program.command('status').description("show the local daemon's view: hosts, flow
   .addOption(configOption)
   .option('--json', 'print JSON instead of a table')
   .action(status);
-program.command('drain').description('ask the local daemon to drain: no new forwarded connections; it keeps running until stopped')
+program.command('drain').description('ask the local daemon to drain: no new forwarded connections; it keeps running until stopped or undrained')
   .addOption(configOption)
   .option('--wait', 'wait until no forwarded connection is left (exit 1 if drain.timeoutMs passes first)')
   .option('--timeout <ms>', 'with --wait: how long to wait (default: drain.timeoutMs)')
   .action(drain);
+
+program.command('undrain').description('end a drain: the local daemon forwards new connections again and peers send it theirs')
+  .addOption(configOption).action(undrain);
+program.command('reload').description('make the local daemon re-read its configuration (as SIGHUP does); exit 2 naming the key if it refuses it')
+  .addOption(configOption).action(reload);
 
 program.parseAsync(process.argv).catch((err: Error) => {
   process.stderr.write(`dpr: ${err.message}\n`);

@@ -3,6 +3,7 @@
 // configuration reference is generated from it (scripts/config-docs.ts).
 import convict from 'convict';
 import { parseCidr, parseIpv4 } from './ipv4';
+import { MAX_WEIGHT } from './maglev';
 
 export interface HostEntry {
   /** Stable id, 0..255: it names the host in peer ports and heartbeats. */
@@ -11,7 +12,16 @@ export interface HostEntry {
   service: string;
   /** Cluster address: where peers reach this host; may equal `service`. */
   cluster: string;
+  /**
+   * Relative capacity, 0..MAX_WEIGHT (1 when the file leaves it out; loadConfig
+   * fills it in): the host's share of new connections. 0: none, established
+   * ones go on (drain by weight).
+   */
+  weight: number;
 }
+
+/** The fields a host entry may have. */
+const HOST_FIELDS = ['id', 'service', 'cluster', 'weight'];
 
 function checkHost(h: unknown, i: number): void {
   if (typeof h !== 'object' || h === null) throw new Error(`hosts[${i}] must be an object {id, service, cluster}`);
@@ -27,7 +37,10 @@ function checkHost(h: unknown, i: number): void {
       throw new Error(`hosts[${i}].${k} '${String(o[k])}' is not an IPv4 address`);
     }
   }
-  const extra = Object.keys(o).filter((k) => !['id', 'service', 'cluster'].includes(k));
+  if (o.weight !== undefined && (!Number.isInteger(o.weight) || (o.weight as number) < 0 || (o.weight as number) > MAX_WEIGHT)) {
+    throw new Error(`hosts[${i}].weight must be an integer 0..${MAX_WEIGHT} (0: no new connections), got ${JSON.stringify(o.weight)}`);
+  }
+  const extra = Object.keys(o).filter((k) => !HOST_FIELDS.includes(k));
   if (extra.length) throw new Error(`hosts[${i}] has unknown field '${extra[0]}'`);
 }
 
@@ -165,7 +178,7 @@ export const schema = {
     env: 'DPR_SELF',
   },
   hosts: {
-    doc: 'Every host of the cluster: `[{id, service, cluster}]`. `service` is the address clients connect to; `cluster` the address peers reach it at (may be equal). The same list on every host. Required with `membership.source` `static`; not allowed with `etcd`, where the list comes from etcd.',
+    doc: `Every host of the cluster: \`[{id, service, cluster, weight}]\`. \`service\` is the address clients connect to; \`cluster\` the address peers reach it at (may be equal). \`weight\` (optional, integer 0..${MAX_WEIGHT}, default 1) is the host's relative capacity; 0 would take it out of new connections while its established ones go on. Weights other than 1 are refused until the daemon applies them (issue 13). The same list on every host. Required with \`membership.source\` \`static\`; not allowed with \`etcd\`, where the list comes from etcd.`,
     format: 'hosts',
     default: null as unknown as HostEntry[],
     env: 'DPR_HOSTS',
@@ -174,6 +187,7 @@ export const schema = {
     source: { doc: 'Where the host list comes from: `static` (`hosts` in this file, the same on every host) or `etcd` (every host registers itself under `membership.etcd.prefix` and watches the others; the file describes this host only: `membership.service`, `membership.cluster`, optionally `self`). See docs/operations.md, "Membership from etcd".', format: ['static', 'etcd'] as const, default: 'static', env: 'DPR_MEMBERSHIP_SOURCE' },
     service: { doc: "etcd membership: this host's service address (what clients connect to). Static: taken from its entry in `hosts`; leave empty.", format: 'ipv4-or-empty', default: '', env: 'DPR_MEMBERSHIP_SERVICE' },
     cluster: { doc: "etcd membership: this host's cluster address (where peers reach it; may equal `membership.service`). Static: leave empty.", format: 'ipv4-or-empty', default: '', env: 'DPR_MEMBERSHIP_CLUSTER' },
+    weight: { doc: `etcd membership: this host's weight, as \`hosts[].weight\` (0..${MAX_WEIGHT}); written into its record.`, format: 'nat', default: 1, env: 'DPR_MEMBERSHIP_WEIGHT' },
     etcd: {
       endpoints: { doc: 'etcd membership: the etcd servers, as `http://` or `https://` URLs with a port (`http://10.0.0.5:2379`). A call goes to one of them, the next on failure.', format: 'url-list', default: [] as string[], env: 'DPR_ETCD_ENDPOINTS' },
       prefix: { doc: 'etcd membership: the key prefix of this cluster; each host writes `<prefix>hosts/<id>`. Clusters that share an etcd need prefixes of their own.', format: 'etcd-prefix', default: '/dpr/', env: 'DPR_ETCD_PREFIX' },
@@ -243,6 +257,8 @@ export const schema = {
     port: { doc: 'UDP port for heartbeats and load reports, on the cluster address.', format: 'port', default: 4790, env: 'DPR_PEERS_PORT' },
     key: { doc: 'Shared HMAC-SHA256 key, hex or base64, at least 16 bytes. Prefer `peers.keyFile`.', format: String, default: '', sensitive: true, env: 'DPR_PEERS_KEY' },
     keyFile: { doc: 'File holding the shared key, hex or base64 (whitespace around it ignored). Read and checked by `dpr check`, `dpr install` and `dpr start`.', format: String, default: '', env: 'DPR_PEERS_KEY_FILE' },
+    rotationKey: { doc: 'During a key rotation: a second key, hex or base64, that heartbeats may also be signed with (this host signs with `peers.key` only). See "Rotating the key" in docs/operations.md. Prefer `peers.rotationKeyFile`.', format: String, default: '', sensitive: true, env: 'DPR_PEERS_ROTATION_KEY' },
+    rotationKeyFile: { doc: 'File holding `peers.rotationKey`.', format: String, default: '', env: 'DPR_PEERS_ROTATION_KEY_FILE' },
     routersBetween: { doc: 'Routers between two peers (0: one L2 segment). Forwarded packets leave the entry host with TTL 255 and are accepted on the peer ports only with TTL > 253 - routersBetween (GTSM, RFC 5082), so nobody farther away can make a host answer as another.', format: 'nat', default: 0, env: 'DPR_PEERS_ROUTERS_BETWEEN' },
     heartbeatMs: { doc: 'Interval between heartbeats to each peer (also sent at once when this host\'s health or draining changes).', format: 'positive-int', default: 100, env: 'DPR_PEERS_HEARTBEAT_MS' },
     deadAfterMs: { doc: 'A peer silent this long is down: no new connections go to it. Liveness is checked once per `peers.heartbeatMs`, so a dead peer is taken out between `deadAfterMs` and `deadAfterMs + heartbeatMs` after its last heartbeat.', format: 'positive-int', default: 300, env: 'DPR_PEERS_DEAD_AFTER_MS' },

@@ -85,3 +85,26 @@ export async function requestDrain(ep: Endpoint, timeoutMs = 3000): Promise<Drai
   if (answer.status !== 202) throw new DaemonUnreachable(`${what} refused (${answer.status}): ${body.error ?? answer.body.trim()}`);
   return body as DrainAnswer;
 }
+
+/** POST to the daemon and read its JSON answer; what counts as success is the caller's. */
+async function post(ep: Endpoint, path: string, timeoutMs: number): Promise<{ status: number; body: Record<string, unknown> }> {
+  const answer = await request(ep, 'POST', path, timeoutMs);
+  const what = `${ep.address}:${ep.port}${path}`;
+  if (answer.status === 404) throw new DaemonUnreachable(`${what} does not exist: the running daemon predates this command; restart it to use it`);
+  return { status: answer.status, body: parseJson(answer, what) as Record<string, unknown> };
+}
+
+export async function requestUndrain(ep: Endpoint, timeoutMs = 3000): Promise<{ self: number; was: boolean }> {
+  const { status, body } = await post(ep, '/undrain', timeoutMs);
+  if (status !== 200) throw new DaemonUnreachable(`${ep.address}:${ep.port}/undrain refused (${status}): ${String(body.error ?? '')}`);
+  return body as { self: number; was: boolean };
+}
+
+export type ReloadAnswer = { ok: true; changed: string[] } | { ok: false; key: string; reason: string };
+
+/** The daemon's verdict on its configuration file as it is now. */
+export async function requestReload(ep: Endpoint, timeoutMs = 30000): Promise<ReloadAnswer> {
+  const { status, body } = await post(ep, '/reload', timeoutMs);
+  if (status === 403 || status === 405) throw new DaemonUnreachable(`${ep.address}:${ep.port}/reload refused (${status}): ${String(body.error ?? '')}`);
+  return body as ReloadAnswer;
+}

@@ -5,8 +5,12 @@
 // health, draining, our own health) rebuilds the eligibility and hands it to
 // the policy; our own changes are announced to peers at once.
 import { EventEmitter } from 'node:events';
-import type { DprConfig } from './config';
+import type { ConfigError, DprConfig, HostEntry } from './config';
 import { restoreAddress, selfHost } from './config';
+import { install } from './install';
+import type { MemberStatus } from './membership/member';
+import { planReload } from './reload-plan';
+import { renderRules } from './rules';
 import { AnomalyLog } from './anomalies';
 import { eligibleHosts, sameEligibility, type Eligibility } from './eligibility';
 import { FlowSnapshots, type RestoredFlows } from './flow-snapshots';
@@ -14,9 +18,11 @@ import { HealthChecker, makeProbe, type HealthStatus, type Probe } from './healt
 import { forwardedInConnections } from './host';
 import { LoadMeter } from './load-meter';
 import { LoopLag } from './loop-lag';
-import { logger, type Logger } from './log';
+import { TcpInUse } from './sockstat';
+import { logger, setLogLevel, type Logger } from './log';
 import { Queue, type NativeQueue, type QueueStats } from './native';
-import { Peers, loadKey, type PeerView } from './peers';
+import { loadKeys } from './keys';
+import { Peers, type PeerView } from './peers';
 import { engineOptions, queueOptions } from './plan';
 import { createPolicy, type DecisionCounts, type RoutingPolicy } from './policy';
 
@@ -41,23 +47,38 @@ export interface DaemonStatus {
   restored: RestoredFlows;
   /** The longest the event loop ran a 1-s timer late over the last 10 s. */
   eventLoopLagMaxMs: number;
+  /** Where the host list comes from and how that goes (set by lib/membership/member.ts, which runs the daemon). */
+  membership?: MemberStatus;
 }
 
 type QueueCtor = typeof Queue;
 
-/** What a test may replace: the queue class (a fake, no root needed), the health probe, the load count. */
+/** What a test may replace: the queue class (a fake, no root needed), the health probe, the load count, the rules. */
 export interface DaemonParts {
   QueueClass?: QueueCtor;
   probe?: Probe;
   countLoad?: (ports: readonly number[]) => number;
+  /** Where a reload reads the configuration from (the CLI: the file it started with). */
+  loadConfig?: () => Readonly<DprConfig>;
+  /** Installs the rules for a configuration, all or nothing (default: lib/install.ts). */
+  applyRules?: (c: Readonly<DprConfig>) => void;
 }
+
+export type ReloadResult =
+  | { ok: true; changed: string[] }
+  | { ok: false; key: string; reason: string };
 
 /** How fresh the load must be, by use (lib/load-meter.ts). */
 const LOAD_DECISION_MAX_AGE_MS = 5;
 const LOAD_IDLE_MAX_AGE_MS = 10_000;
 const STATUS_LOAD_MAX_AGE_MS = 500;
-/** How often the load heartbeats report is looked at (measured only if traffic passed: lib/load-meter.ts). */
-const LOAD_REPORT_EVERY_MS = 1000;
+/**
+ * How often the load the heartbeats report is looked at: every heartbeat
+ * while traffic passes (a report as fresh as peers can use it), every second
+ * when idle (an idle daemon wakes as little as it can); measured only if
+ * traffic passed (lib/load-meter.ts).
+ */
+const LOAD_REPORT_IDLE_MS = 1000;
 
 export class Daemon extends EventEmitter {
   private entry: NativeQueue | null = null;
@@ -69,23 +90,28 @@ export class Daemon extends EventEmitter {
   private stopped = false;
   private eligibility: Eligibility | null = null;
   private restored: RestoredFlows = { flows: 0, forwarded: 0 };
-  private readonly health: HealthChecker;
+  /** Hosts a reload removed: still in the data path and the rules until a restart, so their forwarded connections finish. */
+  private retired: HostEntry[] = [];
+  private config: Readonly<DprConfig>;
+  private health: HealthChecker;
+  private readonly parts: DaemonParts;
   private readonly meter: LoadMeter;
   private readonly policy: RoutingPolicy;
   private readonly snapshots: FlowSnapshots;
   private readonly loopLag = new LoopLag();
+  private readonly tcpInUse = new TcpInUse();
   private readonly QueueClass: QueueCtor;
   private readonly startedAt = Date.now();
   private readonly log: Logger;
 
-  constructor(private readonly config: Readonly<DprConfig>, parts: DaemonParts = {}) {
+  constructor(config: Readonly<DprConfig>, parts: DaemonParts = {}) {
     super();
     const c = config;
+    this.config = config;
+    this.parts = parts;
     this.log = logger('daemon');
     this.QueueClass = parts.QueueClass ?? Queue;
-    const h = c.health;
-    const settings = { ...h, ports: c.servicePorts };
-    this.health = new HealthChecker(settings, parts.probe ?? makeProbe(settings, selfHost(c).service), logger('health'));
+    this.health = this.makeHealth(c);
     this.meter = new LoadMeter({
       ports: c.servicePorts,
       decisionMaxAgeMs: LOAD_DECISION_MAX_AGE_MS,
@@ -95,6 +121,7 @@ export class Daemon extends EventEmitter {
       activity: () => (this.entry?.packets() ?? 0) + (this.serve?.packets() ?? 0),
       log: logger('load'),
       count: parts.countLoad,
+      quick: parts.countLoad ? null : () => this.tcpInUse.read(),
       // Every measurement, whatever asked for it, is what the next heartbeat says.
       onMeasured: (load) => this.peers?.setLocal({ load }),
     });
@@ -109,7 +136,7 @@ export class Daemon extends EventEmitter {
 
   async start(): Promise<void> {
     const c = this.config;
-    const key = loadKey({ key: c.peers.key || undefined, keyFile: c.peers.keyFile || undefined });
+    const keys = loadKeys(c.peers);
     try {
       // Serve first: a peer may forward to us as soon as it hears our heartbeat.
       this.serve = new this.QueueClass(queueOptions(c, 'serve'), engineOptions(c, 'serve'));
@@ -124,16 +151,12 @@ export class Daemon extends EventEmitter {
       this.restored = this.snapshots.restore(this.entry);
       this.entry.start();
       this.snapshots.start(this.entry);
-      this.peers = this.makePeers(key);
-      this.peers.setLocal({ load: this.meter.forReport(), draining: this.draining, healthy: this.health.healthy });
+      this.peers = this.makePeers(keys.sign, keys.alsoAccept);
+      this.meter.forReport();
+      this.peers.setLocal({ load: this.meter.last, draining: this.draining, healthy: this.health.healthy });
       this.peers.on('change', () => this.updateEligibility());
       this.peers.on('listener', (port, lost) => {
         if (lost) this.health.listenerLost(port);
-      });
-      // setLocal announces the change at once.
-      this.health.on('change', (healthy) => {
-        this.peers?.setLocal({ healthy });
-        this.updateEligibility();
       });
       await this.peers.start();
     } catch (err) {
@@ -148,19 +171,33 @@ export class Daemon extends EventEmitter {
       this.peers?.logRejections();
     }, 10_000);
     this.anomalyTimer.unref();
-    // The one timer an idle daemon runs often: it also tells how late the event loop is.
-    let due = performance.now() + LOAD_REPORT_EVERY_MS;
-    this.reportTimer = setInterval(() => {
-      const now = performance.now();
-      this.loopLag.sample(now - due);
-      due = now + LOAD_REPORT_EVERY_MS;
-      this.meter.forReport();
-    }, LOAD_REPORT_EVERY_MS);
-    this.reportTimer.unref();
+    this.scheduleReport(LOAD_REPORT_IDLE_MS);
     this.log.info('started', { self: c.self, policy: c.policy, healthy: this.health.healthy, entryQueue: c.queues.entry, serveQueue: c.queues.serve });
   }
 
-  private makePeers(key: Buffer): Peers {
+  /** The one timer an idle daemon runs often; it also tells how late the event loop is. */
+  private scheduleReport(inMs: number): void {
+    const due = performance.now() + inMs;
+    this.reportTimer = setTimeout(() => {
+      this.loopLag.sample(performance.now() - due);
+      const busy = this.meter.forReport();
+      if (!this.stopped) this.scheduleReport(busy ? this.config.peers.heartbeatMs : LOAD_REPORT_IDLE_MS);
+    }, inMs);
+    this.reportTimer.unref();
+  }
+
+  private makeHealth(c: Readonly<DprConfig>): HealthChecker {
+    const settings = { ...c.health, ports: c.servicePorts };
+    const health = new HealthChecker(settings, this.parts.probe ?? makeProbe(settings, selfHost(c).service), logger('health'));
+    // setLocal announces the change at once.
+    health.on('change', (healthy) => {
+      this.peers?.setLocal({ healthy });
+      this.updateEligibility();
+    });
+    return health;
+  }
+
+  private makePeers(key: Buffer, alsoAccept: Buffer[]): Peers {
     const c = this.config;
     return new Peers({
       self: c.self,
@@ -168,9 +205,11 @@ export class Daemon extends EventEmitter {
       port: c.peers.port,
       peers: c.hosts.filter((h) => h.id !== c.self).map((h) => ({ id: h.id, address: h.cluster })),
       key,
+      alsoAccept,
       heartbeatMs: c.peers.heartbeatMs,
       deadAfterMs: c.peers.deadAfterMs,
-      watchPorts: c.health.type !== 'none' && c.health.listenerCheckMs > 0 ? c.servicePorts : [],
+      // Watched whatever health.type says, so a reload can turn checks on.
+      watchPorts: c.health.listenerCheckMs > 0 ? c.servicePorts : [],
       watchEveryMs: c.health.listenerCheckMs,
       log: logger('peers'),
     });
@@ -189,6 +228,76 @@ export class Daemon extends EventEmitter {
   }
 
   /**
+   * Re-reads the configuration and applies what changed, or refuses it
+   * whole (the old one stays) when it does not validate or changes a key that
+   * needs a restart. Hosts that join get new connections once their
+   * heartbeats are heard; hosts that leave get none, and stay in the data
+   * path and the rules until a restart so their forwarded connections finish.
+   */
+  async reload(): Promise<ReloadResult> {
+    let next: Readonly<DprConfig>;
+    try {
+      if (!this.parts.loadConfig) return { ok: false, key: '--config', reason: 'this daemon was not started from a configuration it can read again' };
+      next = this.parts.loadConfig();
+    } catch (err) {
+      const e = err as ConfigError;
+      return this.refuse(e.key ?? 'config', e.reason ?? e.message);
+    }
+    const plan = planReload(this.config, next);
+    if (plan.restartNeeded.length) {
+      return this.refuse(plan.restartNeeded[0]!, `cannot change while dpr runs (changed: ${plan.restartNeeded.join(', ')}); restart dpr to apply it`);
+    }
+    let keys: { sign: Buffer; alsoAccept: Buffer[] };
+    try {
+      keys = loadKeys(next.peers);
+    } catch (err) {
+      return this.refuse('peers.key', (err as Error).message);
+    }
+    const retired = [...this.retired, ...this.config.hosts].filter((h) => !next.hosts.some((n) => n.id === h.id));
+    const tables = { ...next, hosts: [...next.hosts, ...retired].sort((a, b) => a.id - b.id) };
+    try {
+      // First what can fail, all or nothing: the rules.
+      if (plan.live.some((k) => k === 'hosts' || k === 'peers.routersBetween' || k === 'clusterCidr')) {
+        (this.parts.applyRules ?? ((c) => install(renderRules(c))))(tables);
+      }
+      const service = engineOptions(tables, 'entry');
+      for (const q of [this.entry, this.serve]) q?.setHosts(service.serviceAddrs, service.clusterAddrs);
+    } catch (err) {
+      return this.refuse('hosts', (err as Error).message);
+    }
+    this.retired = retired;
+    this.peers?.setKeys(keys.sign, keys.alsoAccept);
+    this.peers?.setPeers(next.hosts.filter((h) => h.id !== next.self).map((h) => ({ id: h.id, address: h.cluster })));
+    if (plan.live.some((k) => k.startsWith('health.'))) {
+      this.health.stop();
+      this.health = this.makeHealth(next);
+      await this.health.start();
+      this.peers?.setLocal({ healthy: this.health.healthy });
+    }
+    this.policy.reconfigure(next);
+    setLogLevel(next.log.level);
+    this.config = next;
+    this.updateEligibility();
+    this.log.info('configuration reloaded', { changed: plan.live, retired: retired.map((h) => h.id) });
+    return { ok: true, changed: plan.live };
+  }
+
+  private refuse(key: string, reason: string): ReloadResult {
+    this.log.warn('reload refused; the configuration in use stays', { key, reason });
+    return { ok: false, key, reason };
+  }
+
+  /** Ends a drain: new connections are forwarded again, and peers send theirs again. */
+  undrain(): boolean {
+    if (!this.draining) return false;
+    this.draining = false;
+    this.entry?.setDraining(false);
+    this.peers?.setLocal({ draining: false });
+    this.log.info('no longer draining');
+    return true;
+  }
+
+  /**
    * Stops new forwarded connections (peers hear it at once and stop sending
    * us theirs) and waits, bounded, until no connection is forwarded either
    * way. Direct local connections are not waited for: they live in the
@@ -204,7 +313,7 @@ export class Daemon extends EventEmitter {
     const deadline = Date.now() + timeoutMs;
     const restore = new Set(this.config.hosts.filter((h) => h.id !== this.config.self).map((h) => restoreAddress(this.config, h.id)));
     for (;;) {
-      if (this.stopped) return false;
+      if (this.stopped || !this.draining) return false;
       const f = this.entry?.stats().flows.forwarded;
       const out = f ? f.syn + f.established : 0;
       const inbound = forwardedInConnections(restore, this.config.servicePorts);
@@ -220,7 +329,7 @@ export class Daemon extends EventEmitter {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.anomalyTimer) clearInterval(this.anomalyTimer);
-    if (this.reportTimer) clearInterval(this.reportTimer);
+    if (this.reportTimer) clearTimeout(this.reportTimer);
     this.anomalyTimer = this.reportTimer = null;
     this.health.stop();
     // Entry first: from here on new connections are served here (fail-open)
@@ -229,6 +338,7 @@ export class Daemon extends EventEmitter {
     await this.snapshots.stop(this.entry);
     this.serve?.stop();
     await this.peers?.stop();
+    this.tcpInUse.close();
     this.log.info('stopped');
   }
 

@@ -85,6 +85,10 @@ export class Lifecycle {
   }
 
   private onReload(): void {
+    if (this.phase !== 'running') {
+      this.o.log.warn('SIGHUP while the daemon is not running (starting or stopping): nothing reloaded', { phase: this.phase });
+      return;
+    }
     if (!this.o.reload) {
       this.o.log.warn('SIGHUP: this version cannot reload its configuration; restart dpr to apply a change');
       return;

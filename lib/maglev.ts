@@ -7,6 +7,10 @@
 //  - minimal disruption: when a host dies, most slots of the survivors stay
 //    where they were, so flows not yet in the flow table mostly keep their host.
 // Both follow from each host's slot preferences depending only on its own id.
+//
+// Weights (buildWeightedMaglevTable): a host of weight w claims slots at w
+// times the rate of a host of weight 1, so it owns a share of the table
+// proportional to its weight; weight 0 owns nothing.
 import { createHash } from 'node:crypto';
 
 /**
@@ -22,6 +26,20 @@ export const MAGLEV_SIZES = Object.freeze({ default: 65537, large: 655373 });
 const MAX_HOST_ID = 0xffff;
 /** A bound on memory and build time, far above any sensible size. */
 const MAX_SIZE = 1 << 24;
+/**
+ * Largest weight. Weights are relative capacities, and 100 to 1 covers any
+ * mix of real machines. Finer would mean nothing: the table's size limits how
+ * exactly a small weight is served (a weight-1 host beside 8 hosts of weight
+ * 100 owns 82 of 65537 slots), and the claim order's period, the sum of the
+ * weights, stays short (at most 25,600 turns for 256 hosts).
+ */
+export const MAX_WEIGHT = 100;
+
+export interface WeightedHost {
+  id: number;
+  /** Integer 0..MAX_WEIGHT; 0: no slots (no new connections). */
+  weight: number;
+}
 
 /** True when n is a prime integer (trial division: sizes are at most 2^24). */
 export function isPrime(n: number): boolean {
@@ -64,9 +82,47 @@ function validate(hostIds: readonly number[], size: number): void {
 }
 
 /**
- * Builds the lookup table for the live hosts. Host i prefers slots in the
- * order (offset_i + j * skip_i) % M; hosts take turns claiming their next
- * preferred free slot until the table is full.
+ * Fills the table: at each turn the host `order` names (an index into `ids`,
+ * the order repeating) claims its next preferred free slot. Host i prefers
+ * slots in the order (offset_i + j * skip_i) % M.
+ *
+ * The N x M permutation matrix of the paper is never materialised (168 MB for
+ * 64 hosts and M = 655373): each host keeps only its position, advanced by
+ * its skip. Int32 and a subtraction instead of `%`: skip < size, so one wrap
+ * suffices; the inner loop runs about M ln M times (measured: 4x faster than
+ * doubles).
+ */
+function fill(ids: readonly number[], size: number, order: Int32Array): Uint16Array {
+  const n = ids.length;
+  const pos = new Int32Array(n);
+  const skip = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    const { h1, h2 } = hostHashes(ids[i]!);
+    pos[i] = h1 % size;
+    skip[i] = (h2 % (size - 1)) + 1;
+  }
+  const table = new Uint16Array(size);
+  const taken = new Uint8Array(size);
+  for (let filled = 0, turn = 0; filled < size; filled++) {
+    const i = order[turn]!;
+    if (++turn === order.length) turn = 0;
+    const step = skip[i]!;
+    let slot = pos[i]!;
+    while (taken[slot]) {
+      slot += step;
+      if (slot >= size) slot -= size;
+    }
+    taken[slot] = 1;
+    table[slot] = ids[i]!;
+    slot += step;
+    pos[i] = slot >= size ? slot - size : slot;
+  }
+  return table;
+}
+
+/**
+ * Builds the lookup table for the live hosts, all of weight 1: hosts take
+ * turns claiming their next preferred free slot until the table is full.
  *
  * Hosts take turns in ascending id order, whatever order the caller passes,
  * so the same set always gives the same table (every host builds it alone
@@ -75,37 +131,61 @@ function validate(hostIds: readonly number[], size: number): void {
 export function buildMaglevTable(hostIds: readonly number[], size: number = MAGLEV_SIZES.default): Uint16Array {
   validate(hostIds, size);
   const ids = [...hostIds].sort((a, b) => a - b);
-  const n = ids.length;
-  // Each host's position in its own permutation, advanced by its skip: the
-  // N x M permutation matrix of the paper is never materialised (168 MB for
-  // 64 hosts and M = 655373).
-  // Int32 and a subtraction instead of `%`: skip < size, so one wrap suffices;
-  // the inner loop runs about M ln M times (measured: 4x faster than doubles).
-  const pos = new Int32Array(n);
-  const skip = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    const { h1, h2 } = hostHashes(ids[i]!);
-    pos[i] = h1 % size;
-    skip[i] = (h2 % (size - 1)) + 1;
-  }
+  return fill(ids, size, Int32Array.from(ids, (_, i) => i));
+}
 
-  const table = new Uint16Array(size);
-  const taken = new Uint8Array(size);
-  let filled = 0;
-  while (filled < size) {
-    for (let i = 0; i < n && filled < size; i++) {
-      const step = skip[i]!;
-      let slot = pos[i]!;
-      while (taken[slot]) {
-        slot += step;
-        if (slot >= size) slot -= size;
-      }
-      taken[slot] = 1;
-      table[slot] = ids[i]!;
-      slot += step;
-      pos[i] = slot >= size ? slot - size : slot;
-      filled++;
+function validateWeights(hosts: readonly WeightedHost[]): void {
+  for (const h of hosts) {
+    if (!Number.isInteger(h.weight) || h.weight < 0 || h.weight > MAX_WEIGHT) {
+      throw new RangeError(`maglev: host ${h.id}: weight must be an integer in 0..${MAX_WEIGHT}, got ${h.weight}`);
     }
   }
-  return table;
+  if (hosts.length > 0 && hosts.every((h) => h.weight === 0)) {
+    throw new RangeError('maglev: every live host has weight 0: no host may take new connections');
+  }
+}
+
+/**
+ * The table for hosts with weights: host i owns about M * w_i / sum(w) slots
+ * (within one slot), weight 0 none. With equal weights it is exactly
+ * buildMaglevTable's table, and weights that differ by a common factor
+ * (2, 2, 4 and 1, 1, 2) give the same table.
+ *
+ * The turns follow stride scheduling: host i's k-th claim (k = 0, 1, ...)
+ * comes at virtual time (k + 1/2) / w_i, and claims go in that order, ties by
+ * ascending id. Equal weights tie at every step: plain Maglev's rounds.
+ * Changing one host's weight moves only that host's turns among the others,
+ * whose order among themselves stays, so few slots change hands beyond the
+ * ones the new shares require (test/20.maglev measures it).
+ */
+export function buildWeightedMaglevTable(hosts: readonly WeightedHost[], size: number = MAGLEV_SIZES.default): Uint16Array {
+  validate(hosts.map((h) => h.id), size);
+  validateWeights(hosts);
+  const sorted = hosts.filter((h) => h.weight > 0).sort((a, b) => a.id - b.id);
+  return fill(sorted.map((h) => h.id), size, claimOrder(sorted.map((h) => h.weight)));
+}
+
+function gcd(a: number, b: number): number {
+  while (b) [a, b] = [b, a % b];
+  return a;
+}
+
+/**
+ * One period of the claim order, as indices into `weights`. In every unit
+ * of virtual time host i claims exactly w_i times, at the same offsets, so
+ * the order repeats with period sum(w) claims. Times are compared as cross
+ * products of integers, (2k_a + 1) w_b < (2k_b + 1) w_a: exact, so every
+ * host computes the same order. Dividing by the weights' common factor keeps
+ * the period short and changes nothing (the shorter period repeated is the
+ * longer one).
+ */
+function claimOrder(weights: readonly number[]): Int32Array {
+  const g = weights.reduce(gcd);
+  const w = weights.map((x) => x / g);
+  const turns: Array<[host: number, k: number]> = [];
+  w.forEach((count, host) => {
+    for (let k = 0; k < count; k++) turns.push([host, k]);
+  });
+  turns.sort(([a, ka], [b, kb]) => (2 * ka + 1) * w[b]! - (2 * kb + 1) * w[a]! || a - b);
+  return Int32Array.from(turns, ([host]) => host);
 }

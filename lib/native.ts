@@ -142,6 +142,8 @@ export interface NativeQueue {
   stop(): void;
   setLookupTable(table: Uint16Array): void;
   setDraining(draining: boolean): void;
+  /** A reload changed the hosts: addresses indexed by id (0: none); this host's own must not change. */
+  setHosts(serviceAddrs: Uint32Array, clusterAddrs: Uint32Array): void;
   decide(tokens: Uint32Array, targets: Uint16Array): void;
   stats(): QueueStats;
   /** The flow table, FLOW_WORDS per flow; safe while running. */
@@ -201,6 +203,8 @@ export interface NativePeerLink {
   setPeers(peers: Array<{ id: number; address: string; port: number }>): void;
   setLocal(load: number, draining: boolean, healthy: boolean): void;
   announce(): void;
+  /** Key rotation: sign with `sign`, accept it and every one of `others`. */
+  setKeys(sign: Uint8Array, others: Uint8Array[]): void;
   snapshot(): NativePeerView[];
   counters(): NativePeerCounters;
   localPort(): number;

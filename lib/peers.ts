@@ -15,8 +15,8 @@
 // TypeScript face of it: validation, events, logs. lib/heartbeat.ts is the
 // same wire format in TypeScript, for tests and tools.
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import { MIN_KEY_BYTES } from './keys';
 import { logger, type Logger } from './log';
 import { PEER_EVENTS, PeerLink, type NativePeerLink, type NativePeerView } from './native';
 
@@ -25,8 +25,7 @@ export const REJECT_REASONS = [
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
-/** Shorter keys make HMAC forgery by key search plausible. */
-export const MIN_KEY_BYTES = 16;
+export { MIN_KEY_BYTES };
 
 export interface PeerConfig {
   id: number;
@@ -43,8 +42,10 @@ export interface PeersOptions {
   /** UDP port to bind, and the port peers listen on unless they say otherwise; 0: any free port (tests; see localPort()). */
   port: number;
   peers: PeerConfig[];
-  /** Shared HMAC-SHA256 key, at least MIN_KEY_BYTES long (see loadKey). */
+  /** Shared HMAC-SHA256 key, at least MIN_KEY_BYTES long (see loadKey): heartbeats are signed with it. */
   key: Buffer;
+  /** During a key rotation: the other key(s), accepted too. */
+  alsoAccept?: Buffer[];
   heartbeatMs: number;
   /** No valid heartbeat for this long: the peer is down. Several heartbeats, so one lost datagram does not flap. */
   deadAfterMs: number;
@@ -151,6 +152,7 @@ export class Peers extends EventEmitter<PeersEvents> {
       heartbeatMs: opts.heartbeatMs, deadAfterMs: opts.deadAfterMs,
       watchPorts: Uint16Array.from(opts.watchPorts ?? []), watchEveryMs: opts.watchEveryMs ?? 250,
     }, (events) => this.onEvents(events));
+    if (opts.alsoAccept?.length) this.setKeys(opts.key, opts.alsoAccept);
     this.peerList = [];
     this.setPeers(opts.peers);
   }
@@ -201,6 +203,17 @@ export class Peers extends EventEmitter<PeersEvents> {
   /** Sends a heartbeat now, out of turn. */
   announce(): void {
     this.link.announce();
+  }
+
+  /**
+   * Key rotation (docs/operations.md): heartbeats are signed with `sign` and
+   * accepted when signed with it or with any of `alsoAccept`.
+   */
+  setKeys(sign: Buffer, alsoAccept: readonly Buffer[] = []): void {
+    for (const k of [sign, ...alsoAccept]) {
+      if (!Buffer.isBuffer(k) || k.length < MIN_KEY_BYTES) throw new RangeError(`peers: keys must be Buffers of at least ${MIN_KEY_BYTES} bytes`);
+    }
+    this.link.setKeys(sign, [...alsoAccept]);
   }
 
   snapshot(): PeerView[] {
@@ -269,38 +282,4 @@ export class Peers extends EventEmitter<PeersEvents> {
     }
     if (changed) this.emit('change');
   }
-}
-
-/**
- * The shared HMAC key from config: `peers.key` (hex or base64 text) or
- * `peers.keyFile` (a file holding such text; surrounding whitespace ignored).
- * Exactly one must be set. Error messages never include key material.
- */
-export function loadKey(opts: { key?: string; keyFile?: string }): Buffer {
-  const { key, keyFile } = opts;
-  if (key && keyFile) throw new Error('peers.key and peers.keyFile are both set: set only one');
-  if (key) return decodeKey(key, 'peers.key');
-  if (keyFile) return decodeKey(readKeyFile(keyFile), `peers.keyFile (${keyFile})`);
-  throw new Error(`peers.key or peers.keyFile must be set: a shared secret of at least ${MIN_KEY_BYTES} bytes, hex or base64`);
-}
-
-function readKeyFile(file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new Error(`peers.keyFile: cannot read ${file}: ${(err as Error).message}`);
-  }
-}
-
-/** Hex wins when the text is valid as both (an even run of hex digits is also valid base64). */
-function decodeKey(text: string, name: string): Buffer {
-  const t = text.trim();
-  let bytes: Buffer;
-  if (/^(?:[0-9a-fA-F]{2})+$/.test(t)) bytes = Buffer.from(t, 'hex');
-  else if (/^[A-Za-z0-9+/_-]+={0,2}$/.test(t)) bytes = Buffer.from(t, 'base64');
-  else throw new Error(`${name}: not hex or base64 text`);
-  if (bytes.length < MIN_KEY_BYTES) {
-    throw new Error(`${name}: key is ${bytes.length} bytes, at least ${MIN_KEY_BYTES} are needed`);
-  }
-  return bytes;
 }

@@ -121,8 +121,11 @@ Napi::Object EngineSnapshot(Napi::Env env, EngineCounters& c) {
   Napi::Object newFlows = Napi::Object::New(env);
   newFlows.Set("local", num(c.newFlowsLocal.Get()));
   newFlows.Set("forwarded", num(c.newFlowsForwarded.Get()));
-  Napi::Array byTarget = Napi::Array::New(env, c.newFlowsByTarget.size());
-  for (size_t i = 0; i < c.newFlowsByTarget.size(); ++i) byTarget.Set(static_cast<uint32_t>(i), num(c.newFlowsByTarget[i].Get()));
+  // Counted for every possible id (kMaxHosts); shown up to the last one used.
+  size_t used = c.newFlowsByTarget.size();
+  while (used > 0 && c.newFlowsByTarget[used - 1].Get() == 0) --used;
+  Napi::Array byTarget = Napi::Array::New(env, used);
+  for (size_t i = 0; i < used; ++i) byTarget.Set(static_cast<uint32_t>(i), num(c.newFlowsByTarget[i].Get()));
   newFlows.Set("byHost", byTarget);
   s.Set("newFlows", newFlows);
   Napi::Object csum = Napi::Object::New(env);

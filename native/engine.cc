@@ -55,8 +55,30 @@ Engine::Engine(EngineConfig config)
   if (config_.forwardMark == 0 || config_.serveMark == 0) {
     throw std::invalid_argument("marks must be non-zero");
   }
+  if (hosts > kMaxHosts) throw std::invalid_argument("host ids must be below 256");
   flows_.SetLocalTarget(config_.self);
-  counters_.newFlowsByTarget = std::vector<Counter>(hosts);
+  counters_.newFlowsByTarget = std::vector<Counter>(kMaxHosts);
+}
+
+const char* Engine::HostsProblem(const EngineConfig& config, const std::vector<uint32_t>& serviceAddr,
+                                 const std::vector<uint32_t>& clusterAddr) {
+  const size_t hosts = serviceAddr.size();
+  if (hosts == 0 || hosts != clusterAddr.size() || hosts > kMaxHosts) {
+    return "serviceAddr and clusterAddr must list the same hosts, at most 256";
+  }
+  const uint16_t self = config.self;
+  if (self >= hosts || serviceAddr[self] != config.serviceAddr[self] || clusterAddr[self] != config.clusterAddr[self]) {
+    return "this host's own addresses cannot change while it runs";
+  }
+  if (config.peerPortBase + hosts * config.servicePorts.size() - 1 > 65535) return "peer port range does not fit in 1..65535";
+  return nullptr;
+}
+
+void Engine::SetHosts(std::vector<uint32_t> serviceAddr, std::vector<uint32_t> clusterAddr) {
+  if (const char* problem = HostsProblem(config_, serviceAddr, clusterAddr)) throw std::invalid_argument(problem);
+  config_.serviceAddr = std::move(serviceAddr);
+  config_.clusterAddr = std::move(clusterAddr);
+  SetLookupTable(lookup_);  // live_ follows the new size
 }
 
 void Engine::CountNewFlow(uint16_t target) {

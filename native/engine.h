@@ -15,6 +15,10 @@ namespace dpr {
 
 enum class Role : uint8_t { kEntry, kServe };
 
+// Host ids are 0..255 (lib/config-schema.ts): counters by host are sized for
+// all of them, so a reload that adds a host never resizes what other threads read.
+constexpr size_t kMaxHosts = 256;
+
 // TTL of a rewritten packet as the entry host hands it back to the kernel.
 constexpr uint8_t kForwardTtl = 255;
 enum class Policy : uint8_t { kHash, kLoad };
@@ -124,6 +128,13 @@ class Engine {
 
   // The table also says which hosts are live: those it names.
   void SetLookupTable(std::shared_ptr<const LookupTable> table);
+  // The cluster changed (a reload): every host's addresses, indexed by id,
+  // 0 for none. This host's own must stay as they are; throws otherwise
+  // (HostsProblem says why beforehand).
+  void SetHosts(std::vector<uint32_t> serviceAddr, std::vector<uint32_t> clusterAddr);
+  // Why SetHosts would refuse these lists for `config`, or null.
+  static const char* HostsProblem(const EngineConfig& config, const std::vector<uint32_t>& serviceAddr,
+                                  const std::vector<uint32_t>& clusterAddr);
   void SetDraining(bool draining) { draining_ = draining; }
   size_t Sweep(size_t budget, uint32_t nowMs);
 

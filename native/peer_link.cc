@@ -192,6 +192,18 @@ void PeerLink::SetLocal(uint32_t load, bool draining, bool healthy) {
   if (changed) Wake();
 }
 
+void PeerLink::SetKeys(const std::vector<uint8_t>& sign, const std::vector<std::vector<uint8_t>>& others) {
+  if (sign.size() < 16) throw PeerLinkError("EINVAL", EINVAL, "peers: the key must be at least 16 bytes");
+  std::vector<HmacSha256> accept;
+  for (const auto& k : others) {
+    if (k.size() < 16) throw PeerLinkError("EINVAL", EINVAL, "peers: every key must be at least 16 bytes");
+    accept.emplace_back(k.data(), k.size());
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  mac_ = HmacSha256(sign.data(), sign.size());
+  alsoAccept_ = std::move(accept);
+}
+
 void PeerLink::Announce() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -307,7 +319,9 @@ void PeerLink::Judge(const uint8_t* buf, size_t len, const PeerAddress& from, ui
   if (peer == nullptr) return reject(HeartbeatReject::kUnknownPeer);
   // Address only: the source port is the sender's choice.
   if (!SameHost(peer->address, from)) return reject(HeartbeatReject::kWrongSource);
-  if (!VerifyHeartbeatMac(buf, mac_)) return reject(HeartbeatReject::kBadMac);
+  bool authentic = VerifyHeartbeatMac(buf, mac_);
+  for (size_t i = 0; !authentic && i < alsoAccept_.size(); ++i) authentic = VerifyHeartbeatMac(buf, alsoAccept_[i]);
+  if (!authentic) return reject(HeartbeatReject::kBadMac);
   if (!IsNewer(hb, peer->heard, peer->epoch, peer->seq)) return reject(HeartbeatReject::kReplay);
   counters_.accepted.fetch_add(1, std::memory_order_relaxed);
   const uint16_t id = peer->address.id;

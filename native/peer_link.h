@@ -111,6 +111,8 @@ class PeerLink {
   void SetLocal(uint32_t load, bool draining, bool healthy);
   // Sends a heartbeat now, out of turn.
   void Announce();
+  // Key rotation: sign with `sign`, accept heartbeats signed with it or any of `others`.
+  void SetKeys(const std::vector<uint8_t>& sign, const std::vector<std::vector<uint8_t>>& others);
 
   std::vector<PeerView> Snapshot();
   uint16_t LocalPort() const { return localPort_.load(); }
@@ -141,7 +143,8 @@ class PeerLink {
   Peer* Find(uint16_t id);
 
   PeerLinkOptions options_;
-  HmacSha256 mac_;
+  HmacSha256 mac_;                    // signs; guarded by mutex_ once running
+  std::vector<HmacSha256> alsoAccept_;  // a rotation's other key(s); guarded by mutex_
   EventSink sink_;
   PeerLinkCounters counters_;
 

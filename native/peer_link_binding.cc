@@ -64,7 +64,8 @@ class PeerLinkWrap : public Napi::ObjectWrap<PeerLinkWrap> {
                        {InstanceMethod<&PeerLinkWrap::Start>("start"), InstanceMethod<&PeerLinkWrap::Stop>("stop"),
                         InstanceMethod<&PeerLinkWrap::SetPeers>("setPeers"), InstanceMethod<&PeerLinkWrap::SetLocal>("setLocal"),
                         InstanceMethod<&PeerLinkWrap::Announce>("announce"), InstanceMethod<&PeerLinkWrap::Snapshot>("snapshot"),
-                        InstanceMethod<&PeerLinkWrap::Counters>("counters"), InstanceMethod<&PeerLinkWrap::LocalPort>("localPort")});
+                        InstanceMethod<&PeerLinkWrap::Counters>("counters"), InstanceMethod<&PeerLinkWrap::LocalPort>("localPort"),
+                        InstanceMethod<&PeerLinkWrap::SetKeys>("setKeys")});
   }
 
   // new PeerLink({ self, bindAddress, port, key, heartbeatMs, deadAfterMs, watchPorts, watchEveryMs }, onEvents)
@@ -147,6 +148,28 @@ class PeerLinkWrap : public Napi::ObjectWrap<PeerLinkWrap> {
   }
 
   void Announce(const Napi::CallbackInfo&) { link_->Announce(); }
+
+  // setKeys(sign: Uint8Array, others: Uint8Array[])
+  void SetKeys(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto bytes = [&](const Napi::Value& v) {
+      if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+        ThrowError(env, "EINVAL", 0, "setKeys(sign, others): keys must be Buffers");
+      }
+      auto a = v.As<Napi::Uint8Array>();
+      return std::vector<uint8_t>(a.Data(), a.Data() + a.ElementLength());
+    };
+    const std::vector<uint8_t> sign = bytes(info[0]);
+    std::vector<std::vector<uint8_t>> others;
+    if (!info[1].IsArray()) ThrowError(env, "EINVAL", 0, "setKeys(sign, others): others must be an array");
+    const Napi::Array list = info[1].As<Napi::Array>();
+    for (uint32_t i = 0; i < list.Length(); ++i) others.push_back(bytes(list.Get(i)));
+    try {
+      link_->SetKeys(sign, others);
+    } catch (const PeerLinkError& err) {
+      ThrowError(env, err.code, err.errnum, err.what());
+    }
+  }
 
   Napi::Value Snapshot(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();

@@ -45,7 +45,7 @@ uint32_t MonotonicMs() {
 }
 
 Queue::Queue(QueueOptions options, EngineConfig engine, DecisionSink sink)
-    : options_(options), engine_(std::move(engine)), sink_(std::move(sink)) {
+    : options_(options), fixed_(engine), engine_(std::move(engine)), sink_(std::move(sink)) {
   if (options_.batchSize == 0 || options_.batchSize > 1024) {
     throw QueueError("EINVAL", EINVAL, "batchSize must be within 1..1024");
   }
@@ -199,6 +199,24 @@ void Queue::SetLookupTable(std::shared_ptr<const LookupTable> table) {
   }
 }
 
+void Queue::SetHosts(std::vector<uint32_t> serviceAddr, std::vector<uint32_t> clusterAddr) {
+  // Checked here, in the caller's thread, so a bad list throws to JavaScript
+  // instead of being dropped in the queue thread.
+  if (const char* problem = Engine::HostsProblem(fixed_, serviceAddr, clusterAddr)) throw QueueError("EINVAL", EINVAL, problem);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    pendingService_ = std::move(serviceAddr);
+    pendingCluster_ = std::move(clusterAddr);
+    hostsChanged_ = true;
+  }
+  controlDirty_ = true;
+  if (!running_.load()) {
+    ApplyControl(MonotonicMs());
+  } else {
+    Wake();
+  }
+}
+
 void Queue::SetDraining(bool draining) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -255,6 +273,10 @@ void Queue::ApplyControl(uint32_t nowMs) {
     if (drainingChanged_) {
       engine_.SetDraining(pendingDraining_);
       drainingChanged_ = false;
+    }
+    if (hostsChanged_) {
+      engine_.SetHosts(std::move(pendingService_), std::move(pendingCluster_));
+      hostsChanged_ = false;
     }
     decisions.swap(pendingDecisions_);
     if (exportRequested_) {

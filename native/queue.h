@@ -76,6 +76,8 @@ class Queue {
   void Stop();
 
   void SetLookupTable(std::shared_ptr<const LookupTable> table);
+  // A reload changed the hosts (Engine::SetHosts); applied between two batches.
+  void SetHosts(std::vector<uint32_t> serviceAddr, std::vector<uint32_t> clusterAddr);
   // A copy of the flow table (see Engine::ExportFlows); safe while running:
   // the queue thread makes it between two batches.
   std::vector<uint32_t> ExportFlows();
@@ -115,6 +117,9 @@ class Queue {
   void Wake();
 
   QueueOptions options_;
+  // What SetHosts checks against, fixed at construction: the engine's own
+  // copy belongs to the queue thread.
+  EngineConfig fixed_;
   Engine engine_;
   DecisionSink sink_;
   QueueCounters counters_;
@@ -143,6 +148,9 @@ class Queue {
   bool tableChanged_ = false;
   bool pendingDraining_ = false;
   bool drainingChanged_ = false;
+  std::vector<uint32_t> pendingService_;
+  std::vector<uint32_t> pendingCluster_;
+  bool hostsChanged_ = false;
   std::vector<std::pair<uint32_t, uint16_t>> pendingDecisions_;
   bool exportRequested_ = false;
   bool exportReady_ = false;

@@ -42,6 +42,7 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
                        {InstanceMethod<&QueueWrap::Start>("start"), InstanceMethod<&QueueWrap::Stop>("stop"),
                         InstanceMethod<&QueueWrap::SetLookupTable>("setLookupTable"),
                         InstanceMethod<&QueueWrap::SetDraining>("setDraining"),
+                        InstanceMethod<&QueueWrap::SetHosts>("setHosts"),
                         InstanceMethod<&QueueWrap::Decide>("decide"), InstanceMethod<&QueueWrap::Stats>("stats"),
                         InstanceMethod<&QueueWrap::ExportFlows>("exportFlows"),
                         InstanceMethod<&QueueWrap::ImportFlows>("importFlows"),
@@ -105,6 +106,25 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
   }
 
   void SetDraining(const Napi::CallbackInfo& info) { queue_->SetDraining(info[0].ToBoolean()); }
+
+  // setHosts(serviceAddrs: Uint32Array, clusterAddrs: Uint32Array), host order, indexed by id.
+  void SetHosts(const Napi::CallbackInfo& info) {
+    for (int i = 0; i < 2; ++i) {
+      if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
+        ThrowError(info.Env(), "EINVAL", 0, "setHosts(serviceAddrs, clusterAddrs): both must be Uint32Arrays");
+      }
+    }
+    auto service = info[0].As<Napi::Uint32Array>();
+    auto cluster = info[1].As<Napi::Uint32Array>();
+    std::vector<uint32_t> s, c;
+    for (size_t i = 0; i < service.ElementLength(); ++i) s.push_back(htonl(service[i]));
+    for (size_t i = 0; i < cluster.ElementLength(); ++i) c.push_back(htonl(cluster[i]));
+    try {
+      queue_->SetHosts(std::move(s), std::move(c));
+    } catch (const QueueError& err) {
+      ThrowError(info.Env(), err.code, err.errnum, err.what());
+    }
+  }
 
   // decide(tokens: Uint32Array, targets: Uint16Array)
   void Decide(const Napi::CallbackInfo& info) {

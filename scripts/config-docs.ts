@@ -34,7 +34,7 @@ const FORMATS: Record<string, string> = {
   cidr: 'an IPv4 network such as `198.18.0.0/24`',
   ipv4: 'an IPv4 address',
   'port-list': 'a JSON list of TCP ports; in the environment, comma-separated (`80,443`)',
-  hosts: 'a JSON list of `{id, service, cluster}`; in the environment, the same JSON',
+  hosts: 'a JSON list of `{id, service, cluster, weight}` (`weight` optional); in the environment, the same JSON',
   'host-id': 'an integer 0..255',
   'ipv4-or-empty': 'an IPv4 address, or empty',
   'url-list': 'a JSON list of URLs (`http://10.0.0.5:2379`); in the environment, comma-separated',

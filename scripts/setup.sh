@@ -10,7 +10,7 @@ packages=(
   iptables iproute2 libnetfilter-queue-dev libmnl-dev pkg-config curl conntrack
   iputils-ping procps
   clang libclang-rt-14-dev   # libFuzzer + ASan/UBSan for the fuzz target
-  wrk haproxy                # benchmarks
+  wrk haproxy nginx-light    # benchmarks
   etcd-server                # membership.source etcd: the tests and the demo start their own, in a namespace
 )
 
@@ -25,19 +25,20 @@ if ((${#missing[@]})); then
   fi
   echo "setup: installing ${missing[*]}"
   apt-get update -qq
-  # etcd-server's package would start (and enable) a system etcd on
-  # 127.0.0.1:2379; the tests start their own in namespaces and want none.
-  # Masked under systemd; elsewhere invoke-rc.d asks policy-rc.d, which says
-  # no for the length of this install (only where there is none already).
-  policy=/usr/sbin/policy-rc.d own_policy=
-  if [[ " ${missing[*]} " == *" etcd-server "* ]]; then
-    [[ -d /run/systemd/system ]] && systemctl mask --quiet etcd.service
-    [[ -e $policy ]] || { printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=1; }
+  # Under systemd policy-rc.d is not asked: etcd-server would be enabled and started
+  # on 127.0.0.1:2379, where the tests start their own in namespaces.
+  if [[ " ${missing[*]} " == *" etcd-server "* && -d /run/systemd/system ]]; then systemctl mask --quiet etcd.service; fi
+  # No service may start on install (nginx would listen on port 80 of this
+  # host): invoke-rc.d asks policy-rc.d, and 101 means "not allowed". Ours
+  # only if none is there, and removed again.
+  policy=
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && policy=/usr/sbin/policy-rc.d
   fi
   rc=0
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
-  if [[ -n $own_policy ]]; then rm -f "$policy"; fi
-  ((rc == 0)) || exit "$rc"
+  if [[ -n $policy ]]; then rm -f "$policy"; fi
+  if ((rc)); then exit "$rc"; fi
 fi
 
 # npm ci only when package-lock.json changed since the last install.

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { buildMaglevTable, isPrime, MAGLEV_SIZES } from '../lib/maglev';
+import { buildMaglevTable, buildWeightedMaglevTable, isPrime, MAGLEV_SIZES, MAX_WEIGHT, type WeightedHost } from '../lib/maglev';
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
@@ -117,4 +117,87 @@ test('20.maglev: invalid inputs throw with a message naming the problem', () => 
     [() => buildMaglevTable([0, 1, 2, 3], 3), /4 hosts do not fit a table of 3/],
   ];
   for (const [fn, message] of cases) assert.throws(fn, message);
+});
+
+// ---- weights (issue 13) ---------------------------------------------------
+
+const weighted = (weights: readonly number[]): WeightedHost[] => weights.map((weight, id) => ({ id, weight }));
+
+test('20.maglev: with equal weights the weighted table is exactly the plain one, whatever the common weight', () => {
+  for (const n of [1, 2, 5, 8]) {
+    const plain = buildMaglevTable(range(n));
+    for (const w of [1, 3, 100]) assert.deepEqual(buildWeightedMaglevTable(weighted(Array(n).fill(w))), plain, `N=${n}, weight ${w}`);
+  }
+  // Weights that differ by a common factor are the same weights.
+  assert.deepEqual(buildWeightedMaglevTable(weighted([2, 2, 4])), buildWeightedMaglevTable(weighted([1, 1, 2])));
+  assert.deepEqual(buildWeightedMaglevTable(weighted([30, 20, 10]), 1009), buildWeightedMaglevTable(weighted([3, 2, 1]), 1009));
+});
+
+test('20.maglev: a host owns slots in proportion to its weight, within 1% and within one slot', () => {
+  const cases = [[1, 2], [2, 1, 1, 1], [1, 2, 3, 4], [1, 1, 1, 1, 1, 1, 1, 2], [100, 1, 50, 7], Array.from({ length: 64 }, (_, i) => 1 + (i % 5))];
+  for (const weights of cases) {
+    for (const size of [MAGLEV_SIZES.default, MAGLEV_SIZES.large]) {
+      const counts = shares(buildWeightedMaglevTable(weighted(weights), size));
+      const total = weights.reduce((a, b) => a + b, 0);
+      weights.forEach((w, id) => {
+        const fair = (size * w) / total;
+        const got = counts.get(id) ?? 0;
+        assert.ok(Math.abs(got - fair) <= Math.max(1, fair * 0.01), `weights ${weights}, size ${size}: host ${id} owns ${got}, fair ${fair.toFixed(1)}`);
+        assert.ok(Math.abs(got - fair) <= 1, `weights ${weights}, size ${size}: host ${id} owns ${got}, more than one slot from ${fair.toFixed(1)}`);
+      });
+    }
+  }
+});
+
+test('20.maglev: weight 0 owns no slot, and the table is the one without that host', () => {
+  const table = buildWeightedMaglevTable(weighted([1, 0, 2, 1]));
+  assert.equal(shares(table).get(1), undefined);
+  assert.deepEqual(table, buildWeightedMaglevTable([{ id: 0, weight: 1 }, { id: 2, weight: 2 }, { id: 3, weight: 1 }]));
+  assert.deepEqual(buildWeightedMaglevTable(weighted([1, 0, 1, 1])), buildMaglevTable([0, 2, 3]));
+});
+
+test('20.maglev: the weighted table depends on the (id, weight) set only, not on the order it comes in', () => {
+  const hosts: WeightedHost[] = [{ id: 40, weight: 3 }, { id: 3, weight: 1 }, { id: 17, weight: 0 }, { id: 65535, weight: 2 }];
+  const table = buildWeightedMaglevTable(hosts);
+  assert.deepEqual(buildWeightedMaglevTable([...hosts].reverse()), table);
+  assert.deepEqual(buildWeightedMaglevTable([hosts[2]!, hosts[0]!, hosts[3]!, hosts[1]!]), table);
+  for (const id of table) assert.ok(id === 40 || id === 3 || id === 65535, `slot holds ${id}`);
+});
+
+/** Slots whose host changed, and the fewest that had to: what the shrinking hosts lost. */
+function disruption(before: Uint16Array, after: Uint16Array): { moved: number; needed: number } {
+  let moved = 0;
+  for (let i = 0; i < before.length; i++) if (before[i] !== after[i]) moved++;
+  const a = shares(before);
+  const b = shares(after);
+  let needed = 0;
+  for (const [id, count] of a) needed += Math.max(0, count - (b.get(id) ?? 0));
+  return { moved, needed };
+}
+
+test('20.maglev: changing one host\'s weight moves at most 10% more slots than the new shares require', () => {
+  const changes: Array<[n: number, host: number, from: number, to: number]> = [
+    [8, 3, 1, 2], [8, 3, 2, 1], [8, 0, 1, 3], [8, 7, 1, 0], [4, 1, 1, 2], [16, 5, 1, 2], [8, 3, 10, 11], [8, 3, 1, 100],
+  ];
+  for (const [n, host, from, to] of changes) {
+    const at = (w: number) => buildWeightedMaglevTable(weighted(range(n).map((id) => (id === host ? w : 1))));
+    const { moved, needed } = disruption(at(from), at(to));
+    assert.ok(needed > 0);
+    assert.ok(moved <= needed * 1.1, `N=${n}, host ${host} ${from} -> ${to}: ${moved} slots moved, ${needed} needed`);
+    console.log(`maglev: N=${n}, host ${host} weight ${from} -> ${to}: ${moved} slots moved (${(100 * moved / MAGLEV_SIZES.default).toFixed(2)}%), ${needed} needed (${(100 * needed / MAGLEV_SIZES.default).toFixed(2)}%)`);
+  }
+});
+
+test('20.maglev: bad weights throw with a message naming the host and the problem', () => {
+  const cases: Array<[WeightedHost[], RegExp]> = [
+    [[{ id: 0, weight: 1 }, { id: 1, weight: -1 }], /host 1: weight .* 0\.\.100, got -1/],
+    [[{ id: 0, weight: 1.5 }], /host 0: weight .* got 1\.5/],
+    [[{ id: 0, weight: 101 }], /host 0: weight .* got 101/],
+    [[{ id: 0, weight: NaN }], /host 0: weight .* got NaN/],
+    [[{ id: 0, weight: 0 }, { id: 1, weight: 0 }], /every live host has weight 0/],
+    [[], /empty/],
+    [[{ id: 0, weight: 1 }, { id: 0, weight: 2 }], /duplicate host id 0/],
+  ];
+  for (const [hosts, message] of cases) assert.throws(() => buildWeightedMaglevTable(hosts), message);
+  assert.equal(MAX_WEIGHT, 100);
 });

@@ -6,7 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import winston from 'winston';
 import { encodeHeartbeat, HEARTBEAT_LENGTH, parseHeartbeat, verifyHeartbeatMac } from '../lib/heartbeat';
-import { loadKey, Peers, type PeersOptions } from '../lib/peers';
+import { Peers, type PeersOptions } from '../lib/peers';
+import { loadKey } from '../lib/keys';
 
 // Windows wide enough for a busy 2-core machine: a 100 ms heartbeat, dead
 // after 600 ms. Every socket binds port 0 (a free port the kernel picks) and

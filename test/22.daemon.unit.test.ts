@@ -25,26 +25,31 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-function config(policy: 'hash' | 'load', port: number): Readonly<DprConfig> {
-  return loadConfig({
-    file: writeConfig({
-      self: 0,
-      hosts: [{ id: 0, service: '198.18.0.1', cluster: '127.0.0.1' }, { id: 1, service: '198.18.0.2', cluster: '127.0.0.2' }],
-      clusterCidr: '127.0.0.0/8',
-      policy,
-      peers: { key: KEY, port, heartbeatMs: 50, deadAfterMs: 300 },
-      health: { intervalMs: 20, fastIntervalMs: 20, fall: 2, rise: 2 },
-      load: { threshold: 8 },
-      flows: { stateFile: '' },
-    }),
-    env: {},
-  });
+const HOST = (id: number) => ({ id, service: `198.18.0.${id + 1}`, cluster: `127.0.0.${id + 1}` });
+
+function configText(policy: 'hash' | 'load', port: number, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    self: 0,
+    hosts: [HOST(0), HOST(1)],
+    clusterCidr: '127.0.0.0/8',
+    policy,
+    peers: { key: KEY, port, heartbeatMs: 50, deadAfterMs: 300 },
+    health: { intervalMs: 20, fastIntervalMs: 20, fall: 2, rise: 2 },
+    load: { threshold: 8 },
+    flows: { stateFile: '' },
+    ...extra,
+  };
 }
 
 interface Bed {
   daemon: Daemon;
   entry: FakeQueue;
   peer: Peers;
+  port: number;
+  /** The configuration the next reload reads. */
+  rewrite(text: Record<string, unknown>): void;
+  /** The configurations the daemon's rules were installed for (reloads). */
+  rules: Array<Readonly<DprConfig>>;
   setOwnHealth(ok: boolean): void;
   setOwnLoad(n: number): void;
   setPeer(o: { healthy?: boolean; load?: number }): void;
@@ -54,7 +59,9 @@ interface Bed {
 async function start(policy: 'hash' | 'load'): Promise<Bed> {
   FakeQueue.reset();
   const port = await freePort();
-  const c = config(policy, port);
+  let file = writeConfig(configText(policy, port));
+  const c = loadConfig({ file, env: {} });
+  const rules: Array<Readonly<DprConfig>> = [];
   let ownHealthy = true;
   let ownLoad = 0;
   const peerState = { healthy: true, load: 0 };
@@ -62,6 +69,8 @@ async function start(policy: 'hash' | 'load'): Promise<Bed> {
     QueueClass: FakeQueue as never,
     probe: async () => (ownHealthy ? { ok: true } : { ok: false, error: 'ECONNREFUSED' }),
     countLoad: () => ownLoad,
+    loadConfig: () => loadConfig({ file, env: {} }),
+    applyRules: (config) => rules.push(config),
   });
   await daemon.start();
   const entry = FakeQueue.made.find((q) => q.engine.role === 'entry')!;
@@ -73,7 +82,8 @@ async function start(policy: 'hash' | 'load'): Promise<Bed> {
   peer.setLocal(peerState);
   await peer.start();
   return {
-    daemon, entry, peer,
+    daemon, entry, peer, port, rules,
+    rewrite: (text) => (file = writeConfig(text)),
     setOwnHealth: (ok) => (ownHealthy = ok),
     setOwnLoad: (n) => (ownLoad = n),
     setPeer: (o) => {
@@ -189,5 +199,76 @@ describe('22.daemon: load policy', () => {
     await waitFor('draining', () => b.daemon.status().draining, 1000);
     assert.equal(b.entry.draining.at(-1), true, 'the data path was told');
     assert.equal(await decide(5), 0);
+  });
+});
+
+describe('22.daemon: reload', () => {
+  let b: Bed;
+  before(async () => {
+    b = await start('hash');
+    await waitFor('the peer in the table', () => hostsOf(b) === '0,1', 2000);
+  });
+  after(async () => {
+    await b?.stop();
+  });
+
+  test('a host added to the configuration joins: the data path, the rules and the peers are told', async () => {
+    b.rewrite(configText('hash', b.port, { hosts: [HOST(0), HOST(1), HOST(2)] }));
+    const r = await b.daemon.reload();
+    assert.deepEqual(r, { ok: true, changed: ['hosts'] });
+    assert.deepEqual(b.rules.at(-1)!.hosts.map((h) => h.id), [0, 1, 2], 'rules for all three');
+    assert.equal(b.entry.hosts.at(-1)![1].length, 3, 'the entry engine knows host 2\'s addresses');
+    assert.deepEqual(b.daemon.status().peers.map((p) => [p.id, p.up]), [[1, true], [2, false]], 'host 2 unheard, so not in the table');
+    assert.equal(hostsOf(b), '0,1');
+  });
+
+  test('a host removed from the configuration gets no new connections, but stays in the data path and rules for its connections', async () => {
+    b.rewrite(configText('hash', b.port, { hosts: [HOST(0), HOST(2)] }));
+    const r = await b.daemon.reload();
+    assert.deepEqual(r, { ok: true, changed: ['hosts'] });
+    await waitFor('host 1 out of the table', () => hostsOf(b) === '0', 2000);
+    assert.deepEqual(b.daemon.status().peers.map((p) => p.id), [2]);
+    assert.deepEqual(b.rules.at(-1)!.hosts.map((h) => h.id), [0, 1, 2], 'host 1 retired, not forgotten');
+    const [, cluster] = b.entry.hosts.at(-1)!;
+    assert.notEqual(cluster[1], 0, 'host 1\'s cluster address still known to the engine');
+  });
+
+  test('a configuration that does not validate is refused naming the key, and the running one stays', async () => {
+    b.rewrite({ ...configText('hash', b.port, { hosts: [HOST(0), HOST(2)] }), clusterCidr: '10.0.0.0/24' });
+    const r = await b.daemon.reload();
+    assert.equal(r.ok, false);
+    assert.match(r.ok ? '' : `${r.key}: ${r.reason}`, /hosts\[0\]\.cluster: .* outside clusterCidr/);
+    assert.deepEqual(b.daemon.status().peers.map((p) => p.id), [2], 'nothing changed');
+  });
+
+  test('a change that needs a restart is refused as a whole, naming it', async () => {
+    const rulesBefore = b.rules.length;
+    b.rewrite(configText('hash', b.port, { hosts: [HOST(0), HOST(1), HOST(2)], queues: { maxLen: 8 } }));
+    const r = await b.daemon.reload();
+    assert.deepEqual(r.ok ? null : r.key, 'queues.maxLen');
+    assert.match(r.ok ? '' : r.reason, /restart dpr/);
+    assert.equal(b.rules.length, rulesBefore, 'no half-applied reload: the host list change was not applied either');
+    assert.deepEqual(b.daemon.status().peers.map((p) => p.id), [2]);
+  });
+
+  test('the heartbeat key rotates without a rejected heartbeat: a second key is accepted during the rotation', async () => {
+    const NEW = 'ffeeddccbbaa99887766554433221100';
+    // The cluster's peer 1 comes back, already signing with the new key.
+    b.rewrite(configText('hash', b.port, { hosts: [HOST(0), HOST(1)], peers: { key: KEY, rotationKey: NEW, port: b.port, heartbeatMs: 50, deadAfterMs: 300 } }));
+    assert.equal((await b.daemon.reload()).ok, true);
+    b.peer.setKeys(Buffer.from(NEW, 'hex'), [Buffer.from(KEY, 'hex')]);
+    const badMac = b.daemon.status().heartbeats!.rejected.bad_mac;
+    await waitFor('host 1 back in the table', () => hostsOf(b) === '0,1', 3000);
+    // Step two: sign with the new key, still accept the old one; then drop the old one everywhere.
+    b.rewrite(configText('hash', b.port, { hosts: [HOST(0), HOST(1)], peers: { key: NEW, rotationKey: KEY, port: b.port, heartbeatMs: 50, deadAfterMs: 300 } }));
+    assert.equal((await b.daemon.reload()).ok, true);
+    b.peer.setKeys(Buffer.from(NEW, 'hex'));
+    b.rewrite(configText('hash', b.port, { hosts: [HOST(0), HOST(1)], peers: { key: NEW, port: b.port, heartbeatMs: 50, deadAfterMs: 300 } }));
+    assert.equal((await b.daemon.reload()).ok, true);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(b.daemon.status().heartbeats!.rejected.bad_mac, badMac, 'a heartbeat was rejected during the rotation');
+    assert.equal(hostsOf(b), '0,1');
+    // The peer (signing with NEW only) heard the daemon throughout too.
+    assert.equal(b.peer.counters().rejected.bad_mac, 0);
   });
 });

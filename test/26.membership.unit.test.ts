@@ -75,7 +75,7 @@ test('26.membership.unit: members are the good records; the rest is ignored with
     kv('x', host(5)),
     kv(4, host(6)),
   ], (h) => (h.id === 4 ? 'id 4 is not below membership.etcd.maxHosts (4)' : null));
-  assert.deepEqual(m.hosts, [{ id: 0, service: '198.18.0.1', cluster: '198.18.1.1' }]);
+  assert.deepEqual(m.hosts, [{ id: 0, service: '198.18.0.1', cluster: '198.18.1.1', weight: 1 }]);
   assert.deepEqual([...m.ignored.keys()].sort(), ['/dpr/hosts/1', '/dpr/hosts/2', '/dpr/hosts/3', '/dpr/hosts/4', '/dpr/hosts/x']);
   assert.match(m.ignored.get('/dpr/hosts/1')!, /not JSON/);
   assert.match(m.ignored.get('/dpr/hosts/3')!, /not attached to a lease/);
@@ -117,7 +117,7 @@ test('26.membership.unit: the claim file keeps id and lease, only for its own pr
 });
 
 test('26.membership.unit: the static source hands out the config list, sorted, and never changes', async () => {
-  const s = new StaticSource(1, [{ id: 1, service: '198.18.0.2', cluster: '198.18.0.2' }, { id: 0, service: '198.18.0.1', cluster: '198.18.0.1' }]);
+  const s = new StaticSource(1, [{ id: 1, service: '198.18.0.2', cluster: '198.18.0.2', weight: 1 }, { id: 0, service: '198.18.0.1', cluster: '198.18.0.1', weight: 1 }]);
   const m = await s.start();
   assert.equal(m.self, 1);
   assert.deepEqual(m.hosts.map((h) => h.id), [0, 1]);
@@ -126,8 +126,8 @@ test('26.membership.unit: the static source hands out the config list, sorted, a
 });
 
 test('26.membership.unit: sameHosts compares every field, in any order', () => {
-  const a = { id: 0, service: '198.18.0.1', cluster: '198.18.0.1' };
-  const b = { id: 1, service: '198.18.0.2', cluster: '198.18.0.2' };
+  const a = { id: 0, service: '198.18.0.1', cluster: '198.18.0.1', weight: 1 };
+  const b = { id: 1, service: '198.18.0.2', cluster: '198.18.0.2', weight: 1 };
   assert.ok(sameHosts([a, b], [b, a]));
   assert.ok(!sameHosts([a, b], [a, { ...b, cluster: '198.18.0.3' }]));
   assert.ok(!sameHosts([a], [a, b]));

@@ -64,7 +64,7 @@ test('52.config.membership: the environment sets etcd membership too', () => {
 });
 
 const bad: Array<[string, () => unknown, string, RegExp]> = [
-  ['hosts with etcd membership', () => etcdHost({ hosts: [{ id: 0, service: '198.18.0.1', cluster: '198.18.0.1' }] }), 'hosts', /must not be set with membership.source etcd/],
+  ['hosts with etcd membership', () => etcdHost({ hosts: [{ id: 0, service: '198.18.0.1', cluster: '198.18.0.1', weight: 1 }] }), 'hosts', /must not be set with membership.source etcd/],
   ['an etcd host without its service address', () => etcdHost({ membership: { source: 'etcd', cluster: '198.18.0.1', etcd: { endpoints: ['http://198.18.0.250:2379'] } } }), 'membership.service', /required with membership.source etcd/],
   ['an etcd host without endpoints', () => etcdHost({}, { endpoints: [] }), 'membership.etcd.endpoints', /at least one etcd URL/],
   ['an endpoint that is not a URL', () => etcdHost({}, { endpoints: ['198.18.0.250:2379'] }), 'membership.etcd.endpoints', /not a URL/],
@@ -108,8 +108,8 @@ test('52.config.membership: TLS and password files are read at load, and one tha
 
 test("52.config.membership: a host registered by someone else is checked against this host's rules", () => {
   const check = memberCheck(load(etcdHost({}, { maxHosts: 8 })));
-  assert.equal(check({ id: 3, service: '198.18.0.4', cluster: '198.18.0.4' }), null);
-  assert.match(check({ id: 8, service: '198.18.0.9', cluster: '198.18.0.9' }) ?? '', /not below membership.etcd.maxHosts \(8\)/);
-  assert.match(check({ id: 2, service: '198.18.0.9', cluster: '198.18.5.9' }) ?? '', /outside clusterCidr/);
-  assert.match(check({ id: 2, service: '169.254.77.9', cluster: '198.18.0.9' }) ?? '', /restoreCidr/);
+  assert.equal(check({ id: 3, service: '198.18.0.4', cluster: '198.18.0.4', weight: 1 }), null);
+  assert.match(check({ id: 8, service: '198.18.0.9', cluster: '198.18.0.9', weight: 1 }) ?? '', /not below membership.etcd.maxHosts \(8\)/);
+  assert.match(check({ id: 2, service: '198.18.0.9', cluster: '198.18.5.9', weight: 1 }) ?? '', /outside clusterCidr/);
+  assert.match(check({ id: 2, service: '169.254.77.9', cluster: '198.18.0.9', weight: 1 }) ?? '', /restoreCidr/);
 });

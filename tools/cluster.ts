@@ -49,6 +49,12 @@ export interface ClusterOptions {
   serviceMs?: number;
   /** Where the web servers listen: '0.0.0.0' (default), or '::' (dual-stack: IPv4 clients on IPv6 sockets). */
   webHost?: '0.0.0.0' | '::';
+  /**
+   * The hosts in the configuration at the start (default: all): the others
+   * have their namespace and web server but no rules, no daemon, and are in
+   * nobody's host list until setMembers() puts them there (a host joining).
+   */
+  members?: number[];
   /** Install rules and start daemons (false: a plain cluster, for the no-dpr baseline). */
   dpr?: boolean;
   /**
@@ -68,20 +74,30 @@ export interface ClusterOptions {
    * with one. Their addresses must lie in 198.18.0.0/24 and clash with no host.
    */
   extraHosts?: Array<{ name: string; address: string }>;
+  /**
+   * Starts host `id`'s web server in its namespace instead of
+   * tools/web-server.ts (a bench's nginx), resolving once it listens; it
+   * must listen on the wildcard address of port 80. slots and serviceMs are
+   * then unused.
+   */
+  web?: (bed: Testbed, id: number) => Promise<unknown>;
 }
 
 export class Cluster {
   readonly bed: Testbed;
   readonly configFiles: string[] = [];
   private readonly daemons = new Map<number, ChildProcess>();
+  private members: number[];
   private readonly webServers = new Map<number, ChildProcess>();
   private readonly tmp: string;
 
   private constructor(
-    readonly options: Required<Omit<ClusterOptions, 'config' | 'tag' | 'extraHosts'>> & Pick<ClusterOptions, 'config'>,
+    readonly options: Required<Omit<ClusterOptions, 'config' | 'tag' | 'extraHosts' | 'members' | 'web'>> & Pick<ClusterOptions, 'config' | 'web'>,
     tag: string,
     extraHosts: NonNullable<ClusterOptions['extraHosts']> = [],
+    members?: number[],
   ) {
+    this.members = members ?? Array.from({ length: options.hosts }, (_, id) => id);
     this.bed = Testbed.create(
       [
         { name: 'client', addrs: [`${CLIENT_ADDRESS}/24`] },
@@ -103,9 +119,10 @@ export class Cluster {
 
   static async create(o: ClusterOptions): Promise<Cluster> {
     const c = new Cluster(
-      { hosts: o.hosts, policy: o.policy ?? 'hash', slots: o.slots ?? 16, serviceMs: o.serviceMs ?? 2, webHost: o.webHost ?? '0.0.0.0', dpr: o.dpr ?? true, networks: o.networks ?? 'one', config: o.config },
+      { hosts: o.hosts, policy: o.policy ?? 'hash', slots: o.slots ?? 16, serviceMs: o.serviceMs ?? 2, webHost: o.webHost ?? '0.0.0.0', dpr: o.dpr ?? true, networks: o.networks ?? 'one', config: o.config, web: o.web },
       o.tag ?? 'c',
       o.extraHosts,
+      o.members,
     );
     try {
       await c.setUp();
@@ -117,7 +134,7 @@ export class Cluster {
   }
 
   configFor(id: number): Record<string, unknown> {
-    const hosts = Array.from({ length: this.options.hosts }, (_, i) => ({ id: i, service: hostAddress(i), cluster: clusterAddressOf(this.options.networks, i) }));
+    const hosts = this.members.map((i) => ({ id: i, service: hostAddress(i), cluster: clusterAddressOf(this.options.networks, i) }));
     const base: Record<string, unknown> = {
       self: id,
       hosts,
@@ -151,19 +168,40 @@ export class Cluster {
 
   private async setUp(): Promise<void> {
     this.route();
-    const servers: Array<Promise<void>> = [];
+    const servers: Array<Promise<unknown>> = [];
     for (let id = 0; id < this.options.hosts; id++) {
       const file = path.join(this.tmp, `h${id}.json`);
       fs.writeFileSync(file, JSON.stringify(this.configFor(id), null, 2));
       this.configFiles.push(file);
+      if (this.options.web) {
+        servers.push(this.options.web(this.bed, id));
+        continue;
+      }
       servers.push(this.startWebServer(id));
     }
     await Promise.all(servers);
     if (!this.options.dpr) return;
     // In parallel: each install renders the rules with a node process (~1 s).
-    await Promise.all(Array.from({ length: this.options.hosts }, (_, id) => this.installAsync(id)));
-    await Promise.all(Array.from({ length: this.options.hosts }, (_, id) => this.startDaemon(id)));
+    await Promise.all(this.members.map((id) => this.installAsync(id)));
+    await Promise.all(this.members.map((id) => this.startDaemon(id)));
     await this.waitForMembership();
+  }
+
+  /** Rewrites every host's configuration file with these hosts in the host list (a host joins or leaves); reloads nothing. */
+  setMembers(ids: number[]): void {
+    this.members = [...ids].sort((a, b) => a - b);
+    for (let id = 0; id < this.options.hosts; id++) fs.writeFileSync(this.configFiles[id]!, JSON.stringify(this.configFor(id), null, 2));
+  }
+
+  /** Rewrites host `id`'s configuration with `change` merged in (one level deep, like `config`). */
+  patchConfig(id: number, change: Record<string, unknown>): void {
+    const file = this.configFiles[id]!;
+    const c = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+    for (const [k, v] of Object.entries(change)) {
+      const mine = c[k];
+      c[k] = typeof v === 'object' && v !== null && !Array.isArray(v) && typeof mine === 'object' && mine !== null ? { ...(mine as object), ...(v as object) } : v;
+    }
+    fs.writeFileSync(file, JSON.stringify(c, null, 2));
   }
 
   /** Starts host `id`'s web server (again) and waits until it listens. */

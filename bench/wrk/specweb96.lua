@@ -25,8 +25,13 @@ local classes = {
 
 served = {}
 
+-- `-- SEED gzip` also asks for compressed responses (Accept-Encoding), so a
+-- server does CPU work per request, as for dynamic content.
+local headers = { ["Connection"] = "close" }
+
 function init(args)
   math.randomseed(tonumber(args[1]) or 1)
+  if args[2] == "gzip" then headers["Accept-Encoding"] = "gzip" end
 end
 
 local function size()
@@ -39,7 +44,7 @@ local function size()
 end
 
 function request()
-  return wrk.format("GET", "/?size=" .. size(), { ["Connection"] = "close" })
+  return wrk.format("GET", "/?size=" .. size(), headers)
 end
 
 function response(status, headers, body)

@@ -25,9 +25,10 @@ import { EtcdStore, type Change, type Stream, type StoreOptions } from './store'
 export interface EtcdSourceOptions extends Omit<StoreOptions, 'callTimeoutMs'> {
   prefix: string;
   leaseTtlS: number;
-  /** This host's addresses. */
+  /** This host's addresses and weight. */
   service: string;
   cluster: string;
+  weight: number;
   /** The id this host must have; null: the one it had (claim file), else the lowest free one. */
   self: number | null;
   /** Ids 0..maxHosts-1 can be claimed. */
@@ -226,7 +227,7 @@ export class EtcdSource extends EventEmitter<MembershipEvents> implements Member
   /** Hands out the list the records make, if it changed. This host is always in it, with its own addresses. */
   private publish(emit = true): void {
     if (this.id === null) return;
-    const me: HostEntry = { id: this.id, service: this.o.service, cluster: this.o.cluster };
+    const me: HostEntry = { id: this.id, service: this.o.service, cluster: this.o.cluster, weight: this.o.weight };
     const { hosts, ignored } = membersOf(this.o.prefix, this.records.values(), this.o.check);
     const list = hosts.filter((h) => h.id !== me.id && h.service !== me.service && h.cluster !== me.cluster);
     list.push(me);

@@ -1,12 +1,13 @@
 // The membership source a configuration asks for (lib/membership/source.ts).
 import { cidrContains, parseCidr, parseIpv4 } from '../ipv4';
-import { maxHostId, readEtcdSecrets, selfHost, type DprConfig, type HostEntry } from '../config';
+import { maxHostId, readEtcdSecrets, weightProblem, type DprConfig, type HostEntry } from '../config';
 import type { Logger } from '../log';
 import { EtcdSource, type EtcdSourceOptions } from './etcd';
 import type { MembershipSource } from './source';
 import { StaticSource } from './static';
 
 export type { Membership, MembershipSource, MembershipState, MembershipStatus } from './source';
+export { ClusterMember, StoppedBeforeStart, type MemberStatus } from './member';
 
 export function createSource(c: Readonly<DprConfig>, log: Logger): MembershipSource {
   if (c.membership.source === 'static') return new StaticSource(c.self, c.hosts);
@@ -21,6 +22,7 @@ export function etcdOptions(c: Readonly<DprConfig>, log: Logger): EtcdSourceOpti
     leaseTtlS: e.leaseTtlS,
     service: c.membership.service,
     cluster: c.membership.cluster,
+    weight: c.membership.weight,
     self: c.self,
     maxHosts: e.maxHosts,
     stateFile: e.stateFile,
@@ -47,11 +49,7 @@ export function memberCheck(c: Pick<DprConfig, 'hosts' | 'membership' | 'cluster
     for (const k of ['service', 'cluster'] as const) {
       if (cidrContains(restore, parseIpv4(h[k]))) return `${k} address ${h[k]} lies in restoreCidr ${c.restoreCidr}`;
     }
-    return null;
+    const w = weightProblem(h.weight);
+    return w === null ? null : `weight ${w}`;
   };
-}
-
-/** This host's addresses, whatever the source. */
-export function thisHost(c: Readonly<DprConfig>): { service: string; cluster: string } {
-  return c.membership.source === 'etcd' ? { service: c.membership.service, cluster: c.membership.cluster } : selfHost(c);
 }

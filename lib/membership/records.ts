@@ -1,6 +1,6 @@
 // What dpr keeps in etcd, and how a list of members is read back from it.
 //
-//   <prefix>hosts/<id>  ->  {"service":"203.0.113.10","cluster":"10.0.0.10","name":"web3","since":"2026-..."}
+//   <prefix>hosts/<id>  ->  {"service":"203.0.113.10","cluster":"10.0.0.10","weight":1,"name":"web3","since":"2026-..."}
 //
 // One key per host, attached to that host's lease: the key is the claim on
 // the id (created only if absent, in a transaction) and the record of the
@@ -8,7 +8,8 @@
 // Anyone with write access to the prefix can put anything there, so every
 // record is checked; one that fails is ignored (and counted), never fatal.
 import { parseIpv4 } from '../ipv4';
-import type { HostEntry } from '../config-schema';
+import { DEFAULT_WEIGHT, type HostEntry } from '../config';
+import { MAX_WEIGHT } from '../maglev';
 import { byId } from './source';
 
 export const hostsPrefix = (prefix: string): string => `${prefix}hosts/`;
@@ -29,8 +30,8 @@ export interface HostRecord extends HostEntry {
 }
 
 /** The value this host writes about itself. */
-export function encodeRecord(me: { service: string; cluster: string }, name: string, since: Date): string {
-  return JSON.stringify({ service: me.service, cluster: me.cluster, name, since: since.toISOString() });
+export function encodeRecord(me: { service: string; cluster: string; weight: number }, name: string, since: Date): string {
+  return JSON.stringify({ service: me.service, cluster: me.cluster, weight: me.weight, name, since: since.toISOString() });
 }
 
 /** The id a key under `<prefix>hosts/` names, or null. */
@@ -60,8 +61,10 @@ export function decodeRecord(prefix: string, kv: RawKv): HostRecord | string {
       return `${k} '${String(o[k])}' is not an IPv4 address`;
     }
   }
+  const weight = o.weight ?? DEFAULT_WEIGHT;
+  if (!Number.isInteger(weight) || (weight as number) < 0 || (weight as number) > MAX_WEIGHT) return `weight ${JSON.stringify(o.weight)} is not an integer 0..${MAX_WEIGHT}`;
   if (kv.lease === '0') return 'it is not attached to a lease (it would never go away)';
-  return { id, service: o.service as string, cluster: o.cluster as string, lease: kv.lease, createRevision: BigInt(kv.createRevision) };
+  return { id, service: o.service as string, cluster: o.cluster as string, weight: weight as number, lease: kv.lease, createRevision: BigInt(kv.createRevision) };
 }
 
 export interface Members {
@@ -96,7 +99,7 @@ export function membersOf(prefix: string, kvs: Iterable<RawKv>, check: (h: HostE
     }
     owner.set(`service ${r.service}`, r.id);
     owner.set(`cluster ${r.cluster}`, r.id);
-    hosts.push({ id: r.id, service: r.service, cluster: r.cluster });
+    hosts.push({ id: r.id, service: r.service, cluster: r.cluster, weight: r.weight });
   }
   return { hosts: hosts.sort(byId), ignored };
 }

@@ -22,4 +22,8 @@ export class HashPolicy implements RoutingPolicy {
   decisions(): DecisionCounts {
     return { local: 0, forwarded: 0, byPeer: {} };
   }
+
+  reconfigure(): void {
+    // nothing of its own to change
+  }
 }

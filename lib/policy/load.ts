@@ -15,6 +15,7 @@
 //
 // The decisions for a batch of new flows cross into JavaScript once (the
 // entry queue holds their SYNs meanwhile, at most load.decisionTimeoutMs).
+import type { DprConfig } from '../config';
 import type { Eligibility } from '../eligibility';
 import type { LoadMeter } from '../load-meter';
 import type { Logger } from '../log';
@@ -80,10 +81,10 @@ export class LoadPolicy implements RoutingPolicy {
   readonly onDecide = (batch: DecisionBatch): void => this.decide(batch);
   private entry: NativeQueue | null = null;
   private eligible: Eligibility | null = null;
-  private readonly choice: LoadChoice;
+  private choice: LoadChoice;
   private readonly counts: DecisionCounts = { local: 0, forwarded: 0, byPeer: {} };
 
-  constructor(private readonly d: LoadPolicyDeps) {
+  constructor(private d: LoadPolicyDeps) {
     this.choice = new LoadChoice(d.self, d.threshold);
   }
 
@@ -98,6 +99,12 @@ export class LoadPolicy implements RoutingPolicy {
 
   decisions(): DecisionCounts {
     return { ...this.counts, byPeer: { ...this.counts.byPeer } };
+  }
+
+  reconfigure(c: Readonly<DprConfig>): void {
+    // The corrections since the last reports start over: harmless, reports come every period.
+    if (c.load.threshold !== this.d.threshold) this.choice = new LoadChoice(this.d.self, c.load.threshold);
+    this.d = { ...this.d, threshold: c.load.threshold };
   }
 
   private decide(batch: DecisionBatch): void {

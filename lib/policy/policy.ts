@@ -1,6 +1,7 @@
 // What a routing policy is to the daemon: told which hosts may get new
 // connections, it routes them; the data path applies its choices. One
 // module per policy (hash.ts, load.ts), made by createPolicy (index.ts).
+import type { DprConfig } from '../config';
 import type { Eligibility } from '../eligibility';
 import type { DecisionBatch, NativeQueue, PolicyName } from '../native';
 
@@ -21,4 +22,6 @@ export interface RoutingPolicy {
   setEligible(e: Eligibility): void;
   /** Decisions taken in JavaScript (load policy); the hash policy's are counted natively. */
   decisions(): DecisionCounts;
+  /** A reload: the policy's own settings may have changed (never the policy itself). */
+  reconfigure(c: Readonly<DprConfig>): void;
 }

@@ -26,6 +26,8 @@ export class FakeQueue implements NativeQueue {
   static readonly made: FakeQueue[] = [];
   readonly tables: number[][] = [];
   readonly draining: boolean[] = [];
+  /** Every host list pushed by a reload: [serviceAddrs, clusterAddrs]. */
+  readonly hosts: Array<[number[], number[]]> = [];
   readonly decided: Array<{ tokens: number[]; targets: number[] }> = [];
   running = false;
   stopped = false;
@@ -56,6 +58,9 @@ export class FakeQueue implements NativeQueue {
   }
   setDraining(draining: boolean): void {
     this.draining.push(draining);
+  }
+  setHosts(serviceAddrs: Uint32Array, clusterAddrs: Uint32Array): void {
+    this.hosts.push([[...serviceAddrs], [...clusterAddrs]]);
   }
   decide(tokens: Uint32Array, targets: Uint16Array): void {
     this.decided.push({ tokens: [...tokens], targets: [...targets] });

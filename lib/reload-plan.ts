@@ -1,0 +1,37 @@
+// What a reload may change while the daemon runs, and what needs a restart.
+// Live: the cluster's hosts (joining, leaving), the keys (a rotation), the
+// load policy's threshold, health checks, the log level, the drain timeout,
+// and what only the rules read (`peers.routersBetween`, `clusterCidr`).
+// Everything else is fixed in native queues, sockets or files at start; a
+// reload that changes any of it is refused as a whole, naming the keys, so a
+// reload never half-applies.
+import type { DprConfig } from './config';
+
+export interface ReloadPlan {
+  /** Changed keys that need a restart (the reload is refused if any). */
+  restartNeeded: string[];
+  /** Changed keys that the reload applies. */
+  live: string[];
+}
+
+/** Key prefixes a reload applies. */
+const LIVE = ['hosts', 'peers.key', 'peers.keyFile', 'peers.rotationKey', 'peers.rotationKeyFile', 'peers.routersBetween',
+  'clusterCidr', 'load.threshold', 'health.', 'log.level', 'drain.timeoutMs'];
+
+function leaves(o: unknown, prefix = ''): Map<string, string> {
+  const out = new Map<string, string>();
+  if (o && typeof o === 'object' && !Array.isArray(o)) {
+    for (const [k, v] of Object.entries(o)) for (const [kk, vv] of leaves(v, prefix ? `${prefix}.${k}` : k)) out.set(kk, vv);
+  } else {
+    out.set(prefix, JSON.stringify(o));
+  }
+  return out;
+}
+
+export function planReload(now: Readonly<DprConfig>, next: Readonly<DprConfig>): ReloadPlan {
+  const a = leaves(now);
+  const b = leaves(next);
+  const changed = [...new Set([...a.keys(), ...b.keys()])].filter((k) => a.get(k) !== b.get(k)).sort();
+  const isLive = (k: string): boolean => LIVE.some((p) => (p.endsWith('.') ? k.startsWith(p) : k === p));
+  return { restartNeeded: changed.filter((k) => !isLive(k)), live: changed.filter(isLive) };
+}
