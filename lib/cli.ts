@@ -12,6 +12,7 @@ import { logger, setLogLevel, type Logger } from './log';
 import { Progress, sleep, waitWithProgress } from './progress';
 import { install, uninstall } from './install';
 import { renderInstallScript, renderRules } from './rules';
+import { lastKnown } from './membership/resolve';
 import { buildView, renderText, type Sample } from './status-view';
 import { packageVersion } from './version';
 
@@ -130,7 +131,7 @@ async function waitForPeers(daemon: { status(): DaemonStatus }, config: Readonly
 
 function rules(opts: { config?: string; format: string }): void {
   const config = loadOrExit(opts.config);
-  const r = renderRules(config);
+  const r = renderRules(lastKnown(config));
   switch (opts.format) {
     case 'restore': process.stdout.write(r.restore); break;
     case 'script': process.stdout.write(renderInstallScript(r)); break;
@@ -147,17 +148,18 @@ function check(opts: { config?: string }): void {
     const me = thisHost(config);
     const e = config.membership.etcd;
     process.stdout.write(`config ok: etcd membership (${e.endpoints.join(', ')}, prefix ${e.prefix}), this host ${me.service}/${me.cluster}, id ${config.self ?? 'claimed at start'}, policy ${config.policy}\n`);
-    process.stdout.write("# the peers' rules (restore addresses, DNAT) are added by the daemon as they join\n");
+    process.stdout.write("# with the peers of the claim file's last list, if any; the daemon adds and retires peers' rules as they come and go\n");
   } else {
     process.stdout.write(`config ok: host ${config.self} of ${config.hosts.length}, policy ${config.policy}\n`);
   }
-  process.stdout.write(renderInstallScript(renderRules(config)));
+  process.stdout.write(renderInstallScript(renderRules(lastKnown(config))));
 }
 
 /** iptables/install.sh: the configuration is checked whole before anything changes. */
 function installCommand(opts: { config?: string }): void {
   const config = loadOrExit(opts.config);
-  const r = renderRules(config);
+  // etcd: the peers of the last list stay, so a restart does not cut their forwarded connections off.
+  const r = renderRules(lastKnown(config));
   try {
     install(r, (line) => process.stderr.write(`${line}\n`));
   } catch (err) {

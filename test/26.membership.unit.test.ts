@@ -103,11 +103,12 @@ test('26.membership.unit: the claim file keeps id and lease, only for its own pr
   try {
     const file = path.join(dir, 'sub', 'membership.json');
     assert.equal(readClaim(file, P), null);
-    writeClaim(file, { prefix: P, id: 3, lease: '7587890' });
-    assert.deepEqual(readClaim(file, P), { prefix: P, id: 3, lease: '7587890' });
+    const hosts = [{ id: 3, service: '198.18.0.4', cluster: '198.18.0.4', weight: 1 }];
+    writeClaim(file, { prefix: P, id: 3, lease: '7587890', hosts });
+    assert.deepEqual(readClaim(file, P), { prefix: P, id: 3, lease: '7587890', hosts });
     assert.equal(readClaim(file, '/other/'), null);
-    writeClaim(file, { prefix: P, id: 3, lease: null });
-    assert.deepEqual(readClaim(file, P), { prefix: P, id: 3, lease: null });
+    writeClaim(file, { prefix: P, id: 3, lease: null, hosts });
+    assert.deepEqual(readClaim(file, P), { prefix: P, id: 3, lease: null, hosts });
     fs.writeFileSync(file, '{"prefix":"/dpr/","id":"x"}');
     assert.equal(readClaim(file, P), null, 'a damaged file is a fresh start');
     assert.equal(readClaim('', P), null);

@@ -6,7 +6,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, loadConfig, peerPortRange } from '../lib/config';
-import { etcdOptions, memberCheck } from '../lib/membership';
+import { etcdOptions, lastKnown, memberCheck } from '../lib/membership';
+import { writeClaim } from '../lib/membership/claim-file';
+import { renderRules } from '../lib/rules';
 import { clusterConfig, writeConfig } from './support/configs';
 import winston from 'winston';
 
@@ -112,4 +114,24 @@ test("52.config.membership: a host registered by someone else is checked against
   assert.match(check({ id: 8, service: '198.18.0.9', cluster: '198.18.0.9', weight: 1 }) ?? '', /not below membership.etcd.maxHosts \(8\)/);
   assert.match(check({ id: 2, service: '198.18.0.9', cluster: '198.18.5.9', weight: 1 }) ?? '', /outside clusterCidr/);
   assert.match(check({ id: 2, service: '169.254.77.9', cluster: '198.18.0.9', weight: 1 }) ?? '', /restoreCidr/);
+});
+
+test("52.config.membership: before the daemon runs, an etcd host's rules are rendered with the claim file's last list", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dpr-etcd-last-'));
+  try {
+    const stateFile = path.join(dir, 'membership.json');
+    const c = load(etcdHost({}, { stateFile }));
+    assert.equal(lastKnown(c), c, 'no claim file: this host only');
+    assert.deepEqual(renderRules(lastKnown(c)).localAddresses, []);
+    const hosts = [0, 1, 2].map((id) => ({ id, service: `198.18.0.${id + 1}`, cluster: `198.18.0.${id + 1}`, weight: 1 }));
+    writeClaim(stateFile, { prefix: '/dpr/', id: 0, lease: null, hosts });
+    const last = lastKnown(c);
+    assert.equal(last.self, 0);
+    assert.deepEqual(renderRules(last).localAddresses, ['169.254.77.2', '169.254.77.3']);
+    // A list this file cannot hold (its own address is not in it) is not used.
+    writeClaim(stateFile, { prefix: '/dpr/', id: 0, lease: null, hosts: hosts.slice(1) });
+    assert.equal(lastKnown(c), c);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

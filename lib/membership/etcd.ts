@@ -168,15 +168,12 @@ export class EtcdSource extends EventEmitter<MembershipEvents> implements Member
     this.setState('registered', null);
     this.retries = 0;
     this.backoff.reset();
-    try {
-      writeClaim(this.o.stateFile, { prefix: this.o.prefix, id, lease });
-    } catch (err) {
-      this.o.log.warn('cannot write the claim file: a restart will not find this lease', { file: this.o.stateFile, error: (err as Error).message });
-    }
+    this.saveClaim();
     if (was === 'connecting') this.o.log.info('registered', { id, lease: hex(lease) });
     else this.o.log.info(`etcd reachable again after ${downMs} ms: registered`, { id, lease: hex(lease), was });
     // The first list is start()'s answer; 'hosts' tells the changes after it.
     this.publish(this.first === null);
+    this.saveClaim();
     if (this.first) {
       this.first.resolve({ self: id, hosts: this.hosts });
       this.first = null;
@@ -244,7 +241,19 @@ export class EtcdSource extends EventEmitter<MembershipEvents> implements Member
     this.changes++;
     const ids = new Set(list.map((h) => h.id));
     this.o.log.info('membership changed', { hosts: [...ids], joined: [...ids].filter((id) => !before.has(id)), left: [...before].filter((id) => !ids.has(id)) });
-    if (emit) this.emit('hosts', list);
+    if (emit) {
+      this.saveClaim();
+      this.emit('hosts', list);
+    }
+  }
+
+  private saveClaim(): void {
+    if (this.id === null) return;
+    try {
+      writeClaim(this.o.stateFile, { prefix: this.o.prefix, id: this.id, lease: this.lease, hosts: this.hosts });
+    } catch (err) {
+      this.o.log.warn('cannot write the claim file: a restart will not find this lease', { file: this.o.stateFile, error: (err as Error).message });
+    }
   }
 
   private failed(err: Error): void {
@@ -282,7 +291,8 @@ export class EtcdSource extends EventEmitter<MembershipEvents> implements Member
       try {
         await this.store.revoke(this.lease);
         this.o.log.info('left: lease revoked', { id: this.id, lease: hex(this.lease) });
-        if (this.id !== null) writeClaim(this.o.stateFile, { prefix: this.o.prefix, id: this.id, lease: null });
+        this.lease = null;
+        this.saveClaim();
       } catch (err) {
         this.o.log.warn(`cannot revoke the lease: peers see this host leave when it expires (at most ${this.o.leaseTtlS} s)`, { error: (err as Error).message });
       }

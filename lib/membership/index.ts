@@ -8,6 +8,7 @@ import { StaticSource } from './static';
 
 export type { Membership, MembershipSource, MembershipState, MembershipStatus } from './source';
 export { ClusterMember, StoppedBeforeStart, type MemberStatus } from './member';
+export { lastKnown, withMembership } from './resolve';
 
 export function createSource(c: Readonly<DprConfig>, log: Logger): MembershipSource {
   if (c.membership.source === 'static') return new StaticSource(c.self, c.hosts);
