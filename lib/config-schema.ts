@@ -133,7 +133,14 @@ convict.addFormats({
   },
   // convict's own nat and port take parseInt's reading ('1x' is 1) and call 0 "not positive".
   nat: { validate: (v: unknown) => integer(v, 0, Number.MAX_SAFE_INTEGER, 'an integer ≥ 0'), coerce: toInt },
-  'host-id': { validate: (v: unknown) => (v === null ? undefined : integer(v, 0, 255, 'a host id 0..255')), coerce: toInt },
+  'host-id': {
+    validate(v: unknown) {
+      if (v === null) return;
+      integer(v, 0, Number.MAX_SAFE_INTEGER, 'an integer ≥ 0');
+      if ((v as number) > 255) throw new Error('must be a host id 0..255');
+    },
+    coerce: toInt,
+  },
   'ipv4-or-empty': {
     validate(value: unknown) {
       if (value === '') return;

@@ -66,7 +66,7 @@ describe('27.membership.etcd', { skip, concurrency: 1 }, () => {
 
   /** Every agent's last list has exactly these ids, each with its host's address. */
   async function allSee(list: Agent[], ids: Record<number, number>, timeoutMs = 10000): Promise<void> {
-    const want = Object.entries(ids).map(([id, host]) => ({ id: Number(id), service: address(host), cluster: address(host) })).sort((a, b) => a.id - b.id);
+    const want = Object.entries(ids).map(([id, host]) => ({ id: Number(id), service: address(host), cluster: address(host), weight: 1 })).sort((a, b) => a.id - b.id);
     await waitFor(`every host to see ${JSON.stringify(ids)}`, () => list.every((a) => JSON.stringify(a.hosts()) === JSON.stringify(want)), timeoutMs);
   }
 

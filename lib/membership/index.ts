@@ -6,7 +6,7 @@ import { EtcdSource, type EtcdSourceOptions } from './etcd';
 import type { MembershipSource } from './source';
 import { StaticSource } from './static';
 
-export type { Membership, MembershipSource, MembershipState, MembershipStatus } from './source';
+export type { Membership, MembershipEvents, MembershipSource, MembershipState, MembershipStatus } from './source';
 export { ClusterMember, StoppedBeforeStart, type MemberStatus } from './member';
 export { lastKnown, withMembership } from './resolve';
 

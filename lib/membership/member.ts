@@ -25,7 +25,13 @@ export interface MemberParts {
   /** Installs the rules for a configuration, all or nothing (etcd: before the daemon starts, for the first list). */
   applyRules: (c: Readonly<DprConfig>) => void;
   log: Logger;
+  /** First delay before a refused list is tried again (default RETRY_FIRST_MS; tests). */
+  retryFirstMs?: number;
 }
+
+/** A refused host list is tried again after this, doubling up to RETRY_MAX_MS. */
+const RETRY_FIRST_MS = 2000;
+const RETRY_MAX_MS = 60_000;
 
 /** start() ended because a stop was asked for before the first membership came. */
 export class StoppedBeforeStart extends Error {}
@@ -37,6 +43,9 @@ export class ClusterMember {
   private next: () => Readonly<DprConfig>;
   private queue: Promise<unknown> = Promise.resolve();
   private refused = 0;
+  /** The list being applied, or refused and waiting to be tried again (null: all applied). */
+  private latest: HostEntry[] | null = null;
+  private stopped = false;
   private abort: AbortSignal | null = null;
 
   constructor(private file: Readonly<DprConfig>, private readonly source: MembershipSource, private readonly parts: MemberParts) {
@@ -68,7 +77,10 @@ export class ClusterMember {
       await this.source.stop().catch(() => undefined);
       throw err;
     }
-    this.source.on('hosts', (hosts) => this.follow(hosts));
+    this.source.on('hosts', (hosts) => {
+      this.latest = hosts;
+      this.follow(hosts);
+    });
   }
 
   private async firstMembership(): Promise<Membership> {
@@ -84,16 +96,27 @@ export class ClusterMember {
     }
   }
 
-  /** Applies a new host list, after whatever is being applied now. */
-  private follow(hosts: HostEntry[]): void {
+  /**
+   * Applies a new host list, after whatever is being applied now. A list the
+   * daemon refuses (the rules could not be installed, a list this file cannot
+   * hold) is tried again, later and later, until it applies or a newer one
+   * comes: the source has moved on and will not say it again.
+   */
+  private follow(hosts: HostEntry[], retryMs = this.parts.retryFirstMs ?? RETRY_FIRST_MS): void {
     this.queue = this.queue.then(async () => {
+      // A newer list came meanwhile: that one is applied instead (its own turn comes).
+      if (this.latest !== hosts) return;
       this.membership = { self: this.membership!.self, hosts };
       const r = await this.daemon!.reload();
-      if (r.ok) this.parts.log.info('membership applied', { hosts: hosts.map((h) => h.id), changed: r.changed });
-      else {
-        this.refused++;
-        this.parts.log.error('membership change refused; the host list in use stays', { hosts: hosts.map((h) => h.id), key: r.key, reason: r.reason });
+      if (r.ok) {
+        if (this.latest === hosts) this.latest = null;
+        this.parts.log.info('membership applied', { hosts: hosts.map((h) => h.id), changed: r.changed });
+        return;
       }
+      this.refused++;
+      this.parts.log.error(`membership change refused; the host list in use stays; trying again in ${retryMs} ms`, { hosts: hosts.map((h) => h.id), key: r.key, reason: r.reason });
+      const timer = setTimeout(() => this.latest === hosts && !this.stopped && this.follow(hosts, Math.min(RETRY_MAX_MS, retryMs * 2)), retryMs);
+      timer.unref();
     });
   }
 
@@ -123,6 +146,7 @@ export class ClusterMember {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     await this.daemon?.stop();
     await this.source.stop();
   }
