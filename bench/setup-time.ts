@@ -15,9 +15,8 @@
 // sample is known to have taken the path it is filed under.
 import path from 'node:path';
 import { Cluster, CLIENT_ADDRESS, hostAddress } from '../tools/cluster';
-import { parseIpv4 } from '../lib/ipv4';
-import { buildMaglevTable } from '../lib/maglev';
-import { Engine, type EngineStats } from '../lib/native';
+import type { EngineStats } from '../lib/native';
+import { portsServedBy } from '../test/support/hash-ports';
 import { runIn } from './proc';
 import { mean, percentile } from './stats';
 
@@ -52,20 +51,7 @@ const PORT_RANGE = { first: 10_000, last: 65_000 } as const;
 
 /** Source ports whose connections to h0 the 2-host hash table sends to `target`. */
 export function portsTo(target: 0 | 1, count: number): number[] {
-  const addrs = Uint32Array.from([parseIpv4(hostAddress(0)), parseIpv4(hostAddress(1))]);
-  const engine = new Engine({
-    role: 'entry', policy: 'hash', self: 0, serviceAddrs: addrs, clusterAddrs: addrs,
-    servicePorts: Uint16Array.of(80), peerPortBase: 20000, forwardMark: 0x100, serveMark: 0x200,
-    maxFlows: 16, maxEmbryonic: 16, timeouts: { pendingMs: 1000, synMs: 1000, establishedMs: 1000, closingMs: 1000 },
-  });
-  engine.setLookupTable(buildMaglevTable([0, 1]));
-  const client = parseIpv4(CLIENT_ADDRESS);
-  const ports: number[] = [];
-  for (let p = PORT_RANGE.first; p <= PORT_RANGE.last && ports.length < count; p++) {
-    if (engine.hashTarget(client, p) === target) ports.push(p);
-  }
-  if (ports.length < count) throw new Error(`setup: only ${ports.length} client ports map to h${target}, want ${count}`);
-  return ports;
+  return portsServedBy(target, count, { first: PORT_RANGE.first, last: PORT_RANGE.last });
 }
 
 /** Waits until h0 has pushed the 2-host table (peers up is not enough: the push follows). */

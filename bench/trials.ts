@@ -14,6 +14,7 @@ import { PROBE, runSetup, type SetupPath, type SetupSize } from './setup-time';
 import { reliability } from './reliability';
 import { CpuCap } from './cgroup';
 import { SCALE_OUT, runScaleOut, type ScaleOutSize, type ScaleOutVariant, type ScaleRouter } from './scale-out';
+import { attack } from './attack';
 import type { Measurement, Trial, TrialOptions, Variant } from './types';
 
 export type { Column, Goal, Measurement, Trial, TrialOptions, Variant } from './types';
@@ -491,7 +492,7 @@ const scaleOut: Trial = {
   },
 };
 
-export const trials: readonly Trial[] = [datapath, setup, local, cluster, scale, reliability, scaleOut];
+export const trials: readonly Trial[] = [datapath, setup, local, cluster, scale, reliability, scaleOut, attack];
 
 export function findTrial(name: string): Trial {
   const t = trials.find((x) => x.name === name);

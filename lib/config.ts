@@ -313,6 +313,11 @@ export function checkCrossKeys(c: DprConfig, ephemeral: [number, number]): void 
   if (c.queues.entry === c.queues.serve) {
     throw new ConfigError('queues.serve', `must differ from queues.entry (${c.queues.entry})`);
   }
+  if (c.queues.flows === c.queues.entry || c.queues.flows === c.queues.serve) {
+    throw new ConfigError('queues.flows', `must differ from queues.entry (${c.queues.entry}) and queues.serve (${c.queues.serve})`);
+  }
+  // Doubled by the kernel, less 32: room for one verdict carrying a whole packet (64 KiB).
+  if (c.queues.sndBufBytes < 65536) throw new ConfigError('queues.sndBufBytes', 'must be at least 65536');
   if ((c.marks.forward & c.marks.serve) !== 0) {
     throw new ConfigError('marks.serve', `shares bits with marks.forward (0x${c.marks.forward.toString(16)})`);
   }

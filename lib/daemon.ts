@@ -18,6 +18,7 @@ import { HealthChecker, makeProbe, type HealthStatus, type Probe } from './healt
 import { forwardedInConnections } from './host';
 import { LoadMeter } from './load-meter';
 import { LoopLag } from './loop-lag';
+import { PeerMacs } from './neighbours';
 import { TcpInUse } from './sockstat';
 import { logger, setLogLevel, type Logger } from './log';
 import { Queue, type NativeQueue, type QueueStats } from './native';
@@ -79,6 +80,8 @@ const STATUS_LOAD_MAX_AGE_MS = 500;
  * traffic passed (lib/load-meter.ts).
  */
 const LOAD_REPORT_IDLE_MS = 1000;
+/** The neighbour table is read on the report tick at most this often (and whenever a peer comes up). */
+const PEER_MAC_REFRESH_MS = 1000;
 
 export class Daemon extends EventEmitter {
   private entry: NativeQueue | null = null;
@@ -86,6 +89,7 @@ export class Daemon extends EventEmitter {
   private peers: Peers | null = null;
   private anomalyTimer: NodeJS.Timeout | null = null;
   private reportTimer: NodeJS.Timeout | null = null;
+  private peerMacs: PeerMacs | null = null;
   private draining = false;
   private stopped = false;
   private eligibility: Eligibility | null = null;
@@ -141,8 +145,16 @@ export class Daemon extends EventEmitter {
       // Serve first: a peer may forward to us as soon as it hears our heartbeat.
       this.serve = new this.QueueClass(queueOptions(c, 'serve'), engineOptions(c, 'serve'));
       this.serve.start();
-      this.entry = new this.QueueClass(queueOptions(c, 'entry'), engineOptions(c, 'entry'), this.policy.onDecide);
+      this.entry = new this.QueueClass(queueOptions(c, 'entry'), engineOptions(c, 'entry', keys.sign), this.policy.onDecide);
       this.policy.attach(this.entry);
+      // One L2 segment: forwarded packets must come from their entry host's MAC (lib/neighbours).
+      if (c.peers.routersBetween === 0) {
+        this.peerMacs = new PeerMacs(c.hosts, c.self, (macs) => {
+          this.serve?.setPeerMacs(macs);
+          this.entry?.setPeerMacs(macs);
+        });
+        this.peerMacs.refresh();
+      }
       // Our own health first: the first heartbeat must say it.
       await this.health.start();
       // Until peers are heard, every new connection is served here (or, if
@@ -155,6 +167,8 @@ export class Daemon extends EventEmitter {
       this.meter.forReport();
       this.peers.setLocal({ load: this.meter.last, draining: this.draining, healthy: this.health.healthy });
       this.peers.on('change', () => this.updateEligibility());
+      // A peer that comes up has just been heard: its MAC is in the neighbour table now.
+      this.peers.on('up', () => this.peerMacs?.refresh());
       this.peers.on('listener', (port, lost) => {
         if (lost) this.health.listenerLost(port);
       });
@@ -181,6 +195,7 @@ export class Daemon extends EventEmitter {
     this.reportTimer = setTimeout(() => {
       this.loopLag.sample(performance.now() - due);
       const busy = this.meter.forReport();
+      this.peerMacs?.refresh(PEER_MAC_REFRESH_MS);
       if (!this.stopped) this.scheduleReport(busy ? this.config.peers.heartbeatMs : LOAD_REPORT_IDLE_MS);
     }, inMs);
     this.reportTimer.unref();
@@ -257,7 +272,7 @@ export class Daemon extends EventEmitter {
     const tables = { ...next, hosts: [...next.hosts, ...retired].sort((a, b) => a.id - b.id) };
     try {
       // First what can fail, all or nothing: the rules.
-      if (plan.live.some((k) => k === 'hosts' || k === 'peers.routersBetween' || k === 'clusterCidr')) {
+      if (plan.live.some((k) => k === 'hosts' || k === 'clusterCidr')) {
         (this.parts.applyRules ?? ((c) => install(renderRules(c))))(tables);
       }
       const service = engineOptions(tables, 'entry');
@@ -266,6 +281,7 @@ export class Daemon extends EventEmitter {
       return this.refuse('hosts', (err as Error).message);
     }
     this.retired = retired;
+    this.peerMacs?.setHosts(tables.hosts);
     this.peers?.setKeys(keys.sign, keys.alsoAccept);
     this.peers?.setPeers(next.hosts.filter((h) => h.id !== next.self).map((h) => ({ id: h.id, address: h.cluster })));
     if (plan.live.some((k) => k.startsWith('health.'))) {
@@ -315,7 +331,7 @@ export class Daemon extends EventEmitter {
     for (;;) {
       if (this.stopped || !this.draining) return false;
       const f = this.entry?.stats().flows.forwarded;
-      const out = f ? f.syn + f.established : 0;
+      const out = f ? f.syn + f.probation + f.established : 0;
       const inbound = forwardedInConnections(restore, this.config.servicePorts);
       if (out === 0 && inbound === 0) return true;
       if (Date.now() >= deadline) {

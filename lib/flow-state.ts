@@ -10,7 +10,9 @@ import path from 'node:path';
 import { FLOW_WORDS } from './native';
 
 const MAGIC = 'DPRF';
-const VERSION = 1;
+// Version 2: FLOW_WORDS 6 (the client's next sequence number, issue 11). A
+// version-1 file is not read: drain before such an upgrade, as docs/operations.md says.
+const VERSION = 2;
 const HEADER = 16;
 
 /**

@@ -132,7 +132,8 @@ export function preflight(serviceAddress: string, servicePorts: readonly number[
   if (strict.length && readSysctl('net.ipv4.conf.all.rp_filter') !== '2') {
     warnings.push(`rp_filter is strict on ${strict.join(', ')}: forwarded packets from peers on other links may be dropped (loose mode 2 is safe)`);
   }
-  if (!iptablesHas('raw', ['-C', 'PREROUTING', '-j', 'DPR_PRE']) || !iptablesHas('nat', ['-C', 'PREROUTING', '-j', 'DPR_NAT'])) {
+  if (!iptablesHas('raw', ['-C', 'PREROUTING', '-j', 'DPR_PRE']) || !iptablesHas('nat', ['-C', 'PREROUTING', '-j', 'DPR_NAT']) ||
+      !iptablesHas('mangle', ['-C', 'POSTROUTING', '-j', 'DPR_POST'])) {
     problems.push('the dpr rules are not installed: run iptables/install.sh CONFIG first');
   }
   const listeners = checkListeners(serviceAddress, servicePorts);

@@ -22,13 +22,21 @@ export type Malformed =
   | 'not_tcp' | 'truncated_tcp' | 'bad_tcp_offset';
 export type Note =
   | 'not_service' | 'not_peer_port' | 'bad_origin' | 'no_flow' | 'no_flow_hashed'
-  | 'table_full' | 'pending_duplicate' | 'draining';
+  | 'table_full' | 'pending_duplicate' | 'draining' | 'probe_limit'
+  | 'rst_in_window' | 'rst_out_of_window' | 'syn_on_flow' | 'syn_redecided'
+  | 'peer_mac_unknown' | 'bad_peer_mac'
+  | 'icmp_forwarded' | 'icmp_local' | 'icmp_no_flow' | 'icmp_restored' | 'icmp_not_ours'
+  | 'oversize' | 'reused_here';
 
 export interface FlowTimeouts {
   pendingMs: number;
   synMs: number;
+  /** After the SYN, only bare ACKs with one ACK number so far (absent: 30 s). */
+  probationMs?: number;
   establishedMs: number;
   closingMs: number;
+  /** After a RST within the client's window (absent: 10 s). */
+  resetMs?: number;
 }
 
 /** What the data path needs to know; validated in TypeScript before it is passed. */
@@ -46,12 +54,25 @@ export interface EngineOptions {
   maxFlows: number;
   maxEmbryonic: number;
   timeouts: FlowTimeouts;
+  /** Serve role, peers on one L2 segment: a peer-port packet must come from the MAC of the host its port names (setPeerMacs). */
+  checkPeerMacs?: boolean;
+  /** Routers between peers: a peer's forwarded ICMP error must arrive with TTL > 254 - this (absent: 0). */
+  routersBetween?: number;
+  /** Maglev hash key (16 bytes), the same on every host; absent: a random one (a single host). */
+  hashKey?: Uint8Array;
+  /** Flow-table hash key (16 bytes); absent (the daemon): a random one per start. Tests and benches only. */
+  flowKey?: Uint8Array;
 }
 
 export interface QueueOptions {
+  /** Entry: SYNs and ICMP errors (bound with fail-open). Serve: the peer ports. */
   queueNum: number;
+  /** Entry only: later packets of flows that may be forwarded, on the same socket and thread, without fail-open. */
+  flowsQueueNum?: number;
   maxLen: number;
   rcvBufBytes: number;
+  /** SO_SNDBUFFORCE (the kernel doubles it); verdict batches are sized from what the kernel granted. Absent: 2 MiB. */
+  sndBufBytes?: number;
   batchSize: number;
   decisionTimeoutMs: number;
 }
@@ -65,6 +86,11 @@ export interface Outcome {
   target: number;
 }
 
+/** Flows by state: pending (load policy, waiting for a decision), syn, probation (bare ACKs only), established, closing (FIN), reset (a plausible RST). */
+export interface FlowCounts {
+  pending: number; syn: number; probation: number; established: number; closing: number; reset: number;
+}
+
 export interface EngineStats {
   packets: number;
   bytes: number;
@@ -74,11 +100,11 @@ export interface EngineStats {
   /** New connections decided here: kept, forwarded, and by serving host id. */
   newFlows: { local: number; forwarded: number; byHost: number[] };
   checksums: { full: number; incremental: number };
-  flows: {
-    pending: number; syn: number; established: number; closing: number;
+  flows: FlowCounts & {
     /** Of the flows above, those another host serves. */
-    forwarded: { pending: number; syn: number; established: number; closing: number };
+    forwarded: FlowCounts;
     expired: number;
+    /** Flows a RST within the client's window moved to `reset`. */
     closed: number;
   };
 }
@@ -89,14 +115,28 @@ export interface QueueStats extends EngineStats {
     batches: number;
     batchPackets: number;
     batchMax: number;
+    /** Receive rounds cut short by their bound (batches or ~2 ms) so housekeeping could run: input was waiting. */
+    roundsCut: number;
     recvErrors: number;
     enobufs: number;
     eintr: number;
+    /** Verdicts the kernel refused even one at a time (their packets stay queued): must stay 0. */
     sendErrors: number;
+    /** Verdict batches the kernel refused whole, then sent one verdict at a time. */
+    batchesSplit: number;
+    /** Bytes of verdicts sent in one system call at most: the socket's real send buffer less 32. */
+    sendLimit: number;
     verdictErrors: number;
+    /** Packets that came while binding: accepted on the fail-open queue, dropped on the flows queue. */
     startupAccepted: number;
+    startupDropped: number;
+    /** Entry: the flows queue's number and the packets that came from it (of batchPackets). */
+    flowsQueueNum?: number;
+    flowsPackets?: number;
     decisions: {
       requested: number; answered: number; timedOut: number; late: number;
+      /** Requests the JavaScript side had no room for (its queue holds 256 batches): served locally at the deadline. */
+      dropped: number;
       /** Load policy: forwards turned local because the 4-tuple still has a socket here (TIME_WAIT). */
       keptForLocalSocket: number;
       sockDiagErrors: number;
@@ -110,15 +150,28 @@ export interface EngineInfo {
   maxFlows: number;
   entryBytes: number;
   bytesPerFlowAtMax: number;
+  /** The farthest any flow sits from its home slot (0: at home). */
+  longestProbe: number;
+}
+
+export interface PacketMeta {
+  wireLength?: number;
+  srcMac?: Uint8Array;
 }
 
 /** The data path on bytes the caller supplies (tests, fixtures, benches). */
 export interface NativeEngine {
-  /** Runs one packet; rewrites `bytes` in place when the outcome is `mangled`. */
-  process(bytes: Uint8Array, csumNotReady: boolean, nowMs: number): Outcome;
+  /**
+   * Runs one packet; rewrites `bytes` in place when the outcome is `mangled`.
+   * `meta`: what the queue reads from the kernel besides the bytes: the real
+   * length when the copy was cut short (NFQA_CAP_LEN), the source MAC (NFQA_HWADDR).
+   */
+  process(bytes: Uint8Array, csumNotReady: boolean, nowMs: number, meta?: PacketMeta): Outcome;
   resolve(clientAddr: number, clientPort: number, serviceAddr: number, servicePort: number, target: number, nowMs: number): boolean;
   setLookupTable(table: Uint16Array): void;
   setDraining(draining: boolean): void;
+  /** Serve role: each host id's MAC address, 6 bytes each (zeros: not known). */
+  setPeerMacs(macs: Uint8Array): void;
   hashTarget(clientAddr: number, clientPort: number): number;
   sweep(budget: number, nowMs: number): number;
   stats(): EngineStats;
@@ -128,7 +181,7 @@ export interface NativeEngine {
 }
 
 /** Words per flow in exportFlows()/importFlows(). */
-export const FLOW_WORDS = 5;
+export const FLOW_WORDS = 6;
 
 /**
  * A batch of new flows for the load policy: 5 numbers each,
@@ -144,6 +197,8 @@ export interface NativeQueue {
   setDraining(draining: boolean): void;
   /** A reload changed the hosts: addresses indexed by id (0: none); this host's own must not change. */
   setHosts(serviceAddrs: Uint32Array, clusterAddrs: Uint32Array): void;
+  /** Serve role: each host id's MAC address, 6 bytes each (zeros: not known). */
+  setPeerMacs(macs: Uint8Array): void;
   decide(tokens: Uint32Array, targets: Uint16Array): void;
   stats(): QueueStats;
   /** The flow table, FLOW_WORDS per flow; safe while running. */
@@ -219,6 +274,7 @@ interface Addon {
   listListeners(ports: Uint16Array): Listener[];
   hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array;
   sdNotify(socketPath: string, state: string): void;
+  siphash24(key: Uint8Array, data: Uint8Array): bigint;
 }
 
 function load(): Addon {
@@ -277,4 +333,9 @@ export function notifyServiceManager(state: string, socketPath = process.env.NOT
   if (!socketPath) return false;
   addon.sdNotify(socketPath, state);
   return true;
+}
+
+/** SipHash-2-4 as the data path computes it (flow table slots, Maglev slots). `key`: 16 bytes. */
+export function siphash24(key: Uint8Array, data: Uint8Array): bigint {
+  return addon.siphash24(key, data);
 }

@@ -1,10 +1,21 @@
 // From the checked configuration to what the addon takes: the engine and queue
 // options of this host's two queues.
+import { createHmac } from 'node:crypto';
 import type { DprConfig } from './config';
 import type { EngineOptions, QueueOptions, Role } from './native';
 import { parseIpv4 } from './ipv4';
 
-export function engineOptions(c: DprConfig, role: Role): EngineOptions {
+/**
+ * The Maglev hash key: the same on every host (they must agree on a client's
+ * slot), secret to outsiders (or a client could pick its serving host), so
+ * derived from the shared peers key: HMAC-SHA256(key, label), first 16 bytes.
+ */
+export function maglevKey(peersKey: Buffer): Uint8Array {
+  return new Uint8Array(createHmac('sha256', peersKey).update('dpr maglev hash key').digest().subarray(0, 16));
+}
+
+/** `peersKey`: the shared key, from which the entry engine's Maglev key is derived. */
+export function engineOptions(c: DprConfig, role: Role, peersKey?: Buffer): EngineOptions {
   const size = Math.max(...c.hosts.map((h) => h.id)) + 1;
   const serviceAddrs = new Uint32Array(size);
   const clusterAddrs = new Uint32Array(size);
@@ -27,17 +38,28 @@ export function engineOptions(c: DprConfig, role: Role): EngineOptions {
     timeouts: {
       pendingMs: Math.max(c.load.decisionTimeoutMs * 4, 1000),
       synMs: c.flows.synTimeoutMs,
+      probationMs: c.flows.probationTimeoutMs,
       establishedMs: c.flows.establishedTimeoutMs,
       closingMs: c.flows.closingTimeoutMs,
+      resetMs: c.flows.resetTimeoutMs,
     },
+    // One L2 segment between the peers: TTL 255 can be forged there, a
+    // source MAC the switch has seen on another port hardly. (The entry
+    // engine restores peers' ICMP errors when service and cluster address
+    // are one, so it checks too.)
+    ...(c.peers.routersBetween === 0 ? { checkPeerMacs: true } : {}),
+    routersBetween: c.peers.routersBetween,
+    ...(peersKey ? { hashKey: maglevKey(peersKey) } : {}),
   };
 }
 
 export function queueOptions(c: DprConfig, role: Role): QueueOptions {
   return {
     queueNum: role === 'entry' ? c.queues.entry : c.queues.serve,
+    ...(role === 'entry' ? { flowsQueueNum: c.queues.flows } : {}),
     maxLen: c.queues.maxLen,
     rcvBufBytes: c.queues.rcvBufBytes,
+    sndBufBytes: c.queues.sndBufBytes,
     batchSize: c.queues.batchSize,
     decisionTimeoutMs: c.load.decisionTimeoutMs,
   };

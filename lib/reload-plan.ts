@@ -1,8 +1,9 @@
 // What a reload may change while the daemon runs, and what needs a restart.
 // Live: the cluster's hosts (joining, leaving), the keys (a rotation), the
 // load policy's threshold, health checks, the log level, the drain timeout,
-// and what only the rules read (`peers.routersBetween`, `clusterCidr`).
-// Everything else is fixed in native queues, sockets or files at start; a
+// and what only the rules read (`clusterCidr`). Everything else is fixed in
+// native queues, sockets or files at start (`peers.routersBetween` too: the
+// engines check TTLs and peers' MACs by it); a
 // reload that changes any of it is refused as a whole, naming the keys, so a
 // reload never half-applies.
 import type { DprConfig } from './config';
@@ -15,7 +16,7 @@ export interface ReloadPlan {
 }
 
 /** Key prefixes a reload applies. */
-const LIVE = ['hosts', 'peers.key', 'peers.keyFile', 'peers.rotationKey', 'peers.rotationKeyFile', 'peers.routersBetween',
+const LIVE = ['hosts', 'peers.key', 'peers.keyFile', 'peers.rotationKey', 'peers.rotationKeyFile',
   'clusterCidr', 'load.threshold', 'health.', 'log.level', 'drain.timeoutMs'];
 
 function leaves(o: unknown, prefix = ''): Map<string, string> {

@@ -1,5 +1,6 @@
-// Module entry: the two classes and the hook that tells native code which
-// JavaScript class to throw. lib/native.ts is the only file that loads this.
+// Module entry: the classes, the hook that tells native code which JavaScript
+// class to throw, and the helpers (socket count, listeners, HMAC, sd_notify,
+// keyed hash). lib/native.ts is the only file that loads this.
 #include <napi.h>
 
 #include <arpa/inet.h>
@@ -11,6 +12,7 @@
 #include "binding_util.h"
 #include "sd_notify.h"
 #include "sha256.h"
+#include "siphash.h"
 #include "sock_diag.h"
 
 namespace dpr {
@@ -89,6 +91,21 @@ void SdNotify(const Napi::CallbackInfo& info) {
   if (rc < 0) dpr::ThrowError(info.Env(), "ENOTIFY", -rc, std::string("sd_notify: ") + std::strerror(-rc));
 }
 
+// siphash24(key: Uint8Array(16), data: Uint8Array): bigint. The data path's
+// keyed hash, exposed so that a test can hold it to the reference vectors.
+Napi::Value SipHash(const Napi::CallbackInfo& info) {
+  auto isBytes = [](const Napi::Value& v) {
+    return v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array;
+  };
+  if (!isBytes(info[0]) || info[0].As<Napi::Uint8Array>().ElementLength() != 16 || !isBytes(info[1])) {
+    dpr::ThrowError(info.Env(), "EINVAL", 0, "siphash24(key, data): key must be a 16-byte Uint8Array, data a Uint8Array");
+  }
+  auto key = info[0].As<Napi::Uint8Array>();
+  auto data = info[1].As<Napi::Uint8Array>();
+  const uint64_t h = dpr::SipHash24(dpr::SipKeyFromBytes(key.Data()), data.Data(), data.ElementLength());
+  return Napi::BigInt::New(info.Env(), h);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("countEstablished", Napi::Function::New(env, CountEstablished));
   exports.Set("listListeners", Napi::Function::New(env, ListListeners));
@@ -98,6 +115,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Queue", dpr::DefineQueue(env));
   exports.Set("PeerLink", dpr::DefinePeerLink(env));
   exports.Set("setErrorClass", Napi::Function::New(env, SetErrorClass));
+  exports.Set("siphash24", Napi::Function::New(env, SipHash));
   return exports;
 }
 

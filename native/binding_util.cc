@@ -6,7 +6,11 @@ namespace dpr {
 
 namespace {
 
-Napi::FunctionReference* errorClass = nullptr;
+// Per environment (env instance data): a worker's class must not outlive the
+// worker, nor replace the main thread's.
+struct AddonData {
+  Napi::FunctionReference errorClass;
+};
 
 uint32_t U32(Napi::Env env, const Napi::Object& o, const char* key) {
   const Napi::Value v = o.Get(key);
@@ -31,17 +35,35 @@ Napi::TypedArrayOf<T> Array(Napi::Env env, const Napi::Object& o, const char* ke
   return v.As<Napi::TypedArrayOf<T>>();
 }
 
+// An optional 16-byte key; absent (undefined) leaves it zero: "pick a random one".
+SipKey OptionalKey(Napi::Env env, const Napi::Object& o, const char* key) {
+  const Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return SipKey{};
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
+      v.As<Napi::Uint8Array>().ElementLength() != 16) {
+    ThrowError(env, "EINVAL", 0, std::string("option '") + key + "' must be a 16-byte Uint8Array");
+  }
+  SipKey k = SipKeyFromBytes(v.As<Napi::Uint8Array>().Data());
+  if (k.IsZero()) ThrowError(env, "EINVAL", 0, std::string("option '") + key + "' must not be all zero");
+  return k;
+}
+
 }  // namespace
 
-void SetErrorClass(Napi::Env, Napi::Function ctor) {
-  if (errorClass == nullptr) errorClass = new Napi::FunctionReference();
-  *errorClass = Napi::Persistent(ctor);
+void SetErrorClass(Napi::Env env, Napi::Function ctor) {
+  AddonData* data = env.GetInstanceData<AddonData>();
+  if (data == nullptr) {
+    data = new AddonData();
+    env.SetInstanceData(data);  // deleted with the environment
+  }
+  data->errorClass = Napi::Persistent(ctor);
 }
 
 void ThrowError(Napi::Env env, const std::string& code, int errnum, const std::string& message) {
-  if (errorClass != nullptr && !errorClass->IsEmpty()) {
-    Napi::Object err = errorClass->New({Napi::String::New(env, message), Napi::String::New(env, code),
-                                        Napi::Number::New(env, errnum)});
+  AddonData* data = env.GetInstanceData<AddonData>();
+  if (data != nullptr && !data->errorClass.IsEmpty()) {
+    Napi::Object err = data->errorClass.New({Napi::String::New(env, message), Napi::String::New(env, code),
+                                             Napi::Number::New(env, errnum)});
     throw Napi::Error(env, err);
   }
   Napi::Error err = Napi::Error::New(env, message);
@@ -83,6 +105,16 @@ EngineConfig ReadEngineConfig(Napi::Env env, const Napi::Object& o) {
   c.timeouts.synMs = U32(env, to, "synMs");
   c.timeouts.establishedMs = U32(env, to, "establishedMs");
   c.timeouts.closingMs = U32(env, to, "closingMs");
+  if (!to.Get("probationMs").IsUndefined()) c.timeouts.probationMs = U32(env, to, "probationMs");
+  if (!to.Get("resetMs").IsUndefined()) c.timeouts.resetMs = U32(env, to, "resetMs");
+  if (!o.Get("checkPeerMacs").IsUndefined()) c.checkPeerMacs = o.Get("checkPeerMacs").ToBoolean();
+  if (!o.Get("routersBetween").IsUndefined()) {
+    const uint32_t r = U32(env, o, "routersBetween");
+    if (r > 254) ThrowError(env, "EINVAL", 0, "option 'routersBetween' must be within 0..254");
+    c.routersBetween = static_cast<uint8_t>(r);
+  }
+  c.hashKey = OptionalKey(env, o, "hashKey");
+  c.flowKey = OptionalKey(env, o, "flowKey");
   return c;
 }
 
@@ -93,9 +125,24 @@ QueueOptions ReadQueueOptions(Napi::Env env, const Napi::Object& o) {
   q.queueNum = static_cast<uint16_t>(num);
   q.maxLen = U32(env, o, "maxLen");
   q.rcvBufBytes = U32(env, o, "rcvBufBytes");
+  if (!o.Get("sndBufBytes").IsUndefined()) q.sndBufBytes = U32(env, o, "sndBufBytes");
+  if (!o.Get("flowsQueueNum").IsUndefined()) {
+    const uint32_t flows = U32(env, o, "flowsQueueNum");
+    if (flows > 65535) ThrowError(env, "EINVAL", 0, "option 'flowsQueueNum' must be within 0..65535");
+    q.flowsQueueNum = static_cast<int32_t>(flows);
+  }
   q.batchSize = U32(env, o, "batchSize");
   q.decisionTimeoutMs = U32(env, o, "decisionTimeoutMs");
   return q;
+}
+
+std::vector<uint8_t> ReadMacs(Napi::Env env, const Napi::Value& v) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
+      v.As<Napi::Uint8Array>().ElementLength() % 6 != 0) {
+    ThrowError(env, "EINVAL", 0, "setPeerMacs(macs): macs must be a Uint8Array of 6 bytes per host id");
+  }
+  auto a = v.As<Napi::Uint8Array>();
+  return std::vector<uint8_t>(a.Data(), a.Data() + a.ElementLength());
 }
 
 Napi::Object EngineSnapshot(Napi::Env env, EngineCounters& c) {
@@ -147,23 +194,34 @@ Napi::Object EngineSnapshot(Napi::Env env, EngineCounters& c) {
   return s;
 }
 
-Napi::Object QueueSnapshot(Napi::Env env, const QueueCounters& c) {
+Napi::Object QueueSnapshot(Napi::Env env, const Queue& queue) {
+  const QueueCounters& c = queue.counters();
+  const SocketCounters& k = queue.socketCounters();
   auto num = [&](uint64_t v) { return Napi::Number::New(env, static_cast<double>(v)); };
   Napi::Object q = Napi::Object::New(env);
   q.Set("batches", num(c.batches.Get()));
   q.Set("batchPackets", num(c.batchPackets.Get()));
   q.Set("batchMax", num(c.batchMax.Get()));
+  q.Set("roundsCut", num(c.roundsCut.Get()));
   q.Set("recvErrors", num(c.recvErrors.Get()));
-  q.Set("enobufs", num(c.enobufs.Get()));
-  q.Set("eintr", num(c.eintr.Get()));
-  q.Set("sendErrors", num(c.sendErrors.Get()));
+  q.Set("enobufs", num(c.enobufs.Get() + k.enobufs.Get()));
+  q.Set("eintr", num(c.eintr.Get() + k.eintr.Get()));
+  q.Set("sendErrors", num(k.sendErrors.Get()));
+  q.Set("batchesSplit", num(k.batchesSplit.Get()));
+  q.Set("sendLimit", num(queue.sendLimit()));
   q.Set("verdictErrors", num(c.verdictErrors.Get()));
-  q.Set("startupAccepted", num(c.startupAccepted.Get()));
+  q.Set("startupAccepted", num(k.startupAccepted.Get()));
+  q.Set("startupDropped", num(k.startupDropped.Get()));
+  if (queue.options().flowsQueueNum >= 0) {
+    q.Set("flowsQueueNum", num(static_cast<uint64_t>(queue.options().flowsQueueNum)));
+    q.Set("flowsPackets", num(c.flowsPackets.Get()));
+  }
   Napi::Object d = Napi::Object::New(env);
   d.Set("requested", num(c.decisionsRequested.Get()));
   d.Set("answered", num(c.decisionsAnswered.Get()));
   d.Set("timedOut", num(c.decisionsTimedOut.Get()));
   d.Set("late", num(c.decisionsLate.Get()));
+  d.Set("dropped", num(c.decisionsDropped.Get()));
   d.Set("keptForLocalSocket", num(c.decisionsKeptForLocalSocket.Get()));
   d.Set("sockDiagErrors", num(c.sockDiagErrors.Get()));
   q.Set("decisions", d);

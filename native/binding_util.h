@@ -10,15 +10,18 @@
 
 namespace dpr {
 
-// Set once by lib/native.ts: the DprNativeError constructor.
+// Set by lib/native.ts in every environment that loads the addon (the main
+// thread, each worker): the DprNativeError constructor of that environment.
 void SetErrorClass(Napi::Env env, Napi::Function ctor);
 // Throws DprNativeError(message, code, errno) as a JavaScript exception.
 [[noreturn]] void ThrowError(Napi::Env env, const std::string& code, int errnum, const std::string& message);
 
 EngineConfig ReadEngineConfig(Napi::Env env, const Napi::Object& o);
 QueueOptions ReadQueueOptions(Napi::Env env, const Napi::Object& o);
+// setPeerMacs(macs: Uint8Array): 6 bytes per host id.
+std::vector<uint8_t> ReadMacs(Napi::Env env, const Napi::Value& v);
 
 Napi::Object EngineSnapshot(Napi::Env env, EngineCounters& c);
-Napi::Object QueueSnapshot(Napi::Env env, const QueueCounters& c);
+Napi::Object QueueSnapshot(Napi::Env env, const Queue& queue);
 
 }  // namespace dpr

@@ -60,13 +60,6 @@ void ChecksumReplace16(uint8_t* field, uint16_t from, uint16_t to) {
   std::memcpy(field, &out, 2);
 }
 
-void IpHeaderChecksumFull(TcpPacket* p) {
-  p->ip[10] = 0;
-  p->ip[11] = 0;
-  const uint16_t sum = ChecksumFold(ChecksumAdd(p->ip, p->ipHeaderLength, 0));
-  std::memcpy(p->ip + 10, &sum, 2);
-}
-
 void TcpChecksumFull(TcpPacket* p) {
   const size_t tcpLength = p->ipLength - p->ipHeaderLength;
   p->tcp[16] = 0;

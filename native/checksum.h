@@ -16,10 +16,9 @@ uint16_t ChecksumFold(uint32_t sum);
 void ChecksumReplace32(uint8_t* field, uint32_t from, uint32_t to);
 void ChecksumReplace16(uint8_t* field, uint16_t from, uint16_t to);
 
-// Recompute from scratch: the IPv4 header checksum, and the TCP checksum over
-// the pseudo-header and the whole segment (used when the kernel says the field
-// holds only a partial sum: NFQA_SKB_CSUMNOTREADY).
-void IpHeaderChecksumFull(TcpPacket* p);
+// Recompute from scratch the TCP checksum over the pseudo-header and the whole
+// segment (used when the kernel says the field holds only a partial sum:
+// NFQA_SKB_CSUMNOTREADY).
 void TcpChecksumFull(TcpPacket* p);
 
 }  // namespace dpr

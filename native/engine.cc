@@ -2,10 +2,12 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
 #include "checksum.h"
+#include "flow_track.h"
 
 namespace dpr {
 
@@ -32,31 +34,52 @@ const char* NoteName(Note n) {
     case Note::kTableFull: return "table_full";
     case Note::kPendingDuplicate: return "pending_duplicate";
     case Note::kDraining: return "draining";
+    case Note::kProbeLimit: return "probe_limit";
+    case Note::kRstInWindow: return "rst_in_window";
+    case Note::kRstOutOfWindow: return "rst_out_of_window";
+    case Note::kSynOnFlow: return "syn_on_flow";
+    case Note::kSynRedecided: return "syn_redecided";
+    case Note::kPeerMacUnknown: return "peer_mac_unknown";
+    case Note::kBadPeerMac: return "bad_peer_mac";
+    case Note::kIcmpForwarded: return "icmp_forwarded";
+    case Note::kIcmpLocal: return "icmp_local";
+    case Note::kIcmpNoFlow: return "icmp_no_flow";
+    case Note::kIcmpRestored: return "icmp_restored";
+    case Note::kIcmpNotOurs: return "icmp_not_ours";
+    case Note::kOversize: return "oversize";
+    case Note::kReusedHere: return "reused_here";
     case Note::kCount: break;
   }
   return "unknown";
 }
 
-Engine::Engine(EngineConfig config)
-    : config_(std::move(config)),
-      flows_(config_.maxFlows, config_.maxEmbryonic, config_.timeouts) {
-  const size_t hosts = config_.serviceAddr.size();
-  if (hosts == 0 || hosts != config_.clusterAddr.size()) {
+EngineConfig Engine::Validated(EngineConfig config) {
+  const size_t hosts = config.serviceAddr.size();
+  if (hosts == 0 || hosts != config.clusterAddr.size()) {
     throw std::invalid_argument("serviceAddr and clusterAddr must list the same hosts");
   }
-  if (config_.self >= hosts || config_.serviceAddr[config_.self] == 0) {
+  if (hosts > kMaxHosts) throw std::invalid_argument("at most 256 host ids");
+  if (config.self >= hosts || config.serviceAddr[config.self] == 0) {
     throw std::invalid_argument("self is not one of the hosts");
   }
-  if (config_.servicePorts.empty()) throw std::invalid_argument("servicePorts is empty");
-  const size_t lastPeerPort = config_.peerPortBase + hosts * config_.servicePorts.size() - 1;
-  if (config_.peerPortBase == 0 || lastPeerPort > 65535) {
+  if (config.servicePorts.empty()) throw std::invalid_argument("servicePorts is empty");
+  const size_t lastPeerPort = config.peerPortBase + hosts * config.servicePorts.size() - 1;
+  if (config.peerPortBase == 0 || lastPeerPort > 65535) {
     throw std::invalid_argument("peer port range does not fit in 1..65535");
   }
-  if (config_.forwardMark == 0 || config_.serveMark == 0) {
+  if (config.forwardMark == 0 || config.serveMark == 0) {
     throw std::invalid_argument("marks must be non-zero");
   }
-  if (hosts > kMaxHosts) throw std::invalid_argument("host ids must be below 256");
+  return config;
+}
+
+Engine::Engine(EngineConfig config)
+    : config_(Validated(std::move(config))),
+      hashKey_(config_.hashKey.IsZero() ? RandomSipKey() : config_.hashKey),
+      flows_(config_.maxFlows, config_.maxEmbryonic, config_.timeouts, config_.serviceAddr[config_.self],
+             config_.flowKey.IsZero() ? RandomSipKey() : config_.flowKey) {
   flows_.SetLocalTarget(config_.self);
+  // Every possible id: a reload that adds a host never resizes what other threads read.
   counters_.newFlowsByTarget = std::vector<Counter>(kMaxHosts);
 }
 
@@ -81,6 +104,14 @@ void Engine::SetHosts(std::vector<uint32_t> serviceAddr, std::vector<uint32_t> c
   SetLookupTable(lookup_);  // live_ follows the new size
 }
 
+Note Engine::NoteFor(InsertResult r) {
+  switch (r) {
+    case InsertResult::kOk: return Note::kNone;
+    case InsertResult::kProbeLimit: return Note::kProbeLimit;
+    default: return Note::kTableFull;
+  }
+}
+
 void Engine::CountNewFlow(uint16_t target) {
   (target == config_.self ? counters_.newFlowsLocal : counters_.newFlowsForwarded).Add();
   counters_.newFlowsByTarget[target].Add();
@@ -96,36 +127,75 @@ int Engine::ServicePortIndex(uint16_t port) const {
 uint16_t Engine::HashTarget(uint32_t clientAddr, uint16_t clientPort) const {
   const LookupTable* t = lookup_.get();
   if (t == nullptr || t->empty()) return config_.self;
-  const uint64_t h = Mix64((static_cast<uint64_t>(clientAddr) << 16) ^ clientPort ^ 0x6470720000000000ULL);
-  const uint16_t target = (*t)[h % t->size()];
+  // Keyed: a client cannot pick the slot, so it cannot pick its serving host.
+  uint8_t in[6];
+  const uint16_t port = htons(clientPort);
+  std::memcpy(in, &clientAddr, 4);
+  std::memcpy(in + 4, &port, 2);
+  const uint16_t target = (*t)[SipHash24(hashKey_, in, sizeof in) % t->size()];
   // A table naming an unknown host would send packets nowhere: serve locally.
   if (target >= config_.serviceAddr.size() || config_.serviceAddr[target] == 0) return config_.self;
   return target;
 }
 
-Outcome Engine::Process(uint8_t* buf, size_t len, bool csumNotReady, uint32_t nowMs) {
+Outcome Engine::Process(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_t nowMs) {
   counters_.packets.Add();
   counters_.bytes.Add(len);
-  return Decide(buf, len, csumNotReady, nowMs);
+  return Decide(buf, len, meta, nowMs);
 }
 
-Outcome Engine::Replay(uint8_t* buf, size_t len, bool csumNotReady, uint32_t nowMs) {
-  return Decide(buf, len, csumNotReady, nowMs);
+Outcome Engine::Replay(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_t nowMs) {
+  return Decide(buf, len, meta, nowMs);
 }
 
-Outcome Engine::Decide(uint8_t* buf, size_t len, bool csumNotReady, uint32_t nowMs) {
+Outcome Engine::Decide(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_t nowMs) {
+  if (meta.wireLength > len) return Counted(Oversize(buf, len, meta, nowMs));
   TcpPacket p;
   Outcome out;
   out.parse = ParseTcp4(buf, len, &p);
-  if (out.parse != ParseResult::kOk) {
-    counters_.byParse[static_cast<size_t>(out.parse)].Add();
-    counters_.byAction[static_cast<size_t>(Action::kAccept)].Add();
-    return out;
-  }
-  out = config_.role == Role::kEntry ? ProcessEntry(p, csumNotReady, nowMs)
-                                     : ProcessServe(p, csumNotReady);
+  IcmpError icmp;
+  if (out.parse == ParseResult::kNotTcp && ParseIcmpError(buf, len, &icmp)) return Counted(ProcessIcmp(icmp, meta, nowMs));
+  if (out.parse != ParseResult::kOk) return Counted(out);
+  return Counted(config_.role == Role::kEntry ? ProcessEntry(p, meta.csumNotReady, nowMs) : ProcessServe(p, meta));
+}
+
+Outcome Engine::Counted(Outcome out) {
+  if (out.parse != ParseResult::kOk) counters_.byParse[static_cast<size_t>(out.parse)].Add();
   counters_.byAction[static_cast<size_t>(out.action)].Add();
   if (out.note != Note::kNone) counters_.byNote[static_cast<size_t>(out.note)].Add();
+  return out;
+}
+
+// A packet larger than the queue's copy (65,531 bytes: a GRO packet, BIG TCP,
+// a reassembled datagram): only its headers are here, so it cannot be
+// rewritten, and handed on unchanged the local stack would reset a forwarded
+// flow. Dropped when it belongs to another host (TCP sends it again, smaller),
+// passed on when it is this host's. The flow is not touched.
+Outcome Engine::Oversize(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_t nowMs) {
+  TcpPacket p;
+  Outcome out;
+  out.parse = ParseTcp4Headers(buf, len, meta.wireLength, &p);
+  if (out.parse != ParseResult::kOk) return out;
+  out.note = Note::kOversize;
+  if (config_.role == Role::kServe) {
+    const size_t peerPorts = config_.serviceAddr.size() * config_.servicePorts.size();
+    const bool peerPort = p.dport >= config_.peerPortBase && p.dport < config_.peerPortBase + peerPorts;
+    if (p.daddr == config_.clusterAddr[config_.self] && peerPort) out.action = Action::kDrop;
+    return out;
+  }
+  if (p.daddr != config_.serviceAddr[config_.self] || ServicePortIndex(p.dport) < 0) {
+    out.note = Note::kNotService;
+    return out;
+  }
+  const long idx = flows_.Find(FlowKey{p.saddr, p.daddr, p.sport, p.dport}, nowMs);
+  uint16_t target = config_.self;
+  if (idx >= 0) {
+    target = flows_.At(idx).state == FlowState::kPending ? kNoHost : flows_.At(idx).target;
+  } else if (config_.policy == Policy::kHash) {
+    target = HashTarget(p.saddr, p.sport);
+  }
+  out.target = target == kNoHost ? config_.self : target;
+  if (target != config_.self) out.action = Action::kDrop;
   return out;
 }
 
@@ -137,41 +207,80 @@ Outcome Engine::ProcessEntry(TcpPacket& p, bool csumNotReady, uint32_t nowMs) {
     return out;
   }
   const FlowKey key{p.saddr, p.daddr, p.sport, p.dport};
-  long idx = flows_.Find(key, nowMs);
-  if (idx >= 0) {
-    FlowEntry& e = flows_.At(idx);
-    if (e.state == FlowState::kPending) {
-      out.action = Action::kDrop;  // the first copy is still held; TCP retransmits
-      out.note = Note::kPendingDuplicate;
-      return out;
-    }
-    // A new connection reusing the 4-tuple of a closed one, or a SYN sent
-    // again towards a host that has gone since: decide afresh (otherwise the
-    // retransmissions would follow the dead host until synMs runs out).
-    const bool deadTarget = e.state == FlowState::kSynSeen && !IsLive(e.target);
-    if (p.IsSyn() && (e.state != FlowState::kSynSeen || deadTarget)) {
-      flows_.Erase(idx);
-      counters_.flowsClosed.Add();
-      return NewFlow(p, key, portIndex, csumNotReady, nowMs);
-    }
-    const uint16_t target = e.target;
-    if (p.Has(kTcpRst)) {
-      flows_.Erase(idx);
-      counters_.flowsClosed.Add();
-    } else {
-      flows_.Touch(idx, nowMs);
-      if (p.Has(kTcpFin)) {
-        if (e.state != FlowState::kClosing) flows_.SetState(idx, FlowState::kClosing);
-      } else if (e.state == FlowState::kSynSeen && !p.IsSyn()) {
-        flows_.SetState(idx, FlowState::kEstablished);
-      }
-    }
-    return Route(p, target, portIndex, csumNotReady);
+  const long idx = flows_.Find(key, nowMs);
+  if (idx < 0) return p.IsSyn() ? NewFlow(p, key, portIndex, csumNotReady, nowMs) : NoFlow(p, portIndex, csumNotReady);
+  const FlowEntry& e = flows_.At(idx);
+  if (e.state == FlowState::kPending) {
+    out.action = Action::kDrop;  // the first copy is still held; TCP retransmits
+    out.note = Note::kPendingDuplicate;
+    return out;
   }
-  if (p.IsSyn()) return NewFlow(p, key, portIndex, csumNotReady, nowMs);
-  // Mid-flow with no entry: the hash still names the host that got the SYN
-  // unless the table changed since; the load policy has nothing to go on, so
-  // the local stack answers (with a reset if it has no socket).
+  if (p.IsSyn()) return SynOnFlow(p, key, idx, portIndex, csumNotReady, nowMs);
+  // A client reusing the 4-tuple of a finished forwarded connection, whose SYN
+  // went around the engine (past queues.synLimit, or the entry queue full):
+  // the kernel served that SYN here, with a SYN cookie under a flood, so the
+  // connection has no socket yet that -m socket would find, and its first ACK
+  // lands here, nowhere near the old connection's sequence numbers. It is
+  // this host's; following the stale entry would send it to a host that
+  // resets it.
+  if ((e.state == FlowState::kClosing || e.state == FlowState::kReset) && e.target != config_.self &&
+      !p.Has(kTcpRst) && !InClientWindow(e.clientNext, p.seq)) {
+    flows_.Erase(idx);
+    out.note = Note::kReusedHere;
+    return out;
+  }
+  // Every other packet of the flow goes to its host, whatever it says: the
+  // serving host's stack decides what a RST or a stray segment means.
+  const uint16_t target = e.target;
+  Note note = Note::kNone;
+  if (p.Has(kTcpRst)) {
+    const bool plausible = TrackRst(flows_, idx, p, nowMs);
+    note = plausible ? Note::kRstInWindow : Note::kRstOutOfWindow;
+    if (plausible) counters_.flowsClosed.Add();
+  } else {
+    TrackSegment(flows_, idx, p, nowMs);
+  }
+  out = Route(p, target, portIndex, csumNotReady);
+  out.note = note;
+  return out;
+}
+
+// A SYN never takes a live connection elsewhere. It is decided afresh only
+// when the connection is over: after a plausible RST, or when its host is no
+// longer live (otherwise a SYN retransmitted towards a host that went down
+// would follow it until synMs runs out), or, while this host drains, when it
+// reuses the 4-tuple of a closing forwarded flow (a new connection, which a
+// draining host keeps).
+Outcome Engine::SynOnFlow(TcpPacket& p, const FlowKey& key, long index, int portIndex, bool csumNotReady,
+                          uint32_t nowMs) {
+  const FlowEntry& e = flows_.At(index);
+  const bool reuseWhileDraining = draining_ && e.state == FlowState::kClosing && e.target != config_.self;
+  if (e.state == FlowState::kReset || !IsLive(e.target) || reuseWhileDraining) {
+    flows_.Erase(index);
+    Outcome out = NewFlow(p, key, portIndex, csumNotReady, nowMs);
+    if (out.note == Note::kNone) out.note = Note::kSynRedecided;
+    return out;
+  }
+  const uint16_t target = e.target;
+  // kSynSeen: the client sends its SYN again. Anything later: a spoofed SYN,
+  // or (kClosing) the client reusing the 4-tuple, which the serving host's
+  // TIME_WAIT accepts; it answers the rest with a challenge ACK.
+  const Note note = e.state == FlowState::kSynSeen ? Note::kNone : Note::kSynOnFlow;
+  if (e.state == FlowState::kClosing) {
+    RearmForSyn(flows_, index, p, nowMs);
+  } else {
+    flows_.Touch(index, nowMs);
+  }
+  Outcome out = Route(p, target, portIndex, csumNotReady);
+  out.note = note;
+  return out;
+}
+
+// Mid-flow with no entry: the hash still names the host that got the SYN
+// unless the table changed since; the load policy has nothing to go on, so
+// the local stack answers (with a reset if it has no socket).
+Outcome Engine::NoFlow(TcpPacket& p, int portIndex, bool csumNotReady) {
+  Outcome out;
   if (config_.policy == Policy::kHash) {
     out = Route(p, HashTarget(p.saddr, p.sport), portIndex, csumNotReady);
     out.note = Note::kNoFlowHashed;
@@ -183,20 +292,22 @@ Outcome Engine::ProcessEntry(TcpPacket& p, bool csumNotReady, uint32_t nowMs) {
 
 Outcome Engine::NewFlow(TcpPacket& p, const FlowKey& key, int portIndex, bool csumNotReady,
                         uint32_t nowMs) {
+  const uint32_t clientNext = p.seq + 1;
   if (draining_) {
-    flows_.Insert(key, config_.self, FlowState::kSynSeen, nowMs);
+    flows_.Insert(key, config_.self, FlowState::kSynSeen, nowMs, clientNext);
     CountNewFlow(config_.self);
     Outcome out;
     out.note = Note::kDraining;
     return out;
   }
   if (config_.policy == Policy::kLoad) {
-    if (!flows_.Insert(key, config_.self, FlowState::kPending, nowMs)) {
+    const InsertResult r = flows_.Insert(key, config_.self, FlowState::kPending, nowMs, clientNext);
+    if (r != InsertResult::kOk) {
       // No room to remember a decision: serve it here, where the kernel's own
       // socket lookup keeps later packets local without us.
       CountNewFlow(config_.self);
       Outcome out;
-      out.note = Note::kTableFull;
+      out.note = NoteFor(r);
       return out;
     }
     Outcome out;
@@ -205,10 +316,10 @@ Outcome Engine::NewFlow(TcpPacket& p, const FlowKey& key, int portIndex, bool cs
     return out;
   }
   const uint16_t target = HashTarget(p.saddr, p.sport);
-  const bool stored = flows_.Insert(key, target, FlowState::kSynSeen, nowMs);
+  const InsertResult r = flows_.Insert(key, target, FlowState::kSynSeen, nowMs, clientNext);
   CountNewFlow(target);
   Outcome out = Route(p, target, portIndex, csumNotReady);
-  if (!stored) out.note = Note::kTableFull;
+  out.note = NoteFor(r);
   return out;
 }
 
@@ -235,15 +346,16 @@ Outcome Engine::Route(TcpPacket& p, uint16_t target, int portIndex, bool csumNot
   const size_t nPorts = config_.servicePorts.size();
   const uint16_t peerPort =
       static_cast<uint16_t>(config_.peerPortBase + config_.self * nPorts + portIndex);
+  // The TTL is set to 255 after the kernel's forwarding decrement (mangle
+  // POSTROUTING, lib/rules.ts): set here, it would leave at 254.
   Rewrite(p, config_.clusterAddr[target], peerPort, csumNotReady);
-  SetForwardTtl(p);
   out.action = Action::kForward;
   out.mangled = true;
   out.mark = config_.forwardMark;
   return out;
 }
 
-Outcome Engine::ProcessServe(TcpPacket& p, bool csumNotReady) {
+Outcome Engine::ProcessServe(TcpPacket& p, const PacketMeta& meta) {
   Outcome out;
   const size_t hosts = config_.serviceAddr.size();
   const size_t nPorts = config_.servicePorts.size();
@@ -260,25 +372,17 @@ Outcome Engine::ProcessServe(TcpPacket& p, bool csumNotReady) {
     out.note = Note::kBadOrigin;
     return out;
   }
-  Rewrite(p, config_.serviceAddr[origin], config_.servicePorts[k], csumNotReady);
+  out.note = CheckPeerMac(origin, meta.srcMac);
+  if (out.note != Note::kNone) {
+    out.action = Action::kDrop;
+    return out;
+  }
+  Rewrite(p, config_.serviceAddr[origin], config_.servicePorts[k], meta.csumNotReady);
   out.action = Action::kRestore;
   out.mangled = true;
   out.mark = config_.serveMark;
   out.target = static_cast<uint16_t>(origin);
   return out;
-}
-
-// The serving host accepts peer-port packets only with a TTL that no sender
-// more than `peers.routersBetween` routers away can produce (GTSM, RFC 5082):
-// a forwarded packet still carries the client's source address, so the source
-// cannot tell a peer's packet from an outsider's.
-void Engine::SetForwardTtl(TcpPacket& p) {
-  uint16_t before;
-  std::memcpy(&before, p.ip + 8, 2);  // TTL and protocol: one checksummed word
-  p.ip[8] = kForwardTtl;
-  uint16_t after;
-  std::memcpy(&after, p.ip + 8, 2);
-  ChecksumReplace16(p.ip + 10, before, after);
 }
 
 void Engine::Rewrite(TcpPacket& p, uint32_t daddr, uint16_t dport, bool csumNotReady) {
@@ -305,10 +409,11 @@ std::vector<uint32_t> Engine::ExportFlows(uint32_t nowMs) const {
   out.reserve(flows_.size() * kFlowWords);
   flows_.ForEach([&](const FlowEntry& e) {
     if (e.state == FlowState::kPending) return;
-    out.push_back(e.key.clientAddr);
-    out.push_back(e.key.serviceAddr);
-    out.push_back(static_cast<uint32_t>(e.key.clientPort) << 16 | e.key.servicePort);
+    out.push_back(e.clientAddr);
+    out.push_back(config_.serviceAddr[config_.self]);
+    out.push_back(static_cast<uint32_t>(e.clientPort) << 16 | e.servicePort);
     out.push_back(static_cast<uint32_t>(e.target) << 16 | static_cast<uint32_t>(e.state));
+    out.push_back(e.clientNext);
     out.push_back(nowMs - e.lastSeenMs);
   });
   return out;
@@ -321,18 +426,40 @@ size_t Engine::ImportFlows(const uint32_t* words, size_t count, uint32_t nowMs) 
                       static_cast<uint16_t>(words[i + 2] & 0xffff)};
     const uint16_t target = static_cast<uint16_t>(words[i + 3] >> 16);
     const uint32_t stateWord = words[i + 3] & 0xffff;
-    const uint32_t age = words[i + 4];
+    const uint32_t clientNext = words[i + 4];
+    const uint32_t age = words[i + 5];
     if (stateWord < static_cast<uint32_t>(FlowState::kSynSeen) || stateWord >= static_cast<uint32_t>(FlowState::kCount)) continue;
     if (target >= config_.serviceAddr.size() || config_.serviceAddr[target] == 0) continue;
     if (key.serviceAddr != config_.serviceAddr[config_.self] || ServicePortIndex(key.servicePort) < 0) continue;
     if (flows_.Find(key, nowMs) >= 0) continue;
     // Inserted with its age, so the usual timeouts (and the sweep) apply.
-    if (!flows_.Insert(key, target, static_cast<FlowState>(stateWord), nowMs - age)) continue;
+    // (A flow on probation comes back without its first ACK number: the
+    // next ACK then counts as progress.)
+    if (flows_.Insert(key, target, static_cast<FlowState>(stateWord), nowMs - age, clientNext) != InsertResult::kOk) continue;
     const long idx = flows_.Find(key, nowMs);  // drops it again if it has expired
     if (idx >= 0) ++taken;
   }
   PublishFlowCounts();
   return taken;
+}
+
+// The rules already required an entry host's TTL (GTSM); on one segment
+// anyone can send that, but a packet also carries the sender's MAC, which a
+// host on the segment cannot forge past a switch that checks (and most do
+// not bother to forge). Before a peer's MAC is known its packets are dropped:
+// the daemon reads the neighbour table when the peer comes up, and TCP sends
+// anything dropped meanwhile again.
+Note Engine::CheckPeerMac(size_t origin, const uint8_t* srcMac) const {
+  if (!config_.checkPeerMacs) return Note::kNone;
+  const size_t at = origin * 6;
+  static const uint8_t kZero[6] = {};
+  if (at + 6 > peerMacs_.size() || std::memcmp(peerMacs_.data() + at, kZero, 6) == 0) return Note::kPeerMacUnknown;
+  if (srcMac == nullptr || std::memcmp(srcMac, peerMacs_.data() + at, 6) != 0) return Note::kBadPeerMac;
+  return Note::kNone;
+}
+
+void Engine::SetPeerMacs(const std::vector<uint8_t>& macs) {
+  peerMacs_.assign(macs.begin(), macs.begin() + std::min(macs.size(), config_.serviceAddr.size() * 6));
 }
 
 void Engine::SetLookupTable(std::shared_ptr<const LookupTable> table) {

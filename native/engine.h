@@ -9,18 +9,14 @@
 #include <vector>
 
 #include "flow_table.h"
+#include "icmp.h"
 #include "packet.h"
+#include "siphash.h"
 
 namespace dpr {
 
 enum class Role : uint8_t { kEntry, kServe };
 
-// Host ids are 0..255 (lib/config-schema.ts): counters by host are sized for
-// all of them, so a reload that adds a host never resizes what other threads read.
-constexpr size_t kMaxHosts = 256;
-
-// TTL of a rewritten packet as the entry host hands it back to the kernel.
-constexpr uint8_t kForwardTtl = 255;
 enum class Policy : uint8_t { kHash, kLoad };
 
 struct EngineConfig {
@@ -34,9 +30,22 @@ struct EngineConfig {
   uint16_t peerPortBase = 0;
   uint32_t forwardMark = 0;  // on rewritten entry packets: the chain untracks and accepts them
   uint32_t serveMark = 0;    // on restored packets at the serving host: the nat rule DNATs them
+  // Serve role, one L2 segment between the hosts (peers.routersBetween 0): a
+  // peer-port packet must come from the MAC address of the host its peer
+  // port names (SetPeerMacs); a forged TTL alone is not enough then.
+  bool checkPeerMacs = false;
+  // Routers between peers (peers.routersBetween): a peer's forwarded ICMP
+  // error must arrive with TTL > 254 - this (GTSM), as forwarded segments do.
+  uint8_t routersBetween = 0;
   size_t maxFlows = 1 << 20;
   size_t maxEmbryonic = 1 << 18;
   FlowTimeouts timeouts;
+  // Maglev slot hash: the same key on every host (they must agree). Zero: a
+  // random one (a host on its own).
+  SipKey hashKey;
+  // Flow-table hash: zero (the daemon) means a random key per start; tests
+  // and the fuzzer fix one.
+  SipKey flowKey;
 };
 
 enum class Action : uint8_t {
@@ -61,6 +70,21 @@ enum class Note : uint8_t {
   kTableFull,     // entry: a new flow found no room; routed without an entry
   kPendingDuplicate,
   kDraining,      // entry: a new flow served locally because this host drains
+  kProbeLimit,    // entry: a new flow's probe run would pass the bound; routed without an entry
+  kRstInWindow,   // entry: a RST near the client's next sequence number; the flow waits in kReset
+  kRstOutOfWindow,  // entry: a RST nowhere near it (a blind guess); the flow is left as it was
+  kSynOnFlow,     // entry: a SYN on a live flow went to its host, not decided again
+  kSynRedecided,  // entry: a SYN after a plausible RST, or towards a host no longer live: decided afresh
+  kPeerMacUnknown,  // serve: dropped, the MAC of the host its peer port names is not known (yet)
+  kBadPeerMac,      // serve: dropped, it did not come from the MAC of the host its peer port names
+  kIcmpForwarded,   // entry: an ICMP error about a forwarded flow, handed on to its serving host
+  kIcmpLocal,       // an ICMP error about a flow served here: for the local stack
+  kIcmpNoFlow,      // entry: an ICMP error about no flow in the table: for the local stack
+  kIcmpRestored,    // an ICMP error a peer forwarded: its destination put back to the peer's service address
+  kIcmpNotOurs,     // an ICMP error quoting no service address and port of the cluster, or not from a peer: unchanged
+  kOversize,        // larger than the queue's copy (GRO, reassembly): dropped if it goes to another host, else for the local stack
+  kReusedHere,      // entry: a new connection on the 4-tuple of a closing or reset forwarded flow whose SYN went
+                    // around the engine (SYN limit, full queue): served here; the stale entry is dropped
   kCount
 };
 
@@ -74,6 +98,13 @@ struct Outcome {
   uint32_t mark = 0;
   uint16_t target = 0;
   FlowKey key{};  // valid when action == kDefer
+};
+
+// What the queue knows of a packet besides its bytes.
+struct PacketMeta {
+  bool csumNotReady = false;        // NFQA_SKB_CSUMNOTREADY: the TCP checksum holds only the pseudo-header sum
+  uint32_t wireLength = 0;          // NFQA_CAP_LEN: the real length when the copy was cut short; 0: whole
+  const uint8_t* srcMac = nullptr;  // NFQA_HWADDR: 6 bytes, when the packet came over Ethernet
 };
 
 // Single-writer counters: the owning thread writes with relaxed load+store
@@ -96,7 +127,7 @@ struct EngineCounters {
   Counter csumFull;         // full TCP recomputes (partial checksum from the kernel)
   Counter csumIncremental;  // RFC 1624 updates
   Counter flowsExpired;
-  Counter flowsClosed;      // removed on RST
+  Counter flowsClosed;      // moved to kReset by a plausible RST
   std::atomic<uint64_t> flowsByState[static_cast<size_t>(FlowState::kCount)] = {};
   std::atomic<uint64_t> remoteFlowsByState[static_cast<size_t>(FlowState::kCount)] = {};
 };
@@ -106,12 +137,16 @@ using LookupTable = std::vector<uint16_t>;
 
 class Engine {
  public:
+  // At most this many host ids (a flow entry holds the target in a byte).
+  static constexpr size_t kMaxHosts = 256;
+  static constexpr uint16_t kNoHost = 0xffff;
+
   explicit Engine(EngineConfig config);
 
   // Decide what to do with one packet; may rewrite it in place.
-  Outcome Process(uint8_t* buf, size_t len, bool csumNotReady, uint32_t nowMs);
+  Outcome Process(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_t nowMs);
   // Process a packet that was deferred and counted once already.
-  Outcome Replay(uint8_t* buf, size_t len, bool csumNotReady, uint32_t nowMs);
+  Outcome Replay(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_t nowMs);
 
   // The policy's answer for a deferred flow: install it. Processing the held
   // packet again then applies it. False when the flow is gone (expired).
@@ -119,8 +154,9 @@ class Engine {
 
   // The flow table as words, kFlowWords per flow, for a restart to pick up:
   // clientAddr, serviceAddr (network order), clientPort << 16 | servicePort,
-  // target << 16 | state, age in ms. Pending flows are left out.
-  static constexpr size_t kFlowWords = 5;
+  // target << 16 | state, the client's next sequence number, age in ms.
+  // Pending flows are left out.
+  static constexpr size_t kFlowWords = 6;
   std::vector<uint32_t> ExportFlows(uint32_t nowMs) const;
   // Re-inserts exported flows; skips any that do not fit this host's
   // configuration or have expired. Returns how many were taken.
@@ -135,7 +171,11 @@ class Engine {
   // Why SetHosts would refuse these lists for `config`, or null.
   static const char* HostsProblem(const EngineConfig& config, const std::vector<uint32_t>& serviceAddr,
                                   const std::vector<uint32_t>& clusterAddr);
+  // Serve role: the MAC address of each host id, 6 bytes each (zeros: not
+  // known); shorter lists leave the rest unknown.
+  void SetPeerMacs(const std::vector<uint8_t>& macs);
   void SetDraining(bool draining) { draining_ = draining; }
+  bool draining() const { return draining_; }
   size_t Sweep(size_t budget, uint32_t nowMs);
 
   const EngineConfig& config() const { return config_; }
@@ -146,23 +186,35 @@ class Engine {
   uint16_t HashTarget(uint32_t clientAddr, uint16_t clientPort) const;
 
  private:
-  Outcome Decide(uint8_t* buf, size_t len, bool csumNotReady, uint32_t nowMs);
+  Outcome Decide(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_t nowMs);
   Outcome ProcessEntry(TcpPacket& p, bool csumNotReady, uint32_t nowMs);
-  Outcome ProcessServe(TcpPacket& p, bool csumNotReady);
+  Outcome ProcessServe(TcpPacket& p, const PacketMeta& meta);
+  Outcome ProcessIcmp(IcmpError& m, const PacketMeta& meta, uint32_t nowMs);
+  Outcome Oversize(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_t nowMs);
+  Outcome Counted(Outcome out);
+  Outcome IcmpAboutOwnSegment(IcmpError& m, uint32_t nowMs);
+  Outcome IcmpFromPeer(IcmpError& m, size_t origin, const PacketMeta& meta);
+  int HostOfServiceAddr(uint32_t addr) const;
+  Note CheckPeerMac(size_t origin, const uint8_t* srcMac) const;
   Outcome NewFlow(TcpPacket& p, const FlowKey& key, int portIndex, bool csumNotReady, uint32_t nowMs);
+  Outcome SynOnFlow(TcpPacket& p, const FlowKey& key, long index, int portIndex, bool csumNotReady, uint32_t nowMs);
+  Outcome NoFlow(TcpPacket& p, int portIndex, bool csumNotReady);
   Outcome Route(TcpPacket& p, uint16_t target, int portIndex, bool csumNotReady);
+  static EngineConfig Validated(EngineConfig config);
+  static Note NoteFor(InsertResult r);
   int ServicePortIndex(uint16_t port) const;
   void Rewrite(TcpPacket& p, uint32_t daddr, uint16_t dport, bool csumNotReady);
-  void SetForwardTtl(TcpPacket& p);
   void PublishFlowCounts();
   void CountNewFlow(uint16_t target);
 
   EngineConfig config_;
+  SipKey hashKey_;
   FlowTable flows_;
   std::shared_ptr<const LookupTable> lookup_;
   std::vector<bool> live_;  // by host id; empty: no table yet, all count as live
   bool IsLive(uint16_t host) const { return live_.empty() || (host < live_.size() && live_[host]); }
   bool draining_ = false;
+  std::vector<uint8_t> peerMacs_;  // 6 bytes per host id
   EngineCounters counters_;
 };
 

@@ -23,6 +23,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                         InstanceMethod<&EngineWrap::Resolve>("resolve"),
                         InstanceMethod<&EngineWrap::SetLookupTable>("setLookupTable"),
                         InstanceMethod<&EngineWrap::SetDraining>("setDraining"),
+                        InstanceMethod<&EngineWrap::SetPeerMacs>("setPeerMacs"),
                         InstanceMethod<&EngineWrap::HashTarget>("hashTarget"),
                         InstanceMethod<&EngineWrap::Sweep>("sweep"),
                         InstanceMethod<&EngineWrap::Stats>("stats"),
@@ -51,9 +52,23 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       ThrowError(env, "EINVAL", 0, "process(bytes): bytes must be a Uint8Array");
     }
     auto bytes = info[0].As<Napi::Uint8Array>();
-    const bool csumNotReady = info[1].ToBoolean();
+    PacketMeta meta;
+    meta.csumNotReady = info[1].ToBoolean();
     const uint32_t now = info[2].IsNumber() ? info[2].As<Napi::Number>().Uint32Value() : 0;
-    const Outcome o = engine_->Process(bytes.Data(), bytes.ElementLength(), csumNotReady, now);
+    // process(bytes, csumNotReady, nowMs, {wireLength?, srcMac?}): what the queue reads from the kernel.
+    if (info[3].IsObject()) {
+      const Napi::Object m = info[3].As<Napi::Object>();
+      if (m.Get("wireLength").IsNumber()) meta.wireLength = m.Get("wireLength").As<Napi::Number>().Uint32Value();
+      const Napi::Value mac = m.Get("srcMac");
+      if (!mac.IsUndefined()) {
+        if (!mac.IsTypedArray() || mac.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
+            mac.As<Napi::Uint8Array>().ElementLength() != 6) {
+          ThrowError(env, "EINVAL", 0, "process(): meta.srcMac must be a 6-byte Uint8Array");
+        }
+        meta.srcMac = mac.As<Napi::Uint8Array>().Data();
+      }
+    }
+    const Outcome o = engine_->Process(bytes.Data(), bytes.ElementLength(), meta, now);
     return OutcomeObject(env, o);
   }
 
@@ -75,6 +90,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   }
 
   void SetDraining(const Napi::CallbackInfo& info) { engine_->SetDraining(info[0].ToBoolean()); }
+
+  void SetPeerMacs(const Napi::CallbackInfo& info) { engine_->SetPeerMacs(ReadMacs(info.Env(), info[0])); }
 
   Napi::Value HashTarget(const Napi::CallbackInfo& info) {
     const uint16_t t = engine_->HashTarget(htonl(info[0].As<Napi::Number>().Uint32Value()),
@@ -117,6 +134,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     o.Set("capacity", Napi::Number::New(env, static_cast<double>(f.capacity())));
     o.Set("maxFlows", Napi::Number::New(env, static_cast<double>(f.maxFlows())));
     o.Set("entryBytes", Napi::Number::New(env, static_cast<double>(sizeof(FlowEntry))));
+    o.Set("longestProbe", Napi::Number::New(env, static_cast<double>(f.LongestProbe())));
     o.Set("bytesPerFlowAtMax", Napi::Number::New(env, static_cast<double>(f.BytesPerFlowAtMax())));
     return o;
   }

@@ -1,5 +1,7 @@
 #include "flow_table.h"
 
+#include <arpa/inet.h>
+
 #include <cstring>
 #include <stdexcept>
 
@@ -12,13 +14,15 @@ const char* FlowStateName(FlowState s) {
     case FlowState::kSynSeen: return "syn";
     case FlowState::kEstablished: return "established";
     case FlowState::kClosing: return "closing";
+    case FlowState::kProbation: return "probation";
+    case FlowState::kReset: return "reset";
     case FlowState::kCount: break;
   }
   return "unknown";
 }
 
-FlowTable::FlowTable(size_t maxFlows, size_t maxEmbryonic, FlowTimeouts timeouts)
-    : maxFlows_(maxFlows), maxEmbryonic_(maxEmbryonic), timeouts_(timeouts) {
+FlowTable::FlowTable(size_t maxFlows, size_t maxEmbryonic, FlowTimeouts timeouts, uint32_t serviceAddr, SipKey key)
+    : maxFlows_(maxFlows), maxEmbryonic_(maxEmbryonic), timeouts_(timeouts), serviceAddr_(serviceAddr), key_(key) {
   if (maxFlows == 0) throw std::invalid_argument("flow table size must be > 0");
   // Smallest power of two that keeps the load factor at or under 3/4.
   size_t cap = 16;
@@ -28,9 +32,14 @@ FlowTable::FlowTable(size_t maxFlows, size_t maxEmbryonic, FlowTimeouts timeouts
 }
 
 size_t FlowTable::Home(const FlowKey& key) const {
-  const uint64_t a = (static_cast<uint64_t>(key.clientAddr) << 32) | key.serviceAddr;
-  const uint64_t b = (static_cast<uint64_t>(key.clientPort) << 16) | key.servicePort;
-  return static_cast<size_t>(Mix64(a ^ Mix64(b))) & mask_;
+  // The service address is the same for every entry: only the rest is hashed.
+  uint8_t in[8];
+  const uint16_t cport = htons(key.clientPort);
+  const uint16_t sport = htons(key.servicePort);
+  std::memcpy(in, &key.clientAddr, 4);
+  std::memcpy(in + 4, &cport, 2);
+  std::memcpy(in + 6, &sport, 2);
+  return static_cast<size_t>(SipHash24(key_, in, sizeof in)) & mask_;
 }
 
 bool FlowTable::Expired(const FlowEntry& e, uint32_t nowMs) const {
@@ -38,18 +47,23 @@ bool FlowTable::Expired(const FlowEntry& e, uint32_t nowMs) const {
   switch (e.state) {
     case FlowState::kPending: limit = timeouts_.pendingMs; break;
     case FlowState::kSynSeen: limit = timeouts_.synMs; break;
+    case FlowState::kProbation: limit = timeouts_.probationMs; break;
     case FlowState::kEstablished: limit = timeouts_.establishedMs; break;
     case FlowState::kClosing: limit = timeouts_.closingMs; break;
+    case FlowState::kReset: limit = timeouts_.resetMs; break;
     default: return false;
   }
   return static_cast<int32_t>(nowMs - e.lastSeenMs) > static_cast<int32_t>(limit);
 }
 
 long FlowTable::Find(const FlowKey& key, uint32_t nowMs) {
-  for (size_t i = Home(key);; i = (i + 1) & mask_) {
+  if (key.serviceAddr != serviceAddr_) return -1;
+  size_t i = Home(key);
+  for (size_t d = 0; d < kMaxProbe; ++d, i = Next(i)) {
     FlowEntry& e = slots_[i];
-    if (e.state == FlowState::kFree) return -1;
-    if (e.key == key) {
+    // Robin Hood order: past an entry nearer its home than we are, the key is absent.
+    if (e.state == FlowState::kFree || e.probe < d) return -1;
+    if (Holds(e, key)) {
       if (Expired(e, nowMs)) {
         Erase(static_cast<long>(i));
         ++expired_;
@@ -58,22 +72,40 @@ long FlowTable::Find(const FlowKey& key, uint32_t nowMs) {
       return static_cast<long>(i);
     }
   }
+  return -1;
 }
 
-bool FlowTable::Insert(const FlowKey& key, uint16_t target, FlowState state, uint32_t nowMs) {
-  if (size_ >= maxFlows_) return false;
-  if (IsEmbryonic(state) &&
-      byState_[static_cast<size_t>(FlowState::kPending)] +
-              byState_[static_cast<size_t>(FlowState::kSynSeen)] >=
-          maxEmbryonic_) {
-    return false;
+InsertResult FlowTable::Insert(const FlowKey& key, uint16_t target, FlowState state, uint32_t nowMs,
+                               uint32_t clientNext) {
+  if (size_ >= maxFlows_ || key.serviceAddr != serviceAddr_) return InsertResult::kFull;
+  if (IsEmbryonic(state) && Embryonic() >= maxEmbryonic_) return InsertResult::kEmbryonicFull;
+  // Where it goes: the first free slot, or the first entry nearer its home
+  // than the new one would be. From there to the next free slot every entry
+  // moves one slot on, so none of them may be at the bound already.
+  size_t at = Home(key);
+  size_t d = 0;
+  for (; slots_[at].state != FlowState::kFree && slots_[at].probe >= d; ++d, at = Next(at)) {
+    if (d + 1 >= kMaxProbe) {
+      ++probeLimited_;
+      return InsertResult::kProbeLimit;
+    }
   }
-  size_t i = Home(key);
-  while (slots_[i].state != FlowState::kFree) i = (i + 1) & mask_;
-  slots_[i] = FlowEntry{key, nowMs, target, state, 0};
+  size_t end = at;
+  for (; slots_[end].state != FlowState::kFree; end = Next(end)) {
+    if (slots_[end].probe + 1u >= kMaxProbe) {
+      ++probeLimited_;
+      return InsertResult::kProbeLimit;
+    }
+  }
+  for (size_t j = end; j != at; j = Prev(j)) {
+    slots_[j] = slots_[Prev(j)];
+    ++slots_[j].probe;
+  }
+  slots_[at] = FlowEntry{key.clientAddr, key.clientPort, key.servicePort, nowMs, clientNext, 0,
+                         static_cast<uint8_t>(target), state, static_cast<uint8_t>(d), 0};
   ++size_;
-  Count(slots_[i], +1);
-  return true;
+  Count(slots_[at], +1);
+  return InsertResult::kOk;
 }
 
 void FlowTable::SetState(long index, FlowState state) {
@@ -87,15 +119,12 @@ void FlowTable::Erase(long index) {
   size_t hole = static_cast<size_t>(index);
   Count(slots_[hole], -1);
   --size_;
-  // Backward shift: pull later members of the probe run into the hole when the
-  // hole lies between their home slot and where they sit.
-  for (size_t j = (hole + 1) & mask_; slots_[j].state != FlowState::kFree; j = (j + 1) & mask_) {
-    const size_t home = Home(slots_[j].key);
-    const bool movable = ((j - home) & mask_) >= ((j - hole) & mask_);
-    if (movable) {
-      slots_[hole] = slots_[j];
-      hole = j;
-    }
+  // Backward shift: the rest of the run moves one slot nearer home, up to an
+  // entry that is at home already (or a free slot).
+  for (size_t j = Next(hole); slots_[j].state != FlowState::kFree && slots_[j].probe > 0; j = Next(j)) {
+    slots_[hole] = slots_[j];
+    --slots_[hole].probe;
+    hole = j;
   }
   slots_[hole] = FlowEntry{};
 }
@@ -111,9 +140,38 @@ size_t FlowTable::Sweep(size_t budget, uint32_t nowMs) {
       ++expired_;
       continue;  // the slot may now hold a shifted entry: look at it again
     }
-    sweepHand_ = (sweepHand_ + 1) & mask_;
+    sweepHand_ = Next(sweepHand_);
   }
   return removed;
+}
+
+size_t FlowTable::LongestProbe() const {
+  size_t longest = 0;
+  for (const FlowEntry& e : slots_) {
+    if (e.state != FlowState::kFree && e.probe > longest) longest = e.probe;
+  }
+  return longest;
+}
+
+bool FlowTable::Verify() const {
+  size_t live = 0;
+  size_t byState[static_cast<size_t>(FlowState::kCount)] = {};
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    const FlowEntry& e = slots_[i];
+    if (e.state == FlowState::kFree) continue;
+    if (static_cast<size_t>(e.state) >= static_cast<size_t>(FlowState::kCount)) return false;
+    ++live;
+    ++byState[static_cast<size_t>(e.state)];
+    if (e.probe >= kMaxProbe || ((i - Home(KeyOf(e))) & mask_) != e.probe) return false;
+    // The run is unbroken back to home, and in Robin Hood order.
+    const FlowEntry& before = slots_[Prev(i)];
+    if (e.probe > 0 && (before.state == FlowState::kFree || before.probe + 1u < e.probe)) return false;
+  }
+  if (live != size_) return false;
+  for (size_t s = 1; s < static_cast<size_t>(FlowState::kCount); ++s) {
+    if (byState[s] != byState_[s]) return false;
+  }
+  return true;
 }
 
 }  // namespace dpr

@@ -8,6 +8,8 @@ namespace {
 
 uint16_t Load16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
 
+uint32_t Load32(const uint8_t* p) { return static_cast<uint32_t>(Load16(p)) << 16 | Load16(p + 2); }
+
 void Store16(uint8_t* p, uint16_t v) {
   p[0] = static_cast<uint8_t>(v >> 8);
   p[1] = static_cast<uint8_t>(v);
@@ -31,7 +33,9 @@ const char* ParseResultName(ParseResult r) {
   return "unknown";
 }
 
-ParseResult ParseTcp4(uint8_t* buf, size_t len, TcpPacket* out) {
+ParseResult ParseTcp4(uint8_t* buf, size_t len, TcpPacket* out) { return ParseTcp4Headers(buf, len, len, out); }
+
+ParseResult ParseTcp4Headers(uint8_t* buf, size_t len, size_t wireLength, TcpPacket* out) {
   if (buf == nullptr || len < 20) return ParseResult::kTruncatedIp;
   if ((buf[0] >> 4) != 4) return ParseResult::kNotIpv4;
   const size_t ihl = static_cast<size_t>(buf[0] & 0x0f) * 4;
@@ -40,14 +44,14 @@ ParseResult ParseTcp4(uint8_t* buf, size_t len, TcpPacket* out) {
   if (total < ihl) return ParseResult::kBadTotalLength;
   // A total length beyond what we were given means the copy was cut short:
   // rewriting it would hand the kernel a packet with a wrong checksum.
-  if (total > len) return ParseResult::kTruncatedIp;
+  if (total > wireLength) return ParseResult::kTruncatedIp;
   const uint16_t frag = Load16(buf + 6);
   if ((frag & 0x3fff) != 0) return ParseResult::kFragment;  // MF or offset
   if (buf[9] != 6) return ParseResult::kNotTcp;
-  if (total - ihl < 20) return ParseResult::kTruncatedTcp;
+  if (total - ihl < 20 || ihl + 20 > len) return ParseResult::kTruncatedTcp;
   uint8_t* tcp = buf + ihl;
   const size_t doff = static_cast<size_t>(tcp[12] >> 4) * 4;
-  if (doff < 20 || doff > total - ihl) return ParseResult::kBadTcpOffset;
+  if (doff < 20 || doff > total - ihl || ihl + doff > len) return ParseResult::kBadTcpOffset;
 
   out->ip = buf;
   out->ipLength = total;
@@ -58,6 +62,9 @@ ParseResult ParseTcp4(uint8_t* buf, size_t len, TcpPacket* out) {
   out->sport = Load16(tcp);
   out->dport = Load16(tcp + 2);
   out->flags = tcp[13];
+  out->seq = Load32(tcp + 4);
+  out->ack = Load32(tcp + 8);
+  out->tcpHeaderLength = doff;
   return ParseResult::kOk;
 }
 

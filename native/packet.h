@@ -42,12 +42,22 @@ struct TcpPacket {
   uint16_t sport = 0;
   uint16_t dport = 0;
   uint8_t flags = 0;
+  uint32_t seq = 0;          // host order
+  uint32_t ack = 0;          // host order
+  size_t tcpHeaderLength = 0; // data offset * 4
 
   bool IsSyn() const { return (flags & (kTcpSyn | kTcpAck | kTcpRst)) == kTcpSyn; }
   bool Has(uint8_t f) const { return (flags & f) != 0; }
+  size_t PayloadLength() const { return ipLength - ipHeaderLength - tcpHeaderLength; }
 };
 
 ParseResult ParseTcp4(uint8_t* buf, size_t len, TcpPacket* out);
+
+// The same for a packet the queue holds only the first `len` bytes of (its
+// real length is `wireLength`, NFQA_CAP_LEN): the headers must lie within
+// `len`, the total length is checked against `wireLength`. Nothing may be
+// rewritten from such a parse: the rest of the packet is not here.
+ParseResult ParseTcp4Headers(uint8_t* buf, size_t len, size_t wireLength, TcpPacket* out);
 
 // Field writers used by the rewrite; they keep no checksum up to date.
 void SetDestination(TcpPacket* p, uint32_t daddr, uint16_t dport);

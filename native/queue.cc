@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -24,31 +25,42 @@ namespace dpr {
 
 namespace {
 
-// Room for one verdict message besides its payload: headers and attributes.
-constexpr size_t kVerdictOverhead = 128;
-// netlink_sendmsg refuses messages larger than the socket's send buffer; we
-// force the buffer past this and flush before a batch grows beyond it.
-constexpr size_t kSendBufBytes = 1 << 20;
 constexpr size_t kRecvBufBytes = 0xffff + 4096;
-constexpr size_t kSweepPerLoop = 256;
+// A receive round ends after this many full batches or this long, whichever
+// comes first, and housekeeping runs: at 64 packets a batch and ~1-2 µs a
+// packet, about 1-2 ms.
+constexpr unsigned kMaxBatchesPerRound = 16;
+constexpr uint64_t kRoundBudgetUs = 2000;
+// The sweep visits the whole table once in this long, in slices; it is what
+// takes expired flows out of the counts (drain waits on them).
+constexpr uint64_t kSweepPeriodMs = 15000;
+// With flows to sweep, an idle thread wakes this often (no more); with none
+// and nothing held, it sleeps until a packet or a control message.
+constexpr int kIdleTickMs = 250;
+constexpr int kShutdownBatches = 64;
 
-std::string ErrnoText(const char* what, int err) {
-  return std::string(what) + ": " + std::strerror(err);
+uint64_t MonotonicUs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000ULL + static_cast<uint64_t>(ts.tv_nsec) / 1000;
 }
 
 }  // namespace
 
-uint32_t MonotonicMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint32_t>(ts.tv_sec * 1000ULL + ts.tv_nsec / 1000000);
-}
+uint32_t MonotonicMs() { return static_cast<uint32_t>(MonotonicUs() / 1000); }
 
 Queue::Queue(QueueOptions options, EngineConfig engine, DecisionSink sink)
     : options_(options), fixed_(engine), engine_(std::move(engine)), sink_(std::move(sink)) {
   if (options_.batchSize == 0 || options_.batchSize > 1024) {
     throw QueueError("EINVAL", EINVAL, "batchSize must be within 1..1024");
   }
+  if (options_.flowsQueueNum == options_.queueNum) {
+    throw QueueError("EINVAL", EINVAL, "the flows queue must differ from the queue");
+  }
+  if (options_.flowsQueueNum >= 0 && engine_.config().role != Role::kEntry) {
+    throw QueueError("EINVAL", EINVAL, "only an entry queue has a flows queue");
+  }
+  ownMarkBits_ = engine_.config().forwardMark | engine_.config().serveMark;
 }
 
 Queue::~Queue() { Stop(); }
@@ -56,118 +68,23 @@ Queue::~Queue() { Stop(); }
 void Queue::Start() {
   if (running_.load()) throw QueueError("EALREADY", EALREADY, "queue already started");
   recvBufs_.assign(options_.batchSize, std::vector<uint8_t>(kRecvBufBytes));
-  sendBuf_.assign(kSendBufBytes, 0);
-  sendLen_ = 0;
-  Bind();
-  stopping_ = false;
-  running_ = true;
-  thread_ = std::thread([this] { Run(); });
-}
-
-void Queue::Bind() {
-  fd_ = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
-  if (fd_ < 0) throw QueueError("ESOCKET", errno, ErrnoText("socket(AF_NETLINK, NETLINK_NETFILTER)", errno));
-  sockaddr_nl local{};
-  local.nl_family = AF_NETLINK;
-  socklen_t alen = sizeof local;
-  if (bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof local) < 0 ||
-      getsockname(fd_, reinterpret_cast<sockaddr*>(&local), &alen) < 0) {
-    const int err = errno;
-    close(fd_);
-    fd_ = -1;
-    throw QueueError("EBIND", err, ErrnoText("bind netlink socket", err));
-  }
-  portId_ = local.nl_pid;
-  // A big receive buffer absorbs bursts; FORCE needs CAP_NET_ADMIN, which we
-  // need anyway for the queue, and falls back to the capped option.
-  int rcv = static_cast<int>(options_.rcvBufBytes);
-  if (setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof rcv) < 0) {
-    setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
-  }
-  int snd = static_cast<int>(kSendBufBytes * 2);
-  if (setsockopt(fd_, SOL_SOCKET, SO_SNDBUFFORCE, &snd, sizeof snd) < 0) {
-    setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &snd, sizeof snd);
-  }
-  // Overflow is the kernel's business (fail-open); it should not turn every
-  // later recv into an error.
-  int one = 1;
-  setsockopt(fd_, SOL_NETLINK, NETLINK_NO_ENOBUFS, &one, sizeof one);
-
+  recvMsgs_.assign(options_.batchSize, mmsghdr{});
+  recvIovs_.assign(options_.batchSize, iovec{});
   wakeFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (wakeFd_ < 0) {
-    const int err = errno;
-    close(fd_);
-    fd_ = -1;
-    throw QueueError("EEVENTFD", err, ErrnoText("eventfd", err));
-  }
-
+  if (wakeFd_ < 0) throw QueueError("EEVENTFD", errno, std::string("eventfd: ") + std::strerror(errno));
+  std::vector<QueueBinding> queues{{options_.queueNum, true}};
+  if (options_.flowsQueueNum >= 0) queues.push_back({static_cast<uint16_t>(options_.flowsQueueNum), false});
   try {
-    SendConfig("bind queue", [](nlmsghdr* nlh, const Queue*) {
-      nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_BIND);
-    });
-    SendConfig("set copy mode", [](nlmsghdr* nlh, const Queue*) {
-      nfq_nlmsg_cfg_put_params(nlh, NFQNL_COPY_PACKET, 0xffff);
-    });
-    SendConfig("set queue length", [](nlmsghdr* nlh, const Queue* q) {
-      nfq_nlmsg_cfg_put_qmaxlen(nlh, q->options_.maxLen);
-    });
-    SendConfig("set fail-open and GSO flags", [](nlmsghdr* nlh, const Queue*) {
-      const uint32_t flags = NFQA_CFG_F_FAIL_OPEN | NFQA_CFG_F_GSO;
-      mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(flags));
-      mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(flags));
-    });
+    nfq_.Open(queues, options_.maxLen, options_.rcvBufBytes, options_.sndBufBytes);
   } catch (...) {
-    close(fd_);
     close(wakeFd_);
-    fd_ = wakeFd_ = -1;
+    wakeFd_ = -1;
     throw;
   }
-}
-
-// Send one configuration message and wait for its acknowledgement. Packets that
-// arrive meanwhile are accepted unchanged: we are not ready to route them.
-void Queue::SendConfig(const char* step, void (*fill)(nlmsghdr*, const Queue*)) {
-  std::vector<uint8_t> buf(MNL_SOCKET_BUFFER_SIZE);
-  nlmsghdr* nlh = nfq_nlmsg_put(reinterpret_cast<char*>(buf.data()), NFQNL_MSG_CONFIG, options_.queueNum);
-  nlh->nlmsg_flags |= NLM_F_ACK;
-  nlh->nlmsg_seq = ++seq_;
-  fill(nlh, this);
-  sockaddr_nl kernel{};
-  kernel.nl_family = AF_NETLINK;
-  if (sendto(fd_, nlh, nlh->nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0) {
-    throw QueueError("ECONFIG", errno, ErrnoText(step, errno));
-  }
-  std::vector<uint8_t>& rb = recvBufs_[0];
-  for (;;) {
-    const ssize_t n = recv(fd_, rb.data(), rb.size(), 0);
-    if (n < 0) {
-      if (errno == EINTR || errno == ENOBUFS) continue;
-      throw QueueError("ECONFIG", errno, ErrnoText(step, errno));
-    }
-    int len = static_cast<int>(n);
-    for (auto* m = reinterpret_cast<nlmsghdr*>(rb.data()); mnl_nlmsg_ok(m, len); m = mnl_nlmsg_next(m, &len)) {
-      if (m->nlmsg_type == NLMSG_ERROR && m->nlmsg_seq == seq_) {
-        const auto* e = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(m));
-        if (e->error != 0) {
-          const int err = -e->error;
-          const std::string hint = err == EPERM ? " (needs CAP_NET_ADMIN)"
-                                   : err == EBUSY ? " (another process holds this queue number)"
-                                                  : "";
-          throw QueueError("ECONFIG", err, ErrnoText(step, err) + hint);
-        }
-        FlushVerdicts();
-        return;
-      }
-      if ((m->nlmsg_type & 0xff) == NFQNL_MSG_PACKET) {
-        nlattr* attr[NFQA_MAX + 1] = {};
-        if (nfq_nlmsg_parse(m, attr) >= 0 && attr[NFQA_PACKET_HDR] != nullptr) {
-          const auto* ph = static_cast<const nfqnl_msg_packet_hdr*>(mnl_attr_get_payload(attr[NFQA_PACKET_HDR]));
-          Verdict(ntohl(ph->packet_id), NF_ACCEPT, 0, nullptr, 0);
-          counters_.startupAccepted.Add();
-        }
-      }
-    }
-  }
+  stopping_ = false;
+  lastSweepMs_ = MonotonicMs();
+  running_ = true;
+  thread_ = std::thread([this] { Run(); });
 }
 
 void Queue::Stop() {
@@ -176,6 +93,8 @@ void Queue::Stop() {
   Wake();
   thread_.join();
   running_ = false;
+  close(wakeFd_);
+  wakeFd_ = -1;
 }
 
 void Queue::Wake() {
@@ -184,6 +103,8 @@ void Queue::Wake() {
   ssize_t r = write(wakeFd_, &one, sizeof one);
   (void)r;  // EAGAIN: the counter is already non-zero, the thread will wake
 }
+
+// ---------------------------------------------------------------- control
 
 void Queue::SetLookupTable(std::shared_ptr<const LookupTable> table) {
   {
@@ -208,6 +129,20 @@ void Queue::SetHosts(std::vector<uint32_t> serviceAddr, std::vector<uint32_t> cl
     pendingService_ = std::move(serviceAddr);
     pendingCluster_ = std::move(clusterAddr);
     hostsChanged_ = true;
+  }
+  controlDirty_ = true;
+  if (!running_.load()) {
+    ApplyControl(MonotonicMs());
+  } else {
+    Wake();
+  }
+}
+
+void Queue::SetPeerMacs(std::vector<uint8_t> macs) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    pendingMacs_ = std::move(macs);
+    macsChanged_ = true;
   }
   controlDirty_ = true;
   if (!running_.load()) {
@@ -270,6 +205,10 @@ void Queue::ApplyControl(uint32_t nowMs) {
       engine_.SetLookupTable(std::move(pendingTable_));
       tableChanged_ = false;
     }
+    if (macsChanged_) {
+      engine_.SetPeerMacs(pendingMacs_);
+      macsChanged_ = false;
+    }
     if (drainingChanged_) {
       engine_.SetDraining(pendingDraining_);
       drainingChanged_ = false;
@@ -287,26 +226,29 @@ void Queue::ApplyControl(uint32_t nowMs) {
     }
   }
   const uint64_t diagErrorsBefore = localSockets_.errors();
-  for (const auto& [token, target] : decisions) {
-    auto it = held_.find(token);
-    if (it == held_.end()) {
-      counters_.decisionsLate.Add();
-      continue;
-    }
-    Held& h = it->second;
-    counters_.decisionsAnswered.Add();
-    uint16_t decided = target;
-    if (decided != engine_.config().self && localSockets_.Exists(h.key)) {
-      decided = engine_.config().self;
-      counters_.decisionsKeptForLocalSocket.Add();
-    }
-    engine_.Resolve(h.key, decided, nowMs);
-    const Outcome o = engine_.Replay(h.bytes.data(), h.bytes.size(), h.csumNotReady, nowMs);
-    Verdict(h.packetId, o.action == Action::kForward ? NF_REPEAT : NF_ACCEPT, o.mark,
-            o.mangled ? h.bytes.data() : nullptr, h.bytes.size());
-    held_.erase(it);
-  }
+  for (const auto& [token, target] : decisions) ApplyDecision(token, target, nowMs);
   counters_.sockDiagErrors.Add(localSockets_.errors() - diagErrorsBefore);
+}
+
+void Queue::ApplyDecision(uint32_t token, uint16_t target, uint32_t nowMs) {
+  auto it = held_.find(token);
+  if (it == held_.end()) {
+    counters_.decisionsLate.Add();
+    return;
+  }
+  Held& h = it->second;
+  counters_.decisionsAnswered.Add();
+  uint16_t decided = target;
+  if (decided != engine_.config().self && localSockets_.Exists(h.key)) {
+    decided = engine_.config().self;
+    counters_.decisionsKeptForLocalSocket.Add();
+  }
+  engine_.Resolve(h.key, decided, nowMs);
+  PacketMeta meta;
+  meta.csumNotReady = h.csumNotReady;
+  const Outcome o = engine_.Replay(h.bytes.data(), h.bytes.size(), meta, nowMs);
+  Answer(h.queueNum, h.packetId, o, h.packetMark, h.bytes.data(), h.bytes.size());
+  held_.erase(it);
 }
 
 void Queue::ExpireHeld(uint32_t nowMs) {
@@ -320,7 +262,7 @@ void Queue::ExpireHeld(uint32_t nowMs) {
     if (static_cast<int32_t>(nowMs - h.deadlineMs) < 0) break;
     counters_.decisionsTimedOut.Add();
     engine_.Resolve(h.key, engine_.config().self, nowMs);
-    Verdict(h.packetId, NF_ACCEPT, 0, nullptr, 0);
+    nfq_.Verdict(h.queueNum, h.packetId, NF_ACCEPT, false, 0, nullptr, 0);
     held_.erase(it);
     heldOrder_.pop_front();
   }
@@ -330,120 +272,132 @@ void Queue::ReleaseAllHeld() {
   const uint32_t nowMs = MonotonicMs();
   for (auto& [token, h] : held_) {
     engine_.Resolve(h.key, engine_.config().self, nowMs);
-    Verdict(h.packetId, NF_ACCEPT, 0, nullptr, 0);
+    nfq_.Verdict(h.queueNum, h.packetId, NF_ACCEPT, false, 0, nullptr, 0);
   }
   held_.clear();
   heldOrder_.clear();
 }
 
+// A slice of the sweep in proportion to the time since the last one, so the
+// whole table is visited every kSweepPeriodMs whether the thread wakes 4 times
+// a second (idle) or 1000 (a flood).
+void Queue::SweepSlice(uint32_t nowMs) {
+  const uint64_t elapsed = static_cast<uint32_t>(nowMs - lastSweepMs_);
+  lastSweepMs_ = nowMs;
+  const uint64_t capacity = engine_.flows().capacity();
+  if (engine_.flows().size() == 0) {
+    sweepCredit_ = 0;
+  } else {
+    sweepCredit_ = std::min(sweepCredit_ + capacity * elapsed, capacity * kSweepPeriodMs);
+  }
+  const uint64_t slots = sweepCredit_ / kSweepPeriodMs;
+  sweepCredit_ -= slots * kSweepPeriodMs;
+  engine_.Sweep(static_cast<size_t>(slots), nowMs);  // also publishes the per-state counts
+}
+
+// ---------------------------------------------------------------- the loop
+
 void Queue::Run() {
-  std::vector<mmsghdr> msgs(options_.batchSize);
-  std::vector<iovec> iovs(options_.batchSize);
-  pollfd fds[2] = {{fd_, POLLIN, 0}, {wakeFd_, POLLIN, 0}};
+  char name[16];
+  std::snprintf(name, sizeof name, "dpr-q%u", options_.queueNum);
+  pthread_setname_np(pthread_self(), name);
   while (!stopping_.load()) {
-    int timeout = 250;
-    if (!heldOrder_.empty()) {
-      const auto it = held_.find(heldOrder_.front());
-      if (it != held_.end()) {
-        const int32_t left = static_cast<int32_t>(it->second.deadlineMs - MonotonicMs());
-        timeout = std::max<int32_t>(0, std::min<int32_t>(left, timeout));
-      } else {
-        timeout = 0;
-      }
-    }
-    const int ready = poll(fds, 2, timeout);
-    if (ready < 0 && errno != EINTR) {
-      counters_.recvErrors.Add();
-      continue;
-    }
-    if (ready < 0) counters_.eintr.Add();
-    if (fds[1].revents & POLLIN) {
-      uint64_t drained;
-      ssize_t r = read(wakeFd_, &drained, sizeof drained);
-      (void)r;
-    }
-    uint32_t nowMs = MonotonicMs();
-    ApplyControl(nowMs);
-    if (fds[0].revents & (POLLIN | POLLERR)) {
-      for (;;) {
-        for (uint32_t i = 0; i < options_.batchSize; ++i) {
-          iovs[i] = {recvBufs_[i].data(), recvBufs_[i].size()};
-          msgs[i] = {};
-          msgs[i].msg_hdr.msg_iov = &iovs[i];
-          msgs[i].msg_hdr.msg_iovlen = 1;
-        }
-        const int n = recvmmsg(fd_, msgs.data(), options_.batchSize, MSG_DONTWAIT, nullptr);
-        if (n < 0) {
-          if (errno == EINTR) {
-            counters_.eintr.Add();
-            continue;
-          }
-          if (errno == ENOBUFS) {
-            counters_.enobufs.Add();  // the kernel dropped messages for us: go on
-            continue;
-          }
-          if (errno != EAGAIN && errno != EWOULDBLOCK) counters_.recvErrors.Add();
-          break;
-        }
-        if (n == 0) break;
-        nowMs = MonotonicMs();
-        std::vector<DecisionRequest> asks;
-        for (int i = 0; i < n; ++i) {
-          int len = static_cast<int>(msgs[i].msg_len);
-          for (auto* m = reinterpret_cast<nlmsghdr*>(recvBufs_[i].data()); mnl_nlmsg_ok(m, len);
-               m = mnl_nlmsg_next(m, &len)) {
-            HandleMessage(m, nowMs, &asks);
-          }
-        }
-        FlushVerdicts();
-        counters_.batches.Add();
-        counters_.batchPackets.Add(static_cast<uint64_t>(n));
-        if (static_cast<uint64_t>(n) > counters_.batchMax.Get()) {
-          counters_.batchMax.v.store(static_cast<uint64_t>(n), std::memory_order_relaxed);
-        }
-        if (!asks.empty()) {
-          counters_.decisionsRequested.Add(asks.size());
-          if (sink_) {
-            sink_(std::move(asks));
-          }
-        }
-        if (static_cast<uint32_t>(n) < options_.batchSize) break;
-      }
-    }
-    nowMs = MonotonicMs();
-    ExpireHeld(nowMs);
-    engine_.Sweep(kSweepPerLoop, nowMs);
-    FlushVerdicts();
+    WaitForWork(WaitTimeoutMs(MonotonicMs()));
+    Housekeeping(MonotonicMs());
+    ReceiveRound();
   }
+  ShutdownDrain();
+}
+
+int Queue::WaitTimeoutMs(uint32_t nowMs) const {
+  int timeout = engine_.flows().size() > 0 ? kIdleTickMs : -1;
+  if (heldOrder_.empty()) return timeout;
+  const auto it = held_.find(heldOrder_.front());
+  if (it == held_.end()) return 0;  // answered: ExpireHeld pops it now
+  const int32_t left = static_cast<int32_t>(it->second.deadlineMs - nowMs);
+  return std::max<int32_t>(0, std::min<int32_t>(left, kIdleTickMs));
+}
+
+void Queue::WaitForWork(int timeoutMs) {
+  pollfd fds[2] = {{nfq_.fd(), POLLIN, 0}, {wakeFd_, POLLIN, 0}};
+  const int ready = poll(fds, 2, timeoutMs);
+  if (ready < 0) {
+    (errno == EINTR ? counters_.eintr : counters_.recvErrors).Add();
+    return;
+  }
+  if (fds[1].revents & POLLIN) {
+    uint64_t drained;
+    ssize_t r = read(wakeFd_, &drained, sizeof drained);
+    (void)r;
+  }
+}
+
+void Queue::Housekeeping(uint32_t nowMs) {
+  ApplyControl(nowMs);
+  ExpireHeld(nowMs);
+  SweepSlice(nowMs);
+  nfq_.Flush();
+}
+
+void Queue::ReceiveRound() {
+  const uint64_t started = MonotonicUs();
+  for (unsigned b = 0; b < kMaxBatchesPerRound; ++b) {
+    if (ReceiveBatch() < options_.batchSize) return;  // drained
+    if (stopping_.load() || MonotonicUs() - started >= kRoundBudgetUs) break;
+  }
+  counters_.roundsCut.Add();
+}
+
+// One recvmmsg: every message handled, the verdicts sent, new flows handed to
+// the policy. Returns the messages received (0: none waiting).
+unsigned Queue::ReceiveBatch() {
+  for (uint32_t i = 0; i < options_.batchSize; ++i) {
+    recvIovs_[i] = {recvBufs_[i].data(), recvBufs_[i].size()};
+    recvMsgs_[i] = mmsghdr{};
+    recvMsgs_[i].msg_hdr.msg_iov = &recvIovs_[i];
+    recvMsgs_[i].msg_hdr.msg_iovlen = 1;
+  }
+  const int n = recvmmsg(nfq_.fd(), recvMsgs_.data(), options_.batchSize, MSG_DONTWAIT, nullptr);
+  if (n <= 0) {
+    if (n < 0 && errno == EINTR) counters_.eintr.Add();
+    else if (n < 0 && errno == ENOBUFS) counters_.enobufs.Add();  // the kernel dropped messages for us
+    else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) counters_.recvErrors.Add();
+    return 0;
+  }
+  const uint32_t nowMs = MonotonicMs();
+  std::vector<DecisionRequest> asks;
+  for (int i = 0; i < n; ++i) {
+    int len = static_cast<int>(recvMsgs_[i].msg_len);
+    for (auto* m = reinterpret_cast<nlmsghdr*>(recvBufs_[i].data()); mnl_nlmsg_ok(m, len); m = mnl_nlmsg_next(m, &len)) {
+      HandleMessage(m, nowMs, &asks);
+    }
+  }
+  nfq_.Flush();
+  counters_.batches.Add();
+  counters_.batchPackets.Add(static_cast<uint64_t>(n));
+  if (static_cast<uint64_t>(n) > counters_.batchMax.Get()) {
+    counters_.batchMax.v.store(static_cast<uint64_t>(n), std::memory_order_relaxed);
+  }
+  if (!asks.empty()) {
+    const size_t count = asks.size();
+    counters_.decisionsRequested.Add(count);
+    // Not taken (JavaScript is behind): the held SYNs are served here at their deadline.
+    if (!sink_ || !sink_(std::move(asks))) counters_.decisionsDropped.Add(count);
+  }
+  return static_cast<unsigned>(n);
+}
+
+// Held SYNs are served here; what already waits in the socket is handled as
+// usual, except that new flows stay local (no decision can come any more), so
+// packets of forwarded flows still reach their host. Then unbind.
+void Queue::ShutdownDrain() {
   ReleaseAllHeld();
-  FlushVerdicts();
-  // Whatever reached the socket before the unbind gets a verdict too; what the
-  // kernel queues after it is bypassed (fail-open) because nobody listens.
-  for (int i = 0; i < 64; ++i) {
-    const ssize_t n = recv(fd_, recvBufs_[0].data(), recvBufs_[0].size(), MSG_DONTWAIT);
-    if (n <= 0) break;
-    int len = static_cast<int>(n);
-    for (auto* m = reinterpret_cast<nlmsghdr*>(recvBufs_[0].data()); mnl_nlmsg_ok(m, len); m = mnl_nlmsg_next(m, &len)) {
-      if ((m->nlmsg_type & 0xff) != NFQNL_MSG_PACKET) continue;
-      nlattr* attr[NFQA_MAX + 1] = {};
-      if (nfq_nlmsg_parse(m, attr) >= 0 && attr[NFQA_PACKET_HDR] != nullptr) {
-        const auto* ph = static_cast<const nfqnl_msg_packet_hdr*>(mnl_attr_get_payload(attr[NFQA_PACKET_HDR]));
-        Verdict(ntohl(ph->packet_id), NF_ACCEPT, 0, nullptr, 0);
-      }
-    }
+  const bool wasDraining = engine_.draining();
+  engine_.SetDraining(true);
+  for (int i = 0; i < kShutdownBatches && ReceiveBatch() > 0; ++i) {
   }
-  FlushVerdicts();
-  {
-    char buf[256];
-    nlmsghdr* nlh = nfq_nlmsg_put(buf, NFQNL_MSG_CONFIG, options_.queueNum);
-    nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_UNBIND);
-    sockaddr_nl kernel{};
-    kernel.nl_family = AF_NETLINK;
-    sendto(fd_, nlh, nlh->nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel);
-  }
-  close(fd_);
-  close(wakeFd_);
-  fd_ = wakeFd_ = -1;
+  engine_.SetDraining(wasDraining);
+  nfq_.Close();
 }
 
 void Queue::HandleMessage(const nlmsghdr* nlh, uint32_t nowMs, std::vector<DecisionRequest>* asks) {
@@ -458,6 +412,8 @@ void Queue::HandleMessage(const nlmsghdr* nlh, uint32_t nowMs, std::vector<Decis
     counters_.recvErrors.Add();
     return;  // no id: nothing we can give a verdict to
   }
+  const uint16_t queue = ntohs(static_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(nlh))->res_id);
+  if (static_cast<int32_t>(queue) == options_.flowsQueueNum) counters_.flowsPackets.Add();
   const auto* ph = static_cast<const nfqnl_msg_packet_hdr*>(mnl_attr_get_payload(attr[NFQA_PACKET_HDR]));
   const uint32_t id = ntohl(ph->packet_id);
   uint8_t* payload = nullptr;
@@ -466,69 +422,46 @@ void Queue::HandleMessage(const nlmsghdr* nlh, uint32_t nowMs, std::vector<Decis
     payload = static_cast<uint8_t*>(mnl_attr_get_payload(attr[NFQA_PAYLOAD]));
     len = mnl_attr_get_payload_len(attr[NFQA_PAYLOAD]);
   }
-  bool csumNotReady = false;
+  PacketMeta meta;
   if (attr[NFQA_SKB_INFO] != nullptr) {
-    csumNotReady = (ntohl(mnl_attr_get_u32(attr[NFQA_SKB_INFO])) & NFQA_SKB_CSUMNOTREADY) != 0;
+    meta.csumNotReady = (ntohl(mnl_attr_get_u32(attr[NFQA_SKB_INFO])) & NFQA_SKB_CSUMNOTREADY) != 0;
   }
-  const Outcome o = engine_.Process(payload, len, csumNotReady, nowMs);
+  // Present only when the copy was cut short: the packet's real length.
+  if (attr[NFQA_CAP_LEN] != nullptr) meta.wireLength = ntohl(mnl_attr_get_u32(attr[NFQA_CAP_LEN]));
+  if (attr[NFQA_HWADDR] != nullptr) {
+    const auto* hw = static_cast<const nfqnl_msg_packet_hw*>(mnl_attr_get_payload(attr[NFQA_HWADDR]));
+    if (ntohs(hw->hw_addrlen) == 6) meta.srcMac = hw->hw_addr;
+  }
+  const uint32_t packetMark = attr[NFQA_MARK] != nullptr ? ntohl(mnl_attr_get_u32(attr[NFQA_MARK])) : 0;
+  const Outcome o = engine_.Process(payload, len, meta, nowMs);
+  if (o.action != Action::kDefer) {
+    Answer(queue, id, o, packetMark, payload, len);
+    return;
+  }
+  const uint32_t token = nextToken_++;
+  held_.emplace(token, Held{token, id, queue, nowMs + options_.decisionTimeoutMs, packetMark, meta.csumNotReady, o.key,
+                            std::vector<uint8_t>(payload, payload + len)});
+  heldOrder_.push_back(token);
+  asks->push_back(DecisionRequest{token, o.key});
+}
+
+// The verdict for an outcome. Our mark bits are set, any other software's
+// bits on the packet are kept (a verdict's mark replaces the whole mark).
+void Queue::Answer(uint16_t queue, uint32_t id, const Outcome& o, uint32_t packetMark, const uint8_t* pkt, size_t len) {
+  const uint32_t mark = (packetMark & ~ownMarkBits_) | o.mark;
   switch (o.action) {
     case Action::kForward:
-      Verdict(id, NF_REPEAT, o.mark, payload, len);
+      nfq_.Verdict(queue, id, NF_REPEAT, true, mark, pkt, len);
       break;
     case Action::kRestore:
-      Verdict(id, NF_ACCEPT, o.mark, payload, len);
+      nfq_.Verdict(queue, id, NF_ACCEPT, true, mark, pkt, len);
       break;
     case Action::kDrop:
-      Verdict(id, NF_DROP, 0, nullptr, 0);
+      nfq_.Verdict(queue, id, NF_DROP, false, 0, nullptr, 0);
       break;
-    case Action::kDefer: {
-      const uint32_t token = nextToken_++;
-      Held h{token, id, nowMs + options_.decisionTimeoutMs, csumNotReady, o.key,
-             std::vector<uint8_t>(payload, payload + len)};
-      held_.emplace(token, std::move(h));
-      heldOrder_.push_back(token);
-      asks->push_back(DecisionRequest{token, o.key});
-      break;
-    }
     default:
-      Verdict(id, NF_ACCEPT, 0, nullptr, 0);
+      nfq_.Verdict(queue, id, NF_ACCEPT, false, 0, nullptr, 0);
   }
-}
-
-void Queue::Verdict(uint32_t id, uint32_t verdict, uint32_t mark, const uint8_t* pkt, size_t len) {
-  const size_t need = kVerdictOverhead + (pkt ? MNL_ALIGN(len) : 0);
-  if (sendLen_ + need > sendBuf_.size()) FlushVerdicts();
-  auto* nlh = nfq_nlmsg_put(reinterpret_cast<char*>(sendBuf_.data() + sendLen_), NFQNL_MSG_VERDICT,
-                            options_.queueNum);
-  nfq_nlmsg_verdict_put(nlh, static_cast<int>(id), static_cast<int>(verdict));
-  if (mark != 0) nfq_nlmsg_verdict_put_mark(nlh, mark);
-  if (pkt != nullptr) nfq_nlmsg_verdict_put_pkt(nlh, pkt, static_cast<uint32_t>(len));
-  sendLen_ += NLMSG_ALIGN(nlh->nlmsg_len);
-}
-
-void Queue::FlushVerdicts() {
-  if (sendLen_ == 0) return;
-  sockaddr_nl kernel{};
-  kernel.nl_family = AF_NETLINK;
-  for (int attempt = 0; attempt < 3; ++attempt) {
-    if (sendto(fd_, sendBuf_.data(), sendLen_, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) >= 0) {
-      sendLen_ = 0;
-      return;
-    }
-    if (errno == EINTR) {
-      counters_.eintr.Add();
-      continue;
-    }
-    if (errno == ENOBUFS || errno == EAGAIN) {
-      counters_.enobufs.Add();
-      continue;
-    }
-    break;
-  }
-  // The packets stay queued in the kernel until the queue is torn down; count
-  // it loudly, it must never happen.
-  counters_.sendErrors.Add();
-  sendLen_ = 0;
 }
 
 }  // namespace dpr

@@ -1,6 +1,11 @@
-// `Queue`: one NFQUEUE queue run by a native thread. JavaScript starts and
+// `Queue`: one NFQUEUE consumer run by a native thread. JavaScript starts and
 // stops it, pushes lookup tables, answers batched new-flow decisions (load
 // policy) and reads counter snapshots; it never sees a packet.
+//
+// The thread calls into JavaScript only through the thread-safe function, and
+// only while it runs: the environment's cleanup hook and the function's
+// finalizer both stop and join it, so a worker that ends or a process that
+// exits never leaves the thread calling into a torn-down environment.
 #include <napi.h>
 
 #include <arpa/inet.h>
@@ -16,6 +21,10 @@ namespace dpr {
 namespace {
 
 using Batch = std::vector<DecisionRequest>;
+
+// Decision batches waiting for the JavaScript thread, at most: past that a
+// new batch is not queued and its SYNs are served here at their deadline.
+constexpr size_t kDecideQueueBatches = 256;
 
 void CallDecide(Napi::Env env, Napi::Function callback, std::nullptr_t*, Batch* batch) {
   std::unique_ptr<Batch> owned(batch);
@@ -33,6 +42,22 @@ void CallDecide(Napi::Env env, Napi::Function callback, std::nullptr_t*, Batch* 
   callback.Call({out});
 }
 
+// What the wrapper and the thread-safe function's finalizer share: either
+// may be gone first.
+struct Shared {
+  std::shared_ptr<Queue> queue;
+  bool decideFinalized = false;
+};
+using SharedRef = std::shared_ptr<Shared>;
+
+// The function is being destroyed (released, or the environment ends): stop
+// the thread first, so no call can come from it any more.
+void DecideFinalized(Napi::Env, SharedRef* shared, std::nullptr_t*) {
+  (*shared)->decideFinalized = true;
+  (*shared)->queue->Stop();
+  delete shared;
+}
+
 using DecideFn = Napi::TypedThreadSafeFunction<std::nullptr_t, Batch, CallDecide>;
 
 class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
@@ -43,6 +68,7 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
                         InstanceMethod<&QueueWrap::SetLookupTable>("setLookupTable"),
                         InstanceMethod<&QueueWrap::SetDraining>("setDraining"),
                         InstanceMethod<&QueueWrap::SetHosts>("setHosts"),
+                        InstanceMethod<&QueueWrap::SetPeerMacs>("setPeerMacs"),
                         InstanceMethod<&QueueWrap::Decide>("decide"), InstanceMethod<&QueueWrap::Stats>("stats"),
                         InstanceMethod<&QueueWrap::ExportFlows>("exportFlows"),
                         InstanceMethod<&QueueWrap::ImportFlows>("importFlows"),
@@ -58,35 +84,42 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
     }
     const QueueOptions q = ReadQueueOptions(env, info[0].As<Napi::Object>());
     EngineConfig e = ReadEngineConfig(env, info[1].As<Napi::Object>());
-    if (info[2].IsFunction()) {
-      decide_ = DecideFn::New(env, info[2].As<Napi::Function>(), "dpr-decide", 0, 1);
-      decide_.Unref(env);  // a waiting decision must not keep the process alive
-      hasDecide_ = true;
-    } else if (e.policy == Policy::kLoad && e.role == Role::kEntry) {
+    if (!info[2].IsFunction() && e.policy == Policy::kLoad && e.role == Role::kEntry) {
       ThrowError(env, "EINVAL", 0, "the load policy needs an onDecide callback");
     }
-    Queue::DecisionSink sink;
-    if (hasDecide_) {
-      sink = [this](Batch&& batch) {
-        auto* owned = new Batch(std::move(batch));
-        if (decide_.NonBlockingCall(owned) != napi_ok) delete owned;  // deadline serves them locally
-      };
-    }
     try {
-      queue_ = std::make_unique<Queue>(q, std::move(e), std::move(sink));
+      shared_->queue = std::make_shared<Queue>(q, std::move(e), Queue::DecisionSink());
+      queue_ = shared_->queue.get();
     } catch (const QueueError& err) {
       ThrowError(env, err.code, err.errnum, err.what());
     } catch (const std::exception& err) {
       ThrowError(env, "EINVAL", 0, err.what());
     }
+    if (info[2].IsFunction()) {
+      decide_ = DecideFn::New(env, info[2].As<Napi::Function>(), "dpr-decide", kDecideQueueBatches, 1, nullptr,
+                              DecideFinalized, new SharedRef(shared_));
+      decide_.Unref(env);  // a waiting decision must not keep the process alive
+      hasDecide_ = true;
+      queue_->SetSink([decide = decide_](Batch&& batch) mutable {
+        auto* owned = new Batch(std::move(batch));
+        if (decide.NonBlockingCall(owned) == napi_ok) return true;
+        delete owned;  // queue full or closing: the deadline serves them locally
+        return false;
+      });
+    }
+    // Added after the function, so it runs before the function's own cleanup.
+    napi_add_env_cleanup_hook(env, &QueueWrap::EnvCleanup, this);
   }
 
   ~QueueWrap() override {
+    napi_remove_env_cleanup_hook(Env(), &QueueWrap::EnvCleanup, this);
     if (queue_) queue_->Stop();
-    if (hasDecide_) decide_.Release();
+    if (hasDecide_ && !shared_->decideFinalized) decide_.Release();
   }
 
  private:
+  static void EnvCleanup(void* arg) { static_cast<QueueWrap*>(arg)->queue_->Stop(); }
+
   void Start(const Napi::CallbackInfo& info) {
     try {
       queue_->Start();
@@ -125,6 +158,7 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
       ThrowError(info.Env(), err.code, err.errnum, err.what());
     }
   }
+  void SetPeerMacs(const Napi::CallbackInfo& info) { queue_->SetPeerMacs(ReadMacs(info.Env(), info[0])); }
 
   // decide(tokens: Uint32Array, targets: Uint16Array)
   void Decide(const Napi::CallbackInfo& info) {
@@ -167,7 +201,7 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
 
   Napi::Value Stats(const Napi::CallbackInfo& info) {
     Napi::Object s = EngineSnapshot(info.Env(), queue_->engineCounters());
-    s.Set("queue", QueueSnapshot(info.Env(), queue_->counters()));
+    s.Set("queue", QueueSnapshot(info.Env(), *queue_));
     s.Set("queueNum", Napi::Number::New(info.Env(), queue_->options().queueNum));
     return s;
   }
@@ -180,7 +214,8 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
 
   Napi::Value Running(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), queue_->running()); }
 
-  std::unique_ptr<Queue> queue_;
+  SharedRef shared_ = std::make_shared<Shared>();
+  Queue* queue_ = nullptr;
   DecideFn decide_;
   bool hasDecide_ = false;
 };

@@ -1,5 +1,5 @@
 // Seeds for the libFuzzer target from the packet fixtures (STYLE.md habit 6):
-// each fixture's input behind the selector byte native/fuzz/fuzz_engine.cc
+// each fixture's input behind the two selector bytes native/fuzz/fuzz_engine.cc
 // reads, and for fixtures with steps a multi-record seed that replays them.
 // Plain node (no build step) so scripts/fuzz.sh runs on a fresh checkout.
 //
@@ -17,6 +17,20 @@ const MULTI = 0x20;
 const TABLE_SELF = 1 << 6;
 const TABLE_PEER = 2 << 6;
 
+// Byte 1 of an input: what the queue adds (fuzz_engine.cc kEx*).
+const EX_MACS = 0x01;
+const EX_SRC_MAC = 0x02;
+const EX_SRC_HOST0 = 0x04;
+const EX_OVERSIZE = 0x08;
+const HOST0_MAC = '02:00:5e:10:00:10'; // test/support/cluster.ts PEER_MACS[0]
+
+function extras(f) {
+  let x = f.engine === 'serve-macs' ? EX_MACS : 0;
+  if (f.srcMac) x |= EX_SRC_MAC | (f.srcMac === HOST0_MAC ? EX_SRC_HOST0 : 0);
+  if (f.wireLength) x |= EX_OVERSIZE;
+  return x;
+}
+
 // The fixture engine set-ups (test/support/fixture-engines.ts) as selectors.
 const ENGINES = {
   'entry-hash-to-peer': TABLE_PEER,
@@ -24,6 +38,7 @@ const ENGINES = {
   'entry-load': LOAD,
   'entry-draining': DRAINING | TABLE_PEER,
   serve: SERVE,
+  'serve-macs': SERVE,
 };
 
 // Clock advances a record can ask for (kAdvanceMs): the largest not above `ms`.
@@ -43,6 +58,7 @@ function record(hex, { csumNotReady, resolveTo, advanceMs }) {
 }
 
 function multiSeed(f, selector) {
+  const x = extras(f);
   let last = 1000;
   const records = [];
   for (const s of [...f.steps, { input: f.input, csumNotReady: f.csumNotReady, nowMs: f.nowMs }]) {
@@ -50,7 +66,7 @@ function multiSeed(f, selector) {
     records.push(record(s.input, { csumNotReady: s.csumNotReady, resolveTo: s.resolveTo, advanceMs: now - last }));
     last = now;
   }
-  return Buffer.concat([Buffer.from([selector | MULTI]), ...records]);
+  return Buffer.concat([Buffer.from([selector | MULTI, x]), ...records]);
 }
 
 // A copy of an IPv4 + TCP packet with another client port and flags; the
@@ -78,7 +94,7 @@ function floodSeeds(f) {
   }
   const ageOut = record(variant(f.input, 30000, ACK), { advanceMs: 1000000 });
   ageOut[0] |= 0x10; // sweep after
-  return [synFlood, filled].map((rs) => Buffer.concat([Buffer.from([ENGINES[f.engine] | MULTI | FIX]), ...rs, ageOut]));
+  return [synFlood, filled].map((rs) => Buffer.concat([Buffer.from([ENGINES[f.engine] | MULTI | FIX, 0]), ...rs, ageOut]));
 }
 
 function main() {
@@ -95,8 +111,8 @@ function main() {
     const base = file.replace(/\.json$/, '');
     const single = selector | (f.csumNotReady ? CSUM : 0);
     const input = Buffer.from(f.input, 'hex');
-    write(`${base}.bin`, Buffer.concat([Buffer.from([single]), input]));
-    write(`${base}.fix.bin`, Buffer.concat([Buffer.from([single | FIX]), input]));
+    write(`${base}.bin`, Buffer.concat([Buffer.from([single, extras(f)]), input]));
+    write(`${base}.fix.bin`, Buffer.concat([Buffer.from([single | FIX, extras(f)]), input]));
     if (f.steps?.length) write(`${base}.steps.bin`, multiSeed(f, selector));
     if (/-(entry-forward-syn|load-syn-defer|entry-draining-syn)$/.test(base)) {
       floodSeeds(f).forEach((seed, i) => write(`${base}.flood${i}.bin`, seed));

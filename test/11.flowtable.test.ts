@@ -23,9 +23,10 @@ function send(e: NativeEngine, port: number, flags: number, nowMs = T0, src = CL
   return e.process(buildTcp4({ src, dst: S0, sport: port, dport: 80, flags, payload }), false, nowMs);
 }
 
+/** SYN, then data: a bare ACK alone would leave the flow on probation (test/16). */
 function establish(e: NativeEngine, port: number, nowMs = T0): void {
   assert.equal(send(e, port, SYN, nowMs).note, null);
-  assert.equal(send(e, port, ACK, nowMs).note, null);
+  assert.equal(send(e, port, ACK | PSH, nowMs).note, null);
 }
 
 test('11.flowtable: a SYN flood beyond maxEmbryonic leaves established flows alone and new SYNs get table_full', () => {
@@ -89,15 +90,19 @@ test('11.flowtable: FIN moves a flow to closing, which has its own timeout', () 
   assert.equal(flows.expired, 1);
 });
 
-test('11.flowtable: RST removes the flow at once and counts it closed', () => {
+test('11.flowtable: a RST within the client\'s window moves the flow to reset (kept, counted closed); the next packet revives it', () => {
   const e = entry();
   establish(e, 10001);
-  assert.equal(send(e, 10001, RST | ACK).action, 'forward');
+  const rst = send(e, 10001, RST | ACK);
+  assert.equal(rst.action, 'forward');
+  assert.equal(rst.note, 'rst_in_window');
   const s = e.stats();
   assert.equal(s.flows.established, 0);
+  assert.equal(s.flows.reset, 1);
   assert.equal(s.flows.closed, 1);
-  assert.equal(e.info().flows, 0);
-  assert.equal(send(e, 10001, ACK).note, 'no_flow_hashed');
+  assert.equal(e.info().flows, 1, 'the flow is kept: the serving host decides whether the RST ends it');
+  assert.equal(send(e, 10001, ACK).note, null);
+  assert.equal(e.stats().flows.established, 1);
 });
 
 test('11.flowtable: stats() counts flows by state', () => {
@@ -110,10 +115,10 @@ test('11.flowtable: stats() counts flows by state', () => {
   assert.ok(e.resolve(client, 10002, service, 80, 1, T0)); // syn
   send(e, 10003, SYN);
   assert.ok(e.resolve(client, 10003, service, 80, 1, T0));
-  send(e, 10003, ACK); // established
+  send(e, 10003, ACK | PSH); // established
   send(e, 10004, SYN);
   assert.ok(e.resolve(client, 10004, service, 80, 1, T0));
-  send(e, 10004, ACK);
+  send(e, 10004, ACK | PSH);
   send(e, 10004, FIN | ACK); // closing
   const flows = e.stats().flows;
   assert.deepEqual(

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Engine, FLOW_WORDS } from '../lib/native';
 import { baseOptions, uniformTable } from './support/fixture-engines';
-import { ACK, SYN, buildTcp4 } from './support/packet-builder';
+import { ACK, PSH, SYN, buildTcp4, textPayload } from './support/packet-builder';
 import { CLIENT, SERVICE } from './support/cluster';
 
 function engineToPeer() {
@@ -14,7 +14,8 @@ function engineToPeer() {
 }
 
 const syn = (port: number) => buildTcp4({ src: CLIENT, dst: SERVICE[0]!, sport: port, dport: 80, flags: SYN });
-const ack = (port: number) => buildTcp4({ src: CLIENT, dst: SERVICE[0]!, sport: port, dport: 80, flags: ACK });
+// With data: a bare ACK would leave the flow on probation, not established.
+const ack = (port: number) => buildTcp4({ src: CLIENT, dst: SERVICE[0]!, sport: port, dport: 80, flags: ACK | PSH, payload: textPayload(8) });
 
 test('12.flows: exported flows come back in a new engine with their host, state and age', () => {
   const a = engineToPeer();
@@ -49,9 +50,10 @@ test('12.flows: import skips flows that expired, name unknown hosts or another s
   assert.equal(words.length, 4 * FLOW_WORDS);
   const row = (i: number): number[] => words.slice(i * FLOW_WORDS, (i + 1) * FLOW_WORDS);
   const [a, b, c, good] = [row(0), row(1), row(2), row(3)];
-  const expired = [...a.slice(0, 4), 10_000_000];
-  const unknownHost = [b[0]!, b[1]!, b[2]!, (3 << 16) | 3, 10];
-  const otherService = [c[0]!, 0x0a000001, c[2]!, c[3]!, 10];
+  const age = FLOW_WORDS - 1;
+  const expired = [...a.slice(0, age), 10_000_000];
+  const unknownHost = [b[0]!, b[1]!, b[2]!, (3 << 16) | 3, ...b.slice(4, age), 10];
+  const otherService = [c[0]!, 0x0a000001, ...c.slice(2, age), 10];
   // Each spoiled row alone is refused, so none of them can pass by hiding behind another.
   for (const [what, bad] of [['expired', expired], ['unknown host', unknownHost], ['other service address', otherService]] as const) {
     assert.equal(new Engine(baseOptions()).importFlows(Uint32Array.from(bad), 1_000_000), 0, `${what} row was taken`);

@@ -44,8 +44,12 @@ test('51.rules: install twice gives the same rules, uninstall removes exactly ou
     assert.match(once, /-A DPR_ENTRY .*-m socket -j ACCEPT/);
     // SYNs fail open; later packets of forwarded flows wait for a daemon instead.
     assert.match(once, /-A DPR_ENTRY -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j NFQUEUE --queue-num 0 --queue-bypass/);
-    assert.match(once, /-A DPR_ENTRY -j NFQUEUE --queue-num 0$/m);
-    assert.match(once, /-A DPR_SERVE -m ttl --ttl-gt 253 -j NFQUEUE --queue-num 1$/m);
+    assert.match(once, /raw: -A DPR_PRE -d 198\.18\.0\.1\/32 -p icmp -m icmp --icmp-type 3 -j NFQUEUE --queue-num 0 --queue-bypass/);
+    assert.match(once, /-A DPR_ENTRY -j NFQUEUE --queue-num 2$/m);
+    assert.match(once, /-A DPR_SERVE -m ttl --ttl-gt 254 -j NFQUEUE --queue-num 1$/m);
+    // TTL 255 after the forwarding decrement (GTSM): in mangle POSTROUTING.
+    assert.match(once, /mangle: -A POSTROUTING -j DPR_POST/);
+    assert.match(once, /mangle: -A DPR_POST -m mark --mark 0x1000000\/0x1000000 -j TTL --ttl-set 255/);
     assert.match(once, /-A DPR_NAT -d 198\.18\.0\.2\/32 -m mark --mark 0x2000000\/0x2000000 -j DNAT --to-destination 169\.254\.77\.2/);
     assert.match(bed.exec('a', ['ip', '-4', 'addr', 'show', 'dev', 'lo']), /169\.254\.77\.3\/32/);
     assert.match(once, /-A PREROUTING -p udp -m udp --dport 9 -j ACCEPT/);
@@ -57,6 +61,18 @@ test('51.rules: install twice gives the same rules, uninstall removes exactly ou
     assert.doesNotMatch(bed.exec('a', ['ip', '-4', 'addr', 'show', 'dev', 'lo']), /169\.254\.77/);
     bed.exec('a', ['bash', uninstall, config]); // a second uninstall is harmless
     assert.equal(saved(bed, 'a'), before);
+  } finally {
+    await bed.destroy();
+  }
+});
+
+test('51.rules: with the load policy at most queues.synLimit SYNs a second reach the queue; the rest go to the kernel directly', async () => {
+  const bed = Testbed.create([{ name: 'a', addrs: ['198.18.0.1/24'] }], 'r');
+  try {
+    bed.exec('a', ['bash', install, writeConfig(clusterConfig(0, { hosts: 2 }, { policy: 'load' }))]);
+    const rules = saved(bed, 'a');
+    assert.match(rules, /-A DPR_ENTRY -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m hashlimit --hashlimit-upto 10000\/sec --hashlimit-burst 1000 --hashlimit-name dpr_syn_0 -j NFQUEUE --queue-num 0 --queue-bypass/);
+    assert.match(rules, /-A DPR_ENTRY -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j ACCEPT/);
   } finally {
     await bed.destroy();
   }

@@ -55,7 +55,10 @@ describe('61.cluster.load', () => {
     const d = st.entry!.queue.decisions;
     const d0 = before.entry!.queue.decisions;
     const requested = d.requested - d0.requested;
-    assert.ok(requested >= 1000, `${requested} decisions asked for 1000 connections`);
+    // A client port reused within flows.closingTimeoutMs follows its earlier
+    // connection's host without a decision (syn_on_flow: that host's TIME_WAIT takes it).
+    const followed = st.entry!.notes.syn_on_flow - before.entry!.notes.syn_on_flow;
+    assert.ok(requested + followed >= 1000, `${requested} decisions asked and ${followed} SYNs on earlier flows for 1000 connections`);
     assert.ok(d.timedOut - d0.timedOut <= requested * 0.1, `${d.timedOut - d0.timedOut} of ${requested} decisions timed out`);
   });
 

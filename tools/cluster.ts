@@ -23,6 +23,8 @@ const INSTALL = path.join(ROOT, 'iptables', 'install.sh');
 const UNINSTALL = path.join(ROOT, 'iptables', 'uninstall.sh');
 
 export const CLIENT_ADDRESS = '198.18.0.200';
+/** The peers key every host of a test cluster shares (so a bench can derive the Maglev key the daemons use). */
+export const CLUSTER_KEY = '5eb63bbbe01eeed093cb22bb8f5acdc3';
 /** A host's service address: what the client dials. */
 export const hostAddress = (id: number): string => `198.18.0.${id + 1}`;
 /** A host's cluster address on the back network of a `networks: 'split'` cluster. */
@@ -155,7 +157,7 @@ export class Cluster {
       ...(this.etcd ? this.etcdMembership(id) : { self: id, hosts }),
       clusterCidr: CLUSTER_CIDR[this.options.networks],
       policy: this.options.policy,
-      peers: { key: '5eb63bbbe01eeed093cb22bb8f5acdc3', heartbeatMs: 100, deadAfterMs: 500 },
+      peers: { key: CLUSTER_KEY, heartbeatMs: 100, deadAfterMs: 500 },
       drain: { timeoutMs: 10000 },
       flows: { max: 65536, maxEmbryonic: 16384, stateFile: path.join(this.tmp, `h${id}.flows`), snapshotMs: 1000 },
     };

@@ -6,9 +6,11 @@
  * sees a working set of flows, not one flow over and over.
  *
  *   syn_flood --dst ADDR [--dport 80] [--src ADDR] [--flows N] [--count N]
- *             [--seconds S] [--batch B]
+ *             [--seconds S] [--batch B] [--pps R]
  *
- * Stops after --count packets or --seconds, whichever comes first. Prints one
+ * Stops after --count packets or --seconds, whichever comes first. With
+ * --pps it keeps to that rate (sleeping between batches), else it sends as
+ * fast as it can. Prints one
  * JSON line: packets sent, seconds, packets/s, send errors, and the CPU time
  * it used, which includes the receiving namespace's softirq work that the
  * veth runs in the sender's context.
@@ -33,12 +35,13 @@ struct options {
 	uint32_t flows, batch;
 	uint64_t count;
 	double seconds;
+	double pps;  /* 0: as fast as possible */
 };
 
 static void usage(void)
 {
 	fprintf(stderr, "usage: syn_flood --dst ADDR [--dport 80] [--src ADDR] [--flows N] [--count N] "
-			"[--seconds S] [--batch B]\n");
+			"[--seconds S] [--batch B] [--pps R]\n");
 	exit(2);
 }
 
@@ -62,13 +65,14 @@ static struct options parse_options(int argc, char **argv)
 		else if (!strcmp(k, "--count")) o.count = strtoull(v, NULL, 0);
 		else if (!strcmp(k, "--seconds")) o.seconds = strtod(v, NULL);
 		else if (!strcmp(k, "--batch")) o.batch = (uint32_t)strtoul(v, NULL, 0);
+		else if (!strcmp(k, "--pps")) o.pps = strtod(v, NULL);
 		else usage();
 	}
 	/* Only the benchmarking range, and a bounded working set. */
 	const uint32_t last_src = o.src + (o.flows - 1) / kPortsPerAddr;
 	if (argc % 2 == 0 || (o.dst >> 17) != (0xc612u >> 1) || (o.src >> 17) != (0xc612u >> 1) ||
 	    (last_src >> 17) != (0xc612u >> 1) || o.flows == 0 || o.flows > kPortsPerAddr * kMaxAddrs ||
-	    o.batch == 0 || o.batch > kMaxBatch || o.seconds <= 0 || o.seconds > 60)
+	    o.batch == 0 || o.batch > kMaxBatch || o.seconds <= 0 || o.seconds > 60 || o.pps < 0)
 		usage();
 	return o;
 }
@@ -159,6 +163,15 @@ int main(int argc, char **argv)
 			sent += (uint64_t)r;
 		}
 		elapsed = now_s() - start;
+		if (o.pps > 0) {
+			/* Ahead of the rate: wait until the packets sent so far are due. */
+			const double ahead = (double)sent / o.pps - elapsed;
+			if (ahead > 0) {
+				struct timespec ts = { (time_t)ahead, (long)((ahead - (double)(time_t)ahead) * 1e9) };
+				nanosleep(&ts, NULL);
+				elapsed = now_s() - start;
+			}
+		}
 	}
 	printf("{\"sent\":%llu,\"seconds\":%.6f,\"pps\":%.0f,\"errors\":%llu,\"cpuSeconds\":%.6f}\n",
 	       (unsigned long long)sent, elapsed, elapsed > 0 ? (double)sent / elapsed : 0.0, (unsigned long long)errors,

@@ -1,9 +1,11 @@
-// libFuzzer target for the data path: parse, flow table, rewrite, checksums.
-// Built by scripts/fuzz.sh from the engine sources alone (no Node-API, no
-// netlink) under ASan and UBSan. Besides memory errors it traps on broken
-// invariants: a rewritten packet must re-parse, change only the destination
-// and the checksums, and carry checksums that a separate, byte-wise
-// implementation here accepts.
+// libFuzzer target for the data path: parse, flow table (keyed, Robin Hood,
+// bounded), flow tracking (RST window, probation), rewrite, checksums, ICMP
+// errors, oversize packets, the peer-MAC check. Built by scripts/fuzz.sh
+// from the engine sources alone (no Node-API, no netlink) under ASan and
+// UBSan. Besides memory errors it traps on broken invariants: a rewritten
+// packet must re-parse, change only the destination and the checksums, and
+// carry checksums that a separate, byte-wise implementation (reference.h)
+// accepts; the table must keep its Robin Hood order and counts.
 //
 // Input layout. Byte 0 selects the set-up:
 //   bit 0 serve role (else entry)      bit 1 load policy (else hash)
@@ -11,6 +13,11 @@
 //   bit 4 fix checksums first: the harness writes valid sums into the input,
 //         so the output must verify outright (not only stay as wrong as it was)
 //   bit 5 multi mode                   bits 6-7 lookup table (see Tables())
+// Byte 1, what the queue would add:
+//   bit 0 peer MACs checked (host 0's known, host 2's not)
+//   bit 1 packets carry a source MAC   bit 2 ... host 0's (else a stranger's)
+//   bit 3 every packet is larger than its copy (NFQA_CAP_LEN: 65,535 bytes)
+//   bit 4 peers.routersBetween 1 (else 0)
 // Single mode: the rest is one packet. It is processed, resolved if deferred,
 // processed again as a retransmission, and the table swept later on.
 // Multi mode: the rest is records [ctrl][len hi][len lo][len bytes], one packet
@@ -29,6 +36,7 @@
 #include <vector>
 
 #include "../engine.h"
+#include "reference.h"
 
 namespace {
 
@@ -43,6 +51,13 @@ constexpr uint8_t kSelCsum = 0x04;
 constexpr uint8_t kSelDraining = 0x08;
 constexpr uint8_t kSelFix = 0x10;
 constexpr uint8_t kSelMulti = 0x20;
+constexpr uint8_t kExMacs = 0x01;
+constexpr uint8_t kExSrcMac = 0x02;
+constexpr uint8_t kExSrcIsHost0 = 0x04;
+constexpr uint8_t kExOversize = 0x08;
+constexpr uint8_t kExRouter = 0x10;
+constexpr uint8_t kMacs[3][6] = {{2, 0, 0x5e, 0, 0, 0x10}, {2, 0, 0x5e, 0, 0, 0x11}, {}};  // host 2: not resolved
+constexpr uint8_t kStranger[6] = {2, 0, 0x5e, 0, 0, 0x99};
 constexpr size_t kMaxRecords = 64;
 constexpr uint32_t kAdvanceMs[8] = {0, 1, 100, 1001, 10001, 130000, 1000000, 0x80000000u};
 
@@ -50,11 +65,21 @@ void Require(bool cond) {
   if (!cond) __builtin_trap();
 }
 
+// splitmix64's finalizer: spreads the fuzzer's own Maglev offsets and skips.
+uint64_t Mix64(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  return x;
+}
+
 uint32_t Addr(uint8_t a, uint8_t b, uint8_t c, uint8_t d) {
   return htonl((uint32_t{a} << 24) | (uint32_t{b} << 16) | (uint32_t{c} << 8) | d);
 }
 
-EngineConfig MakeConfig(uint8_t sel) {
+EngineConfig MakeConfig(uint8_t sel, uint8_t extras) {
   EngineConfig c;
   c.role = (sel & kSelServe) ? dpr::Role::kServe : dpr::Role::kEntry;
   c.policy = (sel & kSelLoad) ? dpr::Policy::kLoad : dpr::Policy::kHash;
@@ -69,6 +94,11 @@ EngineConfig MakeConfig(uint8_t sel) {
   // Small, so inserts hit both budgets and probe runs wrap around the table.
   c.maxFlows = 12;
   c.maxEmbryonic = 6;
+  c.checkPeerMacs = (extras & kExMacs) != 0;
+  c.routersBetween = (extras & kExRouter) ? 1 : 0;
+  // Fixed keys: an input must replay the same way.
+  c.hashKey = dpr::SipKey{0x0706050403020100ULL, 0x0f0e0d0c0b0a0908ULL};
+  c.flowKey = dpr::SipKey{0x1716151413121110ULL, 0x1f1e1d1c1b1a1918ULL};
   return c;
 }
 
@@ -78,8 +108,8 @@ std::vector<uint16_t> Maglev(uint16_t hosts, size_t size) {
   std::vector<uint16_t> table(size, 0xffff);
   std::vector<size_t> offset(hosts), skip(hosts), next(hosts, 0);
   for (uint16_t h = 0; h < hosts; ++h) {
-    offset[h] = dpr::Mix64(h + 1) % size;
-    skip[h] = dpr::Mix64(h + 1001) % (size - 1) + 1;
+    offset[h] = Mix64(h + 1) % size;
+    skip[h] = Mix64(h + 1001) % (size - 1) + 1;
   }
   for (size_t filled = 0; filled < size;) {
     for (uint16_t h = 0; h < hosts && filled < size; ++h) {
@@ -105,111 +135,45 @@ const std::vector<std::shared_ptr<const dpr::LookupTable>>& Tables() {
   return *tables;
 }
 
-// ---- An independent checksum: byte by byte, big-endian words. ----
-
-uint32_t SumBytes(const uint8_t* p, size_t n, uint32_t sum) {
-  for (size_t i = 0; i + 1 < n; i += 2) sum += (uint32_t{p[i]} << 8) | p[i + 1];
-  if (n & 1) sum += uint32_t{p[n - 1]} << 8;
-  return sum;
-}
-
-uint16_t Fold(uint32_t sum) {
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return static_cast<uint16_t>(sum);
-}
-
-struct Layout {
-  bool ipHeader = false;  // a whole IPv4 header is present
-  bool tcp = false;       // and a whole, unfragmented TCP segment
-  size_t ihl = 0;
-  size_t total = 0;
-};
-
-Layout Look(const uint8_t* b, size_t len) {
-  Layout l;
-  if (len < 20 || (b[0] >> 4) != 4) return l;
-  l.ihl = size_t{b[0] & 0x0fu} * 4;
-  if (l.ihl < 20 || l.ihl > len) return l;
-  l.ipHeader = true;
-  l.total = (size_t{b[2]} << 8) | b[3];
-  const bool fragment = (((b[6] << 8) | b[7]) & 0x3fff) != 0;
-  l.tcp = b[9] == 6 && !fragment && l.total <= len && l.total >= l.ihl + 20;
-  return l;
-}
-
-// The parse result packet.h documents, restated check by check: the engine's
-// parser must agree on every input, not only avoid reading out of bounds.
-dpr::ParseResult Classify(const uint8_t* b, size_t len) {
-  using R = dpr::ParseResult;
-  if (len < 20) return R::kTruncatedIp;
-  if ((b[0] >> 4) != 4) return R::kNotIpv4;
-  const size_t ihl = size_t{b[0] & 0x0fu} * 4;
-  if (ihl < 20 || ihl > len) return R::kBadIhl;
-  const size_t total = (size_t{b[2]} << 8) | b[3];
-  if (total < ihl) return R::kBadTotalLength;
-  if (total > len) return R::kTruncatedIp;
-  if ((((b[6] << 8) | b[7]) & 0x3fff) != 0) return R::kFragment;
-  if (b[9] != 6) return R::kNotTcp;
-  if (total - ihl < 20) return R::kTruncatedTcp;
-  const size_t doff = static_cast<size_t>(b[ihl + 12] >> 4) * 4;
-  if (doff < 20 || doff > total - ihl) return R::kBadTcpOffset;
-  return R::kOk;
-}
-
-uint32_t PseudoSum(const uint8_t* b, const Layout& l) {
-  const size_t tcpLen = l.total - l.ihl;
-  return SumBytes(b + 12, 8, 6 + static_cast<uint32_t>(tcpLen));
-}
-
-// Folded sum over a checksummed region including its checksum field:
-// 0xffff when the checksum is right.
-uint16_t IpResidual(const uint8_t* b, const Layout& l) { return Fold(SumBytes(b, l.ihl, 0)); }
-uint16_t TcpResidual(const uint8_t* b, const Layout& l) {
-  return Fold(SumBytes(b + l.ihl, l.total - l.ihl, PseudoSum(b, l)));
-}
-
-void Put16(uint8_t* p, uint16_t v) {
-  p[0] = static_cast<uint8_t>(v >> 8);
-  p[1] = static_cast<uint8_t>(v);
-}
-
-// Writes valid sums; with csumNotReady the TCP field gets what Linux leaves
-// for CHECKSUM_PARTIAL: the folded pseudo-header sum, not complemented.
-void FixChecksums(uint8_t* b, size_t len, bool csumNotReady) {
-  const Layout l = Look(b, len);
-  if (!l.ipHeader) return;
-  Put16(b + 10, 0);
-  Put16(b + 10, static_cast<uint16_t>(~IpResidual(b, l)));
-  if (!l.tcp) return;
-  uint8_t* field = b + l.ihl + 16;
-  Put16(field, 0);
-  Put16(field, csumNotReady ? Fold(PseudoSum(b, l)) : static_cast<uint16_t>(~TcpResidual(b, l)));
-}
-
-// One's-complement values are equal modulo 0xffff (0 and 0xffff are both zero).
-bool SameModOnes(uint16_t a, uint16_t b) { return a % 0xffff == b % 0xffff; }
+using ref::IcmpResidual;
+using ref::IpResidual;
+using ref::Layout;
+using ref::Look;
+using ref::SameModOnes;
+using ref::TcpResidual;
 
 struct Harness {
   uint8_t sel;
+  uint8_t extras;
   Engine engine;
   uint32_t now = 1000;
   // What the harness itself did, to hold the engine's decisions and counters to.
   std::vector<std::pair<dpr::FlowKey, uint16_t>> decided;  // load policy: Resolve answers
   uint64_t processed = 0, replayed = 0, bytes = 0;
-  explicit Harness(uint8_t s) : sel(s), engine(MakeConfig(s)) {
+  Harness(uint8_t s, uint8_t x) : sel(s), extras(x), engine(MakeConfig(s, x)) {
     engine.SetLookupTable(Tables()[s >> 6]);
     engine.SetDraining((s & kSelDraining) != 0);
+    std::vector<uint8_t> macs(4 * 6, 0);
+    for (size_t h = 0; h < 3; ++h) std::memcpy(macs.data() + h * 6, kMacs[h], 6);
+    engine.SetPeerMacs(macs);
   }
   const EngineConfig& cfg() const { return engine.config(); }
+  // What the queue would have read from the kernel for a packet of `len` bytes.
+  dpr::PacketMeta Meta(size_t len, bool csumNotReady) const {
+    dpr::PacketMeta m;
+    m.csumNotReady = csumNotReady;
+    if (extras & kExSrcMac) m.srcMac = (extras & kExSrcIsHost0) ? kMacs[0] : kStranger;
+    if ((extras & kExOversize) && len > 0) m.wireLength = static_cast<uint32_t>(std::max<size_t>(len + 1, 65535));
+    return m;
+  }
 };
 
-uint16_t Port(const uint8_t* b) { return static_cast<uint16_t>((b[0] << 8) | b[1]); }
+uint16_t Port(const uint8_t* b) { return ref::Load16(b); }
 
-// Offsets a rewrite may touch: TTL (forwarded packets leave with 255), IP
-// checksum and destination, TCP destination port and checksum.
+// Offsets a rewrite may touch: IP checksum and destination, TCP destination
+// port and checksum (the TTL is the kernel's business: mangle POSTROUTING).
 bool MayChange(size_t i, size_t ihl) {
-  return i == 8 || i == 10 || i == 11 || (i >= 16 && i < 20) || i == ihl + 2 || i == ihl + 3 || i == ihl + 16 ||
-         i == ihl + 17;
+  return i == 10 || i == 11 || (i >= 16 && i < 20) || i == ihl + 2 || i == ihl + 3 || i == ihl + 16 || i == ihl + 17;
 }
 
 int ServicePortIndex(const EngineConfig& c, uint16_t port) {
@@ -228,14 +192,12 @@ void CheckDestination(const Harness& h, const uint8_t* in, const uint8_t* out, s
   std::memcpy(&outAddr, out + 16, 4);
   const uint16_t inPort = Port(in + ihl + 2), outPort = Port(out + ihl + 2);
   if (o.action == Action::kForward) {
-    Require(out[8] == dpr::kForwardTtl);
     const int k = ServicePortIndex(c, inPort);
     Require(inAddr == c.serviceAddr[c.self] && k >= 0);
     Require(o.target != c.self && o.target < c.clusterAddr.size() && c.serviceAddr[o.target] != 0);
     Require(outAddr == c.clusterAddr[o.target]);
     Require(outPort == c.peerPortBase + c.self * nPorts + static_cast<size_t>(k));
   } else {
-    Require(out[8] == in[8]);
     Require(inAddr == c.clusterAddr[c.self] && inPort >= c.peerPortBase);
     const size_t offset = inPort - c.peerPortBase;
     const size_t origin = offset / nPorts;
@@ -291,24 +253,81 @@ void CheckTarget(const Harness& h, const uint8_t* in, const Outcome& o) {
   Require(false);
 }
 
+int HostOf(const EngineConfig& c, uint32_t serviceAddr) {
+  for (size_t id = 0; id < c.serviceAddr.size(); ++id) {
+    if (c.serviceAddr[id] != 0 && c.serviceAddr[id] == serviceAddr) return static_cast<int>(id);
+  }
+  return -1;
+}
+
+// An ICMP error handed on: only the outer destination (and the IPv4 checksum)
+// may change. Forwarded: about a segment sent as this host, to the host that
+// serves the quoted flow. Restored: from a peer (its TTL), about a segment
+// sent as the peer, back to the peer's service address.
+void CheckIcmpMangled(const Harness& h, const uint8_t* in, const uint8_t* out, size_t len, const Outcome& o,
+                      const ref::Quote& q) {
+  const EngineConfig& c = h.cfg();
+  const Layout li = Look(in, len);
+  const Layout lo = Look(out, len);
+  Require(lo.icmp && lo.ihl == li.ihl && lo.total == li.total);
+  for (size_t i = 0; i < len; ++i) Require(in[i] == out[i] || i == 10 || i == 11 || (i >= 16 && i < 20));
+  Require(SameModOnes(IpResidual(in, li), IpResidual(out, lo)));
+  if (h.sel & kSelFix) Require(IpResidual(out, lo) == 0xffff && IcmpResidual(out, lo) == 0xffff);
+  Require(ServicePortIndex(c, q.sport) >= 0);
+  uint32_t inDst, outDst;
+  std::memcpy(&inDst, in + 16, 4);
+  std::memcpy(&outDst, out + 16, 4);
+  if (o.action == Action::kForward) {
+    Require(c.role == dpr::Role::kEntry && inDst == c.serviceAddr[c.self] && q.saddr == c.serviceAddr[c.self]);
+    Require(o.target != c.self && o.target < c.clusterAddr.size() && outDst == c.clusterAddr[o.target]);
+    if (c.policy == dpr::Policy::kHash) {
+      Require(o.target == h.engine.HashTarget(q.daddr, q.dport));
+    } else {
+      const dpr::FlowKey k{q.daddr, q.saddr, q.dport, q.sport};
+      Require(std::any_of(h.decided.begin(), h.decided.end(), [&](const auto& d) { return d.first == k && d.second == o.target; }));
+    }
+    return;
+  }
+  const int origin = HostOf(c, q.saddr);
+  Require(origin >= 0 && static_cast<size_t>(origin) != c.self && o.target == origin);
+  Require(inDst == c.serviceAddr[c.self] || inDst == c.clusterAddr[c.self]);
+  Require(in[8] > 254 - c.routersBetween);
+  Require(outDst == c.serviceAddr[origin]);
+}
+
 void CheckOutcome(const Harness& h, const uint8_t* in, const uint8_t* out, size_t len, const Outcome& o,
-                  bool csumNotReady) {
+                  const dpr::PacketMeta& meta) {
   const EngineConfig& c = h.cfg();
   const bool entry = c.role == dpr::Role::kEntry;
+  const bool oversize = meta.wireLength > len;
+  const dpr::ParseResult tcp = ref::Classify(in, len, oversize ? meta.wireLength : len);
+  const ref::Quote quote = oversize ? ref::Quote{} : ref::LookIcmp(in, len);
+  const bool icmp = tcp == dpr::ParseResult::kNotTcp && quote.ok;
   Require(static_cast<size_t>(o.action) < static_cast<size_t>(Action::kCount));
-  Require(o.parse == Classify(in, len));
+  Require(o.parse == (icmp ? dpr::ParseResult::kOk : tcp));
   if (o.parse != dpr::ParseResult::kOk) Require(o.action == Action::kAccept && o.note == dpr::Note::kNone);
   switch (o.action) {
     case Action::kForward: Require(entry && o.mangled && o.mark == c.forwardMark); break;
-    case Action::kRestore: Require(!entry && o.mangled && o.mark == c.serveMark); break;
-    case Action::kDefer: Require(entry && c.policy == dpr::Policy::kLoad && !o.mangled && o.mark == 0); break;
+    // The entry engine restores only ICMP errors (where service and cluster address are one).
+    case Action::kRestore: Require((!entry || icmp) && o.mangled && o.mark == c.serveMark); break;
+    case Action::kDefer: Require(entry && c.policy == dpr::Policy::kLoad && !icmp && !o.mangled && o.mark == 0); break;
     default: Require(!o.mangled && o.mark == 0); break;
+  }
+  // Too big to rewrite: passed on or dropped as it is, never handed elsewhere.
+  if (oversize) Require(o.action == Action::kAccept || (o.action == Action::kDrop && o.note == dpr::Note::kOversize));
+  // On one segment nothing is restored unless it came from the MAC of the host it names.
+  if (o.action == Action::kRestore && c.checkPeerMacs) {
+    Require(o.target < 3 && meta.srcMac != nullptr && std::memcmp(meta.srcMac, kMacs[o.target], 6) == 0);
   }
   if (!o.mangled) {
     Require(len == 0 || std::memcmp(in, out, len) == 0);
     return;
   }
-  CheckMangled(h, in, out, len, o, csumNotReady);
+  if (icmp) {
+    CheckIcmpMangled(h, in, out, len, o, quote);
+    return;
+  }
+  CheckMangled(h, in, out, len, o, meta.csumNotReady);
   CheckTarget(h, in, o);
 }
 
@@ -347,8 +366,8 @@ void CheckTable(Engine& engine) {
   auto& flows = const_cast<dpr::FlowTable&>(engine.flows());
   const EngineConfig& c = engine.config();
   Require(flows.size() <= c.maxFlows);
-  const size_t embryonic = flows.CountIn(dpr::FlowState::kPending) + flows.CountIn(dpr::FlowState::kSynSeen);
-  Require(embryonic <= c.maxEmbryonic);
+  Require(flows.Embryonic() <= c.maxEmbryonic);
+  Require(flows.Verify());
   size_t live = 0, counted = 0;
   for (size_t s = 1; s < static_cast<size_t>(dpr::FlowState::kCount); ++s) {
     counted += flows.CountIn(static_cast<dpr::FlowState>(s));
@@ -358,7 +377,7 @@ void CheckTable(Engine& engine) {
     if (e.state == dpr::FlowState::kFree) continue;
     ++live;
     // At its own last-seen time an entry cannot be expired, so Find is pure.
-    Require(flows.Find(e.key, e.lastSeenMs) == static_cast<long>(i));
+    Require(flows.Find(flows.KeyOf(e), e.lastSeenMs) == static_cast<long>(i));
   }
   Require(live == flows.size() && counted == live);
 }
@@ -374,22 +393,23 @@ struct Step {
 void RunPacket(Harness& h, const uint8_t* data, size_t len, const Step& s) {
   std::unique_ptr<uint8_t[]> buf(new uint8_t[len]);
   if (len > 0) std::memcpy(buf.get(), data, len);
-  if (h.sel & kSelFix) FixChecksums(buf.get(), len, s.csumNotReady);
+  if (h.sel & kSelFix) ref::FixChecksums(buf.get(), len, s.csumNotReady);
   const std::vector<uint8_t> in(buf.get(), buf.get() + len);
-  const Outcome o = h.engine.Process(buf.get(), len, s.csumNotReady, h.now);
+  const dpr::PacketMeta meta = h.Meta(len, s.csumNotReady);
+  const Outcome o = h.engine.Process(buf.get(), len, meta, h.now);
   ++h.processed;
   h.bytes += len;
-  CheckOutcome(h, in.data(), buf.get(), len, o, s.csumNotReady);
+  CheckOutcome(h, in.data(), buf.get(), len, o, meta);
   CheckTable(h.engine);
   CheckCounters(h);
   if (o.action == Action::kDefer && s.resolve) {
     Require(o.key == KeyOf(in.data()));
     Require(h.engine.Resolve(o.key, s.target, h.now));  // inserted just now: cannot have expired
     RememberDecision(h, o.key, s.target);
-    const Outcome r = h.engine.Replay(buf.get(), len, s.csumNotReady, h.now);
+    const Outcome r = h.engine.Replay(buf.get(), len, meta, h.now);
     ++h.replayed;
     Require(r.action != Action::kDefer && r.action != Action::kDrop);
-    CheckOutcome(h, in.data(), buf.get(), len, r, s.csumNotReady);
+    CheckOutcome(h, in.data(), buf.get(), len, r, meta);
     CheckTable(h.engine);
     CheckCounters(h);
   }
@@ -433,12 +453,12 @@ void RunMulti(Harness& h, const uint8_t* data, size_t len) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (size == 0) return 0;
-  Harness h(data[0]);
+  if (size < 2) return 0;
+  Harness h(data[0], data[1]);
   if (data[0] & kSelMulti) {
-    RunMulti(h, data + 1, size - 1);
+    RunMulti(h, data + 2, size - 2);
   } else {
-    RunSingle(h, data + 1, size - 1);
+    RunSingle(h, data + 2, size - 2);
   }
   return 0;
 }

@@ -28,8 +28,13 @@ export type EngineName =
   | 'entry-hash-local'   // host 0, hash table naming host 0 (itself)
   | 'entry-load'         // host 0, load policy: new flows wait for a decision
   | 'entry-draining'     // as entry-hash-to-peer, but draining: new flows stay local
-  | 'serve';             // host 1 as serving host
+  | 'serve'              // host 1 as serving host
+  | 'serve-macs';        // host 1, peers on one segment: host 0's MAC is PEER_MACS[0], host 2's unknown
 
 export const ENGINE_NAMES: readonly EngineName[] = [
-  'entry-hash-to-peer', 'entry-hash-local', 'entry-load', 'entry-draining', 'serve',
+  'entry-hash-to-peer', 'entry-hash-local', 'entry-load', 'entry-draining', 'serve', 'serve-macs',
 ];
+
+/** The neighbour table of 'serve-macs': host 0's MAC; host 2 not resolved yet. */
+export const PEER_MACS = ['02:00:5e:10:00:10', null, null] as const;
+export const OTHER_MAC = '02:00:5e:10:00:99';

@@ -1,24 +1,35 @@
 // A stand-in for the addon's Queue, for running the daemon without root and
 // without a kernel queue: it records what the daemon pushes (lookup tables,
 // draining, decisions) and lets a test hand it new flows to decide.
-import type { DecisionBatch, EngineOptions, NativeQueue, QueueOptions, QueueStats } from '../../lib/native';
+import type { DecisionBatch, EngineOptions, FlowCounts, Malformed, NativeQueue, Note, QueueOptions, QueueStats } from '../../lib/native';
 
-const zeroFlows = { pending: 0, syn: 0, established: 0, closing: 0 };
+const zeroFlows: FlowCounts = { pending: 0, syn: 0, probation: 0, established: 0, closing: 0, reset: 0 };
+// Typed in full, so a counter the addon gains must be added here too.
+const zeroNotes: Record<Note, number> = {
+  not_service: 0, not_peer_port: 0, bad_origin: 0, no_flow: 0, no_flow_hashed: 0, table_full: 0, pending_duplicate: 0,
+  draining: 0, probe_limit: 0, rst_in_window: 0, rst_out_of_window: 0, syn_on_flow: 0, syn_redecided: 0,
+  peer_mac_unknown: 0, bad_peer_mac: 0, icmp_forwarded: 0, icmp_local: 0, icmp_no_flow: 0, icmp_restored: 0,
+  icmp_not_ours: 0, oversize: 0, reused_here: 0,
+};
+const zeroMalformed: Record<Malformed, number> = {
+  truncated_ip: 0, not_ipv4: 0, bad_ihl: 0, bad_total_length: 0, fragment: 0, not_tcp: 0, truncated_tcp: 0, bad_tcp_offset: 0,
+};
 
 function zeroStats(queueNum: number): QueueStats {
   return {
     queueNum, packets: 0, bytes: 0,
     actions: { accept: 0, forward: 0, restore: 0, drop: 0, defer: 0 },
-    malformed: { truncated_ip: 0, not_ipv4: 0, bad_ihl: 0, bad_total_length: 0, fragment: 0, not_tcp: 0, truncated_tcp: 0, bad_tcp_offset: 0 },
-    notes: { not_service: 0, not_peer_port: 0, bad_origin: 0, no_flow: 0, no_flow_hashed: 0, table_full: 0, pending_duplicate: 0, draining: 0 },
+    malformed: { ...zeroMalformed },
+    notes: { ...zeroNotes },
     newFlows: { local: 0, forwarded: 0, byHost: [] },
     checksums: { full: 0, incremental: 0 },
     flows: { ...zeroFlows, forwarded: { ...zeroFlows }, expired: 0, closed: 0 },
     queue: {
-      batches: 0, batchPackets: 0, batchMax: 0, recvErrors: 0, enobufs: 0, eintr: 0, sendErrors: 0, verdictErrors: 0, startupAccepted: 0,
-      decisions: { requested: 0, answered: 0, timedOut: 0, late: 0, keptForLocalSocket: 0, sockDiagErrors: 0 },
+      batches: 0, batchPackets: 0, batchMax: 0, roundsCut: 0, recvErrors: 0, enobufs: 0, eintr: 0, sendErrors: 0,
+      batchesSplit: 0, sendLimit: 0, verdictErrors: 0, startupAccepted: 0, startupDropped: 0,
+      decisions: { requested: 0, answered: 0, timedOut: 0, late: 0, dropped: 0, keptForLocalSocket: 0, sockDiagErrors: 0 },
     },
-  } as QueueStats;
+  };
 }
 
 export class FakeQueue implements NativeQueue {
@@ -28,6 +39,8 @@ export class FakeQueue implements NativeQueue {
   readonly draining: boolean[] = [];
   /** Every host list pushed by a reload: [serviceAddrs, clusterAddrs]. */
   readonly hosts: Array<[number[], number[]]> = [];
+  /** Every peer-MAC table pushed (6 bytes per host id). */
+  readonly peerMacs: number[][] = [];
   readonly decided: Array<{ tokens: number[]; targets: number[] }> = [];
   running = false;
   stopped = false;
@@ -61,6 +74,9 @@ export class FakeQueue implements NativeQueue {
   }
   setHosts(serviceAddrs: Uint32Array, clusterAddrs: Uint32Array): void {
     this.hosts.push([[...serviceAddrs], [...clusterAddrs]]);
+  }
+  setPeerMacs(macs: Uint8Array): void {
+    this.peerMacs.push([...macs]);
   }
   decide(tokens: Uint32Array, targets: Uint16Array): void {
     this.decided.push({ tokens: [...tokens], targets: [...targets] });

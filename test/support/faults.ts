@@ -120,12 +120,13 @@ export function kernelQueues(cluster: Cluster, host: string): KernelQueue[] {
   return parseKernelQueues(cluster.bed.exec(host, ['cat', KERNEL_QUEUE_FILE]));
 }
 
-/** h0's entry queue (number 0) as the kernel, the rules and the daemon count it, now. */
+/** h0's entry queue (number 0: SYNs, fail-open) as the kernel, the rules and the daemon count it, now. */
 export function entryQueueSample(cluster: Cluster): QueueSample {
   const st = cluster.status(0).entry!;
   return {
     hits: nfqueueHits(ruleCounters(cluster, 'h0'), ['DPR_ENTRY']).get(0) ?? 0,
-    received: st.queue.batchPackets + st.queue.startupAccepted,
+    // The daemon reads the flows queue on the same socket: its packets are not queue 0's.
+    received: st.queue.batchPackets - (st.queue.flowsPackets ?? 0) + st.queue.startupAccepted,
     kernel: kernelQueues(cluster, 'h0').find((q) => q.queueNum === 0)!,
   };
 }

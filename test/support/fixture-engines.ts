@@ -3,8 +3,13 @@
 import { parseIpv4 } from '../../lib/ipv4';
 import { Engine, type EngineOptions, type NativeEngine } from '../../lib/native';
 import {
-  CLUSTER, FORWARD_MARK, PEER_PORT_BASE, SERVE_MARK, SERVICE, SERVICE_PORTS, type EngineName,
+  CLUSTER, FORWARD_MARK, PEER_MACS, PEER_PORT_BASE, SERVE_MARK, SERVICE, SERVICE_PORTS, type EngineName,
 } from './cluster';
+
+/** A MAC address as 6 bytes. */
+export function macBytes(mac: string): Uint8Array {
+  return Uint8Array.from(mac.split(':'), (b) => parseInt(b, 16));
+}
 
 function addrs(list: readonly (string | null)[]): Uint32Array {
   return Uint32Array.from(list, (a) => (a === null ? 0 : parseIpv4(a)));
@@ -52,5 +57,12 @@ export function makeEngine(name: EngineName): NativeEngine {
       return new Engine(baseOptions({ policy: 'load' }));
     case 'serve':
       return new Engine(baseOptions({ role: 'serve', self: 1 }));
+    case 'serve-macs': {
+      const e = new Engine(baseOptions({ role: 'serve', self: 1, checkPeerMacs: true }));
+      const macs = new Uint8Array(SERVICE.length * 6);
+      PEER_MACS.forEach((m, id) => m && macs.set(macBytes(m), id * 6));
+      e.setPeerMacs(macs);
+      return e;
+    }
   }
 }

@@ -23,6 +23,10 @@ export interface PacketFixture {
   steps?: FixtureStep[];
   /** Engine clock for the input packet; 1000 when absent. */
   nowMs?: number;
+  /** The source MAC the queue read (NFQA_HWADDR), as aa:bb:..; absent: none (not Ethernet). */
+  srcMac?: string;
+  /** The packet's real length when the queue's copy was cut short (NFQA_CAP_LEN). */
+  wireLength?: number;
   input: string;
   expected: {
     action: Action;

@@ -11,7 +11,7 @@ import {
   setIpField16, textPayload, toHex, withIhl, withTcpDataOffset, type ChecksumMode, type TcpSpec,
 } from './packet-builder';
 import {
-  CLIENT, CLUSTER, FORWARD_MARK, OUTSIDER, SERVE_MARK, SERVICE, addr, peerPort, type EngineName,
+  CLIENT, CLUSTER, FORWARD_MARK, OTHER_MAC, OUTSIDER, PEER_MACS, SERVE_MARK, SERVICE, addr, peerPort, type EngineName,
 } from './cluster';
 import { fixtureDir, type FixtureStep, type PacketFixture } from './fixture-format';
 
@@ -22,6 +22,8 @@ interface Case {
   csumNotReady?: boolean;
   steps?: FixtureStep[];
   nowMs?: number;
+  srcMac?: string;
+  wireLength?: number;
   input: Uint8Array;
   action: Action;
   malformed?: Malformed;
@@ -45,9 +47,13 @@ function toServe(origin: number, k: number, over: Partial<TcpSpec> = {}): TcpSpe
   return toEntry({ dst: C1, dport: peerPort(origin, k), ...over });
 }
 
-/** What entry host 0 must emit for `spec` when host 1 serves it (TTL 255: GTSM). */
+/**
+ * What entry host 0 must emit for `spec` when host 1 serves it. The TTL is
+ * left alone: the kernel sets 255 after its forwarding decrement (mangle
+ * POSTROUTING), where GTSM needs it.
+ */
 function forwarded(spec: TcpSpec, k = 0): Uint8Array {
-  return buildTcp4({ ...spec, dst: C1, dport: peerPort(0, k), ttl: 255 }, 'full');
+  return buildTcp4({ ...spec, dst: C1, dport: peerPort(0, k) }, 'full');
 }
 
 function restored(spec: TcpSpec, service: string, port: number): Uint8Array {
@@ -64,7 +70,10 @@ const ack = toEntry({ flags: ACK, seq: 1001, ack: 5001, tcpOptions: [] });
 const data = toEntry({ flags: ACK | PSH, seq: 1001, ack: 5001, tcpOptions: [], payload: textPayload(45) });
 const fin = toEntry({ flags: FIN | ACK, seq: 1046, ack: 5001, tcpOptions: [] });
 const rst = toEntry({ flags: RST | ACK, seq: 1046, ack: 5001, tcpOptions: [] });
-const established = [step(syn), step(ack)];
+// A blind guess: nowhere near the client's next sequence number (1046).
+const rstFar = toEntry({ flags: RST | ACK, seq: 1046 + 10_000_000, ack: 5001, tcpOptions: [] });
+// SYN, the handshake ACK and the request: the client's next sequence number is 1046.
+const established = [step(syn), step(ack), step(data)];
 
 function forwardingCases(): Case[] {
   return [
@@ -81,16 +90,22 @@ function forwardingCases(): Case[] {
       engine: 'entry-hash-to-peer', steps: [step(syn)], input: buildTcp4(data), action: 'forward', output: forwarded(data) },
     { slug: 'entry-forward-fin', description: 'entry: a FIN of a forwarded flow is forwarded',
       engine: 'entry-hash-to-peer', steps: established, input: buildTcp4(fin), action: 'forward', output: forwarded(fin) },
-    { slug: 'entry-forward-rst', description: 'entry: a RST of a forwarded flow is forwarded',
-      engine: 'entry-hash-to-peer', steps: established, input: buildTcp4(rst), action: 'forward', output: forwarded(rst) },
-    { slug: 'entry-after-rst-hashed', description: 'entry: after a RST the flow is gone; hash policy routes the next packet by hash',
+    { slug: 'entry-forward-rst', description: "entry: a RST at the client's next sequence number is forwarded (the flow waits in reset)",
+      engine: 'entry-hash-to-peer', steps: established, input: buildTcp4(rst), action: 'forward', note: 'rst_in_window', output: forwarded(rst) },
+    { slug: 'entry-rst-out-of-window', description: "entry: a RST far from the client's sequence numbers is forwarded and counted, the flow left alone",
+      engine: 'entry-hash-to-peer', steps: established, input: buildTcp4(rstFar), action: 'forward', note: 'rst_out_of_window',
+      output: forwarded(rstFar) },
+    { slug: 'entry-after-rst-kept', description: 'entry: after a RST within the window the flow is kept; the next packet still follows it',
       engine: 'entry-hash-to-peer', steps: [...established, step(rst)], input: buildTcp4(data), action: 'forward',
-      note: 'no_flow_hashed', output: forwarded(data) },
+      output: forwarded(data) },
     { slug: 'entry-no-flow-hashed', description: 'entry: a mid-flow packet with no entry is routed by the hash table',
       engine: 'entry-hash-to-peer', input: buildTcp4(ack), action: 'forward', note: 'no_flow_hashed', output: forwarded(ack) },
-    { slug: 'entry-syn-reuses-tuple', description: 'entry: a new SYN on the 4-tuple of an established flow is decided afresh',
+    { slug: 'entry-syn-on-established', description: 'entry: a SYN on an established flow goes to its serving host, not decided again',
       engine: 'entry-hash-to-peer', steps: established, input: buildTcp4({ ...syn, seq: 777000 }), action: 'forward',
-      output: forwarded({ ...syn, seq: 777000 }) },
+      note: 'syn_on_flow', output: forwarded({ ...syn, seq: 777000 }) },
+    { slug: 'entry-syn-after-rst', description: 'entry: a SYN after a RST within the window starts a new connection, decided afresh',
+      engine: 'entry-hash-to-peer', steps: [...established, step(rst)], input: buildTcp4({ ...syn, seq: 777000 }), action: 'forward',
+      note: 'syn_redecided', output: forwarded({ ...syn, seq: 777000 }) },
     { slug: 'entry-local-flow-data', description: 'entry: data of a flow kept local is accepted unchanged',
       engine: 'entry-hash-local', steps: [step(syn)], input: buildTcp4(data), action: 'accept' },
     { slug: 'entry-draining-syn', description: 'entry: while draining a new SYN stays local',
@@ -125,10 +140,18 @@ function loadPolicyCases(): Case[] {
       engine: 'entry-load', steps: [step(syn, { resolveTo: 3 })], input: buildTcp4(syn), action: 'accept' },
     { slug: 'load-pending-expired', description: 'load: once a pending decision times out a retransmitted SYN is held again',
       engine: 'entry-load', steps: [step(syn)], nowMs: 1000 + 1001, input: buildTcp4(syn), action: 'defer' },
-    { slug: 'load-after-rst-no-flow', description: 'load: after a RST the flow is gone; the next packet goes to the local stack',
+    { slug: 'load-after-rst-kept', description: 'load: after a RST within the window the flow is kept; the next packet still goes to its host',
       engine: 'entry-load',
       steps: [step(syn, { resolveTo: 1 }), step(syn), step(ack), step(rst)],
-      input: buildTcp4(data), action: 'accept', note: 'no_flow' },
+      input: buildTcp4(data), action: 'forward', output: forwarded(data) },
+    { slug: 'load-after-spoofed-rst', description: 'load: after a RST far from the window the flow is untouched; the next packet goes to its host',
+      engine: 'entry-load',
+      steps: [step(syn, { resolveTo: 1 }), step(syn), step(ack), step(rstFar)],
+      input: buildTcp4(data), action: 'forward', output: forwarded(data) },
+    { slug: 'load-syn-on-established', description: 'load: a SYN on an established flow is not held for a new decision; it goes to its host',
+      engine: 'entry-load',
+      steps: [step(syn, { resolveTo: 1 }), step(syn), step(ack), step(data)],
+      input: buildTcp4({ ...syn, seq: 777000 }), action: 'forward', note: 'syn_on_flow', output: forwarded({ ...syn, seq: 777000 }) },
   ];
 }
 
@@ -153,6 +176,64 @@ function serveCases(): Case[] {
       engine: 'serve', input: buildTcp4(toServe(1, 0)), action: 'accept', note: 'bad_origin' },
     { slug: 'serve-bad-origin-hole', description: 'serve: a peer port naming a host id with no address is refused',
       engine: 'serve', input: buildTcp4(toServe(3, 0)), action: 'accept', note: 'bad_origin' },
+  ];
+}
+
+function peerMacCases(): Case[] {
+  const fromHost0 = toServe(0, 0);
+  const fromHost2 = toServe(2, 0);
+  return [
+    { slug: 'serve-mac-of-origin', description: "serve, one segment: a packet from the MAC of the host its peer port names is restored",
+      engine: 'serve-macs', srcMac: PEER_MACS[0], input: buildTcp4(fromHost0), action: 'restore', output: restored(fromHost0, S0, 80) },
+    { slug: 'serve-mac-other', description: "serve, one segment: a TTL-255 packet from another MAC is dropped (a forged TTL is not enough)",
+      engine: 'serve-macs', srcMac: OTHER_MAC, input: buildTcp4({ ...fromHost0, ttl: 255 }), action: 'drop', note: 'bad_peer_mac' },
+    { slug: 'serve-mac-absent', description: 'serve, one segment: a packet without a source MAC (not Ethernet) is dropped',
+      engine: 'serve-macs', input: buildTcp4(fromHost0), action: 'drop', note: 'bad_peer_mac' },
+    { slug: 'serve-mac-unknown', description: "serve, one segment: before a peer's MAC is known, its packets are dropped (TCP resends them)",
+      engine: 'serve-macs', srcMac: OTHER_MAC, input: buildTcp4(fromHost2), action: 'drop', note: 'peer_mac_unknown' },
+  ];
+}
+
+// "Fragmentation needed" from a router on the client's path, about a segment
+// the serving host sent as host 0: S0:80 -> client:40001 (its first 40 bytes).
+const answer = buildTcp4({ src: S0, dst: CLIENT, sport: 80, dport: 40001, flags: ACK | PSH, seq: 5001, ack: 1046, payload: textPayload(1400) }).slice(0, 40);
+const ROUTER = '198.18.200.1';
+const fragNeeded = (dst: string, ttl?: number): Uint8Array => buildIcmp4(ROUTER, dst, 3, 4, answer, { rest: 1280, ttl });
+
+function icmpCases(): Case[] {
+  return [
+    { slug: 'icmp-frag-needed-forwarded', description: "ICMP: fragmentation needed about a forwarded flow's answer goes on to its serving host's cluster address",
+      engine: 'entry-hash-to-peer', steps: established, input: fragNeeded(S0), action: 'forward', note: 'icmp_forwarded',
+      output: fragNeeded(C1) },
+    { slug: 'icmp-frag-needed-local', description: 'ICMP: fragmentation needed about a flow served here is for the local stack',
+      engine: 'entry-hash-local', steps: [step(syn)], input: fragNeeded(S0), action: 'accept', note: 'icmp_local' },
+    { slug: 'icmp-frag-needed-no-flow', description: 'ICMP: fragmentation needed about no known flow is left to the local stack',
+      engine: 'entry-hash-to-peer', input: fragNeeded(S0), action: 'accept', note: 'icmp_no_flow' },
+    { slug: 'icmp-quotes-other-address', description: "ICMP: an error quoting a segment from no service address of the cluster is left alone",
+      engine: 'entry-hash-to-peer', steps: established, input: buildIcmp4(ROUTER, S0, 3, 4, forwarded(syn).slice(0, 28)),
+      action: 'accept', note: 'icmp_not_ours' },
+    { slug: 'icmp-restore-from-peer', description: "ICMP, serving host: an error host 0 forwarded (TTL 255) gets host 0's service address back",
+      engine: 'serve', input: fragNeeded(C1, 255), action: 'restore', note: 'icmp_restored', output: fragNeeded(S0, 255) },
+    { slug: 'icmp-from-peer-low-ttl', description: 'ICMP, serving host: such an error without a peer\'s TTL is left alone',
+      engine: 'serve', input: fragNeeded(C1, 64), action: 'accept', note: 'icmp_not_ours' },
+  ];
+}
+
+// A segment larger than the queue copies: the queue holds its first 200
+// bytes; its real length (NFQA_CAP_LEN) is 65,535, as after GRO or reassembly.
+const big = toEntry({ flags: ACK | PSH, seq: 1046, ack: 5001, tcpOptions: [], payload: textPayload(65535 - 40) });
+const bigCopy = buildTcp4(big).slice(0, 200);
+
+function oversizeCases(): Case[] {
+  return [
+    { slug: 'oversize-forwarded-flow', description: 'oversize: a packet of a forwarded flow larger than the copy is dropped (TCP resends), not given to the local stack',
+      engine: 'entry-hash-to-peer', steps: established, wireLength: 65535, input: bigCopy, action: 'drop', note: 'oversize' },
+    { slug: 'oversize-no-flow-hashed', description: 'oversize: with no flow, the hash says where it goes: another host, so dropped',
+      engine: 'entry-hash-to-peer', wireLength: 65535, input: bigCopy, action: 'drop', note: 'oversize' },
+    { slug: 'oversize-local-flow', description: 'oversize: a packet of a flow served here goes on unchanged to the local stack',
+      engine: 'entry-hash-local', steps: [step(syn)], wireLength: 65535, input: bigCopy, action: 'accept', note: 'oversize' },
+    { slug: 'oversize-serve', description: 'oversize: at the serving host a forwarded packet larger than the copy cannot be restored: dropped',
+      engine: 'serve', wireLength: 65535, input: buildTcp4({ ...big, dst: C1, dport: peerPort(0, 0) }).slice(0, 200), action: 'drop', note: 'oversize' },
   ];
 }
 
@@ -203,8 +284,8 @@ function malformedCases(): Case[] {
       buildUdp4(CLIENT, S0, 40001, 80, textPayload(11)), 'not_tcp'),
     m('bad-fragment-mf', 'fragment: first fragment (MF set) is passed on', setIpField16(good, 6, 0x2000), 'fragment'),
     m('bad-fragment-offset', 'fragment: a later fragment (offset 185) is passed on', setIpField16(good, 6, 185), 'fragment'),
-    m('bad-icmp', 'not TCP: an ICMP unreachable quoting a forwarded flow',
-      buildIcmp4(OUTSIDER, S0, 3, 4, forwarded(syn).slice(0, 28)), 'not_tcp'),
+    m('bad-icmp-echo', 'not TCP: an ICMP echo request to the service address',
+      buildIcmp4(OUTSIDER, S0, 8, 0, textPayload(16)), 'not_tcp'),
     m('bad-ipv6', 'not IPv4: version 6', buildIpv6(bare.slice(20)), 'not_ipv4'),
     m('bad-tcp-doff-small', 'malformed: TCP data offset 4', withTcpDataOffset(bare, 4), 'bad_tcp_offset'),
     m('bad-tcp-doff-beyond', 'malformed: TCP data offset 15 in a 20-byte segment', withTcpDataOffset(bare, 15), 'bad_tcp_offset'),
@@ -219,6 +300,8 @@ function toFixture(c: Case): PacketFixture {
     csumNotReady: c.csumNotReady ?? false,
     ...(c.steps !== undefined ? { steps: c.steps } : {}),
     ...(c.nowMs !== undefined ? { nowMs: c.nowMs } : {}),
+    ...(c.srcMac !== undefined ? { srcMac: c.srcMac } : {}),
+    ...(c.wireLength !== undefined ? { wireLength: c.wireLength } : {}),
     input: toHex(c.input),
     expected: {
       action: c.action,
@@ -232,7 +315,7 @@ function toFixture(c: Case): PacketFixture {
 
 export function allCases(): Case[] {
   return [
-    ...forwardingCases(), ...loadPolicyCases(), ...serveCases(),
+    ...forwardingCases(), ...loadPolicyCases(), ...serveCases(), ...peerMacCases(), ...icmpCases(), ...oversizeCases(),
     ...partialChecksumCases(), ...ipOptionCases(), ...malformedCases(),
   ];
 }

@@ -144,12 +144,17 @@ export function buildUdp4(src: string, dst: string, sport: number, dport: number
   return p;
 }
 
-/** An ICMP message whose body quotes `quoted` (as an error about a forwarded flow would). */
-export function buildIcmp4(src: string, dst: string, type: number, code: number, quoted: Uint8Array): Uint8Array {
+/**
+ * An ICMP message whose body quotes `quoted` (as an error about a forwarded
+ * flow would); `rest` is the second word of the ICMP header (next-hop MTU
+ * for "fragmentation needed": rest = mtu).
+ */
+export function buildIcmp4(src: string, dst: string, type: number, code: number, quoted: Uint8Array, o: { ttl?: number; rest?: number } = {}): Uint8Array {
   const p = new Uint8Array(IP_HEADER + 8 + quoted.length);
   p[0] = 0x45;
   put16(p, 2, p.length);
-  p[8] = 64;
+  p[8] = o.ttl ?? 64;
+  put32(p, 24, o.rest ?? 0);
   p[9] = 1;
   put32(p, 12, parseIpv4(src));
   put32(p, 16, parseIpv4(dst));

@@ -86,8 +86,14 @@ async function run(spec: RunnerSpec): Promise<void> {
   holder.queue = queue;
   if (spec.lookupTable) queue.setLookupTable(Uint16Array.from(spec.lookupTable));
   queue.start();
+  // On one L2 segment the engines take forwarded packets only from their
+  // entry host's MAC; the daemon reads the neighbour table when a peer comes
+  // up (lib/neighbours). No heartbeats here: read it often instead.
+  const { PeerMacs } = await import('../../lib/neighbours');
+  const macs = config.peers.routersBetween === 0 ? new PeerMacs(config.hosts, config.self, (t) => queue.setPeerMacs(t)) : null;
+  macs?.refresh();
   // The queue's thread does not hold the event loop open; this does.
-  const keepAlive = setInterval(() => undefined, 1 << 30);
+  const keepAlive = setInterval(() => macs?.refresh(), 100);
   const print = (): void => {
     process.stdout.write(STATS + JSON.stringify(queue.stats()) + '\n');
   };

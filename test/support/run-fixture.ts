@@ -2,7 +2,7 @@
 // deferred flows as the load policy would), then the packet under test.
 import assert from 'node:assert/strict';
 import type { NativeEngine, Outcome } from '../../lib/native';
-import { makeEngine } from './fixture-engines';
+import { macBytes, makeEngine } from './fixture-engines';
 import { DEFAULT_NOW_MS, type FixtureStep, type PacketFixture } from './fixture-format';
 import { fromHex } from './packet-builder';
 
@@ -39,6 +39,7 @@ export function runFixture(f: PacketFixture): FixtureRun {
   const engine = makeEngine(f.engine);
   (f.steps ?? []).forEach((s, i) => runStep(engine, s, i));
   const output = fromHex(f.input);
-  const outcome = engine.process(output, f.csumNotReady, f.nowMs ?? DEFAULT_NOW_MS);
+  const meta = { ...(f.srcMac ? { srcMac: macBytes(f.srcMac) } : {}), ...(f.wireLength ? { wireLength: f.wireLength } : {}) };
+  const outcome = engine.process(output, f.csumNotReady, f.nowMs ?? DEFAULT_NOW_MS, meta);
   return { outcome, output };
 }

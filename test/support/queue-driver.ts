@@ -1,0 +1,130 @@
+// One addon Queue in a host's namespace, driven by line commands on stdin, so
+// that a test can time control-plane calls while the queue's thread is busy:
+//   -> {"cmd":"export"}   <- {"reply":"export","ms":12,"flows":3} or {..., "error":"..."}
+//   -> {"cmd":"stats"}    <- {"reply":"stats","stats":{QueueStats}}
+//   -> {"cmd":"stop"}     <- {"reply":"stop","ms":3,"stats":{QueueStats}}, then it exits
+//   -> {"cmd":"block","ms":N}  the JavaScript thread sleeps N ms (decisions pile up), then <- {"reply":"block"}
+// With `decide`, the load policy's decisions are answered (every flow local).
+// On start it prints {"reply":"ready","tid":N}: the queue thread's id (its
+// name is dpr-q<queueNum>), for per-thread accounting and cgroups.
+// Run as: node queue-driver.js run '<DriverSpec as JSON>'
+import fs from 'node:fs';
+import path from 'node:path';
+import readline from 'node:readline';
+import type { ChildProcess } from 'node:child_process';
+import type { EngineOptions, QueueOptions, QueueStats } from '../../lib/native';
+import { parseIpv4 } from '../../lib/ipv4';
+import type { Testbed } from './netns';
+import { waitForLine } from './lines';
+
+export const DRIVER_SCRIPT = path.join(__dirname, 'queue-driver.js');
+
+/** EngineOptions in JSON form: dotted addresses and plain arrays instead of typed arrays. */
+export type EngineSpec = Omit<EngineOptions, 'serviceAddrs' | 'clusterAddrs' | 'servicePorts'> & {
+  serviceAddrs: string[];
+  clusterAddrs: string[];
+  servicePorts: number[];
+};
+
+function engineOptions(spec: EngineSpec): EngineOptions {
+  return {
+    ...spec,
+    serviceAddrs: Uint32Array.from(spec.serviceAddrs, parseIpv4),
+    clusterAddrs: Uint32Array.from(spec.clusterAddrs, parseIpv4),
+    servicePorts: Uint16Array.from(spec.servicePorts),
+  };
+}
+
+export interface DriverSpec {
+  queue: QueueOptions;
+  engine: EngineSpec;
+  lookupTable?: number[];
+  decide?: boolean;
+}
+
+export interface Reply {
+  reply: string;
+  ms?: number;
+  flows?: number;
+  error?: string;
+  tid?: number;
+  stats?: QueueStats;
+}
+
+export class QueueDriver {
+  constructor(readonly child: ChildProcess, readonly tid: number) {}
+
+  async send(cmd: string, timeoutMs = 20000, extra: Record<string, unknown> = {}): Promise<Reply> {
+    const line = waitForLine(this.child, (l) => l.startsWith(`{"reply":"${cmd}"`), timeoutMs, `queue driver: ${cmd}`);
+    this.child.stdin!.write(JSON.stringify({ cmd, ...extra }) + '\n');
+    return JSON.parse(await line) as Reply;
+  }
+}
+
+export async function startQueueDriver(bed: Testbed, host: string, spec: DriverSpec): Promise<QueueDriver> {
+  const child = bed.spawn(host, [process.execPath, DRIVER_SCRIPT, 'run', JSON.stringify(spec)], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const ready = JSON.parse(await waitForLine(child, (l) => l.startsWith('{"reply":"ready"'), 5000, `queue driver on ${host}`)) as Reply;
+  return new QueueDriver(child, ready.tid!);
+}
+
+/** The id of this process's thread named `name` (threads name themselves: dpr-q<N>). */
+export function threadId(pid: number | 'self', name: string): number {
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    if (fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim() === name) return Number(tid);
+  }
+  throw new Error(`no thread named ${name}`);
+}
+
+async function run(spec: DriverSpec): Promise<void> {
+  // Loaded here: the test process imports this file for the helpers above.
+  const { Queue, FLOW_WORDS } = await import('../../lib/native');
+  const onDecide = spec.decide
+    ? (batch: Uint32Array): void => {
+        const n = batch.length / 5;
+        queue.decide(Uint32Array.from({ length: n }, (_, i) => batch[i * 5]!), new Uint16Array(n).fill(spec.engine.self));
+      }
+    : undefined;
+  const queue = new Queue(spec.queue, engineOptions(spec.engine), onDecide);
+  if (spec.lookupTable) queue.setLookupTable(Uint16Array.from(spec.lookupTable));
+  queue.start();
+  const print = (o: Reply): void => void process.stdout.write(JSON.stringify(o) + '\n');
+  const timed = (f: () => void): number => {
+    const t0 = process.hrtime.bigint();
+    f();
+    return Number(process.hrtime.bigint() - t0) / 1e6;
+  };
+  readline.createInterface({ input: process.stdin }).on('line', (line) => {
+    const { cmd, ms } = JSON.parse(line) as { cmd: string; ms?: number };
+    if (cmd === 'export') {
+      let flows = 0;
+      let error: string | undefined;
+      const ms = timed(() => {
+        try {
+          flows = queue.exportFlows().length / FLOW_WORDS;
+        } catch (err) {
+          error = (err as Error).message;
+        }
+      });
+      print({ reply: 'export', ms, flows, ...(error ? { error } : {}) });
+    } else if (cmd === 'block') {
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms ?? 1000);
+      print({ reply: 'block' });
+    } else if (cmd === 'stats') {
+      print({ reply: 'stats', stats: queue.stats() });
+    } else if (cmd === 'stop') {
+      const ms = timed(() => queue.stop());
+      print({ reply: 'stop', ms, stats: queue.stats() });
+      process.exit(0);
+    }
+  });
+  print({ reply: 'ready', tid: threadId('self', `dpr-q${spec.queue.queueNum}`) });
+}
+
+// Only with explicit arguments: the test runner loads every file under
+// dist/test/ as a test, and then this must not bind a queue in the root namespace.
+if (require.main === module && process.argv[2] === 'run') {
+  run(JSON.parse(process.argv[3] ?? '') as DriverSpec).catch((err: unknown) => {
+    process.stderr.write(`queue-driver: ${(err as Error).message}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,59 @@
+// A worker thread that loads the addon (and, in a namespace, runs a Queue
+// with a decision callback) and is then terminated, while the main thread
+// goes on using the addon. Prints one JSON line: what the kernel says about
+// queue 0 after the worker ended, and the error the main thread then got.
+// Run as: node worker-probe.js run '{"queue":true|false}'
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import fs from 'node:fs';
+
+interface ProbeSpec {
+  queue: boolean;
+}
+
+const QUEUES = '/proc/net/netfilter/nfnetlink_queue';
+const queues = (): string => (fs.existsSync(QUEUES) ? fs.readFileSync(QUEUES, 'utf8').trim() : '');
+
+function startQueueInWorker(): void {
+  const native = require('../../lib/native') as typeof import('../../lib/native');
+  const addrs = Uint32Array.of(0xc6120001, 0xc6120002);
+  const queue = new native.Queue(
+    { queueNum: 0, maxLen: 64, rcvBufBytes: 1 << 20, batchSize: 8, decisionTimeoutMs: 50 },
+    { role: 'entry', policy: 'load', self: 0, serviceAddrs: addrs, clusterAddrs: addrs, servicePorts: Uint16Array.of(80),
+      peerPortBase: 20000, forwardMark: 0x100, serveMark: 0x200, maxFlows: 64, maxEmbryonic: 64,
+      timeouts: { pendingMs: 1000, synMs: 1000, establishedMs: 1000, closingMs: 1000 } },
+    () => undefined,
+  );
+  queue.start();
+  setInterval(() => undefined, 1000); // the worker stays until terminated
+}
+
+async function main(spec: ProbeSpec): Promise<void> {
+  const native = await import('../../lib/native');
+  const worker = new Worker(__filename, { workerData: spec });
+  await new Promise<void>((resolve, reject) => {
+    worker.once('message', () => resolve());
+    worker.once('error', reject);
+  });
+  const whileRunning = queues();
+  await worker.terminate();
+  let error = '';
+  try {
+    new native.Engine({} as never);
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    error = `${e.name} ${e.code ?? ''}`.trim();
+  }
+  process.stdout.write(JSON.stringify({ whileRunning, afterTerminate: queues(), error }) + '\n');
+}
+
+if (!isMainThread) {
+  const spec = workerData as ProbeSpec;
+  if (spec.queue) startQueueInWorker();
+  else require('../../lib/native');
+  parentPort!.postMessage('ready');
+} else if (require.main === module && process.argv[2] === 'run') {
+  main(JSON.parse(process.argv[3] ?? '{}') as ProbeSpec).catch((err: unknown) => {
+    process.stderr.write(`worker-probe: ${(err as Error).message}\n`);
+    process.exit(1);
+  });
+}
