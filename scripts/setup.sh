@@ -12,6 +12,7 @@ packages=(
   clang libclang-rt-14-dev   # libFuzzer + ASan/UBSan for the fuzz target
   wrk haproxy nginx-light    # benchmarks
   etcd-server                # membership.source etcd: the tests and the demo start their own, in a namespace
+  openssl                    # certificates for the etcd TLS test
 )
 
 missing=()

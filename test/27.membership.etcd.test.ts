@@ -13,6 +13,7 @@ import { Agent, etcdConfig, stateDir } from './support/membership';
 import { sleep, waitFor } from './support/wait';
 
 const ETCD_ADDRESS = '198.18.0.250';
+const TLS_ADDRESS = '198.18.0.251';
 const HOSTS = 5;
 const address = (i: number): string => `198.18.0.${i + 1}`;
 const TTL_S = 2;
@@ -29,6 +30,7 @@ describe('27.membership.etcd', { skip, concurrency: 1 }, () => {
   before(async () => {
     bed = Testbed.create([
       { name: 'etcd', addrs: [`${ETCD_ADDRESS}/24`] },
+      { name: 'etcdtls', addrs: [`${TLS_ADDRESS}/24`] },
       ...Array.from({ length: HOSTS }, (_, i) => ({ name: `h${i}`, addrs: [`${address(i)}/24`] })),
     ], 'etcd');
     etcd = new EtcdServer(bed, 'etcd', ETCD_ADDRESS);
@@ -232,5 +234,47 @@ describe('27.membership.etcd', { skip, concurrency: 1 }, () => {
     assert.equal((await d.started()).self, 3);
     await allSee([...list, d], { 0: 0, 1: 1, 2: 2, 3: 3 });
     for (const x of [...list, d]) await x.stop();
+  });
+
+  test('over TLS with client certificates, as a user with a password: hosts register and see each other; a wrong password is named, and the host waits', async () => {
+    const secure = new EtcdServer(bed, 'etcdtls', TLS_ADDRESS, { tls: true });
+    try {
+      await secure.start();
+      const prefix = newPrefix();
+      const b64 = (v: string): string => Buffer.from(v).toString('base64');
+      const end = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+      // etcd wants a root user before auth goes on; dpr's user may use its prefix and nothing else.
+      for (const [route, body] of [
+        ['/v3/auth/user/add', { name: 'root', password: 'rootpw' }],
+        ['/v3/auth/role/add', { name: 'root' }],
+        ['/v3/auth/user/grant', { user: 'root', role: 'root' }],
+        ['/v3/auth/user/add', { name: 'dpr', password: 's3cret' }],
+        ['/v3/auth/role/add', { name: 'dpr' }],
+        ['/v3/auth/role/grant', { name: 'dpr', perm: { permType: 'READWRITE', key: b64(prefix), range_end: b64(end) } }],
+        ['/v3/auth/user/grant', { user: 'dpr', role: 'dpr' }],
+        ['/v3/auth/enable', {}],
+      ] as const) {
+        const r = secure.api(route, body);
+        assert.ok(!('error' in r), `${route}: ${JSON.stringify(r)}`);
+      }
+      const certs = secure.certs!;
+      const password = path.join(claims, 'etcd.password');
+      fs.writeFileSync(password, 's3cret\n');
+      const settings = (file: string) => ({ etcd: { endpoints: [secure.endpoint], tls: { ca: certs.ca, cert: certs.clientCert, key: certs.clientKey }, username: 'dpr', passwordFile: file } });
+      const [a, b] = await join(prefix, [0, 1], settings(password));
+      await allSee([a!, b!], { 0: 0, 1: 1 });
+
+      const wrong = path.join(claims, 'wrong.password');
+      fs.writeFileSync(wrong, 'not it\n');
+      const c = agent(2, prefix, settings(wrong));
+      await waitFor('the host with a wrong password to say why it cannot register', async () => /authentication failed/i.test((await c.status()).lastError ?? ''), 10000, 200);
+      assert.equal((await c.status()).state, 'unreachable');
+      assert.ok(!c.isStarted());
+      assert.deepEqual(a!.ids(), [0, 1]);
+      await c.kill();
+      for (const x of [a!, b!]) await x.stop();
+    } finally {
+      await secure.destroy();
+    }
   });
 });
