@@ -185,7 +185,7 @@ export const schema = {
     env: 'DPR_SELF',
   },
   hosts: {
-    doc: `Every host of the cluster: \`[{id, service, cluster, weight}]\`. \`service\` is the address clients connect to; \`cluster\` the address peers reach it at (may be equal). \`weight\` (optional, integer 0..${MAX_WEIGHT}, default 1) is the host's relative capacity; 0 would take it out of new connections while its established ones go on. Weights other than 1 are refused until the daemon applies them (issue 13). The same list on every host. Required with \`membership.source\` \`static\`; not allowed with \`etcd\`, where the list comes from etcd.`,
+    doc: `Every host of the cluster: \`[{id, service, cluster, weight}]\`. \`service\` is the address clients connect to; \`cluster\` the address peers reach it at (may be equal). \`weight\` (optional, integer 0..${MAX_WEIGHT}, default 1) is the host's relative capacity: its share of the Maglev table (hash policy) and the divisor of its load (load policy) follow it; 0 takes it out of new connections while its established ones go on (drain by weight, live with \`dpr reload\`). The same list on every host. Required with \`membership.source\` \`static\`; not allowed with \`etcd\`, where the list comes from etcd.`,
     format: 'hosts',
     default: null as unknown as HostEntry[],
     env: 'DPR_HOSTS',
@@ -274,7 +274,7 @@ export const schema = {
     deadAfterMs: { doc: 'A peer silent this long is down: no new connections go to it. Liveness is checked once per `peers.heartbeatMs`, so a dead peer is taken out between `deadAfterMs` and `deadAfterMs + heartbeatMs` after its last heartbeat.', format: 'positive-int', default: 300, env: 'DPR_PEERS_DEAD_AFTER_MS' },
   },
   load: {
-    threshold: { doc: 'Load policy: forward a new connection only when this host has more than this many active connections above the least-loaded live peer (own − peer > threshold; 0: forward at any difference).', format: 'nat', default: 8, env: 'DPR_LOAD_THRESHOLD' },
+    threshold: { doc: 'Load policy: a host carrying at most this many active connections per unit of weight (with the new one) serves a new connection itself. Above that it serves it while it stays at or below the cluster mean per weight x 1.1, and otherwise sends it to the lighter, per weight, of two peers (the one the Maglev table names and one at random) if that one is lighter than this host. Set it to about the connections a host works on at once without queueing; 0: balance at any load.', format: 'nat', default: 8, env: 'DPR_LOAD_THRESHOLD' },
     decisionTimeoutMs: { doc: 'Load policy: a new connection whose decision takes longer is served locally.', format: 'positive-int', default: 50, env: 'DPR_LOAD_DECISION_TIMEOUT_MS' },
   },
   health: {

@@ -6,6 +6,7 @@ import convict from 'convict';
 import { schema, type HostEntry, type SchemaConfig } from './config-schema';
 import { cidrContains, formatIpv4, parseCidr, parseIpv4 } from './ipv4';
 import { loadKey } from './keys';
+import { MAX_WEIGHT } from './maglev';
 
 export type { HostEntry };
 
@@ -234,8 +235,7 @@ function checkEtcdHost(c: DprConfig): void {
   if (e.password && e.passwordFile) throw new ConfigError('membership.etcd.passwordFile', 'set password or passwordFile, not both');
   if ((e.password || e.passwordFile) && !e.username) throw new ConfigError('membership.etcd.username', 'is required with a password');
   if (e.username && !e.password && !e.passwordFile) throw new ConfigError('membership.etcd.password', `user '${e.username}' needs password or passwordFile`);
-  const w = weightProblem(c.membership.weight);
-  if (w) throw new ConfigError('membership.weight', w);
+  if (c.membership.weight > MAX_WEIGHT) throw new ConfigError('membership.weight', `must be an integer 0..${MAX_WEIGHT} (0: no new connections)`);
 }
 
 /** The hosts the address checks apply to: every host, or in an etcd host's file this one. */
@@ -339,18 +339,6 @@ function checkWeights(hosts: readonly HostEntry[]): void {
   if (hosts.every((h) => h.weight === 0)) {
     throw new ConfigError('hosts', 'every host has weight 0: no host would take new connections');
   }
-  const i = hosts.findIndex((h) => weightProblem(h.weight) !== null);
-  if (i >= 0) throw new ConfigError(`hosts[${i}].weight`, weightProblem(hosts[i]!.weight)!);
-}
-
-/** Why this version cannot take a host's weight (null: it can); for hosts from etcd too. */
-export function weightProblem(weight: number): string | null {
-  // Until the daemon builds its tables and load comparisons with weights
-  // (issue 13, after the policy split), a weight would be read and ignored:
-  // an operator draining a host with weight 0 would see it keep its share.
-  // Remove this refusal in the change that applies them.
-  if (weight === DEFAULT_WEIGHT) return null;
-  return `${weight}: weights other than ${DEFAULT_WEIGHT} are not applied by this version of the daemon yet; leave the key out or set ${DEFAULT_WEIGHT}`;
 }
 
 export function deepFreeze<T>(o: T): Readonly<T> {

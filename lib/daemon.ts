@@ -231,14 +231,15 @@ export class Daemon extends EventEmitter {
   }
 
   private updateEligibility(): void {
-    const e = eligibleHosts(this.config.self, this.health.healthy, this.peers?.snapshot() ?? []);
+    const weights = new Map(this.config.hosts.map((h) => [h.id, h.weight]));
+    const e = eligibleHosts(this.config.self, this.health.healthy, this.peers?.snapshot() ?? [], (id) => weights.get(id) ?? 0);
     if (sameEligibility(this.eligibility, e)) return;
     const before = this.eligibility;
     this.eligibility = e;
     if (e.failOpen && !before?.failOpen && (this.peers?.snapshot().length ?? 0) > 0) {
       this.log.warn('no healthy host: serving every connection that arrives here (fail open)');
     }
-    this.log.info('eligible hosts changed', { hosts: e.hosts, failOpen: e.failOpen });
+    this.log.info('eligible hosts changed', { hosts: e.hosts, weights: e.weights, failOpen: e.failOpen });
     this.policy.setEligible(e);
   }
 

@@ -184,11 +184,12 @@ export interface NativeEngine {
 export const FLOW_WORDS = 6;
 
 /**
- * A batch of new flows for the load policy: 5 numbers each,
- * [token, clientAddr, clientPort, serviceAddr, servicePort].
+ * A batch of new flows for the load policy: 6 numbers each,
+ * [token, clientAddr, clientPort, serviceAddr, servicePort, hashTarget]
+ * (hashTarget: the host the Maglev table names for the flow).
  */
 export type DecisionBatch = Uint32Array;
-export const DECISION_FIELDS = 5;
+export const DECISION_FIELDS = 6;
 
 export interface NativeQueue {
   start(): void;
@@ -207,6 +208,13 @@ export interface NativeQueue {
   importFlows(words: Uint32Array): number;
   /** Packets the queue has seen (stats().packets), cheaply. */
   packets(): number;
+  /**
+   * Per host id, as many as `out` holds pairs: out[2 id] = open flows (SYN
+   * seen, probation, established) that host serves for this entry host now;
+   * out[2 id + 1] = decisions received that named it, ever. Cheap (no copy of
+   * the table), for every decision batch.
+   */
+  forwardState(out: Float64Array): void;
   readonly running: boolean;
 }
 

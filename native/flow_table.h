@@ -14,6 +14,7 @@
 // `maxFlows` are held, and embryonic flows (no progress from the client yet)
 // have a budget of their own so a flood of them cannot take the whole table.
 #pragma once
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -119,6 +120,13 @@ class FlowTable {
     return CountIn(FlowState::kPending) + CountIn(FlowState::kSynSeen) + CountIn(FlowState::kProbation);
   }
   void SetLocalTarget(uint16_t target) { localTarget_ = target; }
+  // Open flows (SYN seen, probation, established: not closing, reset or
+  // pending) that host `target` serves for us, now. Written by the owning
+  // thread, read from any: the load policy's estimate of a peer is its last
+  // report corrected by how this count moved since (lib/policy/load.ts).
+  int64_t OpenRemote(uint16_t target) const {
+    return target < kTargets ? openRemote_[target].load(std::memory_order_relaxed) : 0;
+  }
   size_t BytesPerFlowAtMax() const { return slots_.size() * sizeof(FlowEntry) / maxFlows_; }
   size_t LongestProbe() const;
   // The home slot a key hashes to (tests, the fuzzer).
@@ -126,6 +134,9 @@ class FlowTable {
   // Robin Hood order, probe lengths and counts all hold (the fuzzer checks it).
   bool Verify() const;
 
+  static bool IsOpen(FlowState s) {
+    return s == FlowState::kSynSeen || s == FlowState::kProbation || s == FlowState::kEstablished;
+  }
   static bool IsEmbryonic(FlowState s) {
     return s == FlowState::kPending || s == FlowState::kSynSeen || s == FlowState::kProbation;
   }
@@ -159,10 +170,17 @@ class FlowTable {
   size_t byState_[static_cast<size_t>(FlowState::kCount)] = {};
   size_t remoteByState_[static_cast<size_t>(FlowState::kCount)] = {};
   uint16_t localTarget_ = 0;
+  static constexpr size_t kTargets = 256;  // FlowEntry::target is a byte
+  std::atomic<int64_t> openRemote_[kTargets] = {};
 
   void Count(const FlowEntry& e, int delta) {
     byState_[static_cast<size_t>(e.state)] += delta;
-    if (e.target != localTarget_) remoteByState_[static_cast<size_t>(e.state)] += delta;
+    if (e.target == localTarget_) return;
+    remoteByState_[static_cast<size_t>(e.state)] += delta;
+    if (IsOpen(e.state)) {
+      std::atomic<int64_t>& n = openRemote_[e.target];
+      n.store(n.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);  // one writer
+    }
   }
 };
 

@@ -230,7 +230,15 @@ void Queue::ApplyControl(uint32_t nowMs) {
   counters_.sockDiagErrors.Add(localSockets_.errors() - diagErrorsBefore);
 }
 
+void Queue::ForwardState(double* out, size_t hosts) const {
+  for (size_t id = 0; id < hosts && id < Engine::kMaxHosts; ++id) {
+    out[2 * id] = static_cast<double>(engine_.flows().OpenRemote(static_cast<uint16_t>(id)));
+    out[2 * id + 1] = static_cast<double>(counters_.decisionsByTarget[id].Get());
+  }
+}
+
 void Queue::ApplyDecision(uint32_t token, uint16_t target, uint32_t nowMs) {
+  if (target < Engine::kMaxHosts) counters_.decisionsByTarget[target].Add();
   auto it = held_.find(token);
   if (it == held_.end()) {
     counters_.decisionsLate.Add();
@@ -442,7 +450,7 @@ void Queue::HandleMessage(const nlmsghdr* nlh, uint32_t nowMs, std::vector<Decis
   held_.emplace(token, Held{token, id, queue, nowMs + options_.decisionTimeoutMs, packetMark, meta.csumNotReady, o.key,
                             std::vector<uint8_t>(payload, payload + len)});
   heldOrder_.push_back(token);
-  asks->push_back(DecisionRequest{token, o.key});
+  asks->push_back(DecisionRequest{token, o.key, engine_.HashTarget(o.key.clientAddr, o.key.clientPort)});
 }
 
 // The verdict for an outcome. Our mark bits are set, any other software's

@@ -50,6 +50,7 @@ struct QueueOptions {
 struct DecisionRequest {
   uint32_t token;
   FlowKey key;
+  uint16_t hashTarget;  // the host the Maglev table names for it: the load policy's first choice
 };
 
 struct QueueCounters {
@@ -69,6 +70,10 @@ struct QueueCounters {
   Counter sockDiagErrors;
   Counter roundsCut;  // receive rounds that stopped on their batch or time bound with input still waiting
   Counter flowsPackets;  // of batchPackets, those from the flows queue
+  // Decisions received, by the host they named (late ones and overridden ones
+  // too): with the flow table's open counts, the load policy tells which of
+  // its sends the data path has not applied yet.
+  std::vector<Counter> decisionsByTarget = std::vector<Counter>(Engine::kMaxHosts);
 };
 
 class Queue {
@@ -106,6 +111,9 @@ class Queue {
   size_t sendLimit() const { return nfq_.sendLimit(); }
   EngineCounters& engineCounters() { return engine_.counters(); }
   const Engine& engine() const { return engine_; }
+  // For each host id below `hosts`: [open flows it serves for us, decisions
+  // received naming it], into out[2 * id], out[2 * id + 1]. Any thread.
+  void ForwardState(double* out, size_t hosts) const;
   const QueueOptions& options() const { return options_; }
 
  private:

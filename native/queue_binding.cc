@@ -29,7 +29,7 @@ constexpr size_t kDecideQueueBatches = 256;
 void CallDecide(Napi::Env env, Napi::Function callback, std::nullptr_t*, Batch* batch) {
   std::unique_ptr<Batch> owned(batch);
   if (env == nullptr || callback.IsEmpty()) return;  // shutting down: the deadline serves them locally
-  constexpr size_t kFields = 5;
+  constexpr size_t kFields = 6;
   Napi::Uint32Array out = Napi::Uint32Array::New(env, owned->size() * kFields);
   for (size_t i = 0; i < owned->size(); ++i) {
     const DecisionRequest& r = (*owned)[i];
@@ -38,6 +38,7 @@ void CallDecide(Napi::Env env, Napi::Function callback, std::nullptr_t*, Batch* 
     out[i * kFields + 2] = r.key.clientPort;
     out[i * kFields + 3] = ntohl(r.key.serviceAddr);
     out[i * kFields + 4] = r.key.servicePort;
+    out[i * kFields + 5] = r.hashTarget;
   }
   callback.Call({out});
 }
@@ -73,6 +74,7 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
                         InstanceMethod<&QueueWrap::ExportFlows>("exportFlows"),
                         InstanceMethod<&QueueWrap::ImportFlows>("importFlows"),
                         InstanceMethod<&QueueWrap::Packets>("packets"),
+                        InstanceMethod<&QueueWrap::ForwardState>("forwardState"),
                         InstanceAccessor<&QueueWrap::Running>("running")});
   }
 
@@ -210,6 +212,16 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
   // less than a whole stats() snapshot.
   Napi::Value Packets(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), static_cast<double>(queue_->engineCounters().packets.Get()));
+  }
+
+  // forwardState(out: Float64Array): [open flows served for us, decisions
+  // naming it] per host id, for as many ids as `out` has room for.
+  void ForwardState(const Napi::CallbackInfo& info) {
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+      dpr::ThrowError(info.Env(), "EINVAL", 0, "forwardState(out): out must be a Float64Array");
+    }
+    auto out = info[0].As<Napi::Float64Array>();
+    queue_->ForwardState(out.Data(), out.ElementLength() / 2);
   }
 
   Napi::Value Running(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), queue_->running()); }

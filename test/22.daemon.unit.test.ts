@@ -262,6 +262,9 @@ describe('22.daemon: reload', () => {
     // Step two: sign with the new key, still accept the old one; then drop the old one everywhere.
     b.rewrite(configText('hash', b.port, { hosts: [HOST(0), HOST(1)], peers: { key: NEW, rotationKey: KEY, port: b.port, heartbeatMs: 50, deadAfterMs: 300 } }));
     assert.equal((await b.daemon.reload()).ok, true);
+    // A round is done on every host before the next starts (docs/operations.md):
+    // the daemon's heartbeat thread takes the new key at its next tick.
+    await new Promise((r) => setTimeout(r, 150));
     b.peer.setKeys(Buffer.from(NEW, 'hex'));
     b.rewrite(configText('hash', b.port, { hosts: [HOST(0), HOST(1)], peers: { key: NEW, port: b.port, heartbeatMs: 50, deadAfterMs: 300 } }));
     assert.equal((await b.daemon.reload()).ok, true);

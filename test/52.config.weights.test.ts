@@ -1,6 +1,4 @@
 // hosts[].weight (issue 13): read, checked and defaulted by the configuration.
-// The daemon does not apply weights yet, so any weight but 1 is refused with
-// a reason, rather than read and silently ignored.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConfigError, loadConfig } from '../lib/config';
@@ -41,7 +39,7 @@ test('52.config.weights: weight 0 on every host is refused: nobody would take ne
   refuses(withWeights([0, 0, 0]), 'hosts', /every host has weight 0/);
 });
 
-test('52.config.weights: weights other than 1 are refused while the daemon does not apply them, naming the entry', () => {
-  refuses(withWeights([1, 2, 1]), 'hosts[1].weight', /2: weights other than 1 are not applied by this version of the daemon yet/);
-  refuses(withWeights([0, 1]), 'hosts[0].weight', /not applied/);
+test('52.config.weights: other weights, 0 included, are taken as written', () => {
+  assert.deepEqual(load(withWeights([1, 2, 1])).hosts.map((h) => h.weight), [1, 2, 1]);
+  assert.deepEqual(load(withWeights([0, 100])).hosts.map((h) => h.weight), [0, 100]);
 });

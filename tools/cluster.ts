@@ -58,6 +58,8 @@ export interface ClusterOptions {
    * nobody's host list until setMembers() puts them there (a host joining).
    */
   members?: number[];
+  /** hosts[].weight by host id (default: none written, so 1). */
+  weights?: number[];
   /** Install rules and start daemons (false: a plain cluster, for the no-dpr baseline). */
   dpr?: boolean;
   /**
@@ -101,16 +103,19 @@ export class Cluster {
   readonly configFiles: string[] = [];
   private readonly daemons = new Map<number, ChildProcess>();
   private members: number[];
+  private weights: number[] | undefined;
   private readonly webServers = new Map<number, ChildProcess>();
   private readonly tmp: string;
 
   private constructor(
-    readonly options: Required<Omit<ClusterOptions, 'config' | 'tag' | 'extraHosts' | 'members' | 'web' | 'etcd'>> & Pick<ClusterOptions, 'config' | 'web' | 'etcd'>,
+    readonly options: Required<Omit<ClusterOptions, 'config' | 'tag' | 'extraHosts' | 'members' | 'web' | 'weights' | 'etcd'>> & Pick<ClusterOptions, 'config' | 'web' | 'etcd'>,
     tag: string,
     extraHosts: NonNullable<ClusterOptions['extraHosts']> = [],
     members?: number[],
+    weights?: number[],
   ) {
     this.members = members ?? Array.from({ length: options.hosts }, (_, id) => id);
+    this.weights = weights;
     this.bed = Testbed.create(
       [
         { name: 'client', addrs: [`${CLIENT_ADDRESS}/24`] },
@@ -141,6 +146,7 @@ export class Cluster {
       o.tag ?? 'c',
       o.extraHosts,
       o.members,
+      o.weights,
     );
     try {
       await c.setUp();
@@ -152,7 +158,10 @@ export class Cluster {
   }
 
   configFor(id: number): Record<string, unknown> {
-    const hosts = this.members.map((i) => ({ id: i, service: hostAddress(i), cluster: clusterAddressOf(this.options.networks, i) }));
+    const hosts = this.members.map((i) => ({
+      id: i, service: hostAddress(i), cluster: clusterAddressOf(this.options.networks, i),
+      ...(this.weights?.[i] !== undefined ? { weight: this.weights[i] } : {}),
+    }));
     const base: Record<string, unknown> = {
       ...(this.etcd ? this.etcdMembership(id) : { self: id, hosts }),
       clusterCidr: CLUSTER_CIDR[this.options.networks],
@@ -175,6 +184,7 @@ export class Cluster {
     return {
       membership: {
         source: 'etcd', service: hostAddress(id), cluster: clusterAddressOf(this.options.networks, id),
+        ...(this.weights?.[id] !== undefined ? { weight: this.weights[id] } : {}),
         etcd: { endpoints: [this.etcd!.endpoint], leaseTtlS: 3, stateFile: path.join(this.tmp, `h${id}.membership.json`), retryMinMs: 100, retryMaxMs: 1000 },
       },
     };
@@ -223,6 +233,12 @@ export class Cluster {
   /** Rewrites every host's configuration file with these hosts in the host list (a host joins or leaves); reloads nothing. */
   setMembers(ids: number[]): void {
     this.members = [...ids].sort((a, b) => a - b);
+    for (let id = 0; id < this.options.hosts; id++) fs.writeFileSync(this.configFiles[id]!, JSON.stringify(this.configFor(id), null, 2));
+  }
+
+  /** Rewrites every host's configuration file with these weights (by host id); reloads nothing. */
+  setWeights(weights: number[]): void {
+    this.weights = [...weights];
     for (let id = 0; id < this.options.hosts; id++) fs.writeFileSync(this.configFiles[id]!, JSON.stringify(this.configFor(id), null, 2));
   }
 

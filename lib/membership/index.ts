@@ -1,6 +1,6 @@
 // The membership source a configuration asks for (lib/membership/source.ts).
 import { cidrContains, parseCidr, parseIpv4 } from '../ipv4';
-import { maxHostId, readEtcdSecrets, weightProblem, type DprConfig, type HostEntry } from '../config';
+import { maxHostId, readEtcdSecrets, type DprConfig, type HostEntry } from '../config';
 import type { Logger } from '../log';
 import { EtcdSource, type EtcdSourceOptions } from './etcd';
 import type { MembershipSource } from './source';
@@ -50,7 +50,6 @@ export function memberCheck(c: Pick<DprConfig, 'hosts' | 'membership' | 'cluster
     for (const k of ['service', 'cluster'] as const) {
       if (cidrContains(restore, parseIpv4(h[k]))) return `${k} address ${h[k]} lies in restoreCidr ${c.restoreCidr}`;
     }
-    const w = weightProblem(h.weight);
-    return w === null ? null : `weight ${w}`;
+    return null;
   };
 }

@@ -6,9 +6,9 @@ import type { RoutingPolicy } from './policy';
 
 export type { DecisionCounts, RoutingPolicy } from './policy';
 
-export function createPolicy(c: Readonly<DprConfig>, deps: Omit<LoadPolicyDeps, 'self' | 'threshold'>): RoutingPolicy {
+export function createPolicy(c: Readonly<DprConfig>, deps: Omit<LoadPolicyDeps, 'self' | 'threshold' | 'hostIds'>): RoutingPolicy {
   switch (c.policy) {
     case 'hash': return new HashPolicy();
-    case 'load': return new LoadPolicy({ ...deps, self: c.self, threshold: c.load.threshold });
+    case 'load': return new LoadPolicy({ ...deps, self: c.self, threshold: c.load.threshold, hostIds: Math.max(...c.hosts.map((h) => h.id)) + 1 });
   }
 }

@@ -1,7 +1,7 @@
 // A stand-in for the addon's Queue, for running the daemon without root and
 // without a kernel queue: it records what the daemon pushes (lookup tables,
 // draining, decisions) and lets a test hand it new flows to decide.
-import type { DecisionBatch, EngineOptions, FlowCounts, Malformed, NativeQueue, Note, QueueOptions, QueueStats } from '../../lib/native';
+import { DECISION_FIELDS, type DecisionBatch, type EngineOptions, type FlowCounts, type Malformed, type NativeQueue, type Note, type QueueOptions, type QueueStats } from '../../lib/native';
 
 const zeroFlows: FlowCounts = { pending: 0, syn: 0, probation: 0, established: 0, closing: 0, reset: 0 };
 // Typed in full, so a counter the addon gains must be added here too.
@@ -39,6 +39,9 @@ export class FakeQueue implements NativeQueue {
   readonly draining: boolean[] = [];
   /** Every host list pushed by a reload: [serviceAddrs, clusterAddrs]. */
   readonly hosts: Array<[number[], number[]]> = [];
+  /** What forwardState() reports: open forwarded flows by host id (a test sets them), decisions received by host id. */
+  readonly openByTarget: number[] = [];
+  readonly answeredByTarget: number[] = [];
   /** Every peer-MAC table pushed (6 bytes per host id). */
   readonly peerMacs: number[][] = [];
   readonly decided: Array<{ tokens: number[]; targets: number[] }> = [];
@@ -80,6 +83,13 @@ export class FakeQueue implements NativeQueue {
   }
   decide(tokens: Uint32Array, targets: Uint16Array): void {
     this.decided.push({ tokens: [...tokens], targets: [...targets] });
+    for (const t of targets) this.answeredByTarget[t] = (this.answeredByTarget[t] ?? 0) + 1;
+  }
+  forwardState(out: Float64Array): void {
+    for (let id = 0; id < out.length / 2; id++) {
+      out[2 * id] = this.openByTarget[id] ?? 0;
+      out[2 * id + 1] = this.answeredByTarget[id] ?? 0;
+    }
   }
   stats(): QueueStats {
     return zeroStats(this.options.queueNum);
@@ -95,11 +105,12 @@ export class FakeQueue implements NativeQueue {
   }
 
   /** New flows arrive (load policy): the daemon is asked to decide them, as the queue thread would. */
-  ask(tokens: number[]): void {
+  /** New flows to decide, as the data path hands them over; `hashTarget`: the host the Maglev table names for each. */
+  ask(tokens: number[], hashTarget = 0): void {
     if (!this.onDecide) throw new Error('this queue has no decision callback (hash policy?)');
     this.packetCount += tokens.length;
-    const batch = new Uint32Array(tokens.length * 5);
-    tokens.forEach((t, i) => batch.set([t, 0xc6120064, 40000 + i, 0x7f000001, 80], i * 5));
+    const batch = new Uint32Array(tokens.length * DECISION_FIELDS);
+    tokens.forEach((t, i) => batch.set([t, 0xc6120064, 40000 + i, 0x7f000001, 80, hashTarget], i * DECISION_FIELDS));
     this.onDecide(batch);
   }
 }

@@ -22,9 +22,17 @@ export const OUTSIDER = '198.19.9.9';
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Compiles one C helper of the repository into a fresh temporary directory. */
+// Every directory buildC made goes when the process exits, also when a test
+// failed before its own cleanup (a cluster that did not start).
+const builtDirs = new Set<string>();
+process.once('exit', () => {
+  for (const dir of builtDirs) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** Compiles one C helper of the repository into a fresh temporary directory (removed at exit at the latest). */
 export function buildC(source: string): { bin: string; dir: string } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dpr-faults-'));
+  builtDirs.add(dir);
   const bin = path.join(dir, path.basename(source, '.c'));
   execFileSync('cc', ['-O2', '-Wall', '-Wextra', '-o', bin, path.join(ROOT, source)], { stdio: ['ignore', 'pipe', 'pipe'] });
   return { bin, dir };

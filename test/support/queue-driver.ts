@@ -77,11 +77,11 @@ export function threadId(pid: number | 'self', name: string): number {
 
 async function run(spec: DriverSpec): Promise<void> {
   // Loaded here: the test process imports this file for the helpers above.
-  const { Queue, FLOW_WORDS } = await import('../../lib/native');
+  const { Queue, FLOW_WORDS, DECISION_FIELDS } = await import('../../lib/native');
   const onDecide = spec.decide
     ? (batch: Uint32Array): void => {
-        const n = batch.length / 5;
-        queue.decide(Uint32Array.from({ length: n }, (_, i) => batch[i * 5]!), new Uint16Array(n).fill(spec.engine.self));
+        const n = batch.length / DECISION_FIELDS;
+        queue.decide(Uint32Array.from({ length: n }, (_, i) => batch[i * DECISION_FIELDS]!), new Uint16Array(n).fill(spec.engine.self));
       }
     : undefined;
   const queue = new Queue(spec.queue, engineOptions(spec.engine), onDecide);
