@@ -81,6 +81,7 @@ const bad: Array<[string, () => unknown, string, RegExp]> = [
   ['a client certificate without its key', () => etcdHost({}, { tls: { cert: '/etc/dpr/etcd.crt' } }), 'membership.etcd.tls.key', /both tls.cert and tls.key/],
   ['a password without a user', () => etcdHost({}, { password: 'x' }), 'membership.etcd.username', /required with a password/],
   ['a user without a password', () => etcdHost({}, { username: 'dpr' }), 'membership.etcd.password', /needs password or passwordFile/],
+  ['a weight past 100', () => etcdHost({ membership: { source: 'etcd', service: '198.18.0.1', cluster: '198.18.0.1', weight: 101, etcd: { endpoints: ['http://198.18.0.250:2379'] } } }), 'membership.weight', /must be an integer 0\.\.100/],
   ['a retry ceiling below the floor', () => etcdHost({}, { retryMinMs: 1000, retryMaxMs: 500 }), 'membership.etcd.retryMaxMs', /not be below/],
   ['static membership with etcd addresses', () => ({ ...clusterConfig(0, { hosts: 2 }), membership: { service: '198.18.0.1' } }), 'membership.service', /is for membership.source etcd/],
   ['static membership without hosts', () => { const { hosts: _h, ...rest } = clusterConfig(0, { hosts: 2 }); return rest; }, 'hosts', /is required/],
