@@ -36,7 +36,6 @@ export function engineOptions(c: DprConfig, role: Role, peersKey?: Buffer): Engi
     maxFlows: c.flows.max,
     maxEmbryonic: c.flows.maxEmbryonic,
     timeouts: {
-      pendingMs: Math.max(c.load.decisionTimeoutMs * 4, 1000),
       synMs: c.flows.synTimeoutMs,
       probationMs: c.flows.probationTimeoutMs,
       establishedMs: c.flows.establishedTimeoutMs,
@@ -49,6 +48,7 @@ export function engineOptions(c: DprConfig, role: Role, peersKey?: Buffer): Engi
     // are one, so it checks too.)
     ...(c.peers.routersBetween === 0 ? { checkPeerMacs: true } : {}),
     routersBetween: c.peers.routersBetween,
+    loadThreshold: c.load.threshold,
     ...(peersKey ? { hashKey: maglevKey(peersKey) } : {}),
   };
 }
@@ -61,6 +61,5 @@ export function queueOptions(c: DprConfig, role: Role): QueueOptions {
     rcvBufBytes: c.queues.rcvBufBytes,
     sndBufBytes: c.queues.sndBufBytes,
     batchSize: c.queues.batchSize,
-    decisionTimeoutMs: c.load.decisionTimeoutMs,
   };
 }
