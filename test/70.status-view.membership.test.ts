@@ -13,7 +13,7 @@ function sample(membership: Partial<MemberStatus> | undefined, at: number): { st
     self: 0, policy: 'hash', draining: false, startedAt: 1_000_000, load: 0, liveHosts: [0, 1], failOpen: false,
     health: { type: 'none', healthy: true, since: 0, ports: [] },
     peers: [{ id: 1, address: '198.18.0.2', up: true, load: 0, draining: false, healthy: true, report: null, lastHeardMs: 10, epoch: 1 }],
-    entry: null, serve: null, decisions: { local: 0, forwarded: 0, byPeer: {} }, heartbeats: null,
+    entry: null, serve: null, heartbeats: null,
     restored: { flows: 0, forwarded: 0 }, eventLoopLagMaxMs: 0,
     membership: membership && {
       source: 'etcd', state: 'registered', since: AT - 60_000, self: 0, hosts: 4, lastError: null, retries: 0,
