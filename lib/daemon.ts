@@ -8,6 +8,7 @@ import { EventEmitter } from 'node:events';
 import type { ConfigError, DprConfig, HostEntry } from './config';
 import { restoreAddress, selfHost } from './config';
 import { install } from './install';
+import type { MemberStatus } from './membership/member';
 import { planReload } from './reload-plan';
 import { renderRules } from './rules';
 import { AnomalyLog } from './anomalies';
@@ -46,6 +47,8 @@ export interface DaemonStatus {
   restored: RestoredFlows;
   /** The longest the event loop ran a 1-s timer late over the last 10 s. */
   eventLoopLagMaxMs: number;
+  /** Where the host list comes from and how that goes (set by lib/membership/member.ts, which runs the daemon). */
+  membership?: MemberStatus;
 }
 
 type QueueCtor = typeof Queue;

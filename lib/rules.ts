@@ -23,7 +23,7 @@
 //
 // lib/install.ts applies it all or nothing and removes it again.
 import type { DprConfig } from './config';
-import { peerPortRange, restoreAddress, selfHost } from './config';
+import { peerPortRange, restoreAddress, thisHost } from './config';
 
 export interface Jump {
   table: 'raw' | 'nat' | 'filter' | 'mangle';
@@ -46,12 +46,13 @@ export interface RuleSet {
 const hex = (n: number): string => `0x${n.toString(16)}`;
 
 export function renderRules(c: DprConfig): RuleSet {
-  const me = selfHost(c);
+  // An etcd host's file has no list yet: its own rules only; the daemon adds the peers' when it has them.
+  const me = thisHost(c);
   const fwd = `${hex(c.marks.forward)}/${hex(c.marks.forward)}`;
   const srv = `${hex(c.marks.serve)}/${hex(c.marks.serve)}`;
   const [first, last] = peerPortRange(c);
   const ports = c.servicePorts.join(',');
-  const others = c.hosts.filter((h) => h.id !== c.self);
+  const others = (c.hosts ?? []).filter((h) => h.id !== c.self);
   const restore = [
     '*raw',
     ':DPR_PRE - [0:0]',
