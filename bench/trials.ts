@@ -308,6 +308,14 @@ const clusterVariants: readonly ClusterVariant[] = [
     description: `dpr, load policy (threshold ${CLUSTER.loadThreshold}), even arrivals` },
   { name: 'dpr-load-skewed', router: 'dpr-load', arrivals: 'skewed',
     description: `dpr, load policy (threshold ${CLUSTER.loadThreshold}), 70/10/10/10 arrivals: the case dpr is for` },
+  { name: 'no-dpr-hetero-ideal', router: 'none', arrivals: 'hetero-ideal',
+    description: 'heterogeneous cluster (h3: 8 slots, twice the others): no dpr, 25 connections in proportion to capacity (5:5:5:10): the capacity-weighted ideal' },
+  { name: 'dpr-load-hetero-even', router: 'dpr-load', arrivals: 'hetero-even',
+    description: 'heterogeneous cluster, h3 weight 2: dpr load policy, arrivals even over the addresses (6:6:6:7)' },
+  { name: 'dpr-load-hetero-skewed', router: 'dpr-load', arrivals: 'hetero-skewed',
+    description: 'heterogeneous cluster, h3 weight 2: dpr load policy, skewed arrivals (18:2:2:3)' },
+  { name: 'dpr-hash-hetero-even', router: 'dpr-hash', arrivals: 'hetero-even',
+    description: 'heterogeneous cluster, h3 weight 2: dpr hash policy (weighted Maglev), arrivals even over the addresses' },
   { name: 'haproxy', router: 'haproxy', arrivals: 'central',
     description: 'HAProxy (Debian 2.6) in TCP mode, balance leastconn, in a fifth namespace; all connections to its one address; both directions through it' },
   { name: 'dnat', router: 'dnat', arrivals: 'central',
@@ -329,6 +337,9 @@ const cluster: Trial = {
     { text: 'dpr-load-skewed throughput vs the balanced cluster', variant: 'dpr-load-skewed', metric: 'value', kind: 'ratio', versus: 'no-dpr-balanced', atLeast: 0.95 },
     { text: 'dpr-load-skewed p99 vs the balanced cluster', variant: 'dpr-load-skewed', metric: 'secondary', kind: 'ratio', versus: 'no-dpr-balanced', atMost: 1.2 },
     { text: 'dpr-load-skewed throughput vs HAProxy', variant: 'dpr-load-skewed', metric: 'value', kind: 'ratio', versus: 'haproxy', atLeast: 1.0 },
+    { text: 'dpr-load-balanced throughput vs the balanced cluster', variant: 'dpr-load-balanced', metric: 'value', kind: 'ratio', versus: 'no-dpr-balanced', atLeast: 0.98 },
+    { text: 'dpr-load-hetero-even throughput vs the capacity-weighted ideal', variant: 'dpr-load-hetero-even', metric: 'value', kind: 'ratio', versus: 'no-dpr-hetero-ideal', atLeast: 0.95 },
+    { text: 'dpr-load-hetero-skewed throughput vs the capacity-weighted ideal', variant: 'dpr-load-hetero-skewed', metric: 'value', kind: 'ratio', versus: 'no-dpr-hetero-ideal', atLeast: 0.95 },
   ],
   columns: [
     { metric: 'p50Ms', label: 'p50 ms', ratio: true },
@@ -349,7 +360,7 @@ const cluster: Trial = {
   setup(o) {
     const { seconds, warmupSeconds } = clusterSize(o);
     return [
-      `Hosts: tools/cluster.ts, 4 hosts (h0-h3, 198.18.0.1-4) and a client (198.18.0.200) on one bridge in namespaces; each host runs tools/web-server.ts with ${CLUSTER.slots} slots of ${CLUSTER.serviceMs} ms plus 1 ms per 16 KB of response (about 95 requests/s per host), so the hosts' capacity, not the machine's two cores, is what runs out.`,
+      `Hosts: tools/cluster.ts, 4 hosts (h0-h3, 198.18.0.1-4) and a client (198.18.0.200) on one bridge in namespaces; each host runs tools/web-server.ts with ${CLUSTER.slots} slots of ${CLUSTER.serviceMs} ms plus 1 ms per 16 KB of response (about 95 requests/s per host), so the hosts' capacity, not the machine's two cores, is what runs out. The hetero variants give h3 ${CLUSTER.hetero.slots[3]} slots and weight ${CLUSTER.hetero.weights[3]}, with 25 connections.`,
       'Workload: bench/wrk/specweb96.lua, SPECweb96 file classes (<1 KB 35%, 1-10 KB 50%, 10-100 KB 14%, 100 KB-1 MB 1%; nine sizes per class, uniform within a class), `Connection: close` so each request is a new TCP connection (dpr routes connections), a fixed seed per wrk process.',
       `Arrivals: four wrk processes (-t1, closed loop, 5 s timeout), one per host address, with 14/2/2/2 connections (skewed 70/10/10/10) or 5/5/5/5 (balanced); HAProxy and DNAT have one address, which all four dial with 5 connections each. ${seconds} s measured after ${warmupSeconds} s of warm-up; latency histograms of the four processes merged exactly.`,
       `dpr: every host runs the daemon and rules (iptables/install.sh), heartbeats every 100 ms; load policy threshold ${CLUSTER.loadThreshold} (the default 8 is meant for hosts working on more requests at once: with 4 slots it would let h0 keep 11 of the 20 connections).`,

@@ -49,6 +49,8 @@ export interface ClusterOptions {
   config?: Record<string, unknown>;
   /** Web server capacity per host. */
   slots?: number;
+  /** Web server capacity by host id, where it differs from `slots` (a heterogeneous cluster). */
+  slotsByHost?: number[];
   serviceMs?: number;
   /** Where the web servers listen: '0.0.0.0' (default), or '::' (dual-stack: IPv4 clients on IPv6 sockets). */
   webHost?: '0.0.0.0' | '::';
@@ -108,7 +110,7 @@ export class Cluster {
   private readonly tmp: string;
 
   private constructor(
-    readonly options: Required<Omit<ClusterOptions, 'config' | 'tag' | 'extraHosts' | 'members' | 'web' | 'weights' | 'etcd'>> & Pick<ClusterOptions, 'config' | 'web' | 'etcd'>,
+    readonly options: Required<Omit<ClusterOptions, 'config' | 'tag' | 'extraHosts' | 'members' | 'web' | 'weights' | 'etcd' | 'slotsByHost'>> & Pick<ClusterOptions, 'config' | 'web' | 'etcd' | 'slotsByHost'>,
     tag: string,
     extraHosts: NonNullable<ClusterOptions['extraHosts']> = [],
     members?: number[],
@@ -142,7 +144,7 @@ export class Cluster {
 
   static async create(o: ClusterOptions): Promise<Cluster> {
     const c = new Cluster(
-      { hosts: o.hosts, policy: o.policy ?? 'hash', slots: o.slots ?? 16, serviceMs: o.serviceMs ?? 2, webHost: o.webHost ?? '0.0.0.0', dpr: o.dpr ?? true, networks: o.networks ?? 'one', config: o.config, web: o.web, etcd: o.etcd },
+      { hosts: o.hosts, policy: o.policy ?? 'hash', slots: o.slots ?? 16, serviceMs: o.serviceMs ?? 2, webHost: o.webHost ?? '0.0.0.0', dpr: o.dpr ?? true, networks: o.networks ?? 'one', config: o.config, web: o.web, etcd: o.etcd, slotsByHost: o.slotsByHost },
       o.tag ?? 'c',
       o.extraHosts,
       o.members,
@@ -256,7 +258,7 @@ export class Cluster {
   /** Starts host `id`'s web server (again) and waits until it listens. */
   async startWebServer(id: number): Promise<void> {
     const o = this.options;
-    const web = this.bed.spawn(hostName(id), [process.execPath, WEB, '--id', String(id), '--slots', String(o.slots), '--service-ms', String(o.serviceMs), '--host', o.webHost]);
+    const web = this.bed.spawn(hostName(id), [process.execPath, WEB, '--id', String(id), '--slots', String(o.slotsByHost?.[id] ?? o.slots), '--service-ms', String(o.serviceMs), '--host', o.webHost]);
     this.webServers.set(id, web);
     await waitForLine(web, (l) => l === 'listening', 10000, `web server on h${id}`);
   }
