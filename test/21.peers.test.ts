@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -189,6 +190,40 @@ test('21.peers: setPeers changes the membership while running: a removed peer is
   } finally {
     await stopAll(peers);
   }
+});
+
+// A process that exits while the heartbeat thread's events still wait for
+// the event loop (here: a loop kept busy until both peers are up in the
+// snapshot, then stopped) must exit as it meant to, not abort: a daemon told
+// to stop would otherwise die by SIGABRT whenever a peer changed in its last
+// moments.
+const EXIT_WITH_EVENTS_QUEUED = `
+const { Peers } = require(${JSON.stringify(path.join(__dirname, '..', 'lib', 'peers.js'))});
+const key = Buffer.alloc(16, 1);
+const make = (self) => new Peers({ self, bindAddress: '127.0.0.1', port: 0, peers: [], key, heartbeatMs: 10, deadAfterMs: 50,
+  log: require('winston').createLogger({ silent: true }) });
+(async () => {
+  const a = make(0), b = make(1);
+  let delivered = 0;
+  a.on('up', () => delivered++);
+  await a.start(); await b.start();
+  const list = [{ id: 0, address: '127.0.0.1', port: a.localPort() }, { id: 1, address: '127.0.0.1', port: b.localPort() }];
+  a.setPeers(list); b.setPeers(list);
+  const until = Date.now() + 10000;
+  while (!a.snapshot()[0].up && Date.now() < until) { /* the loop stays busy: no event is delivered */ }
+  const upInSnapshot = a.snapshot()[0].up;
+  await a.stop(); await b.stop();
+  console.log(JSON.stringify({ upInSnapshot, delivered }));
+})();
+`;
+
+test('21.peers: a process that exits with peer events not yet delivered exits cleanly', () => {
+  const r = spawnSync(process.execPath, ['-e', EXIT_WITH_EVENTS_QUEUED], { encoding: 'utf8', timeout: 20000 });
+  assert.doesNotMatch(r.stderr, /terminate called/, 'no C++ exception escaped at exit');
+  assert.equal(r.signal, null, `the process died by ${r.signal}: ${r.stderr}`);
+  assert.equal(r.status, 0, r.stderr);
+  const seen = JSON.parse(r.stdout.trim()) as { upInSnapshot: boolean; delivered: number };
+  assert.deepEqual(seen, { upInSnapshot: true, delivered: 0 }, 'the case this test is about: peer 1 up, its event still queued at exit');
 });
 
 /** A raw UDP socket bound to `address` (ephemeral port). */
