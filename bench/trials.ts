@@ -269,7 +269,7 @@ const decisionCost: Trial = {
   timeoutMs: 120_000,
   setup(o) {
     return [
-      'Topology: tools/cluster.ts with one host (h0 198.18.0.1) and a client on a bridge in namespaces; with dpr, iptables/install.sh rules and the daemon (heartbeat 100 ms); its only live host is itself, so every connection is decided and kept, nothing forwarded: what dpr adds is the decision path alone. `none`: the same without rules or daemon.',
+      'Topology: tools/cluster.ts with two hosts (h0 198.18.0.1, h1 198.18.0.2) and a client on a bridge in namespaces; the client dials h0 only. With dpr, iptables/install.sh rules and the daemons (heartbeat 100 ms): under `hash` h1 has weight 0, so h0\'s table names h0 alone; under `load` h1 is live and every SYN is decided on both hosts\' loads, with a threshold (1,000,000) no run reaches, so it is kept. Nothing is forwarded: what dpr adds is the decision path alone. `none`: the same without rules or daemons. h1\'s processes are not counted.',
       `Load: tools/loadgen.ts in the client namespace, open loop at the variant's rate (a new connection per request, tiny responses) for ${o.quick ? 3 : 10} s after a warm-up.`,
       'Bed CPU: every thread of every process in the namespaces (client, web server, daemon; /proc/PID/task/*/schedstat, ns) over the run, per connection; the difference to `none` is what dpr adds (on veth the handshake runs in whichever context sends a packet: with dpr in the daemon\'s thread, whose verdict lets the SYN on, without in the client\'s). Work of other processes on the machine is not in it. Daemon CPU: its threads, less its idle CPU over as long, measured just before.',
     ];
