@@ -51,6 +51,7 @@ const bad: Array<[string, () => unknown, string, RegExp]> = [
   ['direct mode is not there yet', () => ({ ...clusterConfig(0, { hosts: 2 }), mode: 'direct' }), 'mode', /not implemented yet/],
   ['no key with peers', () => ({ ...clusterConfig(0, { hosts: 2 }), peers: {} }), 'peers.key', /required/],
   ['unknown key', () => ({ ...clusterConfig(0, { hosts: 2 }), policyy: 'hash' }), 'policyy', /unknown key/],
+  ['a key earlier versions had, saying why it is gone', () => ({ ...clusterConfig(0, { hosts: 2 }), load: { decisionTimeoutMs: 50 } }), 'load.decisionTimeoutMs', /decides in the data path now/],
   ['service port out of range', () => ({ ...clusterConfig(0, { hosts: 2 }), servicePorts: [0] }), 'servicePorts', /not a TCP port/],
   ['dead before a heartbeat', () => ({ ...clusterConfig(0, { hosts: 2 }), peers: { key: '00112233445566778899aabbccddeeff', heartbeatMs: 500, deadAfterMs: 400 } }), 'peers.deadAfterMs', /longer than/],
   ['metrics port among the peer ports', () => ({ ...clusterConfig(0, { hosts: 2 }), metrics: { port: 20001 } }), 'metrics.port', /peer ports/],
