@@ -36,6 +36,7 @@ export const SCENARIOS = {
   skewed: { hosts: equal(CLUSTER.hosts), entries: split(CLUSTER.skewed) },
   heteroBalanced: { hosts: hetero, entries: split([5, 5, 5, 10]) },
   heteroSkewed: { hosts: hetero, entries: split([18, 2, 2, 3]) },
+  heteroEven: { hosts: hetero, entries: split([6, 6, 6, 7]) },
   herdBalanced: { hosts: equal(8), entries: split([5, 5, 5, 5, 5, 5, 5, 5]) },
   herdSkewed: { hosts: equal(8), entries: split([8, 8, 8, 8, 2, 2, 2, 2]) },
   wideBalanced: { hosts: equal(32), entries: split(Array<number>(32).fill(5)), simMs: 60_000 },
@@ -45,7 +46,7 @@ type ScenarioName = keyof typeof SCENARIOS;
 
 /** Each scenario's ratios are taken to its perfectly partitioned form with no routing. */
 const IDEAL: Record<ScenarioName, ScenarioName> = {
-  balanced: 'balanced', skewed: 'balanced', heteroBalanced: 'heteroBalanced', heteroSkewed: 'heteroBalanced', herdBalanced: 'herdBalanced', herdSkewed: 'herdBalanced',
+  balanced: 'balanced', skewed: 'balanced', heteroBalanced: 'heteroBalanced', heteroSkewed: 'heteroBalanced', heteroEven: 'heteroBalanced', herdBalanced: 'herdBalanced', herdSkewed: 'herdBalanced',
   wideBalanced: 'wideBalanced', wideSkewed: 'wideBalanced',
 };
 
@@ -74,8 +75,12 @@ export const MEASURED: Record<string, Modelled> = {
   'no-dpr-skewed': { scenario: 'skewed', policy: () => P.fixed, knobs: {} },
   'dpr-hash-balanced': { scenario: 'balanced', policy: () => P.hash, knobs: {} },
   'dpr-hash-skewed': { scenario: 'skewed', policy: () => P.hash, knobs: {} },
-  'dpr-load-balanced': { scenario: 'balanced', policy: () => P.today(CLUSTER.loadThreshold), knobs: TODAY_KNOBS },
-  'dpr-load-skewed': { scenario: 'skewed', policy: () => P.today(CLUSTER.loadThreshold), knobs: TODAY_KNOBS },
+  'dpr-load-balanced': { scenario: 'balanced', policy: () => P.product(CLUSTER.loadThreshold, 0.1), knobs: NET },
+  'dpr-load-skewed': { scenario: 'skewed', policy: () => P.product(CLUSTER.loadThreshold, 0.1), knobs: NET },
+  'no-dpr-hetero-ideal': { scenario: 'heteroBalanced', policy: () => P.fixed, knobs: {} },
+  'dpr-load-hetero-even': { scenario: 'heteroEven', policy: () => P.product(CLUSTER.loadThreshold, 0.1), knobs: NET },
+  'dpr-load-hetero-skewed': { scenario: 'heteroSkewed', policy: () => P.product(CLUSTER.loadThreshold, 0.1), knobs: NET },
+  'dpr-hash-hetero-even': { scenario: 'heteroEven', policy: () => P.hash, knobs: {} },
   haproxy: { scenario: 'skewed', policy: () => P.leastconn(), knobs: {} },
   dnat: { scenario: 'skewed', policy: () => P.roundRobin(), knobs: {} },
 };
@@ -87,6 +92,7 @@ export const MEASURED: Record<string, Modelled> = {
  * (where the policy itself loses nothing) and predicts the other variants.
  */
 export const COST_FIT_VARIANT = 'dpr-load-balanced';
+
 
 interface MeasuredVariant {
   name: string;
@@ -113,8 +119,8 @@ function run(scenario: ScenarioName, policy: Policy, knobs: Partial<Knobs>): Res
 }
 
 /** Throughput and p99 against the scenario's ideal. */
-export function ratios(m: Modelled, extra: Partial<Knobs> = {}): { rps: number; p99: number; result: Result } {
-  const ideal = run(IDEAL[m.scenario], P.fixed, {});
+export function ratios(m: Modelled, extra: Partial<Knobs> = {}, versus: ScenarioName = IDEAL[m.scenario]): { rps: number; p99: number; result: Result } {
+  const ideal = run(versus, P.fixed, {});
   const result = run(m.scenario, m.policy(), { ...m.knobs, ...extra });
   return { rps: result.rps / ideal.rps, p99: result.p99Ms / ideal.p99Ms, result };
 }
@@ -129,18 +135,30 @@ export interface Explained {
   cores: number;
 }
 
+/**
+ * Variants the model does not explain within the tolerance, with the gap
+ * the model leaves: it is optimistic for them by at most this much
+ * (docs/design-notes.md, "Load decisions in the data path", says what is
+ * known of why).
+ */
+export const UNEXPLAINED: Record<string, { rps: number; p99: number }> = {
+  'dpr-load-skewed': { rps: 0.06, p99: 0.4 },
+  'dpr-load-hetero-even': { rps: 0.03, p99: 0.4 },
+};
+
 /** The model beside each measured variant of the cluster trial. */
 export function explainMeasured(variants: readonly MeasuredVariant[]): { costPerCore: number; rows: Explained[] } {
   const fit = variants.find((v) => v.name === COST_FIT_VARIANT);
   if (fit === undefined) throw new Error(`cluster-model: ${COST_FIT_VARIANT} is not in the results`);
-  const free = ratios(MEASURED[COST_FIT_VARIANT]!).rps;
+  const free = ratios(MEASURED[COST_FIT_VARIANT]!, {}, 'balanced').rps;
   const costPerCore = (free / fit.ratio - 1) / routerCores(fit);
   const rows = variants.flatMap((v): Explained[] => {
     const m = MEASURED[v.name];
     if (m === undefined) return [];
     const cores = routerCores(v);
-    const priced = ratios(m, { serviceScale: 1 + costPerCore * cores });
-    return [{ variant: v.name, measured: v.ratio, measuredP99: v.secondaryRatio, free: ratios(m).rps, withCost: priced.rps, p99: priced.p99, cores }];
+    // The trial's ratios are all to its balanced cluster (no-dpr-balanced), the heterogeneous variants' too.
+    const priced = ratios(m, { serviceScale: 1 + costPerCore * cores }, 'balanced');
+    return [{ variant: v.name, measured: v.ratio, measuredP99: v.secondaryRatio, free: ratios(m, {}, 'balanced').rps, withCost: priced.rps, p99: priced.p99, cores }];
   });
   return { costPerCore, rows };
 }
@@ -165,6 +183,7 @@ export function candidates(): Array<{ name: string; policy: () => Policy; knobs:
     { name: 'hash, bounce once above mean x 1.1', policy: () => P.withBounce(P.hash, 0.1), knobs: NET },
     { name: '**recommended: local ≤ mean x 1.1, else two choices (net)**', policy: RECOMMENDED, knobs: NET },
     { name: 'recommended, and a serving host above mean x 1.1 bounces a forwarded SYN once', policy: () => P.withBounce(RECOMMENDED(), 0.1), knobs: NET },
+    { name: `as built (native/load_choice.h): recommended, ${t} per weight kept at any load, a move must even out`, policy: () => P.product(t, 0.1), knobs: NET },
   ];
 }
 
@@ -249,7 +268,7 @@ function measuredTable(variants: readonly MeasuredVariant[]): string[] {
     '|---|---:|---:|---:|---:|---:|---:|',
     ...rows.map((r) => `| ${r.variant} | ${fmt(r.measured)} | ${fmt(r.free)} | ${fmt(r.withCost)} | ${fmt(r.cores)} | ${fmt(r.measuredP99)} | ${fmt(r.p99)} |`),
     '',
-    `Router CPU stretches service times by ${(costPerCore * 100).toFixed(1)}% per core it takes (fitted on ${COST_FIT_VARIANT}; the other rows are predictions).`,
+    `Router CPU stretches service times by ${(costPerCore * 100).toFixed(1)}% per core it takes (fitted on ${COST_FIT_VARIANT}; the other rows are predictions). Not explained: ${Object.keys(UNEXPLAINED).join(', ')} (the model is optimistic there; see below).`,
   ];
   return lines;
 }

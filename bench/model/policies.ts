@@ -109,6 +109,28 @@ export function meanThenTwo(e: number): Policy {
   return { name: `local <= mean x ${1 + e}, else two choices`, decide: (v) => (atOrBelowMean(v, e) ? v.self : twoChoices(v)) };
 }
 
+/**
+ * The load policy as the daemon runs it (native/load_choice.h): local while
+ * this host, with the connection, carries at most `threshold` per weight or
+ * at most the mean x (1 + e); else the lighter of two choices, if that one,
+ * with the connection, is still lighter than this host without it.
+ */
+export function product(threshold: number, e: number): Policy {
+  return {
+    name: `as built (threshold ${threshold}, mean x ${1 + e}, a move must even out)`,
+    decide(v) {
+      const w = v.weights[v.self]!;
+      if (w > 0 && ((v.own() + 1) / w <= threshold || atOrBelowMean(v, e))) return v.self;
+      const a = v.maglev();
+      const b = v.randomPeer();
+      const [pick, load] = perWeight(v, b) < perWeight(v, a) ? [b, v.estimate(b)] : [a, v.estimate(a)];
+      if (pick === v.self || v.weights[pick] === 0) return v.self;
+      if (w === 0) return pick;
+      return (load + 1) / v.weights[pick]! < v.own() / w ? pick : v.self;
+    },
+  };
+}
+
 /** Two choices at every connection (the Maglev choice and a random peer), with no local preference. */
 export const twoAlways: Policy = {
   name: 'two choices always',
