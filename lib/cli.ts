@@ -2,7 +2,7 @@
 // The `dpr` command: start the daemon, check a configuration, print the rules,
 // and ask the running daemon for its status or to drain.
 import { Command, CommanderError, Option } from 'commander';
-import { ConfigError, loadConfig, restoreAddress, selfHost, type DprConfig, type LoadOptions } from './config';
+import { ConfigError, forwardedInAddresses, loadConfig, selfHost, type DprConfig, type LoadOptions } from './config';
 import type { DaemonStatus } from './daemon';
 import { DaemonUnreachable, endpointOf, fetchStatus, requestDrain, requestReload, requestUndrain, type Endpoint } from './daemon-client';
 import { EXIT } from './exit-codes';
@@ -11,6 +11,8 @@ import { Lifecycle } from './lifecycle';
 import { logger, setLogLevel, type Logger } from './log';
 import { Progress, sleep, waitWithProgress } from './progress';
 import { install, uninstall } from './install';
+import { modeProblem } from './mode-support';
+import { openKernelFlows } from './kernel-flows';
 import { renderInstallScript, renderRules } from './rules';
 import { buildView, renderText, type Sample } from './status-view';
 import { packageVersion } from './version';
@@ -126,15 +128,25 @@ function rules(opts: { config?: string; format: string }): void {
   }
 }
 
+/** A mode this host cannot run stops `dpr check` and `dpr install` as a bad key would. */
+function modeOrExit(config: Readonly<DprConfig>): void {
+  const problem = modeProblem(config);
+  if (!problem) return;
+  process.stderr.write(`dpr: config: mode: ${problem}\n`);
+  process.exit(EXIT.config);
+}
+
 function check(opts: { config?: string }): void {
   const config = loadOrExit(opts.config);
-  process.stdout.write(`config ok: host ${config.self} of ${config.hosts.length}, policy ${config.policy}\n`);
+  modeOrExit(config);
+  process.stdout.write(`config ok: host ${config.self} of ${config.hosts.length}, policy ${config.policy}, mode ${config.mode}\n`);
   process.stdout.write(renderInstallScript(renderRules(config)));
 }
 
 /** iptables/install.sh: the configuration is checked whole before anything changes. */
 function installCommand(opts: { config?: string }): void {
   const config = loadOrExit(opts.config);
+  modeOrExit(config);
   const r = renderRules(config);
   try {
     install(r, (line) => process.stderr.write(`${line}\n`));
@@ -198,8 +210,8 @@ async function status(opts: { config?: string; json?: boolean }): Promise<void> 
 async function forwardedLeft(ep: Endpoint, config: Readonly<DprConfig>): Promise<{ out: number; in: number }> {
   const s = await fetchStatus(ep);
   const f = s.entry?.flows.forwarded;
-  const restore = new Set(config.hosts.filter((h) => h.id !== config.self).map((h) => restoreAddress(config, h.id)));
-  return { out: f ? f.syn + f.established : 0, in: forwardedInConnections(restore, config.servicePorts) };
+  const out = config.mode === 'rewrite' ? (f ? f.syn + f.established : 0) : openKernelFlows(config);
+  return { out, in: forwardedInConnections(forwardedInAddresses(config), config.servicePorts) };
 }
 
 async function waitDrained(ep: Endpoint, config: Readonly<DprConfig>, timeoutMs: number): Promise<boolean> {

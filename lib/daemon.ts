@@ -6,7 +6,8 @@
 // the policy; our own changes are announced to peers at once.
 import { EventEmitter } from 'node:events';
 import type { ConfigError, DprConfig, HostEntry } from './config';
-import { restoreAddress, selfHost } from './config';
+import { forwardedInAddresses, selfHost } from './config';
+import { openKernelFlows, readKernelFlows, type KernelFlows } from './kernel-flows';
 import { install } from './install';
 import { planReload } from './reload-plan';
 import { renderRules } from './rules';
@@ -47,6 +48,9 @@ export interface DaemonStatus {
   restored: RestoredFlows;
   /** The longest the event loop ran a 1-s timer late over the last 10 s. */
   eventLoopLagMaxMs: number;
+  mode?: DprConfig['mode'];
+  /** Kernel modes, in /status and /metrics only (statusWithKernel): the kernel's forwarded flows. */
+  kernel?: KernelFlows | null;
 }
 
 type QueueCtor = typeof Queue;
@@ -103,6 +107,8 @@ export class Daemon extends EventEmitter {
   private readonly tcpInUse = new TcpInUse();
   private readonly QueueClass: QueueCtor;
   private readonly startedAt = Date.now();
+  private kernelRead: KernelFlows | null = null;
+  private kernelReadAt = 0;
   private readonly log: Logger;
 
   constructor(config: Readonly<DprConfig>, parts: DaemonParts = {}) {
@@ -325,18 +331,20 @@ export class Daemon extends EventEmitter {
       this.log.info('draining', { timeoutMs });
     }
     const deadline = Date.now() + timeoutMs;
-    const restore = new Set(this.config.hosts.filter((h) => h.id !== this.config.self).map((h) => restoreAddress(this.config, h.id)));
+    const restore = forwardedInAddresses(this.config);
+    const kernel = this.config.mode !== 'rewrite';
     for (;;) {
       if (this.stopped || !this.draining) return false;
       const f = this.entry?.stats().flows.forwarded;
-      const out = f ? f.syn + f.probation + f.established : 0;
+      // Kernel modes: the flows live in the kernel's sets, not in the table.
+      const out = kernel ? openKernelFlows(this.config) : f ? f.syn + f.probation + f.established : 0;
       const inbound = forwardedInConnections(restore, this.config.servicePorts);
       if (out === 0 && inbound === 0) return true;
       if (Date.now() >= deadline) {
         this.log.warn('drain timed out', { forwardedOut: out, forwardedIn: inbound });
         return false;
       }
-      await new Promise((r) => setTimeout(r, 100));
+      await new Promise((r) => setTimeout(r, kernel ? 500 : 100));
     }
   }
 
@@ -374,6 +382,18 @@ export class Daemon extends EventEmitter {
       heartbeats: this.peers?.counters() ?? null,
       restored: this.restored,
       eventLoopLagMaxMs: Math.round(this.loopLag.maxMs()),
+      mode: this.config.mode,
     };
+  }
+
+  /** status() and, in the kernel modes, what the kernel counts (a few ms: for operators and scrapes). */
+  statusWithKernel(): DaemonStatus {
+    // At most one reading a second, however often a tool polls /status.
+    const now = Date.now();
+    if (this.config.mode !== 'rewrite' && now - this.kernelReadAt >= 1000) {
+      this.kernelRead = readKernelFlows(this.config);
+      this.kernelReadAt = now;
+    }
+    return { ...this.status(), kernel: this.kernelRead };
   }
 }

@@ -15,6 +15,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import type { RuleSet } from './rules';
+import { applyKernelPath, removeKernelPath } from './install-kernel';
 
 export const ADDRESS_LABEL = 'lo:dpr';
 export const SAVED_CHAIN = 'DPR_SAVED';
@@ -188,6 +189,8 @@ export function install(r: RuleSet, log: (line: string) => void = () => {}): voi
   const old = new Map(sysctls.map(([k]) => [k, readSysctl(k)]));
   const undo: Array<[string, () => void]> = [];
   try {
+    // The sets first: the rules name them.
+    if (r.kernel) applyKernelPath(r.kernel, undo);
     restore(installInput(r, before, old));
     undo.push(['rules', () => restore(rollbackInput(before, readTables(tables)))]);
     for (const [k, v] of sysctls) {
@@ -233,6 +236,7 @@ export function uninstall(log: (line: string) => void = () => {}): void {
   const now = readTables(['raw', 'mangle', 'nat', 'filter']);
   const saved = readSaved(now.get(SAVED_TABLE)?.chains.get(SAVED_CHAIN) ?? []);
   restore(removalInput(now));
+  removeKernelPath();
   for (const [k, v] of saved) {
     try {
       writeSysctl(k, v);

@@ -58,6 +58,9 @@ export interface EngineOptions {
   checkPeerMacs?: boolean;
   /** Routers between peers: a peer's forwarded ICMP error must arrive with TTL > 254 - this (absent: 0). */
   routersBetween?: number;
+  /** Kernel modes: forwarded packets go unchanged, marked marks.forward | id in peerMarkMask, for policy routing. */
+  kernelForward?: boolean;
+  peerMarkMask?: number;
   /** Maglev hash key (16 bytes), the same on every host; absent: a random one (a single host). */
   hashKey?: Uint8Array;
   /** Flow-table hash key (16 bytes); absent (the daemon): a random one per start. Tests and benches only. */
@@ -75,6 +78,8 @@ export interface QueueOptions {
   sndBufBytes?: number;
   batchSize: number;
   decisionTimeoutMs: number;
+  /** Kernel modes, entry: new forwarded flows are written to the ipsets `<prefix>to<id>`. */
+  ipsetPrefix?: string;
 }
 
 export interface Outcome {
@@ -133,6 +138,8 @@ export interface QueueStats extends EngineStats {
     /** Entry: the flows queue's number and the packets that came from it (of batchPackets). */
     flowsQueueNum?: number;
     flowsPackets?: number;
+    /** Kernel modes, entry: the ipset writer (adds and dels sent; errors are the kernel's refusals). */
+    ipset?: { adds: number; dels: number; sends: number; errors: number; existing: number; sendErrors: number; lastErrno: number };
     decisions: {
       requested: number; answered: number; timedOut: number; late: number;
       /** Requests the JavaScript side had no room for (its queue holds 256 batches): served locally at the deadline. */

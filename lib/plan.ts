@@ -4,6 +4,7 @@ import { createHmac } from 'node:crypto';
 import type { DprConfig } from './config';
 import type { EngineOptions, QueueOptions, Role } from './native';
 import { parseIpv4 } from './ipv4';
+import { SET_PREFIX } from './kernel-path';
 
 /**
  * The Maglev hash key: the same on every host (they must agree on a client's
@@ -49,6 +50,7 @@ export function engineOptions(c: DprConfig, role: Role, peersKey?: Buffer): Engi
     // are one, so it checks too.)
     ...(c.peers.routersBetween === 0 ? { checkPeerMacs: true } : {}),
     routersBetween: c.peers.routersBetween,
+    ...(c.mode !== 'rewrite' ? { kernelForward: true, peerMarkMask: c.marks.peerMask } : {}),
     ...(peersKey ? { hashKey: maglevKey(peersKey) } : {}),
   };
 }
@@ -62,5 +64,6 @@ export function queueOptions(c: DprConfig, role: Role): QueueOptions {
     sndBufBytes: c.queues.sndBufBytes,
     batchSize: c.queues.batchSize,
     decisionTimeoutMs: c.load.decisionTimeoutMs,
+    ...(role === 'entry' && c.mode !== 'rewrite' ? { ipsetPrefix: SET_PREFIX } : {}),
   };
 }

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "engine.h"
+#include "ipset_writer.h"
 #include "nfq_socket.h"
 #include "sock_diag.h"
 
@@ -45,6 +46,9 @@ struct QueueOptions {
   uint32_t sndBufBytes = 2 << 20;  // SO_SNDBUFFORCE (the kernel doubles it)
   uint32_t batchSize = 64;         // messages per recvmmsg
   uint32_t decisionTimeoutMs = 50; // load policy: serve locally past this
+  // Kernel modes, entry role: the prefix of the per-peer ipsets new
+  // forwarded flows are written to (IpsetWriter). Empty: none.
+  std::string ipsetPrefix;
 };
 
 struct DecisionRequest {
@@ -115,6 +119,8 @@ class Queue {
   // received naming it], into out[2 * id], out[2 * id + 1]. Any thread.
   void ForwardState(double* out, size_t hosts) const;
   const QueueOptions& options() const { return options_; }
+  // Kernel modes: the ipset writer's counters; null without one.
+  const IpsetCounters* ipsetCounters() const { return ipset_ ? &ipset_->counters() : nullptr; }
 
  private:
   struct Held {
@@ -153,6 +159,10 @@ class Queue {
   QueueCounters counters_;
   NfqSocket nfq_;
   uint32_t ownMarkBits_;
+  std::unique_ptr<IpsetWriter> ipset_;
+  void FlushKernel() {
+    if (ipset_) ipset_->Flush();
+  }
 
   int wakeFd_ = -1;
   std::thread thread_;
