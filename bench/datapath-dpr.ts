@@ -53,12 +53,12 @@ function engineOptions(): EngineOptions {
     maxFlows: 1 << 20,
     maxEmbryonic: 1 << 18,
     // Every cycle revisits the same flows within seconds: nothing expires mid-run.
-    timeouts: { pendingMs: 50, synMs: 30_000, establishedMs: 300_000, closingMs: 10_000 },
+    timeouts: { synMs: 30_000, establishedMs: 300_000, closingMs: 10_000 },
   };
 }
 
 function queueOptions(args: Args): QueueOptions {
-  return { queueNum: args.queueNum, maxLen: args.maxLen, rcvBufBytes: args.rcvBufBytes, batchSize: 64, decisionTimeoutMs: 50 };
+  return { queueNum: args.queueNum, maxLen: args.maxLen, rcvBufBytes: args.rcvBufBytes, batchSize: 64 };
 }
 
 function main(): void {

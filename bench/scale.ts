@@ -58,7 +58,7 @@ function engineFor(hosts: number, maxFlows: number): NativeEngine {
     servicePorts: Uint16Array.of(SERVICE_PORT), peerPortBase: 20000, forwardMark: 0x100, serveMark: 0x200,
     // Every flow is a SYN-only flow here: the embryonic budget is the whole table.
     maxFlows, maxEmbryonic: maxFlows,
-    timeouts: { pendingMs: 1000, synMs: 3_600_000, establishedMs: 3_600_000, closingMs: 3_600_000 },
+    timeouts: { synMs: 3_600_000, establishedMs: 3_600_000, closingMs: 3_600_000 },
   };
   const engine = new Engine(options);
   engine.setLookupTable(buildMaglevTable(Array.from({ length: hosts }, (_, id) => id)));

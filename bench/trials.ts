@@ -9,6 +9,7 @@ import path from 'node:path';
 import { BACKLOG, BIN, runDatapath, type DatapathSize, type DatapathVariant } from './datapath';
 import { CLUSTER, runCluster, type Arrivals, type ClusterSize, type Router } from './cluster-mix';
 import { runLocal, type LocalSize } from './local-cost';
+import { runDecisionCost, type DecisionCostVariant } from './decision-cost';
 import { runFlows, runMaglev, runPacket } from './scale';
 import { PROBE, runSetup, type SetupPath, type SetupSize } from './setup-time';
 import { reliability } from './reliability';
@@ -228,6 +229,65 @@ const local: Trial = {
       metrics.daemonCpuUsPerRequest = perRequestUs(s.cpuSeconds['dpr']);
     }
     return { value: s.rps, secondary: s.p99Ms, work: s.requests, metrics, detail: s };
+  },
+};
+
+// ---- decision-cost: what deciding a new connection costs, by policy ------
+
+interface DecisionVariant extends Variant, DecisionCostVariant {}
+
+const DECISION_RATES = [200, 2000] as const;
+
+const decisionVariants: readonly DecisionVariant[] = DECISION_RATES.flatMap((rate) => [
+  { name: `none-${rate}`, policy: 'none' as const, rate, baseline: `none-${rate}`,
+    description: `no dpr, ${rate} new connections a second: what the connections cost by themselves` },
+  { name: `hash-${rate}`, policy: 'hash' as const, rate, baseline: `none-${rate}`,
+    description: `hash policy, ${rate} new connections a second: the Maglev table, in the entry queue's thread` },
+  { name: `load-${rate}`, policy: 'load' as const, rate, baseline: `none-${rate}`,
+    description: `load policy, ${rate} new connections a second: loads and the rule, in the entry queue's thread` },
+]);
+
+const decisionCost: Trial = {
+  name: 'decision-cost',
+  description: 'What deciding a new connection costs, by policy, at a steady rate of new connections (issue 13, item 4): the test bed\'s CPU per connection beside no dpr',
+  unit: 'bed CPU µs per connection',
+  secondaryUnit: 'daemon CPU µs per connection',
+  variants: decisionVariants,
+  baseline: 'none-200',
+  showDifference: true,
+  goals: DECISION_RATES.flatMap((rate) => [
+    { text: `load-${rate}: CPU per connection over no dpr`, variant: `load-${rate}`, metric: 'value', kind: 'difference' as const, versus: `none-${rate}`, atMost: 30, unit: 'µs' },
+    { text: `load-${rate} vs hash-${rate}: daemon CPU per connection`, variant: `load-${rate}`, metric: 'secondary', kind: 'ratio' as const, versus: `hash-${rate}`, atMost: 1.5 },
+  ]),
+  columns: [
+    { metric: 'connections', label: 'connections' },
+    { metric: 'errors', label: 'errors' },
+    { metric: 'idleMsPerSecond', label: 'daemon idle ms/s', digits: 2 },
+    { metric: 'decided', label: 'decided by the entry queue' },
+  ],
+  cpus: ALL_CPUS,
+  timeoutMs: 120_000,
+  setup(o) {
+    return [
+      'Topology: tools/cluster.ts with one host (h0 198.18.0.1) and a client on a bridge in namespaces; with dpr, iptables/install.sh rules and the daemon (heartbeat 100 ms); its only live host is itself, so every connection is decided and kept, nothing forwarded: what dpr adds is the decision path alone. `none`: the same without rules or daemon.',
+      `Load: tools/loadgen.ts in the client namespace, open loop at the variant's rate (a new connection per request, tiny responses) for ${o.quick ? 3 : 10} s after a warm-up.`,
+      'Bed CPU: every thread of every process in the namespaces (client, web server, daemon; /proc/PID/task/*/schedstat, ns) over the run, per connection; the difference to `none` is what dpr adds (on veth the handshake runs in whichever context sends a packet: with dpr in the daemon\'s thread, whose verdict lets the SYN on, without in the client\'s). Work of other processes on the machine is not in it. Daemon CPU: its threads, less its idle CPU over as long, measured just before.',
+    ];
+  },
+  prepare() {
+    requireBuilt('decision-cost');
+  },
+  async run(variant, o) {
+    const v = decisionVariants.find((x) => x.name === variant);
+    if (v === undefined) throw new Error(`decision-cost: no variant '${variant}'`);
+    const s = await runDecisionCost(v, { seconds: o.quick ? 3 : 10, idleSeconds: o.quick ? 2 : 4 });
+    return {
+      value: s.bedUsPerConnection,
+      secondary: s.daemonUsPerConnection,
+      work: s.connections,
+      metrics: { connections: s.connections, errors: s.errors, idleMsPerSecond: s.idleMsPerSecond, decided: s.decided },
+      detail: s,
+    };
   },
 };
 
@@ -492,7 +552,7 @@ const scaleOut: Trial = {
   },
 };
 
-export const trials: readonly Trial[] = [datapath, setup, local, cluster, scale, reliability, scaleOut, attack];
+export const trials: readonly Trial[] = [datapath, setup, local, decisionCost, cluster, scale, reliability, scaleOut, attack];
 
 export function findTrial(name: string): Trial {
   const t = trials.find((x) => x.name === name);

@@ -1,6 +1,6 @@
 // Per-packet anomalies become log lines at a bounded rate: every interval, the
 // growth of the native counters that should stay still (malformed packets,
-// packets that fit no flow, netlink errors, late decisions) is logged as one
+// packets that fit no flow, netlink errors, failed socket lookups) is logged as one
 // warning per queue, never a line per packet.
 import type { Logger } from './log';
 import type { QueueStats } from './native';
@@ -12,9 +12,7 @@ export function anomalyCounts(q: QueueStats): Counts {
   const out: Counts = {};
   for (const [k, v] of Object.entries(q.malformed)) out[`malformed.${k}`] = v;
   for (const k of ['no_flow', 'table_full', 'bad_origin'] as const) out[`note.${k}`] = q.notes[k];
-  for (const k of ['recvErrors', 'enobufs', 'sendErrors', 'verdictErrors'] as const) out[`queue.${k}`] = q.queue[k];
-  out['decisions.timedOut'] = q.queue.decisions.timedOut;
-  out['decisions.sockDiagErrors'] = q.queue.decisions.sockDiagErrors;
+  for (const k of ['recvErrors', 'enobufs', 'sendErrors', 'verdictErrors', 'sockDiagErrors'] as const) out[`queue.${k}`] = q.queue[k];
   return out;
 }
 

@@ -184,7 +184,7 @@ export const schema = {
     env: 'DPR_RESTORE_CIDR',
   },
   policy: {
-    doc: "How a new connection's host is chosen: `hash` (Maglev over client address and port, all native) or `load` (stay local unless this host's load exceeds the least-loaded live peer's by more than `load.threshold`).",
+    doc: "How a new connection's host is chosen: `hash` (Maglev over client address and port, all native) or `load` (stay local up to `load.threshold` per weight or the cluster mean x 1.1, else the lighter of two peers; decided natively too, from this host's count and peers' heartbeats).",
     format: ['hash', 'load'] as const,
     default: 'hash',
     env: 'DPR_POLICY',
@@ -231,7 +231,6 @@ export const schema = {
   },
   load: {
     threshold: { doc: 'Load policy: a host carrying at most this many active connections per unit of weight (with the new one) serves a new connection itself. Above that it serves it while it stays at or below the cluster mean per weight x 1.1, and otherwise sends it to the lighter, per weight, of two peers (the one the Maglev table names and one at random) if that one is lighter than this host. Set it to about the connections a host works on at once without queueing; 0: balance at any load.', format: 'nat', default: 8, env: 'DPR_LOAD_THRESHOLD' },
-    decisionTimeoutMs: { doc: 'Load policy: a new connection whose decision takes longer is served locally.', format: 'positive-int', default: 50, env: 'DPR_LOAD_DECISION_TIMEOUT_MS' },
   },
   health: {
     type: { doc: 'How this host checks its own web service, on every service port: `tcp` (a connect), `http` (a GET of `health.http.path`, answered with one of `health.http.statuses`), or `none` (always healthy). A host whose check fails gets no new connections, and forwards the ones that reach it to healthy peers.', format: ['tcp', 'http', 'none'] as const, default: 'tcp', env: 'DPR_HEALTH_TYPE' },

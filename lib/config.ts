@@ -121,11 +121,16 @@ function withConfigErrors<T>(f: () => T): T {
   }
 }
 
+/** Keys earlier versions had, and why they are gone: a file that still sets one is told so. */
+const REMOVED_KEYS: Record<string, string> = {
+  'load.decisionTimeoutMs': 'removed: the load policy decides in the data path now, nothing waits for a decision; delete the key',
+};
+
 /** convict reports 'key: reason' lines; keep the first one's key. */
 function fromConvict(err: Error): ConfigError {
   const first = err.message.split('\n')[0]!.trim();
   const unknownKey = /configuration param '([^']+)' not declared/.exec(first);
-  if (unknownKey) return new ConfigError(unknownKey[1]!, 'unknown key (not in the schema)');
+  if (unknownKey) return new ConfigError(unknownKey[1]!, REMOVED_KEYS[unknownKey[1]!] ?? 'unknown key (not in the schema)');
   const m = /^([\w.]+): (.*)$/.exec(first);
   return m ? new ConfigError(m[1]!, m[2]!) : new ConfigError('config', first);
 }

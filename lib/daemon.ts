@@ -25,7 +25,7 @@ import { Queue, type NativeQueue, type QueueStats } from './native';
 import { loadKeys } from './keys';
 import { Peers, type PeerView } from './peers';
 import { engineOptions, queueOptions } from './plan';
-import { createPolicy, type DecisionCounts, type RoutingPolicy } from './policy';
+import { createPolicy, type RoutingPolicy } from './policy';
 
 export interface DaemonStatus {
   self: number;
@@ -42,7 +42,6 @@ export interface DaemonStatus {
   peers: PeerView[];
   entry: QueueStats | null;
   serve: QueueStats | null;
-  decisions: DecisionCounts;
   heartbeats: ReturnType<Peers['counters']> | null;
   /** Flows read back from flows.stateFile at start, and of those the ones another host serves. */
   restored: RestoredFlows;
@@ -71,7 +70,6 @@ export type ReloadResult =
   | { ok: false; key: string; reason: string };
 
 /** How fresh the load must be, by use (lib/load-meter.ts). */
-const LOAD_DECISION_MAX_AGE_MS = 5;
 const LOAD_IDLE_MAX_AGE_MS = 10_000;
 const STATUS_LOAD_MAX_AGE_MS = 500;
 /**
@@ -121,7 +119,6 @@ export class Daemon extends EventEmitter {
     this.health = this.makeHealth(c);
     this.meter = new LoadMeter({
       ports: c.servicePorts,
-      decisionMaxAgeMs: LOAD_DECISION_MAX_AGE_MS,
       // A report a heartbeat late is as fresh as peers can use it.
       reportMaxAgeMs: Math.max(c.peers.heartbeatMs, 100),
       idleMaxAgeMs: LOAD_IDLE_MAX_AGE_MS,
@@ -131,13 +128,10 @@ export class Daemon extends EventEmitter {
       quick: parts.countLoad ? null : () => this.tcpInUse.read(),
       // Every measurement, whatever asked for it, is what the next heartbeat says.
       onMeasured: (load) => this.peers?.setLocal({ load }),
+      // The load policy decides in the entry queue's thread on this count, carried forward there.
+      onCounted: (load, quick) => this.entry?.calibrateLoad(load, quick ?? -1),
     });
-    this.policy = createPolicy(c, {
-      meter: this.meter,
-      peers: () => this.peers?.snapshot() ?? [],
-      draining: () => this.draining,
-      log: logger('policy'),
-    });
+    this.policy = createPolicy(c);
     this.snapshots = new FlowSnapshots(c.flows.stateFile, c.flows.snapshotMs, logger('flows'));
   }
 
@@ -148,8 +142,10 @@ export class Daemon extends EventEmitter {
       // Serve first: a peer may forward to us as soon as it hears our heartbeat.
       this.serve = new this.QueueClass(queueOptions(c, 'serve'), engineOptions(c, 'serve'));
       this.serve.start();
-      this.entry = new this.QueueClass(queueOptions(c, 'entry'), engineOptions(c, 'entry', keys.sign), this.policy.onDecide);
+      this.entry = new this.QueueClass(queueOptions(c, 'entry'), engineOptions(c, 'entry', keys.sign));
       this.policy.attach(this.entry);
+      // The first count, before any decision.
+      this.meter.measure();
       // One L2 segment: forwarded packets must come from their entry host's MAC (lib/neighbours).
       if (c.peers.routersBetween === 0) {
         this.peerMacs = new PeerMacs(c.hosts, c.self, (macs) => {
@@ -229,6 +225,7 @@ export class Daemon extends EventEmitter {
       // Watched whatever health.type says, so a reload can turn checks on.
       watchPorts: c.health.listenerCheckMs > 0 ? c.servicePorts : [],
       watchEveryMs: c.health.listenerCheckMs,
+      ...(this.entry ? { loadBoard: this.entry.loadBoard() } : {}),
       log: logger('peers'),
     });
   }
@@ -378,7 +375,6 @@ export class Daemon extends EventEmitter {
       peers: this.peers?.snapshot() ?? [],
       entry: this.entry?.stats() ?? null,
       serve: this.serve?.stats() ?? null,
-      decisions: this.policy.decisions(),
       heartbeats: this.peers?.counters() ?? null,
       restored: this.restored,
       eventLoopLagMaxMs: Math.round(this.loopLag.maxMs()),

@@ -4,26 +4,25 @@
 //
 // Measuring costs: the kernel walks its whole established hash for one dump
 // (~2 ms of CPU on the development machine, however few sockets match). So it
-// is measured only as often as someone needs it fresh:
-// - a load-policy decision: at most `decisionMaxAgeMs` old, plus the new
-//   connections kept here since (not established yet when measured). Between
-//   two dumps (at most `calibrateMs` apart while decisions come), the
-//   kernel's count of TCP sockets in use (lib/sockstat.ts, ~4 µs) minus its
-//   difference to the last dump stands in for a dump;
-// - a heartbeat report (looked at every second by the daemon): re-measured
-//   once `reportMaxAgeMs` has passed if traffic passed through the queues
-//   since, or once `idleMaxAgeMs` has passed anyway (connections that close
-//   while no new ones come only make an idle host look busier than it is,
-//   which nobody acts on).
-// Every new value goes to the heartbeats (onMeasured), so under the load
-// policy, which measures at decision time, reports are as fresh as that.
+// is measured only as often as someone needs it fresh: a heartbeat report
+// (looked at every heartbeat while traffic passes, every second when idle)
+// is re-measured once `reportMaxAgeMs` has passed if traffic passed through
+// the queues since, or once `idleMaxAgeMs` has passed anyway (connections
+// that close while no new ones come only make an idle host look busier than
+// it is, which nobody acts on). Between two dumps (at most `calibrateMs`
+// apart), the kernel's count of TCP sockets in use (lib/sockstat.ts, ~4 µs)
+// minus its difference to the last dump stands in for a dump.
+//
+// Every new value goes to the heartbeats (onMeasured); every dump, with the
+// sockets-in-use count read with it, goes to the entry queue (onCounted),
+// which carries it forward the same way for the load policy's decisions
+// (native/own_load.h).
 import { countEstablished } from './native';
 import { activeConnections } from './host';
 import { RateLimitedWarning, type Logger } from './log';
 
 export interface LoadMeterOptions {
   ports: readonly number[];
-  decisionMaxAgeMs: number;
   reportMaxAgeMs: number;
   idleMaxAgeMs: number;
   /** Packets the queues have seen: a change means traffic passed. */
@@ -35,9 +34,11 @@ export interface LoadMeterOptions {
   now?: () => number;
   /** Told every new value (the heartbeats carry it). */
   onMeasured?: (load: number) => void;
-  /** A cheap count that moves with the load (lib/sockstat.ts), for decisions between dumps; null: none. */
+  /** Told every exact count, with the quick count read with it (null: none). */
+  onCounted?: (load: number, quick: number | null) => void;
+  /** A cheap count that moves with the load (lib/sockstat.ts), for measurements between dumps; null: none. */
   quick?: (() => number | null) | null;
-  /** Decisions re-dump at least this often (the quick count drifts from the exact one). */
+  /** A dump at least this often while the quick count stands in (it drifts from the exact one). */
   calibrateMs?: number;
 }
 
@@ -48,8 +49,6 @@ export class LoadMeter {
   private dumpedAt = -Infinity;
   private quickOffset: number | null = null;
   private activityAtReport = -1;
-  /** New connections kept here since the last measurement. */
-  private kept = 0;
   private readonly warning: RateLimitedWarning;
   private readonly count: (ports: readonly number[]) => number;
   private readonly fallback: (ports: readonly number[]) => number;
@@ -70,30 +69,16 @@ export class LoadMeter {
     return this.value;
   }
 
-  /** Own load for a new-flow decision: fresh, with the connections kept since counted in. */
-  forDecision(): number {
-    const now = this.now();
-    if (now - this.measuredAt < this.o.decisionMaxAgeMs) return this.value + this.kept;
-    if (!this.quickMeasure(now)) this.measure();
-    return this.value + this.kept;
-  }
-
   /** The quick count in place of a dump, while the calibration is recent; false if it cannot. */
   private quickMeasure(now: number): boolean {
     if (this.quickOffset === null || now - this.dumpedAt >= (this.o.calibrateMs ?? 1000)) return false;
     const q = this.o.quick?.() ?? null;
     if (q === null) return false;
     this.measuredAt = now;
-    this.kept = 0;
     this.value = Math.max(0, q - this.quickOffset);
     this.quickMeasurements++;
     this.o.onMeasured?.(this.value);
     return true;
-  }
-
-  /** A new connection was kept here: it counts until the next measurement sees it. */
-  noteKept(): void {
-    this.kept++;
   }
 
   /** Own load for /status (`dpr status`): at most `maxAgeMs` old. */
@@ -118,15 +103,13 @@ export class LoadMeter {
   measure(): void {
     this.measuredAt = this.now();
     this.measurements++;
-    // Whatever happens below, what was kept before now is in the kernel's
-    // count or gone: counting it again would inflate the load for ever.
-    this.kept = 0;
     try {
       this.value = this.count(this.o.ports);
       this.dumpedAt = this.measuredAt;
       const q = this.o.quick?.() ?? null;
       this.quickOffset = q === null ? null : q - this.value;
       this.o.onMeasured?.(this.value);
+      this.o.onCounted?.(this.value, q);
       return;
     } catch (err) {
       // sock_diag missing (a kernel without inet_diag): /proc is slower but right.
@@ -135,6 +118,7 @@ export class LoadMeter {
     try {
       this.value = this.fallback(this.o.ports);
       this.o.onMeasured?.(this.value);
+      this.o.onCounted?.(this.value, null);
     } catch (err) {
       this.warning.warn('cannot read /proc/net/tcp either; the load stays at its last value', { error: (err as Error).message });
     }

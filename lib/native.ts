@@ -16,20 +16,19 @@ export class DprNativeError extends Error {
 
 export type Role = 'entry' | 'serve';
 export type PolicyName = 'hash' | 'load';
-export type Action = 'accept' | 'forward' | 'restore' | 'drop' | 'defer';
+export type Action = 'accept' | 'forward' | 'restore' | 'drop';
 export type Malformed =
   | 'truncated_ip' | 'not_ipv4' | 'bad_ihl' | 'bad_total_length' | 'fragment'
   | 'not_tcp' | 'truncated_tcp' | 'bad_tcp_offset';
 export type Note =
   | 'not_service' | 'not_peer_port' | 'bad_origin' | 'no_flow' | 'no_flow_hashed'
-  | 'table_full' | 'pending_duplicate' | 'draining' | 'probe_limit'
+  | 'table_full' | 'kept_for_local_socket' | 'draining' | 'probe_limit'
   | 'rst_in_window' | 'rst_out_of_window' | 'syn_on_flow' | 'syn_redecided'
   | 'peer_mac_unknown' | 'bad_peer_mac'
   | 'icmp_forwarded' | 'icmp_local' | 'icmp_no_flow' | 'icmp_restored' | 'icmp_not_ours'
   | 'oversize' | 'reused_here';
 
 export interface FlowTimeouts {
-  pendingMs: number;
   synMs: number;
   /** After the SYN, only bare ACKs with one ACK number so far (absent: 30 s). */
   probationMs?: number;
@@ -61,6 +60,10 @@ export interface EngineOptions {
   /** Kernel modes: forwarded packets go unchanged, marked marks.forward | id in peerMarkMask, for policy routing. */
   kernelForward?: boolean;
   peerMarkMask?: number;
+  /** Load policy: connections per unit of weight below which a host keeps every new one (absent: 0). */
+  loadThreshold?: number;
+  /** Load policy: the seed of the second choice's random draw (absent: random). Tests only. */
+  randomSeed?: number;
   /** Maglev hash key (16 bytes), the same on every host; absent: a random one (a single host). */
   hashKey?: Uint8Array;
   /** Flow-table hash key (16 bytes); absent (the daemon): a random one per start. Tests and benches only. */
@@ -77,7 +80,6 @@ export interface QueueOptions {
   /** SO_SNDBUFFORCE (the kernel doubles it); verdict batches are sized from what the kernel granted. Absent: 2 MiB. */
   sndBufBytes?: number;
   batchSize: number;
-  decisionTimeoutMs: number;
   /** Kernel modes, entry: new forwarded flows are written to the ipsets `<prefix>to<id>`. */
   ipsetPrefix?: string;
 }
@@ -140,14 +142,8 @@ export interface QueueStats extends EngineStats {
     flowsPackets?: number;
     /** Kernel modes, entry: the ipset writer (adds and dels sent; errors are the kernel's refusals). */
     ipset?: { adds: number; dels: number; sends: number; errors: number; existing: number; sendErrors: number; lastErrno: number };
-    decisions: {
-      requested: number; answered: number; timedOut: number; late: number;
-      /** Requests the JavaScript side had no room for (its queue holds 256 batches): served locally at the deadline. */
-      dropped: number;
-      /** Load policy: forwards turned local because the 4-tuple still has a socket here (TIME_WAIT). */
-      keptForLocalSocket: number;
-      sockDiagErrors: number;
-    };
+    /** Load policy: looking up whether a 4-tuple still has a local socket failed (the forward went ahead). */
+    sockDiagErrors: number;
   };
 }
 
@@ -174,8 +170,18 @@ export interface NativeEngine {
    * length when the copy was cut short (NFQA_CAP_LEN), the source MAC (NFQA_HWADDR).
    */
   process(bytes: Uint8Array, csumNotReady: boolean, nowMs: number, meta?: PacketMeta): Outcome;
-  resolve(clientAddr: number, clientPort: number, serviceAddr: number, servicePort: number, target: number, nowMs: number): boolean;
   setLookupTable(table: Uint16Array): void;
+  /** Load policy: hosts[].weight by host id (ids past the end weigh 1). */
+  setWeights(weights: Uint8Array): void;
+  setLoadThreshold(threshold: number): void;
+  /** Load policy: this host's load, as the daemon's load meter counts it; inUse < 0: the value stands as it is. */
+  calibrateLoad(value: number, inUse: number): void;
+  /** Load policy: a peer's report, as the heartbeat thread publishes it. */
+  publishPeerLoad(id: number, load: number): void;
+  /** Load policy: a peer's load as the engine estimates it now. */
+  loadEstimate(id: number): number;
+  /** Its peer-load board, as an entry Queue's (a PeerLink may feed it). */
+  loadBoard(): LoadBoard;
   setDraining(draining: boolean): void;
   /** Serve role: each host id's MAC address, 6 bytes each (zeros: not known). */
   setPeerMacs(macs: Uint8Array): void;
@@ -190,14 +196,6 @@ export interface NativeEngine {
 /** Words per flow in exportFlows()/importFlows(). */
 export const FLOW_WORDS = 6;
 
-/**
- * A batch of new flows for the load policy: 6 numbers each,
- * [token, clientAddr, clientPort, serviceAddr, servicePort, hashTarget]
- * (hashTarget: the host the Maglev table names for the flow).
- */
-export type DecisionBatch = Uint32Array;
-export const DECISION_FIELDS = 6;
-
 export interface NativeQueue {
   start(): void;
   stop(): void;
@@ -207,7 +205,18 @@ export interface NativeQueue {
   setHosts(serviceAddrs: Uint32Array, clusterAddrs: Uint32Array): void;
   /** Serve role: each host id's MAC address, 6 bytes each (zeros: not known). */
   setPeerMacs(macs: Uint8Array): void;
-  decide(tokens: Uint32Array, targets: Uint16Array): void;
+  /** Load policy: hosts[].weight by host id (ids past the end weigh 1). */
+  setWeights(weights: Uint8Array): void;
+  /** Load policy: load.threshold. */
+  setLoadThreshold(threshold: number): void;
+  /**
+   * Load policy: this host's load as the load meter counted it exactly, and
+   * the kernel's TCP sockets in use read with it (the queue carries the count
+   * forward by them between two counts; negative: none, the value stands).
+   */
+  calibrateLoad(value: number, inUse: number): void;
+  /** Where a PeerLink publishes peers' reports for this queue's decisions (PeerLink.feedLoads). */
+  loadBoard(): LoadBoard;
   stats(): QueueStats;
   /** The flow table, FLOW_WORDS per flow; safe while running. */
   exportFlows(): Uint32Array;
@@ -215,14 +224,12 @@ export interface NativeQueue {
   importFlows(words: Uint32Array): number;
   /** Packets the queue has seen (stats().packets), cheaply. */
   packets(): number;
-  /**
-   * Per host id, as many as `out` holds pairs: out[2 id] = open flows (SYN
-   * seen, probation, established) that host serves for this entry host now;
-   * out[2 id + 1] = decisions received that named it, ever. Cheap (no copy of
-   * the table), for every decision batch.
-   */
-  forwardState(out: Float64Array): void;
   readonly running: boolean;
+}
+
+/** An entry queue's peer-load board, opaque: only PeerLink.feedLoads takes it. */
+export interface LoadBoard {
+  readonly __loadBoard: unique symbol;
 }
 
 export interface PeerLinkOptions {
@@ -275,6 +282,8 @@ export interface NativePeerLink {
   announce(): void;
   /** Key rotation: sign with `sign`, accept it and every one of `others`. */
   setKeys(sign: Uint8Array, others: Uint8Array[]): void;
+  /** Every accepted report also goes to this entry queue's board (the load policy decides on it). */
+  feedLoads(board: LoadBoard): void;
   snapshot(): NativePeerView[];
   counters(): NativePeerCounters;
   localPort(): number;
@@ -283,7 +292,7 @@ export interface NativePeerLink {
 interface Addon {
   Engine: new (options: EngineOptions) => NativeEngine;
   PeerLink: new (options: PeerLinkOptions, onEvents: (events: Uint32Array) => void) => NativePeerLink;
-  Queue: new (queue: QueueOptions, engine: EngineOptions, onDecide?: (batch: DecisionBatch) => void) => NativeQueue;
+  Queue: new (queue: QueueOptions, engine: EngineOptions) => NativeQueue;
   setErrorClass(ctor: typeof DprNativeError): void;
   countEstablished(ports: Uint16Array): number;
   listListeners(ports: Uint16Array): Listener[];

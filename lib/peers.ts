@@ -18,7 +18,7 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { MIN_KEY_BYTES } from './keys';
 import { logger, type Logger } from './log';
-import { PEER_EVENTS, PeerLink, type NativePeerLink, type NativePeerView } from './native';
+import { PEER_EVENTS, PeerLink, type LoadBoard, type NativePeerLink, type NativePeerView } from './native';
 
 export const REJECT_REASONS = [
   'truncated', 'bad_magic', 'bad_type', 'unknown_peer', 'wrong_source', 'bad_mac', 'replay',
@@ -52,6 +52,8 @@ export interface PeersOptions {
   /** Service ports whose listeners the heartbeat thread watches (health: lib/health.ts); 'listener' events. */
   watchPorts?: readonly number[];
   watchEveryMs?: number;
+  /** Every accepted report also goes here: the entry queue's board (the load policy decides on it there). */
+  loadBoard?: LoadBoard;
   log?: Logger;
 }
 
@@ -153,6 +155,7 @@ export class Peers extends EventEmitter<PeersEvents> {
       watchPorts: Uint16Array.from(opts.watchPorts ?? []), watchEveryMs: opts.watchEveryMs ?? 250,
     }, (events) => this.onEvents(events));
     if (opts.alsoAccept?.length) this.setKeys(opts.key, opts.alsoAccept);
+    if (opts.loadBoard) this.link.feedLoads(opts.loadBoard);
     this.peerList = [];
     this.setPeers(opts.peers);
   }

@@ -37,7 +37,6 @@ export function engineOptions(c: DprConfig, role: Role, peersKey?: Buffer): Engi
     maxFlows: c.flows.max,
     maxEmbryonic: c.flows.maxEmbryonic,
     timeouts: {
-      pendingMs: Math.max(c.load.decisionTimeoutMs * 4, 1000),
       synMs: c.flows.synTimeoutMs,
       probationMs: c.flows.probationTimeoutMs,
       establishedMs: c.flows.establishedTimeoutMs,
@@ -51,6 +50,7 @@ export function engineOptions(c: DprConfig, role: Role, peersKey?: Buffer): Engi
     ...(c.peers.routersBetween === 0 ? { checkPeerMacs: true } : {}),
     routersBetween: c.peers.routersBetween,
     ...(c.mode !== 'rewrite' ? { kernelForward: true, peerMarkMask: c.marks.peerMask } : {}),
+    loadThreshold: c.load.threshold,
     ...(peersKey ? { hashKey: maglevKey(peersKey) } : {}),
   };
 }
@@ -63,7 +63,6 @@ export function queueOptions(c: DprConfig, role: Role): QueueOptions {
     rcvBufBytes: c.queues.rcvBufBytes,
     sndBufBytes: c.queues.sndBufBytes,
     batchSize: c.queues.batchSize,
-    decisionTimeoutMs: c.load.decisionTimeoutMs,
     ...(role === 'entry' && c.mode !== 'rewrite' ? { ipsetPrefix: SET_PREFIX } : {}),
   };
 }

@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
+
 namespace dpr {
 
 namespace {
@@ -101,7 +103,6 @@ EngineConfig ReadEngineConfig(Napi::Env env, const Napi::Object& o) {
   const Napi::Value t = o.Get("timeouts");
   if (!t.IsObject()) ThrowError(env, "EINVAL", 0, "option 'timeouts' must be an object");
   const Napi::Object to = t.As<Napi::Object>();
-  c.timeouts.pendingMs = U32(env, to, "pendingMs");
   c.timeouts.synMs = U32(env, to, "synMs");
   c.timeouts.establishedMs = U32(env, to, "establishedMs");
   c.timeouts.closingMs = U32(env, to, "closingMs");
@@ -115,6 +116,8 @@ EngineConfig ReadEngineConfig(Napi::Env env, const Napi::Object& o) {
   }
   if (!o.Get("kernelForward").IsUndefined()) c.kernelForward = o.Get("kernelForward").ToBoolean();
   if (!o.Get("peerMarkMask").IsUndefined()) c.peerMarkMask = U32(env, o, "peerMarkMask");
+  if (!o.Get("loadThreshold").IsUndefined()) c.loadThreshold = U32(env, o, "loadThreshold");
+  if (!o.Get("randomSeed").IsUndefined()) c.randomSeed = static_cast<uint64_t>(U32(env, o, "randomSeed"));
   c.hashKey = OptionalKey(env, o, "hashKey");
   c.flowKey = OptionalKey(env, o, "flowKey");
   return c;
@@ -134,9 +137,16 @@ QueueOptions ReadQueueOptions(Napi::Env env, const Napi::Object& o) {
     q.flowsQueueNum = static_cast<int32_t>(flows);
   }
   q.batchSize = U32(env, o, "batchSize");
-  q.decisionTimeoutMs = U32(env, o, "decisionTimeoutMs");
   if (!o.Get("ipsetPrefix").IsUndefined()) q.ipsetPrefix = Str(env, o, "ipsetPrefix");
   return q;
+}
+
+std::vector<uint8_t> ReadWeights(Napi::Env env, const Napi::Value& v) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    ThrowError(env, "EINVAL", 0, "setWeights(weights): weights must be a Uint8Array (one per host id)");
+  }
+  auto a = v.As<Napi::Uint8Array>();
+  return std::vector<uint8_t>(a.Data(), a.Data() + std::min<size_t>(a.ElementLength(), 256));
 }
 
 std::vector<uint8_t> ReadMacs(Napi::Env env, const Napi::Value& v) {
@@ -230,16 +240,28 @@ Napi::Object QueueSnapshot(Napi::Env env, const Queue& queue) {
     k.Set("lastErrno", num(static_cast<uint64_t>(i->lastErrno.load(std::memory_order_relaxed))));
     q.Set("ipset", k);
   }
-  Napi::Object d = Napi::Object::New(env);
-  d.Set("requested", num(c.decisionsRequested.Get()));
-  d.Set("answered", num(c.decisionsAnswered.Get()));
-  d.Set("timedOut", num(c.decisionsTimedOut.Get()));
-  d.Set("late", num(c.decisionsLate.Get()));
-  d.Set("dropped", num(c.decisionsDropped.Get()));
-  d.Set("keptForLocalSocket", num(c.decisionsKeptForLocalSocket.Get()));
-  d.Set("sockDiagErrors", num(c.sockDiagErrors.Get()));
-  q.Set("decisions", d);
+  q.Set("sockDiagErrors", num(c.sockDiagErrors.Get()));
   return q;
+}
+
+namespace {
+// Tells a board's handle from any other External a caller might pass.
+constexpr napi_type_tag kLoadBoardTag = {0x6470725f6c6f6164ULL, 0x626f617264000001ULL};
+}  // namespace
+
+Napi::Value WrapLoadBoard(Napi::Env env, std::shared_ptr<PeerLoadBoard> board) {
+  auto* held = new std::shared_ptr<PeerLoadBoard>(std::move(board));
+  auto ext = Napi::External<std::shared_ptr<PeerLoadBoard>>::New(
+      env, held, [](Napi::Env, std::shared_ptr<PeerLoadBoard>* p) { delete p; });
+  ext.TypeTag(&kLoadBoardTag);
+  return ext;
+}
+
+std::shared_ptr<PeerLoadBoard> UnwrapLoadBoard(Napi::Env env, const Napi::Value& v) {
+  if (!v.IsExternal() || !v.As<Napi::External<std::shared_ptr<PeerLoadBoard>>>().CheckTypeTag(&kLoadBoardTag)) {
+    ThrowError(env, "EINVAL", 0, "feedLoads(board): board must come from an entry Queue's loadBoard()");
+  }
+  return *v.As<Napi::External<std::shared_ptr<PeerLoadBoard>>>().Data();
 }
 
 }  // namespace dpr

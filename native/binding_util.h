@@ -20,6 +20,12 @@ EngineConfig ReadEngineConfig(Napi::Env env, const Napi::Object& o);
 QueueOptions ReadQueueOptions(Napi::Env env, const Napi::Object& o);
 // setPeerMacs(macs: Uint8Array): 6 bytes per host id.
 std::vector<uint8_t> ReadMacs(Napi::Env env, const Napi::Value& v);
+// hosts[].weight by host id (a Uint8Array); throws a TypeError-like DprNativeError otherwise.
+std::vector<uint8_t> ReadWeights(Napi::Env env, const Napi::Value& v);
+// The handle by which a Queue's peer-load board passes to a PeerLink (an External).
+Napi::Value WrapLoadBoard(Napi::Env env, std::shared_ptr<PeerLoadBoard> board);
+// The board behind such a handle; throws if it is none.
+std::shared_ptr<PeerLoadBoard> UnwrapLoadBoard(Napi::Env env, const Napi::Value& v);
 
 Napi::Object EngineSnapshot(Napi::Env env, EngineCounters& c);
 Napi::Object QueueSnapshot(Napi::Env env, const Queue& queue);

@@ -32,7 +32,6 @@ const char* ActionName(Action a) {
     case Action::kForward: return "forward";
     case Action::kRestore: return "restore";
     case Action::kDrop: return "drop";
-    case Action::kDefer: return "defer";
     case Action::kCount: break;
   }
   return "unknown";
@@ -47,7 +46,7 @@ const char* NoteName(Note n) {
     case Note::kNoFlow: return "no_flow";
     case Note::kNoFlowHashed: return "no_flow_hashed";
     case Note::kTableFull: return "table_full";
-    case Note::kPendingDuplicate: return "pending_duplicate";
+    case Note::kKeptForLocalSocket: return "kept_for_local_socket";
     case Note::kDraining: return "draining";
     case Note::kProbeLimit: return "probe_limit";
     case Note::kRstInWindow: return "rst_in_window";
@@ -99,8 +98,10 @@ Engine::Engine(EngineConfig config)
     : config_(Validated(std::move(config))),
       hashKey_(config_.hashKey.IsZero() ? RandomSipKey() : config_.hashKey),
       flows_(config_.maxFlows, config_.maxEmbryonic, config_.timeouts, config_.serviceAddr[config_.self],
-             config_.flowKey.IsZero() ? RandomSipKey() : config_.flowKey) {
+             config_.flowKey.IsZero() ? RandomSipKey() : config_.flowKey),
+      loadDecider_(config_.randomSeed) {
   flows_.SetLocalTarget(config_.self);
+  loadDecider_.SetThreshold(config_.loadThreshold);
   // Every possible id: a reload that adds a host never resizes what other threads read.
   counters_.newFlowsByTarget = std::vector<Counter>(kMaxHosts);
 }
@@ -163,14 +164,6 @@ uint16_t Engine::HashTarget(uint32_t clientAddr, uint16_t clientPort) const {
 Outcome Engine::Process(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_t nowMs) {
   counters_.packets.Add();
   counters_.bytes.Add(len);
-  return Decide(buf, len, meta, nowMs);
-}
-
-Outcome Engine::Replay(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_t nowMs) {
-  return Decide(buf, len, meta, nowMs);
-}
-
-Outcome Engine::Decide(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_t nowMs) {
   if (meta.wireLength > len) return Counted(Oversize(buf, len, meta, nowMs));
   TcpPacket p;
   Outcome out;
@@ -212,11 +205,11 @@ Outcome Engine::Oversize(uint8_t* buf, size_t len, const PacketMeta& meta, uint3
   const long idx = flows_.Find(FlowKey{p.saddr, p.daddr, p.sport, p.dport}, nowMs);
   uint16_t target = config_.self;
   if (idx >= 0) {
-    target = flows_.At(idx).state == FlowState::kPending ? kNoHost : flows_.At(idx).target;
+    target = flows_.At(idx).target;
   } else if (config_.policy == Policy::kHash) {
     target = HashTarget(p.saddr, p.sport);
   }
-  out.target = target == kNoHost ? config_.self : target;
+  out.target = target;
   if (target != config_.self) out.action = Action::kDrop;
   return out;
 }
@@ -232,11 +225,6 @@ Outcome Engine::ProcessEntry(TcpPacket& p, bool csumNotReady, uint32_t nowMs) {
   const long idx = flows_.Find(key, nowMs);
   if (idx < 0) return p.IsSyn() ? NewFlow(p, key, portIndex, csumNotReady, nowMs) : NoFlow(p, portIndex, csumNotReady);
   const FlowEntry& e = flows_.At(idx);
-  if (e.state == FlowState::kPending) {
-    out.action = Action::kDrop;  // the first copy is still held; TCP retransmits
-    out.note = Note::kPendingDuplicate;
-    return out;
-  }
   if (p.IsSyn()) return SynOnFlow(p, key, idx, portIndex, csumNotReady, nowMs);
   // A client reusing the 4-tuple of a finished forwarded connection, whose SYN
   // went around the engine (past queues.synLimit, or the entry queue full):
@@ -323,45 +311,28 @@ Outcome Engine::NewFlow(TcpPacket& p, const FlowKey& key, int portIndex, bool cs
     out.note = Note::kDraining;
     return out;
   }
+  uint16_t target = HashTarget(p.saddr, p.sport);
+  Note note = Note::kNone;
   if (config_.policy == Policy::kLoad) {
-    const InsertResult r = flows_.Insert(key, config_.self, FlowState::kPending, nowMs, clientNext);
-    if (r != InsertResult::kOk) {
-      // No room to remember a decision: serve it here, where the kernel's own
-      // socket lookup keeps later packets local without us.
-      CountNewFlow(config_.self);
-      Outcome out;
-      out.note = NoteFor(r);
-      return out;
+    target = loadDecider_.Decide(config_.self, target, live_, flows_, nowMs);
+    // The client reuses the 4-tuple of a connection whose TIME_WAIT is here:
+    // only this host's stack takes that SYN (another host's would answer it as new, this one resets it).
+    if (target != config_.self && localSocket_ && localSocket_(key)) {
+      target = config_.self;
+      note = Note::kKeptForLocalSocket;
     }
-    Outcome out;
-    out.action = Action::kDefer;
-    out.key = key;
-    return out;
   }
-  const uint16_t target = HashTarget(p.saddr, p.sport);
   const InsertResult r = flows_.Insert(key, target, FlowState::kSynSeen, nowMs, clientNext);
+  // No room to remember a load decision: serve it here, where the kernel's
+  // own socket lookup keeps later packets local without us. (The hash policy
+  // finds a forgotten flow's host again by the hash.)
+  if (r != InsertResult::kOk && config_.policy == Policy::kLoad) target = config_.self;
+  if (config_.policy == Policy::kLoad && target == config_.self) loadDecider_.own().NoteKept();
   CountNewFlow(target);
   HandOff(key, target);
   Outcome out = Route(p, target, portIndex, csumNotReady);
-  out.note = NoteFor(r);
+  out.note = r != InsertResult::kOk ? NoteFor(r) : note;
   return out;
-}
-
-bool Engine::Resolve(const FlowKey& key, uint16_t target, uint32_t nowMs) {
-  const long idx = flows_.Find(key, nowMs);
-  if (idx < 0) return false;
-  FlowEntry& e = flows_.At(idx);
-  if (e.state != FlowState::kPending) return false;
-  // A host the table does not name is down (or unknown): serve here.
-  if (target >= config_.serviceAddr.size() || config_.serviceAddr[target] == 0 || !IsLive(target)) {
-    target = config_.self;
-  }
-  flows_.SetTarget(idx, target);
-  flows_.SetState(idx, FlowState::kSynSeen);
-  flows_.Touch(idx, nowMs);
-  CountNewFlow(target);
-  HandOff(key, target);
-  return true;
 }
 
 // The one place a new flow's target reaches the kernel (kernel modes). The
@@ -456,7 +427,6 @@ std::vector<uint32_t> Engine::ExportFlows(uint32_t nowMs) const {
   std::vector<uint32_t> out;
   out.reserve(flows_.size() * kFlowWords);
   flows_.ForEach([&](const FlowEntry& e) {
-    if (e.state == FlowState::kPending) return;
     out.push_back(e.clientAddr);
     out.push_back(config_.serviceAddr[config_.self]);
     out.push_back(static_cast<uint32_t>(e.clientPort) << 16 | e.servicePort);
@@ -519,13 +489,13 @@ void Engine::SetPeerMacs(const std::vector<uint8_t>& macs) {
 void Engine::SetLookupTable(std::shared_ptr<const LookupTable> table) {
   lookup_ = std::move(table);
   live_.assign(config_.serviceAddr.size(), false);
-  live_[config_.self] = true;
   if (lookup_ == nullptr) {
     live_.clear();
     return;
   }
+  // A hole (no address: a removed host, a bad push) is never a load candidate.
   for (const uint16_t host : *lookup_) {
-    if (host < live_.size()) live_[host] = true;
+    if (host < live_.size() && config_.serviceAddr[host] != 0) live_[host] = true;
   }
 }
 

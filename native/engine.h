@@ -5,12 +5,14 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
 #include "flow_handoff.h"
 #include "flow_table.h"
 #include "icmp.h"
+#include "load_decider.h"
 #include "packet.h"
 #include "siphash.h"
 
@@ -53,14 +55,18 @@ struct EngineConfig {
   // Flow-table hash: zero (the daemon) means a random key per start; tests
   // and the fuzzer fix one.
   SipKey flowKey;
+  // Load policy: connections per unit of weight below which a host keeps
+  // every new one (load.threshold).
+  uint32_t loadThreshold = 0;
+  // Load policy: seed of the second choice's draw; 0: random (tests fix one).
+  uint64_t randomSeed = 0;
 };
 
 enum class Action : uint8_t {
   kAccept,   // NF_ACCEPT, packet unchanged, no mark
   kForward,  // NF_REPEAT, rewritten to the serving host, forwardMark
   kRestore,  // NF_ACCEPT, rewritten back to the entry host's service address, serveMark
-  kDrop,     // NF_DROP (a duplicate SYN while its first copy waits for a decision)
-  kDefer,    // hold: the policy must decide (load policy, new flow)
+  kDrop,     // NF_DROP (TCP sends it again: an oversize or forged peer-port packet)
   kCount
 };
 
@@ -75,7 +81,7 @@ enum class Note : uint8_t {
   kNoFlow,        // entry: mid-flow packet with no entry (load policy: passed to the local stack)
   kNoFlowHashed,  // entry: mid-flow packet with no entry, routed by the hash table
   kTableFull,     // entry: a new flow found no room; routed without an entry
-  kPendingDuplicate,
+  kKeptForLocalSocket,  // entry, load policy: a forward turned local, the 4-tuple still has a socket here (TIME_WAIT)
   kDraining,      // entry: a new flow served locally because this host drains
   kProbeLimit,    // entry: a new flow's probe run would pass the bound; routed without an entry
   kRstInWindow,   // entry: a RST near the client's next sequence number; the flow waits in kReset
@@ -104,7 +110,6 @@ struct Outcome {
   bool mangled = false;  // bytes changed in place: send them back with the verdict
   uint32_t mark = 0;
   uint16_t target = 0;
-  FlowKey key{};  // valid when action == kDefer
 };
 
 // What the queue knows of a packet besides its bytes.
@@ -152,17 +157,10 @@ class Engine {
 
   // Decide what to do with one packet; may rewrite it in place.
   Outcome Process(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_t nowMs);
-  // Process a packet that was deferred and counted once already.
-  Outcome Replay(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_t nowMs);
-
-  // The policy's answer for a deferred flow: install it. Processing the held
-  // packet again then applies it. False when the flow is gone (expired).
-  bool Resolve(const FlowKey& key, uint16_t target, uint32_t nowMs);
 
   // The flow table as words, kFlowWords per flow, for a restart to pick up:
   // clientAddr, serviceAddr (network order), clientPort << 16 | servicePort,
   // target << 16 | state, the client's next sequence number, age in ms.
-  // Pending flows are left out.
   static constexpr size_t kFlowWords = 6;
   std::vector<uint32_t> ExportFlows(uint32_t nowMs) const;
   // Re-inserts exported flows; skips any that do not fit this host's
@@ -187,6 +185,13 @@ class Engine {
   void SetHandoff(FlowHandoff* handoff) { handoff_ = handoff; }
   // Kernel modes: the mark that routes a packet to host `target`.
   uint32_t PeerMark(uint16_t target) const;
+  // Load policy: what it decides on besides the flow table (weights, the
+  // threshold, peers' reports, this host's load).
+  LoadDecider& loadDecider() { return loadDecider_; }
+  // Load policy: whether a 4-tuple still has a socket here (a TIME_WAIT the
+  // new connection reuses): such a connection stays, whatever the loads say.
+  using LocalSocketProbe = std::function<bool(const FlowKey&)>;
+  void SetLocalSocketProbe(LocalSocketProbe probe) { localSocket_ = std::move(probe); }
   bool draining() const { return draining_; }
   size_t Sweep(size_t budget, uint32_t nowMs);
 
@@ -198,7 +203,6 @@ class Engine {
   uint16_t HashTarget(uint32_t clientAddr, uint16_t clientPort) const;
 
  private:
-  Outcome Decide(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_t nowMs);
   Outcome ProcessEntry(TcpPacket& p, bool csumNotReady, uint32_t nowMs);
   Outcome ProcessServe(TcpPacket& p, const PacketMeta& meta);
   Outcome ProcessIcmp(IcmpError& m, const PacketMeta& meta, uint32_t nowMs);
@@ -229,6 +233,8 @@ class Engine {
   bool draining_ = false;
   std::vector<uint8_t> peerMacs_;  // 6 bytes per host id
   FlowHandoff* handoff_ = nullptr;
+  LoadDecider loadDecider_;
+  LocalSocketProbe localSocket_;
   EngineCounters counters_;
 };
 

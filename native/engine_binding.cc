@@ -20,7 +20,12 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Engine",
                        {InstanceMethod<&EngineWrap::ProcessPacket>("process"),
-                        InstanceMethod<&EngineWrap::Resolve>("resolve"),
+                        InstanceMethod<&EngineWrap::SetWeights>("setWeights"),
+                        InstanceMethod<&EngineWrap::SetLoadThreshold>("setLoadThreshold"),
+                        InstanceMethod<&EngineWrap::CalibrateLoad>("calibrateLoad"),
+                        InstanceMethod<&EngineWrap::PublishPeerLoad>("publishPeerLoad"),
+                        InstanceMethod<&EngineWrap::LoadEstimate>("loadEstimate"),
+                        InstanceMethod<&EngineWrap::LoadBoard>("loadBoard"),
                         InstanceMethod<&EngineWrap::SetLookupTable>("setLookupTable"),
                         InstanceMethod<&EngineWrap::SetDraining>("setDraining"),
                         InstanceMethod<&EngineWrap::SetPeerMacs>("setPeerMacs"),
@@ -38,6 +43,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     EngineConfig config = ReadEngineConfig(env, info[0].As<Napi::Object>());
     try {
       engine_ = std::make_unique<Engine>(std::move(config));
+      engine_->loadDecider().SetBoard(board_);
     } catch (const std::exception& e) {
       ThrowError(env, "EINVAL", 0, e.what());
     }
@@ -72,13 +78,30 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return OutcomeObject(env, o);
   }
 
-  Napi::Value Resolve(const Napi::CallbackInfo& info) {
-    FlowKey key{htonl(info[0].As<Napi::Number>().Uint32Value()), htonl(info[2].As<Napi::Number>().Uint32Value()),
-                static_cast<uint16_t>(info[1].As<Napi::Number>().Uint32Value()),
-                static_cast<uint16_t>(info[3].As<Napi::Number>().Uint32Value())};
-    const bool ok = engine_->Resolve(key, static_cast<uint16_t>(info[4].As<Napi::Number>().Uint32Value()),
-                                     info[5].As<Napi::Number>().Uint32Value());
-    return Napi::Boolean::New(info.Env(), ok);
+  // setWeights(weights: Uint8Array): hosts[].weight by host id.
+  void SetWeights(const Napi::CallbackInfo& info) { engine_->loadDecider().SetWeights(ReadWeights(info.Env(), info[0])); }
+
+  void SetLoadThreshold(const Napi::CallbackInfo& info) {
+    engine_->loadDecider().SetThreshold(info[0].As<Napi::Number>().Uint32Value());
+  }
+
+  // calibrateLoad(value, inUse): as the daemon's load meter does (inUse < 0: none, value stands).
+  void CalibrateLoad(const Napi::CallbackInfo& info) {
+    engine_->loadDecider().own().Calibrate(info[0].As<Napi::Number>().Uint32Value(),
+                                           static_cast<int64_t>(info[1].As<Napi::Number>().Int64Value()));
+  }
+
+  // publishPeerLoad(id, load): a heartbeat's report, as the heartbeat thread publishes it.
+  void PublishPeerLoad(const Napi::CallbackInfo& info) {
+    board_->Publish(static_cast<uint16_t>(info[0].As<Napi::Number>().Uint32Value()), info[1].As<Napi::Number>().Uint32Value());
+  }
+
+  // loadBoard(): this engine's board, for a PeerLink to publish to (as an entry Queue's).
+  Napi::Value LoadBoard(const Napi::CallbackInfo& info) { return WrapLoadBoard(info.Env(), board_); }
+
+  Napi::Value LoadEstimate(const Napi::CallbackInfo& info) {
+    const double e = engine_->loadDecider().Estimate(static_cast<uint16_t>(info[0].As<Napi::Number>().Uint32Value()), engine_->flows());
+    return Napi::Number::New(info.Env(), e);
   }
 
   void SetLookupTable(const Napi::CallbackInfo& info) {
@@ -150,6 +173,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return r;
   }
 
+  std::shared_ptr<PeerLoadBoard> board_ = std::make_shared<PeerLoadBoard>();
   std::unique_ptr<Engine> engine_;
 };
 

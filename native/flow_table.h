@@ -25,7 +25,7 @@ namespace dpr {
 
 enum class FlowState : uint8_t {
   kFree = 0,
-  kPending,      // SYN held in the kernel queue while policy decides
+  kPending,      // unused since both policies decide at the SYN; kept so state numbers (snapshots, stats) stay
   kSynSeen,      // decided; no packet after the SYN yet
   kEstablished,  // the client made progress: data, a FIN, or an ACK number past its first
   kClosing,      // the client sent FIN
@@ -123,7 +123,7 @@ class FlowTable {
   // Open flows (SYN seen, probation, established: not closing, reset or
   // pending) that host `target` serves for us, now. Written by the owning
   // thread, read from any: the load policy's estimate of a peer is its last
-  // report corrected by how this count moved since (lib/policy/load.ts).
+  // report corrected by how this count moved since (native/load_decider.h).
   int64_t OpenRemote(uint16_t target) const {
     return target < kTargets ? openRemote_[target].load(std::memory_order_relaxed) : 0;
   }

@@ -334,6 +334,7 @@ void PeerLink::Judge(const uint8_t* buf, size_t len, const PeerAddress& from, ui
   peer->draining = hb.draining;
   peer->healthy = hb.healthy;
   peer->load = hb.load;
+  if (board_) board_->Publish(id, hb.load);
   peer->epoch = hb.epoch;
   peer->seq = hb.seq;
   peer->heardAtMs = nowMs;

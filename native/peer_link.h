@@ -17,12 +17,14 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "heartbeat_wire.h"
+#include "peer_load_board.h"
 
 namespace dpr {
 
@@ -111,6 +113,12 @@ class PeerLink {
   void SetLocal(uint32_t load, bool draining, bool healthy);
   // Sends a heartbeat now, out of turn.
   void Announce();
+  // Where every accepted report also goes: the entry queue's, which decides
+  // the load policy's new connections on them.
+  void FeedLoads(std::shared_ptr<PeerLoadBoard> board) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    board_ = std::move(board);
+  }
   // Key rotation: sign with `sign`, accept heartbeats signed with it or any of `others`.
   void SetKeys(const std::vector<uint8_t>& sign, const std::vector<std::vector<uint8_t>>& others);
 
@@ -159,6 +167,7 @@ class PeerLink {
   std::mutex mutex_;
   std::vector<Peer> peers_;
   std::vector<PeerEvent> pendingEvents_;  // from SetPeers, delivered by the thread
+  std::shared_ptr<PeerLoadBoard> board_;
   uint32_t load_ = 0;
   bool draining_ = false;
   bool healthy_ = true;

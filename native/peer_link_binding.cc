@@ -65,7 +65,8 @@ class PeerLinkWrap : public Napi::ObjectWrap<PeerLinkWrap> {
                         InstanceMethod<&PeerLinkWrap::SetPeers>("setPeers"), InstanceMethod<&PeerLinkWrap::SetLocal>("setLocal"),
                         InstanceMethod<&PeerLinkWrap::Announce>("announce"), InstanceMethod<&PeerLinkWrap::Snapshot>("snapshot"),
                         InstanceMethod<&PeerLinkWrap::Counters>("counters"), InstanceMethod<&PeerLinkWrap::LocalPort>("localPort"),
-                        InstanceMethod<&PeerLinkWrap::SetKeys>("setKeys")});
+                        InstanceMethod<&PeerLinkWrap::SetKeys>("setKeys"),
+                        InstanceMethod<&PeerLinkWrap::FeedLoads>("feedLoads")});
   }
 
   // new PeerLink({ self, bindAddress, port, key, heartbeatMs, deadAfterMs, watchPorts, watchEveryMs }, onEvents)
@@ -148,6 +149,9 @@ class PeerLinkWrap : public Napi::ObjectWrap<PeerLinkWrap> {
   }
 
   void Announce(const Napi::CallbackInfo&) { link_->Announce(); }
+
+  // feedLoads(board): an entry Queue's loadBoard(); accepted reports go there too.
+  void FeedLoads(const Napi::CallbackInfo& info) { link_->FeedLoads(UnwrapLoadBoard(info.Env(), info[0])); }
 
   // setKeys(sign: Uint8Array, others: Uint8Array[])
   void SetKeys(const Napi::CallbackInfo& info) {

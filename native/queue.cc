@@ -50,8 +50,8 @@ uint64_t MonotonicUs() {
 
 uint32_t MonotonicMs() { return static_cast<uint32_t>(MonotonicUs() / 1000); }
 
-Queue::Queue(QueueOptions options, EngineConfig engine, DecisionSink sink)
-    : options_(options), fixed_(engine), engine_(std::move(engine)), sink_(std::move(sink)) {
+Queue::Queue(QueueOptions options, EngineConfig engine)
+    : options_(options), fixed_(engine), engine_(std::move(engine)) {
   if (options_.batchSize == 0 || options_.batchSize > 1024) {
     throw QueueError("EINVAL", EINVAL, "batchSize must be within 1..1024");
   }
@@ -62,6 +62,15 @@ Queue::Queue(QueueOptions options, EngineConfig engine, DecisionSink sink)
     throw QueueError("EINVAL", EINVAL, "only an entry queue has a flows queue");
   }
   ownMarkBits_ = engine_.config().forwardMark | engine_.config().serveMark | engine_.config().peerMarkMask;
+  if (engine_.config().role == Role::kEntry) {
+    engine_.loadDecider().SetBoard(board_);
+    engine_.SetLocalSocketProbe([this](const FlowKey& key) {
+      const uint64_t errors = localSockets_.errors();
+      const bool exists = localSockets_.Exists(key);
+      counters_.sockDiagErrors.Add(localSockets_.errors() - errors);
+      return exists;
+    });
+  }
   if (!options_.ipsetPrefix.empty()) {
     if (engine_.config().role != Role::kEntry || !engine_.config().kernelForward) {
       throw QueueError("EINVAL", EINVAL, "only an entry queue in a kernel mode writes ipsets");
@@ -124,12 +133,7 @@ void Queue::SetLookupTable(std::shared_ptr<const LookupTable> table) {
     pendingTable_ = std::move(table);
     tableChanged_ = true;
   }
-  controlDirty_ = true;
-  if (!running_.load()) {
-    ApplyControl(MonotonicMs());  // not started: nobody else touches the engine
-  } else {
-    Wake();
-  }
+  Control();
 }
 
 void Queue::SetHosts(std::vector<uint32_t> serviceAddr, std::vector<uint32_t> clusterAddr) {
@@ -142,12 +146,7 @@ void Queue::SetHosts(std::vector<uint32_t> serviceAddr, std::vector<uint32_t> cl
     pendingCluster_ = std::move(clusterAddr);
     hostsChanged_ = true;
   }
-  controlDirty_ = true;
-  if (!running_.load()) {
-    ApplyControl(MonotonicMs());
-  } else {
-    Wake();
-  }
+  Control();
 }
 
 void Queue::SetPeerMacs(std::vector<uint8_t> macs) {
@@ -156,12 +155,7 @@ void Queue::SetPeerMacs(std::vector<uint8_t> macs) {
     pendingMacs_ = std::move(macs);
     macsChanged_ = true;
   }
-  controlDirty_ = true;
-  if (!running_.load()) {
-    ApplyControl(MonotonicMs());
-  } else {
-    Wake();
-  }
+  Control();
 }
 
 void Queue::SetDraining(bool draining) {
@@ -170,12 +164,7 @@ void Queue::SetDraining(bool draining) {
     pendingDraining_ = draining;
     drainingChanged_ = true;
   }
-  controlDirty_ = true;
-  if (!running_.load()) {
-    ApplyControl(MonotonicMs());
-  } else {
-    Wake();
-  }
+  Control();
 }
 
 std::vector<uint32_t> Queue::ExportFlows() {
@@ -199,20 +188,39 @@ size_t Queue::ImportFlows(const uint32_t* words, size_t count) {
   return taken;
 }
 
-void Queue::Decide(const std::vector<uint32_t>& tokens, const std::vector<uint16_t>& targets) {
+void Queue::SetWeights(std::vector<uint8_t> weights) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    for (size_t i = 0; i < tokens.size() && i < targets.size(); ++i) {
-      pendingDecisions_.emplace_back(tokens[i], targets[i]);
-    }
+    pendingWeights_ = std::move(weights);
+    weightsChanged_ = true;
   }
+  Control();
+}
+
+void Queue::SetLoadThreshold(uint32_t threshold) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    pendingThreshold_ = threshold;
+    thresholdChanged_ = true;
+  }
+  Control();
+}
+
+void Queue::CalibrateLoad(uint32_t value, int64_t inUse) { engine_.loadDecider().own().Calibrate(value, inUse); }
+
+// A control change is applied by the queue thread at its next housekeeping,
+// or here and now if it does not run yet (nobody else touches the engine then).
+void Queue::Control() {
   controlDirty_ = true;
-  Wake();
+  if (!running_.load()) {
+    ApplyControl(MonotonicMs());
+  } else {
+    Wake();
+  }
 }
 
 void Queue::ApplyControl(uint32_t nowMs) {
   if (!controlDirty_.exchange(false)) return;
-  std::vector<std::pair<uint32_t, uint16_t>> decisions;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (tableChanged_) {
@@ -231,7 +239,14 @@ void Queue::ApplyControl(uint32_t nowMs) {
       engine_.SetHosts(std::move(pendingService_), std::move(pendingCluster_));
       hostsChanged_ = false;
     }
-    decisions.swap(pendingDecisions_);
+    if (weightsChanged_) {
+      engine_.loadDecider().SetWeights(std::move(pendingWeights_));
+      weightsChanged_ = false;
+    }
+    if (thresholdChanged_) {
+      engine_.loadDecider().SetThreshold(pendingThreshold_);
+      thresholdChanged_ = false;
+    }
     if (exportRequested_) {
       exported_ = engine_.ExportFlows(nowMs);
       exportRequested_ = false;
@@ -239,65 +254,6 @@ void Queue::ApplyControl(uint32_t nowMs) {
       exportDone_.notify_all();
     }
   }
-  const uint64_t diagErrorsBefore = localSockets_.errors();
-  for (const auto& [token, target] : decisions) ApplyDecision(token, target, nowMs);
-  counters_.sockDiagErrors.Add(localSockets_.errors() - diagErrorsBefore);
-}
-
-void Queue::ForwardState(double* out, size_t hosts) const {
-  for (size_t id = 0; id < hosts && id < Engine::kMaxHosts; ++id) {
-    out[2 * id] = static_cast<double>(engine_.flows().OpenRemote(static_cast<uint16_t>(id)));
-    out[2 * id + 1] = static_cast<double>(counters_.decisionsByTarget[id].Get());
-  }
-}
-
-void Queue::ApplyDecision(uint32_t token, uint16_t target, uint32_t nowMs) {
-  if (target < Engine::kMaxHosts) counters_.decisionsByTarget[target].Add();
-  auto it = held_.find(token);
-  if (it == held_.end()) {
-    counters_.decisionsLate.Add();
-    return;
-  }
-  Held& h = it->second;
-  counters_.decisionsAnswered.Add();
-  uint16_t decided = target;
-  if (decided != engine_.config().self && localSockets_.Exists(h.key)) {
-    decided = engine_.config().self;
-    counters_.decisionsKeptForLocalSocket.Add();
-  }
-  engine_.Resolve(h.key, decided, nowMs);
-  PacketMeta meta;
-  meta.csumNotReady = h.csumNotReady;
-  const Outcome o = engine_.Replay(h.bytes.data(), h.bytes.size(), meta, nowMs);
-  Answer(h.queueNum, h.packetId, o, h.packetMark, h.bytes.data(), h.bytes.size());
-  held_.erase(it);
-}
-
-void Queue::ExpireHeld(uint32_t nowMs) {
-  while (!heldOrder_.empty()) {
-    const auto it = held_.find(heldOrder_.front());
-    if (it == held_.end()) {  // answered already
-      heldOrder_.pop_front();
-      continue;
-    }
-    Held& h = it->second;
-    if (static_cast<int32_t>(nowMs - h.deadlineMs) < 0) break;
-    counters_.decisionsTimedOut.Add();
-    engine_.Resolve(h.key, engine_.config().self, nowMs);
-    nfq_.Verdict(h.queueNum, h.packetId, NF_ACCEPT, false, 0, nullptr, 0);
-    held_.erase(it);
-    heldOrder_.pop_front();
-  }
-}
-
-void Queue::ReleaseAllHeld() {
-  const uint32_t nowMs = MonotonicMs();
-  for (auto& [token, h] : held_) {
-    engine_.Resolve(h.key, engine_.config().self, nowMs);
-    nfq_.Verdict(h.queueNum, h.packetId, NF_ACCEPT, false, 0, nullptr, 0);
-  }
-  held_.clear();
-  heldOrder_.clear();
 }
 
 // A slice of the sweep in proportion to the time since the last one, so the
@@ -324,21 +280,14 @@ void Queue::Run() {
   std::snprintf(name, sizeof name, "dpr-q%u", options_.queueNum);
   pthread_setname_np(pthread_self(), name);
   while (!stopping_.load()) {
-    WaitForWork(WaitTimeoutMs(MonotonicMs()));
+    WaitForWork(WaitTimeoutMs());
     Housekeeping(MonotonicMs());
     ReceiveRound();
   }
   ShutdownDrain();
 }
 
-int Queue::WaitTimeoutMs(uint32_t nowMs) const {
-  int timeout = engine_.flows().size() > 0 ? kIdleTickMs : -1;
-  if (heldOrder_.empty()) return timeout;
-  const auto it = held_.find(heldOrder_.front());
-  if (it == held_.end()) return 0;  // answered: ExpireHeld pops it now
-  const int32_t left = static_cast<int32_t>(it->second.deadlineMs - nowMs);
-  return std::max<int32_t>(0, std::min<int32_t>(left, kIdleTickMs));
-}
+int Queue::WaitTimeoutMs() const { return engine_.flows().size() > 0 ? kIdleTickMs : -1; }
 
 void Queue::WaitForWork(int timeoutMs) {
   pollfd fds[2] = {{nfq_.fd(), POLLIN, 0}, {wakeFd_, POLLIN, 0}};
@@ -356,7 +305,6 @@ void Queue::WaitForWork(int timeoutMs) {
 
 void Queue::Housekeeping(uint32_t nowMs) {
   ApplyControl(nowMs);
-  ExpireHeld(nowMs);
   SweepSlice(nowMs);
   FlushKernel();
   nfq_.Flush();
@@ -371,8 +319,8 @@ void Queue::ReceiveRound() {
   counters_.roundsCut.Add();
 }
 
-// One recvmmsg: every message handled, the verdicts sent, new flows handed to
-// the policy. Returns the messages received (0: none waiting).
+// One recvmmsg: every message handled, the verdicts sent. Returns the
+// messages received (0: none waiting).
 unsigned Queue::ReceiveBatch() {
   for (uint32_t i = 0; i < options_.batchSize; ++i) {
     recvIovs_[i] = {recvBufs_[i].data(), recvBufs_[i].size()};
@@ -388,11 +336,10 @@ unsigned Queue::ReceiveBatch() {
     return 0;
   }
   const uint32_t nowMs = MonotonicMs();
-  std::vector<DecisionRequest> asks;
   for (int i = 0; i < n; ++i) {
     int len = static_cast<int>(recvMsgs_[i].msg_len);
     for (auto* m = reinterpret_cast<nlmsghdr*>(recvBufs_[i].data()); mnl_nlmsg_ok(m, len); m = mnl_nlmsg_next(m, &len)) {
-      HandleMessage(m, nowMs, &asks);
+      HandleMessage(m, nowMs);
     }
   }
   // The kernel learns the batch's forwarded flows before their SYNs leave,
@@ -404,20 +351,13 @@ unsigned Queue::ReceiveBatch() {
   if (static_cast<uint64_t>(n) > counters_.batchMax.Get()) {
     counters_.batchMax.v.store(static_cast<uint64_t>(n), std::memory_order_relaxed);
   }
-  if (!asks.empty()) {
-    const size_t count = asks.size();
-    counters_.decisionsRequested.Add(count);
-    // Not taken (JavaScript is behind): the held SYNs are served here at their deadline.
-    if (!sink_ || !sink_(std::move(asks))) counters_.decisionsDropped.Add(count);
-  }
   return static_cast<unsigned>(n);
 }
 
-// Held SYNs are served here; what already waits in the socket is handled as
-// usual, except that new flows stay local (no decision can come any more), so
+// What already waits in the socket is handled as usual, except that new
+// flows stay local (the next daemon would not know where they went), so
 // packets of forwarded flows still reach their host. Then unbind.
 void Queue::ShutdownDrain() {
-  ReleaseAllHeld();
   const bool wasDraining = engine_.draining();
   engine_.SetDraining(true);
   for (int i = 0; i < kShutdownBatches && ReceiveBatch() > 0; ++i) {
@@ -427,7 +367,7 @@ void Queue::ShutdownDrain() {
   nfq_.Close();
 }
 
-void Queue::HandleMessage(const nlmsghdr* nlh, uint32_t nowMs, std::vector<DecisionRequest>* asks) {
+void Queue::HandleMessage(const nlmsghdr* nlh, uint32_t nowMs) {
   if (nlh->nlmsg_type == NLMSG_ERROR) {
     const auto* e = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
     if (e->error != 0) counters_.verdictErrors.Add();
@@ -461,15 +401,7 @@ void Queue::HandleMessage(const nlmsghdr* nlh, uint32_t nowMs, std::vector<Decis
   }
   const uint32_t packetMark = attr[NFQA_MARK] != nullptr ? ntohl(mnl_attr_get_u32(attr[NFQA_MARK])) : 0;
   const Outcome o = engine_.Process(payload, len, meta, nowMs);
-  if (o.action != Action::kDefer) {
-    Answer(queue, id, o, packetMark, payload, len);
-    return;
-  }
-  const uint32_t token = nextToken_++;
-  held_.emplace(token, Held{token, id, queue, nowMs + options_.decisionTimeoutMs, packetMark, meta.csumNotReady, o.key,
-                            std::vector<uint8_t>(payload, payload + len)});
-  heldOrder_.push_back(token);
-  asks->push_back(DecisionRequest{token, o.key, engine_.HashTarget(o.key.clientAddr, o.key.clientPort)});
+  Answer(queue, id, o, packetMark, payload, len);
 }
 
 // The verdict for an outcome. Our mark bits are set, any other software's

@@ -2,11 +2,13 @@
 // system call, run each through the Engine, send all verdicts of a batch in one
 // system call. An entry host's consumer reads two queue numbers on one socket
 // (new connections with fail-open, later packets without), so one thread and
-// one flow table see every packet of a flow. Node-API stays out of this file;
-// new-flow decisions leave through a callback and come back through Decide().
+// one flow table see every packet of a flow. Node-API stays out of this file.
+// Both policies decide new flows in this thread (the load policy on what the
+// heartbeat thread publishes, native/load_decider.h): no packet waits for
+// JavaScript.
 //
 // The thread's loop: wait (poll) -> housekeeping (control messages from the
-// control plane, decision deadlines, a slice of the flow-table sweep) ->
+// control plane, a slice of the flow-table sweep) ->
 // receive, bounded in batches and time, so housekeeping and the stop flag are
 // never more than a couple of milliseconds away, however hard the input
 // floods -> again. On stop: a last drain, then unbind.
@@ -16,13 +18,11 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
-#include <unordered_map>
 #include <vector>
 
 #include "engine.h"
@@ -45,16 +45,9 @@ struct QueueOptions {
   uint32_t rcvBufBytes = 8 << 20;  // SO_RCVBUFFORCE
   uint32_t sndBufBytes = 2 << 20;  // SO_SNDBUFFORCE (the kernel doubles it)
   uint32_t batchSize = 64;         // messages per recvmmsg
-  uint32_t decisionTimeoutMs = 50; // load policy: serve locally past this
   // Kernel modes, entry role: the prefix of the per-peer ipsets new
   // forwarded flows are written to (IpsetWriter). Empty: none.
   std::string ipsetPrefix;
-};
-
-struct DecisionRequest {
-  uint32_t token;
-  FlowKey key;
-  uint16_t hashTarget;  // the host the Maglev table names for it: the load policy's first choice
 };
 
 struct QueueCounters {
@@ -65,34 +58,19 @@ struct QueueCounters {
   Counter enobufs;
   Counter eintr;
   Counter verdictErrors;  // NLMSG_ERROR answers to our verdicts
-  Counter decisionsRequested;
-  Counter decisionsAnswered;
-  Counter decisionsTimedOut;
-  Counter decisionsLate;     // answers for flows that had timed out already
-  Counter decisionsDropped;  // requests JavaScript's queue had no room for (served locally at the deadline)
-  Counter decisionsKeptForLocalSocket;  // load policy: forward overridden, the 4-tuple has a local socket
-  Counter sockDiagErrors;
+  Counter sockDiagErrors;  // load policy: looking up a 4-tuple's local socket failed
   Counter roundsCut;  // receive rounds that stopped on their batch or time bound with input still waiting
   Counter flowsPackets;  // of batchPackets, those from the flows queue
-  // Decisions received, by the host they named (late ones and overridden ones
-  // too): with the flow table's open counts, the load policy tells which of
-  // its sends the data path has not applied yet.
-  std::vector<Counter> decisionsByTarget = std::vector<Counter>(Engine::kMaxHosts);
 };
 
 class Queue {
  public:
-  // Hands a batch of new flows to the policy; false when it could not take them.
-  using DecisionSink = std::function<bool(std::vector<DecisionRequest>&&)>;
-
-  Queue(QueueOptions options, EngineConfig engine, DecisionSink sink);
+  Queue(QueueOptions options, EngineConfig engine);
   ~Queue();
-  // Only before Start().
-  void SetSink(DecisionSink sink) { sink_ = std::move(sink); }
 
   // Bind the queue(s) and start the thread. Throws QueueError.
   void Start();
-  // Give every held packet a verdict, drain, unbind, join the thread. Idempotent.
+  // Drain, unbind, join the thread. Idempotent.
   void Stop();
 
   void SetLookupTable(std::shared_ptr<const LookupTable> table);
@@ -106,8 +84,14 @@ class Queue {
   // Only before Start(): throws QueueError otherwise.
   size_t ImportFlows(const uint32_t* words, size_t count);
   void SetDraining(bool draining);
-  // Answers from the policy for tokens handed to the sink.
-  void Decide(const std::vector<uint32_t>& tokens, const std::vector<uint16_t>& targets);
+  // Load policy: hosts[].weight by host id, and load.threshold.
+  void SetWeights(std::vector<uint8_t> weights);
+  void SetLoadThreshold(uint32_t threshold);
+  // Load policy, any thread: this host's load as the control plane counted
+  // it, and the sockets-in-use count read with it (OwnLoad::Calibrate).
+  void CalibrateLoad(uint32_t value, int64_t inUse);
+  // Where the heartbeat thread publishes peers' reports for this queue's decisions.
+  std::shared_ptr<PeerLoadBoard> loadBoard() const { return board_; }
 
   bool running() const { return running_.load(); }
   const QueueCounters& counters() const { return counters_; }
@@ -115,39 +99,23 @@ class Queue {
   size_t sendLimit() const { return nfq_.sendLimit(); }
   EngineCounters& engineCounters() { return engine_.counters(); }
   const Engine& engine() const { return engine_; }
-  // For each host id below `hosts`: [open flows it serves for us, decisions
-  // received naming it], into out[2 * id], out[2 * id + 1]. Any thread.
-  void ForwardState(double* out, size_t hosts) const;
   const QueueOptions& options() const { return options_; }
   // Kernel modes: the ipset writer's counters; null without one.
   const IpsetCounters* ipsetCounters() const { return ipset_ ? &ipset_->counters() : nullptr; }
 
  private:
-  struct Held {
-    uint32_t token;
-    uint32_t packetId;
-    uint16_t queueNum;
-    uint32_t deadlineMs;
-    uint32_t packetMark;
-    bool csumNotReady;
-    FlowKey key;
-    std::vector<uint8_t> bytes;
-  };
-
   void Run();
-  int WaitTimeoutMs(uint32_t nowMs) const;
+  int WaitTimeoutMs() const;
   void WaitForWork(int timeoutMs);
   void Housekeeping(uint32_t nowMs);
   void ReceiveRound();
   unsigned ReceiveBatch();
   void ShutdownDrain();
-  void HandleMessage(const ::nlmsghdr* nlh, uint32_t nowMs, std::vector<DecisionRequest>* asks);
+  void HandleMessage(const ::nlmsghdr* nlh, uint32_t nowMs);
   void Answer(uint16_t queue, uint32_t id, const Outcome& o, uint32_t packetMark, const uint8_t* pkt, size_t len);
+  void Control();
   void ApplyControl(uint32_t nowMs);
-  void ApplyDecision(uint32_t token, uint16_t target, uint32_t nowMs);
-  void ExpireHeld(uint32_t nowMs);
   void SweepSlice(uint32_t nowMs);
-  void ReleaseAllHeld();
   void Wake();
 
   QueueOptions options_;
@@ -155,7 +123,7 @@ class Queue {
   // copy belongs to the queue thread.
   EngineConfig fixed_;
   Engine engine_;
-  DecisionSink sink_;
+  std::shared_ptr<PeerLoadBoard> board_ = std::make_shared<PeerLoadBoard>();
   QueueCounters counters_;
   NfqSocket nfq_;
   uint32_t ownMarkBits_;
@@ -174,9 +142,6 @@ class Queue {
   std::vector<iovec> recvIovs_;
 
   LocalSockets localSockets_;
-  std::unordered_map<uint32_t, Held> held_;  // by token
-  std::deque<uint32_t> heldOrder_;           // tokens by deadline (one timeout for all)
-  uint32_t nextToken_ = 1;
   uint32_t lastSweepMs_ = 0;
   uint64_t sweepCredit_ = 0;
 
@@ -192,7 +157,10 @@ class Queue {
   std::vector<uint32_t> pendingService_;
   std::vector<uint32_t> pendingCluster_;
   bool hostsChanged_ = false;
-  std::vector<std::pair<uint32_t, uint16_t>> pendingDecisions_;
+  std::vector<uint8_t> pendingWeights_;
+  bool weightsChanged_ = false;
+  uint32_t pendingThreshold_ = 0;
+  bool thresholdChanged_ = false;
   bool exportRequested_ = false;
   bool exportReady_ = false;
   std::vector<uint32_t> exported_;

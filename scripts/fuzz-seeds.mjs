@@ -35,7 +35,8 @@ function extras(f) {
 const ENGINES = {
   'entry-hash-to-peer': TABLE_PEER,
   'entry-hash-local': TABLE_SELF,
-  'entry-load': LOAD,
+  'entry-load-busy': LOAD | TABLE_PEER,
+  'entry-load-idle': LOAD | TABLE_PEER,
   'entry-draining': DRAINING | TABLE_PEER,
   serve: SERVE,
   'serve-macs': SERVE,
@@ -49,10 +50,12 @@ function advanceCode(ms) {
   return code;
 }
 
-function record(hex, { csumNotReady, resolveTo, advanceMs }) {
+// `loads`: the harness publishes loads first (fuzz_engine.cc SetLoads: 0 keeps
+// new flows here, 1-3 send them to a peer).
+function record(hex, { csumNotReady, loads, advanceMs }) {
   const bytes = Buffer.from(hex, 'hex');
   let ctrl = csumNotReady ? 0x01 : 0;
-  if (resolveTo !== undefined) ctrl |= 0x02 | ((resolveTo & 3) << 2);
+  if (loads !== undefined) ctrl |= 0x02 | ((loads & 3) << 2);
   ctrl |= advanceCode(advanceMs) << 5;
   return Buffer.concat([Buffer.from([ctrl, bytes.length >> 8, bytes.length & 0xff]), bytes]);
 }
@@ -61,9 +64,10 @@ function multiSeed(f, selector) {
   const x = extras(f);
   let last = 1000;
   const records = [];
+  const busy = f.engine === 'entry-load-busy';
   for (const s of [...f.steps, { input: f.input, csumNotReady: f.csumNotReady, nowMs: f.nowMs }]) {
     const now = s.nowMs ?? 1000;
-    records.push(record(s.input, { csumNotReady: s.csumNotReady, resolveTo: s.resolveTo, advanceMs: now - last }));
+    records.push(record(s.input, { csumNotReady: s.csumNotReady, loads: busy && records.length === 0 ? 1 : undefined, advanceMs: now - last }));
     last = now;
   }
   return Buffer.concat([Buffer.from([selector | MULTI, x]), ...records]);
@@ -89,7 +93,7 @@ function floodSeeds(f) {
   const filled = [];
   for (let i = 0; i < 10; i += 1) synFlood.push(record(variant(f.input, 30000 + i, SYN), { advanceMs: 0 }));
   for (let i = 0; i < 14; i += 1) {
-    filled.push(record(variant(f.input, 31000 + i, SYN), { advanceMs: 0, resolveTo: 1 }));
+    filled.push(record(variant(f.input, 31000 + i, SYN), { advanceMs: 0, loads: 1 }));
     filled.push(record(variant(f.input, 31000 + i, ACK), { advanceMs: 1 }));
   }
   const ageOut = record(variant(f.input, 30000, ACK), { advanceMs: 1000000 });

@@ -20,7 +20,7 @@ bin=build/fuzz/fuzz_engine
 # Corpus, seeds, log and crash inputs live in fuzz-out/ (git-ignored): node-gyp
 # rebuild wipes build/, and the corpus is worth keeping between runs.
 work=fuzz-out
-sources=(native/packet.cc native/checksum.cc native/siphash.cc native/flow_table.cc native/flow_track.cc native/icmp.cc native/engine.cc native/engine_icmp.cc native/fuzz/fuzz_engine.cc)
+sources=(native/packet.cc native/checksum.cc native/siphash.cc native/flow_table.cc native/flow_track.cc native/load_choice.cc native/load_decider.cc native/own_load.cc native/icmp.cc native/engine.cc native/engine_icmp.cc native/fuzz/fuzz_engine.cc)
 mkdir -p "$work/corpus" "$(dirname "$bin")"
 
 # Only the engine sources: no Node-API, no netlink, so nothing else needs the sanitizers.

@@ -49,7 +49,7 @@ test('11.flowtable: a SYN flood beyond maxEmbryonic leaves established flows alo
 });
 
 test('11.flowtable: an established flow expires after establishedMs, by sweep or on lookup', () => {
-  const e = entry({ timeouts: { pendingMs: 1000, synMs: 2000, establishedMs: 5000, closingMs: 3000 } });
+  const e = entry({ timeouts: { synMs: 2000, establishedMs: 5000, closingMs: 3000 } });
   establish(e, 10001);
   establish(e, 10002);
   assert.equal(e.sweep(1 << 20, T0 + 5000), 0, 'not yet expired at exactly the timeout');
@@ -64,19 +64,21 @@ test('11.flowtable: an established flow expires after establishedMs, by sweep or
   assert.equal(e.info().flows, 0);
 });
 
-test('11.flowtable: embryonic flows expire after synMs, pending ones after pendingMs', () => {
-  const e = entry({ timeouts: { pendingMs: 1000, synMs: 2000, establishedMs: 5000, closingMs: 3000 } });
+test('11.flowtable: embryonic flows expire after synMs', () => {
+  const e = entry({ timeouts: { synMs: 2000, establishedMs: 5000, closingMs: 3000 } });
   send(e, 10001, SYN);
+  assert.equal(e.sweep(1 << 20, T0 + 2000), 0, 'not yet at exactly the timeout');
   assert.equal(e.sweep(1 << 20, T0 + 2001), 1);
-  const load = entry({ policy: 'load', timeouts: { pendingMs: 1000, synMs: 2000, establishedMs: 5000, closingMs: 3000 } });
-  assert.equal(send(load, 10001, SYN).action, 'defer');
-  assert.equal(load.stats().flows.pending, 1);
-  assert.equal(load.sweep(1 << 20, T0 + 1001), 1);
+  // The load policy decides at the SYN too: no flow waits in `pending`.
+  const load = entry({ policy: 'load', timeouts: { synMs: 2000, establishedMs: 5000, closingMs: 3000 } });
+  assert.notEqual(send(load, 10001, SYN).action, 'drop');
   assert.equal(load.stats().flows.pending, 0);
+  assert.equal(load.stats().flows.syn, 1);
+  assert.equal(load.sweep(1 << 20, T0 + 2001), 1);
 });
 
 test('11.flowtable: FIN moves a flow to closing, which has its own timeout', () => {
-  const e = entry({ timeouts: { pendingMs: 1000, synMs: 2000, establishedMs: 50000, closingMs: 3000 } });
+  const e = entry({ timeouts: { synMs: 2000, establishedMs: 50000, closingMs: 3000 } });
   establish(e, 10001);
   assert.equal(send(e, 10001, FIN | ACK).action, 'forward');
   let flows = e.stats().flows;
@@ -107,23 +109,17 @@ test('11.flowtable: a RST within the client\'s window moves the flow to reset (k
 
 test('11.flowtable: stats() counts flows by state', () => {
   const e = entry({ policy: 'load' });
-  send(e, 10001, SYN); // pending
+  send(e, 10001, SYN); // syn
   send(e, 10002, SYN);
-  assert.ok(e.resolve(0, 0, 0, 0, 1, T0) === false, 'resolve of an unknown flow is refused');
-  const client = ((198 << 24) | (18 << 16) | (100 << 8) | 7) >>> 0;
-  const service = ((198 << 24) | (18 << 16) | 10) >>> 0;
-  assert.ok(e.resolve(client, 10002, service, 80, 1, T0)); // syn
   send(e, 10003, SYN);
-  assert.ok(e.resolve(client, 10003, service, 80, 1, T0));
   send(e, 10003, ACK | PSH); // established
   send(e, 10004, SYN);
-  assert.ok(e.resolve(client, 10004, service, 80, 1, T0));
   send(e, 10004, ACK | PSH);
   send(e, 10004, FIN | ACK); // closing
   const flows = e.stats().flows;
   assert.deepEqual(
     { pending: flows.pending, syn: flows.syn, established: flows.established, closing: flows.closing },
-    { pending: 1, syn: 1, established: 1, closing: 1 },
+    { pending: 0, syn: 2, established: 1, closing: 1 },
   );
   assert.equal(e.info().flows, 4);
 });

@@ -16,8 +16,7 @@ class Capture extends Transport {
 
 function asQueueStats(e: InstanceType<typeof Engine>): QueueStats {
   const zero = { batches: 0, batchPackets: 0, batchMax: 0, roundsCut: 0, recvErrors: 0, enobufs: 0, eintr: 0, sendErrors: 0, batchesSplit: 0,
-    sendLimit: 0, verdictErrors: 0, startupAccepted: 0, startupDropped: 0,
-    decisions: { requested: 0, answered: 0, timedOut: 0, late: 0, dropped: 0, keptForLocalSocket: 0, sockDiagErrors: 0 } };
+    sendLimit: 0, verdictErrors: 0, startupAccepted: 0, startupDropped: 0, sockDiagErrors: 0 };
   return { ...e.stats(), queueNum: 0, queue: zero };
 }
 

@@ -156,49 +156,44 @@ describe('22.daemon: load policy', () => {
     await b?.stop();
   });
 
-  const decide = async (token: number): Promise<number> => {
-    const before = b.entry.decided.length;
-    b.entry.ask([token]);
-    await waitFor('a decision', () => b.entry.decided.length > before, 1000);
-    return b.entry.decided.at(-1)!.targets[0]!;
-  };
-
-  test('a busy host forwards to a less loaded healthy peer, and keeps the connection when balanced', async () => {
+  test('the entry queue gets what the load policy decides on: weights, threshold, every exact load count', async () => {
+    assert.deepEqual(b.entry.weights.at(-1), [1, 1]);
+    assert.deepEqual(b.entry.thresholds, [8]);
+    assert.ok(b.entry.loadCounts.length >= 1, 'a first count before any decision');
     b.setOwnLoad(20);
+    await new Promise((r) => setTimeout(r, 600)); // past what /status lets be old
+    b.daemon.status();
+    assert.equal(b.entry.loadCounts.at(-1)![0], 20, 'the new count went to the queue');
+  });
+
+  test('a peer\'s heartbeat reaches the entry queue\'s board without JavaScript: the native estimate follows it', async () => {
+    b.setPeer({ load: 7 });
+    await waitFor('the report on the board', () => b.entry.engineForLoads().loadEstimate(1) === 7, 1000);
     b.setPeer({ load: 0 });
-    await waitFor('the peer\'s report', () => b.daemon.status().peers[0]!.load === 0, 1000);
-    assert.equal(await decide(1), 1);
-    b.setOwnLoad(3);
-    await new Promise((r) => setTimeout(r, 10)); // past the load meter's 5 ms
-    assert.equal(await decide(2), 0);
+    await waitFor('the next report', () => b.entry.engineForLoads().loadEstimate(1) === 0, 1000);
   });
 
-  test('an unhealthy peer is never a candidate, however idle it looks', async () => {
-    b.setOwnLoad(50);
-    b.setPeer({ healthy: false, load: 0 });
-    await waitFor('peer 1 out of the eligible hosts', () => !b.daemon.status().liveHosts.includes(1), 1000);
-    await new Promise((r) => setTimeout(r, 10));
-    assert.equal(await decide(3), 0);
-  });
-
-  test('a host whose own service fails forwards every new connection to a healthy peer, whatever the loads', async () => {
-    b.setPeer({ healthy: true, load: 500 });
-    b.setOwnLoad(0);
+  test('an unhealthy peer is out of the table the decisions draw from; an unhealthy host keeps only healthy peers', async () => {
+    b.setPeer({ healthy: false });
+    await waitFor('peer 1 out of the table', () => hostsOf(b) === '0', 1000);
+    b.setPeer({ healthy: true });
     b.setOwnHealth(false);
-    await waitFor('only the peer eligible', () => b.daemon.status().liveHosts.join() === '1', 2000);
-    await new Promise((r) => setTimeout(r, 10));
-    assert.equal(await decide(4), 1);
+    await waitFor('only the peer in the table', () => hostsOf(b) === '1', 2000);
     b.setOwnHealth(true);
-    await waitFor('healthy again', () => b.daemon.status().health.healthy, 2000);
+    await waitFor('healthy again', () => hostsOf(b) === '0,1', 2000);
   });
 
-  test('a draining host keeps every new connection', async () => {
-    b.setOwnLoad(100);
-    b.setPeer({ load: 0 });
+  test('a reload hands the queue the new threshold and weights', async () => {
+    b.rewrite(configText('load', b.port, { hosts: [HOST(0), { ...HOST(1), weight: 3 }], load: { threshold: 2 } }));
+    assert.deepEqual(await b.daemon.reload(), { ok: true, changed: ['hosts', 'load.threshold'] });
+    assert.deepEqual(b.entry.weights.at(-1), [1, 3]);
+    assert.equal(b.entry.thresholds.at(-1), 2);
+  });
+
+  test('a draining host tells the data path, which keeps every new connection', async () => {
     void b.daemon.drain(50);
     await waitFor('draining', () => b.daemon.status().draining, 1000);
     assert.equal(b.entry.draining.at(-1), true, 'the data path was told');
-    assert.equal(await decide(5), 0);
   });
 });
 

@@ -1,135 +1,177 @@
-// The routing policies without root or a kernel queue: the load policy's
-// rule (lib/policy/load-choice), its estimate of peers (peer-estimates), the
-// policy on a fake entry queue, the weighted table both push, and who is
-// eligible with weights.
+// The routing policies without root or a kernel queue. The load policy's
+// decisions run in the native engine (native/load_decider.h, its rule in
+// native/load_choice.h): driven here through an Engine with SYNs, this
+// host's load as the load meter calibrates it, and peers' reports as the
+// heartbeat thread publishes them. Then who is eligible with weights, and
+// the weighted table both policies push.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import winston from 'winston';
 import { eligibleHosts } from '../lib/eligibility';
-import { LoadMeter } from '../lib/load-meter';
-import { chooseHost, HEADROOM, type Situation } from '../lib/policy/load-choice';
-import { LoadPolicy } from '../lib/policy/load';
-import { PeerEstimates } from '../lib/policy/peer-estimates';
 import { HashPolicy } from '../lib/policy/hash';
+import { LoadPolicy } from '../lib/policy/load';
 import { tableFor } from '../lib/policy/table';
-import type { PeerView } from '../lib/peers';
+import type { DprConfig } from '../lib/config';
+import { parseIpv4 } from '../lib/ipv4';
+import { Engine, type NativeEngine } from '../lib/native';
+import { baseOptions } from './support/fixture-engines';
+import { CLIENT } from './support/cluster';
+import { ACK, FIN, SYN, buildTcp4 } from './support/packet-builder';
 import { FakeQueue } from './support/fake-queue';
 
-const quiet = winston.createLogger({ silent: true });
+// Five hosts, 0 to 4, so the second choice has more than one peer to draw from.
+const SERVICE5 = Uint32Array.from([10, 11, 12, 13, 14], (n) => parseIpv4(`198.18.0.${n}`));
+const CLUSTER5 = Uint32Array.from([10, 11, 12, 13, 14], (n) => parseIpv4(`198.19.0.${n}`));
+const client = parseIpv4(CLIENT);
 
-function situation(o: Partial<Situation>): Situation {
-  return { self: 0, ownWeight: 1, ownLoad: 0, selfEligible: true, peers: [], hashTarget: 0, random: 0, ...o };
+interface Setup { hosts: number; maglev: number; threshold?: number; seed?: number; weights?: number[]; own: number; loads: Record<number, number> }
+
+/**
+ * An entry engine of `hosts` hosts whose Maglev table names `maglev` for
+ * almost every client and every host at least once (the table says who is
+ * eligible), with this host's load and the peers' reports as given.
+ */
+function engine(s: Setup): NativeEngine {
+  const e = new Engine(baseOptions({
+    policy: 'load', loadThreshold: s.threshold ?? 0, randomSeed: s.seed ?? 1,
+    serviceAddrs: SERVICE5.slice(0, s.hosts), clusterAddrs: CLUSTER5.slice(0, s.hosts),
+  }));
+  const table = new Uint16Array(251).fill(s.maglev);
+  for (let id = 0; id < s.hosts; ++id) table[id] = id;
+  e.setLookupTable(table);
+  if (s.weights) e.setWeights(Uint8Array.from(s.weights));
+  e.calibrateLoad(s.own, -1);
+  for (const [id, load] of Object.entries(s.loads)) e.publishPeerLoad(Number(id), load);
+  return e;
 }
 
-const peer = (id: number, load: number, weight = 1) => ({ id, load, weight });
+/** Client ports the table sends to its main host (the few other slots left out). */
+function portsTo(e: NativeEngine, host: number, count: number): number[] {
+  const out: number[] = [];
+  for (let port = 40000; out.length < count; ++port) if (e.hashTarget(client, port) === host) out.push(port);
+  return out;
+}
+
+function syn(e: NativeEngine, port: number, now = 1000): number {
+  const o = e.process(buildTcp4({ src: CLIENT, dst: '198.18.0.10', sport: port, dport: 80, flags: SYN, seq: 1 }), false, now);
+  assert.ok(o.action === 'accept' || o.action === 'forward', `a SYN is routed (${o.action})`);
+  return o.target;
+}
+
+/** Where one SYN goes, for each of `seeds` random seeds (a fresh engine each). */
+function targetsOverSeeds(s: Setup, seeds = 24): Set<number> {
+  const out = new Set<number>();
+  for (let seed = 1; seed <= seeds; ++seed) {
+    const e = engine({ ...s, seed });
+    out.add(syn(e, portsTo(e, s.maglev, 1)[0]));
+  }
+  return out;
+}
 
 test('24.policy: a host at or below the threshold per weight keeps the connection, however idle its peers', () => {
-  const s = situation({ ownLoad: 7, peers: [peer(1, 0), peer(2, 0)], hashTarget: 1 });
-  assert.equal(chooseHost(s, 8), 0, '7 + 1 = 8: at the threshold');
-  assert.equal(chooseHost({ ...s, ownLoad: 8 }, 8), 1, '9: above it, and above the mean');
-  // Per weight: a host of weight 2 may carry twice as many.
-  assert.equal(chooseHost({ ...s, ownLoad: 15, ownWeight: 2 }, 8), 0);
+  const e = engine({ hosts: 3, maglev: 1, threshold: 8, own: 7, loads: { 1: 0, 2: 0 } });
+  const [a, b] = portsTo(e, 1, 2);
+  assert.equal(syn(e, a), 0, '7 + 1 = 8: at the threshold');
+  assert.notEqual(syn(e, b), 0, 'the one it kept counts: 9 is above the threshold and the mean');
+  const w = engine({ hosts: 3, maglev: 1, threshold: 8, own: 15, weights: [2, 1, 1], loads: { 1: 0, 2: 0 } });
+  assert.equal(syn(w, portsTo(w, 1, 1)[0]), 0, 'weight 2 carries twice as many: 16 / 2 = 8');
 });
 
-test('24.policy: above the threshold a host keeps the connection while it stays within the mean x (1 + HEADROOM)', () => {
-  // Loads 10, 10, 10: the mean with the new one is 31/3 = 10.33; 11 <= 10.33 x 1.1.
-  assert.ok(11 <= (31 / 3) * (1 + HEADROOM));
-  assert.equal(chooseHost(situation({ ownLoad: 10, peers: [peer(1, 10), peer(2, 10)], hashTarget: 1 }), 0), 0);
-  // 14, 8, 8: the mean is 31/3; 15 is above 11.37, and both peers are lighter.
-  assert.equal(chooseHost(situation({ ownLoad: 14, peers: [peer(1, 8), peer(2, 8)], hashTarget: 1 }), 0), 1);
+test('24.policy: above the threshold a host keeps the connection while it stays within the cluster mean x 1.1', () => {
+  // 10, 10, 10: with the new one the mean is 31 / 3 = 10.33, and 11 <= 11.37.
+  const even = engine({ hosts: 3, maglev: 1, own: 10, loads: { 1: 10, 2: 10 } });
+  assert.equal(syn(even, portsTo(even, 1, 1)[0]), 0);
+  // 14, 8, 8: 15 is above 11.37, and both peers are lighter.
+  const heavy = engine({ hosts: 3, maglev: 1, own: 14, loads: { 1: 8, 2: 8 } });
+  assert.notEqual(syn(heavy, portsTo(heavy, 1, 1)[0]), 0);
 });
 
 test('24.policy: a busy host sends the connection to the lighter of the Maglev choice and one random peer, not the least loaded of all', () => {
-  const peers = [peer(1, 6), peer(2, 3), peer(3, 0)];
-  const busy = { ownLoad: 20, peers, hashTarget: 1 };
-  // The random draw falls among the peers other than the Maglev choice: [2, 3].
-  assert.equal(chooseHost(situation({ ...busy, random: 0 }), 0), 2, 'Maglev 1 (6) against 2 (3): 2');
-  assert.equal(chooseHost(situation({ ...busy, random: 0.99 }), 0), 3, 'Maglev 1 (6) against 3 (0): 3');
-  // The Maglev choice wins when it is the lighter one.
-  assert.equal(chooseHost(situation({ ...busy, hashTarget: 3, random: 0 }), 0), 3);
-  // The Maglev table names this host: the draw is among all peers.
-  assert.equal(chooseHost(situation({ ...busy, hashTarget: 0, random: 0 }), 0), 1);
+  // Maglev names 1 (6); the random peer is 2 (3), 3 (0) or 4 (9): the lighter of each pair.
+  const busy = { hosts: 5, maglev: 1, own: 20, loads: { 1: 6, 2: 3, 3: 0, 4: 9 } };
+  assert.deepEqual([...targetsOverSeeds(busy)].sort(), [1, 2, 3], 'never 4, and 1 when 4 is drawn');
+  // The Maglev choice wins whenever it is the lightest.
+  assert.deepEqual([...targetsOverSeeds({ ...busy, maglev: 3 })], [3]);
 });
 
 test('24.policy: when both choices are no lighter than this host, it keeps the connection', () => {
-  const s = situation({ ownLoad: 12, peers: [peer(1, 12), peer(2, 12), peer(3, 0)], hashTarget: 1, random: 0 });
-  // The mean is (12 x 3 + 0 + 1) / 4 = 9.25: above it; choices 1 and 2 both carry 12.
-  assert.equal(chooseHost(s, 0), 0);
+  // The mean is (12 x 4 + 0 + 1) / 5 = 9.8: above it; 1 and 2 carry 12, 3 carries 0.
+  const s = { hosts: 5, maglev: 1, own: 12, loads: { 1: 12, 2: 12, 3: 0, 4: 12 } };
+  assert.deepEqual([...targetsOverSeeds(s)].sort(), [0, 3]);
 });
 
 test('24.policy: loads are compared per weight', () => {
-  // Peer 1 carries 6 at weight 2 (3 each), peer 2 carries 4 at weight 1.
-  const s = situation({ ownLoad: 20, peers: [peer(1, 6, 2), peer(2, 4, 1)], hashTarget: 2, random: 0 });
-  assert.equal(chooseHost(s, 0), 1);
-  // And the mean per weight: a weight-3 host with 12 (4 each) among peers at 4 each stays.
-  assert.equal(chooseHost(situation({ ownLoad: 11, ownWeight: 3, peers: [peer(1, 4), peer(2, 4)], hashTarget: 1 }), 0), 0);
+  // Peer 1 carries 6 at weight 2 (3 each), peer 2 carries 4 at weight 1; Maglev names 2.
+  const e = engine({ hosts: 3, maglev: 2, own: 20, weights: [1, 2, 1], loads: { 1: 6, 2: 4 } });
+  assert.equal(syn(e, portsTo(e, 2, 1)[0]), 1);
+  // A weight-3 host with 11 (4 each with the new one) among peers at 4 stays.
+  const big = engine({ hosts: 3, maglev: 1, own: 11, weights: [3, 1, 1], loads: { 1: 4, 2: 4 } });
+  assert.equal(syn(big, portsTo(big, 1, 1)[0]), 0);
 });
 
 test('24.policy: a host that may not take new connections sends every one to a peer, whatever the loads; with no peer it keeps it', () => {
-  const s = situation({ selfEligible: false, ownLoad: 0, peers: [peer(1, 100), peer(2, 50)], hashTarget: 1, random: 0 });
-  assert.equal(chooseHost(s, 8), 2);
-  assert.equal(chooseHost(situation({ ownLoad: 100, peers: [] }), 0), 0);
+  // Weight 0 here: idle, yet the lighter of the two peers gets it.
+  const drained = engine({ hosts: 3, maglev: 1, own: 0, weights: [0, 1, 1], loads: { 1: 100, 2: 50 } });
+  assert.equal(syn(drained, portsTo(drained, 1, 1)[0]), 2);
+  // A peer of weight 0 is never chosen, however idle.
+  const w0 = engine({ hosts: 3, maglev: 1, own: 100, weights: [1, 0, 1], loads: { 1: 0, 2: 50 } });
+  assert.equal(syn(w0, portsTo(w0, 1, 1)[0]), 2);
+  // Out of the table (unhealthy, draining): the table names only peers.
+  const out = engine({ hosts: 3, maglev: 1, own: 0, loads: { 1: 100, 2: 50 } });
+  out.setLookupTable(Uint16Array.from({ length: 251 }, (_, i) => (i % 7 === 0 ? 2 : 1)));
+  assert.equal(syn(out, portsTo(out, 1, 1)[0]), 2);
+  const alone = engine({ hosts: 3, maglev: 0, own: 100, loads: {} });
+  alone.setLookupTable(new Uint16Array(251).fill(0));
+  assert.equal(syn(alone, 40000), 0);
+});
+
+test('24.policy: a table slot naming a host with no address (a hole) never makes it a candidate', () => {
+  // Found by the fuzzer: the draw picked the hole, and the SYN was rewritten to address 0.
+  const service = Uint32Array.from([SERVICE5[0]!, SERVICE5[1]!, 0]);
+  const e = new Engine(baseOptions({ policy: 'load', randomSeed: 7, serviceAddrs: service, clusterAddrs: Uint32Array.from([CLUSTER5[0]!, CLUSTER5[1]!, 0]) }));
+  const table = new Uint16Array(251).fill(2);
+  table[0] = 0;
+  table[1] = 1;
+  e.setLookupTable(table);
+  e.calibrateLoad(100, -1);
+  e.publishPeerLoad(1, 50);
+  const targets = new Set(Array.from({ length: 20 }, (_, i) => syn(e, 40000 + i)));
+  assert.deepEqual([...targets], [1]);
 });
 
 test('24.policy: a peer\'s estimate is its report plus our forwarded flows opened since, minus ours closed since; a new report starts over', () => {
-  const e = new PeerEstimates(3);
-  const at = (open: number, answered: number): void => {
-    e.buffer[2 * 1] = open;
-    e.buffer[2 * 1 + 1] = answered;
-  };
-  at(5, 5);
-  assert.equal(e.estimate({ id: 1, load: 10, report: 'a' }), 10, 'what was open at the report is in it');
-  e.noteSent(1);
-  e.noteSent(1);
-  assert.equal(e.estimate({ id: 1, load: 10, report: 'a' }), 12, 'two sent, not applied yet');
-  at(7, 7);
-  assert.equal(e.estimate({ id: 1, load: 10, report: 'a' }), 12, 'applied: the same two');
-  at(4, 7);
-  assert.equal(e.estimate({ id: 1, load: 10, report: 'a' }), 9, 'three of ours ended');
-  assert.equal(e.estimate({ id: 1, load: 6, report: 'b' }), 6, 'a new report counts them itself');
-  at(0, 7);
-  assert.equal(e.estimate({ id: 1, load: 1, report: 'b' }), 0, 'never below 0');
-  assert.equal(e.grow(5).estimate({ id: 1, load: 1, report: 'b' }), 0, 'a reload keeps what was counted');
+  const e = engine({ hosts: 3, maglev: 1, own: 100, loads: { 1: 10, 2: 20 } });
+  assert.equal(e.loadEstimate(1), 10, 'the report');
+  const ports = portsTo(e, 1, 3);
+  for (const p of ports) assert.equal(syn(e, p), 1);
+  assert.equal(e.loadEstimate(1), 13, 'three sent since');
+  e.publishPeerLoad(1, 6);
+  assert.equal(e.loadEstimate(1), 6, 'a new report counts them itself');
+  const fin = buildTcp4({ src: CLIENT, dst: '198.18.0.10', sport: ports[0], dport: 80, flags: FIN | ACK, seq: 2, ack: 1 });
+  assert.equal(e.process(fin, false, 1100).target, 1);
+  assert.equal(e.loadEstimate(1), 5, 'one of ours ended since the report');
+  e.publishPeerLoad(1, 0);
+  for (const p of ports.slice(1)) e.process(buildTcp4({ src: CLIENT, dst: '198.18.0.10', sport: p, dport: 80, flags: FIN | ACK, seq: 2, ack: 1 }), false, 1200);
+  assert.equal(e.loadEstimate(1), 0, 'never below 0');
 });
 
-function view(id: number, load: number, report: string): PeerView {
-  return { id, address: `198.18.0.${id + 1}`, up: true, load, draining: false, healthy: true, report, lastHeardMs: 0, epoch: 1 };
-}
+test('24.policy: a burst spreads by our own sends instead of herding on one report', () => {
+  const e = engine({ hosts: 3, maglev: 1, own: 100, loads: { 1: 0, 2: 0 } });
+  const targets = portsTo(e, 1, 6).map((p) => syn(e, p));
+  const count = (h: number) => targets.filter((t) => t === h).length;
+  assert.deepEqual([count(1), count(2)], [3, 3], `targets ${targets}`);
+});
 
-function loadPolicy(own: () => number, peers: () => PeerView[], random = () => 0) {
-  const meter = new LoadMeter({
-    ports: [80], decisionMaxAgeMs: 0, reportMaxAgeMs: 100, idleMaxAgeMs: 1000, activity: () => 0, log: quiet, count: own, quick: null,
-  });
-  const policy = new LoadPolicy({ self: 0, threshold: 0, hostIds: 4, meter, peers, draining: () => false, log: quiet, random });
-  const entry = new FakeQueue({ queueNum: 0, maxLen: 1, rcvBufBytes: 1, batchSize: 1, decisionTimeoutMs: 1 }, {} as never, policy.onDecide);
+test('24.policy: the load policy hands the entry queue the weights by id and the threshold, again on a reload', () => {
+  // What of the configuration the policy reads: the host list's weights, load.threshold.
+  const hosts = [{ id: 0, weight: 1 }, { id: 2, weight: 3 }] as DprConfig['hosts'];
+  const config = { hosts, load: { threshold: 5 } } as DprConfig;
+  const entry = new FakeQueue({ queueNum: 0, maxLen: 1, rcvBufBytes: 1, batchSize: 1 }, {} as never);
+  const policy = new LoadPolicy(config);
   policy.attach(entry);
-  return { policy, entry };
-}
-
-test('24.policy: the load policy spreads a burst by its own sends, and follows the Maglev choice the data path names', () => {
-  const peers = [view(1, 0, 'r1'), view(2, 0, 'r2'), view(3, 0, 'r3')];
-  const { policy, entry } = loadPolicy(() => 30, () => peers);
-  policy.setEligible(eligibleHosts(0, true, peers));
-  entry.ask([1, 2, 3, 4, 5, 6], 2);
-  const targets = entry.decided.at(-1)!.targets;
-  // Maglev says 2; the random draw is the first other peer (1). Each send
-  // makes its target heavier, so the burst alternates instead of herding.
-  assert.deepEqual(targets, [2, 1, 2, 1, 2, 1]);
-  assert.deepEqual(policy.decisions().byPeer, { 1: 3, 2: 3 });
-});
-
-test('24.policy: the load policy never sends to a peer of weight 0, and a host of weight 0 sends everything', () => {
-  const peers = [view(1, 0, 'r1'), view(2, 50, 'r2')];
-  const weights = new Map([[0, 1], [1, 0], [2, 1]]);
-  const { policy, entry } = loadPolicy(() => 100, () => peers);
-  policy.setEligible(eligibleHosts(0, true, peers, (id) => weights.get(id)!));
-  entry.ask([1], 1);
-  assert.deepEqual(entry.decided.at(-1)!.targets, [2], 'peer 1 is idle but has weight 0');
-  weights.set(0, 0).set(1, 1);
-  const { policy: p2, entry: e2 } = loadPolicy(() => 0, () => peers);
-  p2.setEligible(eligibleHosts(0, true, peers, (id) => weights.get(id)!));
-  e2.ask([1], 0);
-  assert.equal(e2.decided.at(-1)!.targets[0], 1, 'this host has weight 0: the lighter peer, though this host is idle');
+  assert.deepEqual(entry.weights.at(-1), [1, 1, 3]);
+  assert.deepEqual(entry.thresholds, [5]);
+  policy.reconfigure({ ...config, load: { ...config.load, threshold: 9 } });
+  assert.deepEqual(entry.thresholds, [5, 9]);
 });
 
 test('24.policy: eligibility leaves out hosts of weight 0, and fails open when only they are left', () => {
@@ -147,7 +189,7 @@ test('24.policy: the table both policies push gives each host slots in proportio
   assert.ok(Math.abs(share(0) - 0.25) < 0.001);
   // Failing open this host serves alone, whatever its weight.
   assert.deepEqual([...new Set(tableFor({ hosts: [0], weights: [0], selfEligible: true, failOpen: true }))], [0]);
-  const entry = new FakeQueue({ queueNum: 0, maxLen: 1, rcvBufBytes: 1, batchSize: 1, decisionTimeoutMs: 1 }, {} as never);
+  const entry = new FakeQueue({ queueNum: 0, maxLen: 1, rcvBufBytes: 1, batchSize: 1 }, {} as never);
   const hash = new HashPolicy();
   hash.attach(entry);
   hash.setEligible({ hosts: [0, 2], weights: [1, 3], selfEligible: true, failOpen: false });

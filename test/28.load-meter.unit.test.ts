@@ -1,6 +1,7 @@
 // When and how this host's load is measured (lib/load-meter.ts): dumps only
-// when needed, the quick count between them, and no inflation when the dump
-// fails.
+// when needed, the quick count between them, every exact count handed on
+// for the data path's own load (with the quick count read beside it), and
+// the fallback when the dump fails.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import winston from 'winston';
@@ -8,56 +9,48 @@ import { LoadMeter, type LoadMeterOptions } from '../lib/load-meter';
 
 const quiet = winston.createLogger({ silent: true });
 
-function meter(o: Partial<LoadMeterOptions> & { exact: () => number }): { m: LoadMeter; clock: { t: number }; dumps: () => number; reported: number[] } {
+function meter(o: Partial<LoadMeterOptions> & { exact: () => number }): { m: LoadMeter; clock: { t: number }; dumps: () => number; reported: number[]; counted: [number, number | null][] } {
   const clock = { t: 0 };
   let dumps = 0;
   const reported: number[] = [];
+  const counted: [number, number | null][] = [];
   const m = new LoadMeter({
-    ports: [80], decisionMaxAgeMs: 5, reportMaxAgeMs: 100, idleMaxAgeMs: 10_000, activity: () => 0, log: quiet,
-    now: () => clock.t, onMeasured: (v) => reported.push(v), ...o,
+    ports: [80], reportMaxAgeMs: 100, idleMaxAgeMs: 10_000, activity: () => 0, log: quiet,
+    now: () => clock.t, onMeasured: (v) => reported.push(v), onCounted: (v, q) => counted.push([v, q]), ...o,
     count: () => {
       dumps++;
       return o.exact();
     },
   });
-  return { m, clock, dumps: () => dumps, reported };
+  return { m, clock, dumps: () => dumps, reported, counted };
 }
 
-test('28.load-meter: decisions between dumps use the quick count, corrected by its difference at the last dump', () => {
+test('28.load-meter: reports between dumps use the quick count, corrected by its difference at the last dump; a second on, a dump again', () => {
   let exact = 10;
   let inUse = 17; // 7 more: listeners, the web server's own connections
-  const { m, clock, dumps } = meter({ exact: () => exact, quick: () => inUse, calibrateMs: 1000 });
-  assert.equal(m.forDecision(), 10);
-  assert.equal(dumps(), 1);
+  let activity = 0;
+  const { m, clock, dumps, reported, counted } = meter({ exact: () => exact, quick: () => inUse, calibrateMs: 1000, activity: () => ++activity });
+  m.forReport();
+  assert.deepEqual([dumps(), m.last], [1, 10]);
+  assert.deepEqual(counted, [[10, 17]], 'the exact count and the quick one read with it, for the data path');
   exact = 14;
   inUse = 21;
-  clock.t = 10;
-  assert.equal(m.forDecision(), 14, 'the quick count minus 7');
+  clock.t = 200;
+  m.forReport();
+  assert.equal(m.last, 14, 'the quick count minus 7');
   assert.equal(dumps(), 1, 'no dump between calibrations');
-  m.noteKept();
-  m.noteKept();
-  clock.t = 12;
-  assert.equal(m.forDecision(), 16, 'kept connections count until the next measurement');
-  // A second after the dump, the next decision dumps again and re-learns the difference.
+  assert.equal(counted.length, 1, 'only exact counts are handed on: the data path reads the quick count itself');
   exact = 30;
   inUse = 40;
-  clock.t = 1011;
-  assert.equal(m.forDecision(), 30);
-  assert.equal(dumps(), 2);
+  clock.t = 1001;
+  m.forReport();
+  assert.deepEqual([dumps(), m.last], [2, 30]);
+  assert.deepEqual(counted.at(-1), [30, 40]);
   inUse = 41;
-  clock.t = 1020;
-  assert.equal(m.forDecision(), 31, 'the new difference, 10');
-});
-
-test('28.load-meter: without a quick count every decision older than decisionMaxAgeMs dumps', () => {
-  const { m, clock, dumps } = meter({ exact: () => 3 });
-  m.forDecision();
-  clock.t = 3;
-  m.forDecision();
-  assert.equal(dumps(), 1, 'fresh enough');
-  clock.t = 6;
-  m.forDecision();
-  assert.equal(dumps(), 2);
+  clock.t = 1200;
+  m.forReport();
+  assert.equal(m.last, 31, 'the new difference, 10');
+  assert.deepEqual(reported, [10, 14, 30, 31]);
 });
 
 test('28.load-meter: reports measure only when traffic passed, or when the value is old; every value goes to the heartbeats', () => {
@@ -78,20 +71,15 @@ test('28.load-meter: reports measure only when traffic passed, or when the value
   assert.deepEqual(reported, [5, 5, 5]);
 });
 
-test('28.load-meter: when the dump fails the fallback is used, and kept connections never pile up', () => {
-  let kept = 0;
-  const { m, clock } = meter({
+test('28.load-meter: when the dump fails the fallback is used, and handed on with no quick count (the value stands)', () => {
+  const { m, counted } = meter({
     exact: () => {
       throw new Error('ENOENT: no inet_diag');
     },
     fallback: () => 4,
+    quick: () => 99,
   });
-  for (let i = 0; i < 100; i++) {
-    clock.t += 10;
-    const load = m.forDecision();
-    m.noteKept();
-    kept++;
-    assert.ok(load <= 5, `load grew to ${load} after ${kept} kept connections`);
-  }
+  m.measure();
   assert.equal(m.last, 4);
+  assert.deepEqual(counted, [[4, null]]);
 });

@@ -11,7 +11,7 @@ import { waitFor } from './support/wait';
 describe('61.cluster.dualstack', () => {
   let cluster: Cluster;
   before(async () => {
-    cluster = await Cluster.create({ hosts: 4, policy: 'load', slots: 4, serviceMs: 20, webHost: '::', tag: 'ds', config: { load: { threshold: 4, decisionTimeoutMs: 250 } } });
+    cluster = await Cluster.create({ hosts: 4, policy: 'load', slots: 4, serviceMs: 20, webHost: '::', tag: 'ds', config: { load: { threshold: 4 } } });
   });
   after(async () => {
     await cluster?.destroy();

@@ -6,6 +6,7 @@
 //
 //   node loadgen.js '{"targets":[{"address":"198.18.0.1","weight":7}],"requests":3000,"concurrency":32}'
 import http from 'node:http';
+import readline from 'node:readline';
 
 export interface LoadSpec {
   targets: Array<{ address: string; port?: number; weight?: number }>;
@@ -17,6 +18,12 @@ export interface LoadSpec {
   maxDurationMs?: number;
   /** Response sizes to ask for, drawn uniformly from this list (default: tiny). */
   sizes?: number[];
+  /**
+   * Open loop: start this many requests a second, on a schedule, whatever
+   * the answers do (at most `concurrency` at once: past that, starts wait).
+   * Without it the load is a closed loop of `concurrency` workers.
+   */
+  rate?: number;
 }
 
 export interface LoadSummary {
@@ -90,9 +97,14 @@ export async function runLoad(spec: LoadSpec): Promise<LoadSummary> {
     seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5;
     return (seed >>> 0) / 0x100000000;
   };
+  // Open loop: worker k's n-th start is due at (k + n * concurrency) / rate.
+  const t0 = performance.now();
+  const dueAt = (i: number): number => (spec.rate ? t0 + (i * 1000) / spec.rate : 0);
   const worker = async (): Promise<void> => {
     while (issued < spec.requests && Date.now() < deadline) {
+      const wait = dueAt(issued) - performance.now();
       issued++;
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       const target = pick(spec.targets, random());
       const sizes = spec.sizes ?? [0];
       const size = sizes[Math.floor(random() * sizes.length)]!;
@@ -124,13 +136,26 @@ export async function runLoad(spec: LoadSpec): Promise<LoadSummary> {
   return s;
 }
 
-if (require.main === module) {
+/**
+ * `--held`: print "ready", start on a line from stdin, and after the summary
+ * stay until stdin ends, so a bench can read this process's CPU before and
+ * after the load (bench/decision-cost.ts).
+ */
+async function main(): Promise<void> {
   const spec = JSON.parse(process.argv[2] ?? '') as LoadSpec;
-  runLoad(spec).then(
-    (summary) => process.stdout.write(JSON.stringify(summary) + '\n'),
-    (err: Error) => {
-      process.stderr.write(`loadgen: ${err.message}\n`);
-      process.exit(1);
-    },
-  );
+  const held = process.argv[3] === '--held';
+  const lines = held ? readline.createInterface({ input: process.stdin }) : null;
+  if (lines) {
+    process.stdout.write('ready\n');
+    await new Promise((r) => lines.once('line', r));
+  }
+  process.stdout.write(JSON.stringify(await runLoad(spec)) + '\n');
+  if (lines) await new Promise((r) => lines.once('close', r));
+}
+
+if (require.main === module) {
+  main().catch((err: Error) => {
+    process.stderr.write(`loadgen: ${err.message}\n`);
+    process.exit(1);
+  });
 }

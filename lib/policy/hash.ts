@@ -1,14 +1,13 @@
 // The hash policy (the paper's stateless variant): Maglev consistent hashing
-// over the client's address and port, computed per packet in native code from
-// the table pushed here. No decision ever crosses into JavaScript.
+// over the client's address and port, computed per new flow in native code
+// from the (weighted) table pushed here.
 import type { Eligibility } from '../eligibility';
 import type { NativeQueue } from '../native';
-import type { DecisionCounts, RoutingPolicy } from './policy';
+import type { RoutingPolicy } from './policy';
 import { pushTable } from './table';
 
 export class HashPolicy implements RoutingPolicy {
   readonly name = 'hash' as const;
-  readonly onDecide = undefined;
   private entry: NativeQueue | null = null;
 
   attach(entry: NativeQueue): void {
@@ -17,10 +16,6 @@ export class HashPolicy implements RoutingPolicy {
 
   setEligible(e: Eligibility): void {
     pushTable(this.entry, e);
-  }
-
-  decisions(): DecisionCounts {
-    return { local: 0, forwarded: 0, byPeer: {} };
   }
 
   reconfigure(): void {

@@ -1,27 +1,19 @@
 // What a routing policy is to the daemon: told which hosts may get new
-// connections, it routes them; the data path applies its choices. One
-// module per policy (hash.ts, load.ts), made by createPolicy (index.ts).
+// connections, it hands the data path what that policy decides on. Both
+// decide every new connection natively, in the entry queue's thread (the
+// hash policy by the Maglev table, the load policy also on loads:
+// native/load_decider.h), so no packet waits for JavaScript. One module per
+// policy (hash.ts, load.ts), made by createPolicy (index.ts).
 import type { DprConfig } from '../config';
 import type { Eligibility } from '../eligibility';
-import type { DecisionBatch, NativeQueue, PolicyName } from '../native';
-
-export interface DecisionCounts {
-  local: number;
-  forwarded: number;
-  byPeer: Record<number, number>;
-}
+import type { NativeQueue, PolicyName } from '../native';
 
 export interface RoutingPolicy {
-  /** What the data path runs: `hash` decides natively, `load` defers new flows to onDecide. */
   readonly name: PolicyName;
-  /** The entry queue's decision callback; undefined when the data path decides alone. */
-  readonly onDecide: ((batch: DecisionBatch) => void) | undefined;
   /** The entry queue this policy routes for (before it starts). */
   attach(entry: NativeQueue): void;
   /** The hosts new connections may go to changed (and at start). */
   setEligible(e: Eligibility): void;
-  /** Decisions taken in JavaScript (load policy); the hash policy's are counted natively. */
-  decisions(): DecisionCounts;
   /** A reload: the policy's own settings may have changed (never the policy itself). */
   reconfigure(c: Readonly<DprConfig>): void;
 }

@@ -18,12 +18,14 @@
 //   bit 1 packets carry a source MAC   bit 2 ... host 0's (else a stranger's)
 //   bit 3 every packet is larger than its copy (NFQA_CAP_LEN: 65,535 bytes)
 //   bit 4 peers.routersBetween 1 (else 0)
-// Single mode: the rest is one packet. It is processed, resolved if deferred,
-// processed again as a retransmission, and the table swept later on.
+// Single mode: the rest is one packet. It is processed, processed again as a
+// retransmission, and the table swept later on.
 // Multi mode: the rest is records [ctrl][len hi][len lo][len bytes], one packet
 // each, so flows can move through their states. ctrl:
-//   bit 0 csumNotReady  bit 1 resolve if deferred  bits 2-3 resolve target
+//   bit 0 csumNotReady  bit 1 new loads first (load policy)  bits 2-3 which
 //   bit 4 sweep after   bits 5-7 clock advance before (kAdvanceMs)
+// The load policy decides on loads the harness publishes: this host's and
+// its peers' (a peer report, as the heartbeat thread would), from bits 2-3.
 // The cluster matches test/support/cluster.ts, so fixtures make good seeds.
 #include <arpa/inet.h>
 
@@ -148,9 +150,12 @@ struct Harness {
   Engine engine;
   uint32_t now = 1000;
   // What the harness itself did, to hold the engine's decisions and counters to.
-  std::vector<std::pair<dpr::FlowKey, uint16_t>> decided;  // load policy: Resolve answers
-  uint64_t processed = 0, replayed = 0, bytes = 0;
+  std::vector<std::pair<dpr::FlowKey, uint16_t>> decided;  // load policy: where each new flow went
+  uint64_t processed = 0, bytes = 0;
+  std::shared_ptr<dpr::PeerLoadBoard> board = std::make_shared<dpr::PeerLoadBoard>();
   Harness(uint8_t s, uint8_t x) : sel(s), extras(x), engine(MakeConfig(s, x)) {
+    engine.loadDecider().SetBoard(board);
+    SetLoads(0);
     engine.SetLookupTable(Tables()[s >> 6]);
     engine.SetDraining((s & kSelDraining) != 0);
     std::vector<uint8_t> macs(4 * 6, 0);
@@ -158,6 +163,12 @@ struct Harness {
     engine.SetPeerMacs(macs);
   }
   const EngineConfig& cfg() const { return engine.config(); }
+  // Loads that send new flows everywhere in turn: `which` 0 keeps them here,
+  // 1-3 make this host the busiest and a different peer the lightest.
+  void SetLoads(uint8_t which) {
+    engine.loadDecider().own().Calibrate(which == 0 ? 0 : 40, -1);
+    for (uint16_t id = 0; id < 3; ++id) board->Publish(id, which == 0 ? 0 : (id + which) % 3 * 10);
+  }
   // What the queue would have read from the kernel for a packet of `len` bytes.
   dpr::PacketMeta Meta(size_t len, bool csumNotReady) const {
     dpr::PacketMeta m;
@@ -310,7 +321,6 @@ void CheckOutcome(const Harness& h, const uint8_t* in, const uint8_t* out, size_
     case Action::kForward: Require(entry && o.mangled && o.mark == c.forwardMark); break;
     // The entry engine restores only ICMP errors (where service and cluster address are one).
     case Action::kRestore: Require((!entry || icmp) && o.mangled && o.mark == c.serveMark); break;
-    case Action::kDefer: Require(entry && c.policy == dpr::Policy::kLoad && !icmp && !o.mangled && o.mark == 0); break;
     default: Require(!o.mangled && o.mark == 0); break;
   }
   // Too big to rewrite: passed on or dropped as it is, never handed elsewhere.
@@ -331,26 +341,18 @@ void CheckOutcome(const Harness& h, const uint8_t* in, const uint8_t* out, size_
   CheckTarget(h, in, o);
 }
 
-// Every packet counted once, a replayed one not again; the serving side is
+// Every packet counted once; the serving side is
 // stateless and must keep no flows.
 void CheckCounters(Harness& h) {
   dpr::EngineCounters& c = h.engine.counters();
   Require(c.packets.Get() == h.processed && c.bytes.Get() == h.bytes);
   uint64_t actions = 0;
   for (const auto& a : c.byAction) actions += a.Get();
-  Require(actions == h.processed + h.replayed);
+  Require(actions == h.processed);
   if (h.cfg().role == dpr::Role::kServe) Require(h.engine.flows().size() == 0);
 }
 
-// A host is live when the lookup table names it (the engine's rule too).
-bool TableNames(const Harness& h, uint16_t host) {
-  const auto& t = *Tables()[h.sel >> 6];
-  return host == h.cfg().self || std::find(t.begin(), t.end(), host) != t.end();
-}
-
 void RememberDecision(Harness& h, const dpr::FlowKey& key, uint16_t target) {
-  const EngineConfig& c = h.cfg();
-  if (target >= c.serviceAddr.size() || c.serviceAddr[target] == 0 || !TableNames(h, target)) target = c.self;
   for (auto& d : h.decided) {
     if (d.first == key) {
       d.second = target;
@@ -384,8 +386,8 @@ void CheckTable(Engine& engine) {
 
 struct Step {
   bool csumNotReady = false;
-  bool resolve = false;
-  uint16_t target = 0;
+  bool setLoads = false;
+  uint8_t loads = 0;
   bool sweep = false;
 };
 
@@ -396,23 +398,17 @@ void RunPacket(Harness& h, const uint8_t* data, size_t len, const Step& s) {
   if (h.sel & kSelFix) ref::FixChecksums(buf.get(), len, s.csumNotReady);
   const std::vector<uint8_t> in(buf.get(), buf.get() + len);
   const dpr::PacketMeta meta = h.Meta(len, s.csumNotReady);
+  if (s.setLoads) h.SetLoads(s.loads);
+  const dpr::EngineCounters& c = h.engine.counters();
+  const uint64_t newFlows = c.newFlowsLocal.Get() + c.newFlowsForwarded.Get();
   const Outcome o = h.engine.Process(buf.get(), len, meta, h.now);
   ++h.processed;
   h.bytes += len;
+  // A new flow: where it went is where its later packets must go.
+  if (c.newFlowsLocal.Get() + c.newFlowsForwarded.Get() != newFlows) RememberDecision(h, KeyOf(in.data()), o.target);
   CheckOutcome(h, in.data(), buf.get(), len, o, meta);
   CheckTable(h.engine);
   CheckCounters(h);
-  if (o.action == Action::kDefer && s.resolve) {
-    Require(o.key == KeyOf(in.data()));
-    Require(h.engine.Resolve(o.key, s.target, h.now));  // inserted just now: cannot have expired
-    RememberDecision(h, o.key, s.target);
-    const Outcome r = h.engine.Replay(buf.get(), len, meta, h.now);
-    ++h.replayed;
-    Require(r.action != Action::kDefer && r.action != Action::kDrop);
-    CheckOutcome(h, in.data(), buf.get(), len, r, meta);
-    CheckTable(h.engine);
-    CheckCounters(h);
-  }
   if (s.sweep) {
     h.engine.Sweep(8, h.now);
     CheckTable(h.engine);
@@ -422,8 +418,8 @@ void RunPacket(Harness& h, const uint8_t* data, size_t len, const Step& s) {
 void RunSingle(Harness& h, const uint8_t* data, size_t len) {
   Step s;
   s.csumNotReady = (h.sel & kSelCsum) != 0;
-  s.resolve = true;
-  s.target = len > 0 ? data[len - 1] % 5 : 0;  // 3 is a hole, 4 is out of range
+  s.setLoads = true;
+  s.loads = len > 0 ? data[len - 1] % 4 : 0;
   RunPacket(h, data, len, s);
   h.now += 1;
   RunPacket(h, data, len, s);  // a retransmission meets the entry the first copy left
@@ -441,8 +437,8 @@ void RunMulti(Harness& h, const uint8_t* data, size_t len) {
     if (size > len - at) size = len - at;
     Step s;
     s.csumNotReady = (ctrl & 0x01) != 0;
-    s.resolve = (ctrl & 0x02) != 0;
-    s.target = (ctrl >> 2) & 0x03;
+    s.setLoads = (ctrl & 0x02) != 0;
+    s.loads = (ctrl >> 2) & 0x03;
     s.sweep = (ctrl & 0x10) != 0;
     h.now += kAdvanceMs[ctrl >> 5];
     RunPacket(h, data + at, size, s);

@@ -26,13 +26,14 @@ export function addr(list: readonly (string | null)[], id: number): string {
 export type EngineName =
   | 'entry-hash-to-peer' // host 0, hash table naming host 1 for every client
   | 'entry-hash-local'   // host 0, hash table naming host 0 (itself)
-  | 'entry-load'         // host 0, load policy: new flows wait for a decision
+  | 'entry-load-busy'    // host 0, load policy, table naming host 1: busy (50), host 1 idle, so new flows go to 1
+  | 'entry-load-idle'    // the same, this host idle too: new flows stay
   | 'entry-draining'     // as entry-hash-to-peer, but draining: new flows stay local
   | 'serve'              // host 1 as serving host
   | 'serve-macs';        // host 1, peers on one segment: host 0's MAC is PEER_MACS[0], host 2's unknown
 
 export const ENGINE_NAMES: readonly EngineName[] = [
-  'entry-hash-to-peer', 'entry-hash-local', 'entry-load', 'entry-draining', 'serve', 'serve-macs',
+  'entry-hash-to-peer', 'entry-hash-local', 'entry-load-busy', 'entry-load-idle', 'entry-draining', 'serve', 'serve-macs',
 ];
 
 /** The neighbour table of 'serve-macs': host 0's MAC; host 2 not resolved yet. */

@@ -1,12 +1,12 @@
 // A stand-in for the addon's Queue, for running the daemon without root and
 // without a kernel queue: it records what the daemon pushes (lookup tables,
-// draining, decisions) and lets a test hand it new flows to decide.
-import { DECISION_FIELDS, type DecisionBatch, type EngineOptions, type FlowCounts, type Malformed, type NativeQueue, type Note, type QueueOptions, type QueueStats } from '../../lib/native';
+// draining, weights, the threshold, load counts, host lists, peers' MACs).
+import { Engine, type EngineOptions, type LoadBoard, type NativeEngine, type FlowCounts, type Malformed, type NativeQueue, type Note, type QueueOptions, type QueueStats } from '../../lib/native';
 
 const zeroFlows: FlowCounts = { pending: 0, syn: 0, probation: 0, established: 0, closing: 0, reset: 0 };
 // Typed in full, so a counter the addon gains must be added here too.
 const zeroNotes: Record<Note, number> = {
-  not_service: 0, not_peer_port: 0, bad_origin: 0, no_flow: 0, no_flow_hashed: 0, table_full: 0, pending_duplicate: 0,
+  not_service: 0, not_peer_port: 0, bad_origin: 0, no_flow: 0, no_flow_hashed: 0, table_full: 0, kept_for_local_socket: 0,
   draining: 0, probe_limit: 0, rst_in_window: 0, rst_out_of_window: 0, syn_on_flow: 0, syn_redecided: 0,
   peer_mac_unknown: 0, bad_peer_mac: 0, icmp_forwarded: 0, icmp_local: 0, icmp_no_flow: 0, icmp_restored: 0,
   icmp_not_ours: 0, oversize: 0, reused_here: 0,
@@ -18,7 +18,7 @@ const zeroMalformed: Record<Malformed, number> = {
 function zeroStats(queueNum: number): QueueStats {
   return {
     queueNum, packets: 0, bytes: 0,
-    actions: { accept: 0, forward: 0, restore: 0, drop: 0, defer: 0 },
+    actions: { accept: 0, forward: 0, restore: 0, drop: 0 },
     malformed: { ...zeroMalformed },
     notes: { ...zeroNotes },
     newFlows: { local: 0, forwarded: 0, byHost: [] },
@@ -26,8 +26,7 @@ function zeroStats(queueNum: number): QueueStats {
     flows: { ...zeroFlows, forwarded: { ...zeroFlows }, expired: 0, closed: 0 },
     queue: {
       batches: 0, batchPackets: 0, batchMax: 0, roundsCut: 0, recvErrors: 0, enobufs: 0, eintr: 0, sendErrors: 0,
-      batchesSplit: 0, sendLimit: 0, verdictErrors: 0, startupAccepted: 0, startupDropped: 0,
-      decisions: { requested: 0, answered: 0, timedOut: 0, late: 0, dropped: 0, keptForLocalSocket: 0, sockDiagErrors: 0 },
+      batchesSplit: 0, sendLimit: 0, verdictErrors: 0, startupAccepted: 0, startupDropped: 0, sockDiagErrors: 0,
     },
   };
 }
@@ -39,17 +38,18 @@ export class FakeQueue implements NativeQueue {
   readonly draining: boolean[] = [];
   /** Every host list pushed by a reload: [serviceAddrs, clusterAddrs]. */
   readonly hosts: Array<[number[], number[]]> = [];
-  /** What forwardState() reports: open forwarded flows by host id (a test sets them), decisions received by host id. */
-  readonly openByTarget: number[] = [];
-  readonly answeredByTarget: number[] = [];
+  /** Every weight list pushed (by host id), every threshold, every load count as [value, inUse]. */
+  readonly weights: number[][] = [];
+  readonly thresholds: number[] = [];
+  readonly loadCounts: Array<[number, number]> = [];
   /** Every peer-MAC table pushed (6 bytes per host id). */
   readonly peerMacs: number[][] = [];
-  readonly decided: Array<{ tokens: number[]; targets: number[] }> = [];
   running = false;
   stopped = false;
   private packetCount = 0;
+  private loadEngine: NativeEngine | null = null;
 
-  constructor(readonly options: QueueOptions, readonly engine: EngineOptions, readonly onDecide?: (batch: DecisionBatch) => void) {
+  constructor(readonly options: QueueOptions, readonly engine: EngineOptions) {
     FakeQueue.made.push(this);
   }
 
@@ -81,15 +81,22 @@ export class FakeQueue implements NativeQueue {
   setPeerMacs(macs: Uint8Array): void {
     this.peerMacs.push([...macs]);
   }
-  decide(tokens: Uint32Array, targets: Uint16Array): void {
-    this.decided.push({ tokens: [...tokens], targets: [...targets] });
-    for (const t of targets) this.answeredByTarget[t] = (this.answeredByTarget[t] ?? 0) + 1;
+  setWeights(weights: Uint8Array): void {
+    this.weights.push([...weights]);
   }
-  forwardState(out: Float64Array): void {
-    for (let id = 0; id < out.length / 2; id++) {
-      out[2 * id] = this.openByTarget[id] ?? 0;
-      out[2 * id + 1] = this.answeredByTarget[id] ?? 0;
-    }
+  setLoadThreshold(threshold: number): void {
+    this.thresholds.push(threshold);
+  }
+  calibrateLoad(value: number, inUse: number): void {
+    this.loadCounts.push([value, inUse]);
+  }
+  /** The board the daemon's peers publish to: a real engine's, so a test can read what arrived (loadEstimate). */
+  loadBoard(): LoadBoard {
+    return this.engineForLoads().loadBoard();
+  }
+  engineForLoads(): NativeEngine {
+    this.loadEngine ??= new Engine(this.engine);
+    return this.loadEngine;
   }
   stats(): QueueStats {
     return zeroStats(this.options.queueNum);
@@ -102,15 +109,5 @@ export class FakeQueue implements NativeQueue {
   }
   packets(): number {
     return this.packetCount;
-  }
-
-  /** New flows arrive (load policy): the daemon is asked to decide them, as the queue thread would. */
-  /** New flows to decide, as the data path hands them over; `hashTarget`: the host the Maglev table names for each. */
-  ask(tokens: number[], hashTarget = 0): void {
-    if (!this.onDecide) throw new Error('this queue has no decision callback (hash policy?)');
-    this.packetCount += tokens.length;
-    const batch = new Uint32Array(tokens.length * DECISION_FIELDS);
-    tokens.forEach((t, i) => batch.set([t, 0xc6120064, 40000 + i, 0x7f000001, 80, hashTarget], i * DECISION_FIELDS));
-    this.onDecide(batch);
   }
 }

@@ -29,7 +29,7 @@ export function baseOptions(over: Partial<EngineOptions> = {}): EngineOptions {
     serveMark: SERVE_MARK,
     maxFlows: 1024,
     maxEmbryonic: 256,
-    timeouts: { pendingMs: 1000, synMs: 10000, establishedMs: 900000, closingMs: 120000 },
+    timeouts: { synMs: 10000, establishedMs: 900000, closingMs: 120000 },
     ...over,
   };
 }
@@ -37,6 +37,16 @@ export function baseOptions(over: Partial<EngineOptions> = {}): EngineOptions {
 /** A Maglev-sized table (prime length) that names one host everywhere. */
 export function uniformTable(host: number, size = 251): Uint16Array {
   return new Uint16Array(size).fill(host);
+}
+
+/**
+ * For the load policy: `host` everywhere but one slot that names this host
+ * (0), which the table must name to be eligible for new connections itself.
+ */
+export function loadTable(host: number, size = 251): Uint16Array {
+  const t = uniformTable(host, size);
+  t[0] = 0;
+  return t;
 }
 
 export function makeEngine(name: EngineName): NativeEngine {
@@ -53,8 +63,15 @@ export function makeEngine(name: EngineName): NativeEngine {
       e.setLookupTable(uniformTable(0));
       return e;
     }
-    case 'entry-load':
-      return new Engine(baseOptions({ policy: 'load' }));
+    case 'entry-load-busy':
+    case 'entry-load-idle': {
+      const e = new Engine(baseOptions({ policy: 'load' }));
+      e.setLookupTable(loadTable(1));
+      // As the load meter and a heartbeat would say it (no sockets-in-use count: the value stands).
+      e.calibrateLoad(name === 'entry-load-busy' ? 50 : 0, -1);
+      e.publishPeerLoad(1, 0);
+      return e;
+    }
     case 'serve':
       return new Engine(baseOptions({ role: 'serve', self: 1 }));
     case 'serve-macs': {

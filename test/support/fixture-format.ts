@@ -12,8 +12,6 @@ export interface FixtureStep {
   csumNotReady: boolean;
   /** Engine clock for this packet; 1000 when absent. */
   nowMs?: number;
-  /** When the step is deferred (load policy): answer with this host, as the policy would. */
-  resolveTo?: number;
 }
 
 export interface PacketFixture {

@@ -15,7 +15,7 @@ export function portsServedBy(target: number, count: number, o: { hosts?: number
   const engine = new Engine({
     role: 'entry', policy: 'hash', self: 0, serviceAddrs: addrs, clusterAddrs: addrs,
     servicePorts: Uint16Array.of(80), peerPortBase: 20000, forwardMark: 0x100, serveMark: 0x200,
-    maxFlows: 16, maxEmbryonic: 16, timeouts: { pendingMs: 1000, synMs: 1000, establishedMs: 1000, closingMs: 1000 },
+    maxFlows: 16, maxEmbryonic: 16, timeouts: { synMs: 1000, establishedMs: 1000, closingMs: 1000 },
     hashKey: maglevKey(loadKey({ key: CLUSTER_KEY })),
   });
   engine.setLookupTable(buildMaglevTable(Array.from({ length: hosts }, (_, id) => id)));

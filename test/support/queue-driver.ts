@@ -3,8 +3,8 @@
 //   -> {"cmd":"export"}   <- {"reply":"export","ms":12,"flows":3} or {..., "error":"..."}
 //   -> {"cmd":"stats"}    <- {"reply":"stats","stats":{QueueStats}}
 //   -> {"cmd":"stop"}     <- {"reply":"stop","ms":3,"stats":{QueueStats}}, then it exits
-//   -> {"cmd":"block","ms":N}  the JavaScript thread sleeps N ms (decisions pile up), then <- {"reply":"block"}
-// With `decide`, the load policy's decisions are answered (every flow local).
+//   -> {"cmd":"block","ms":N}  the JavaScript thread sleeps N ms (the queue's thread goes on), then <- {"reply":"block"}
+// With `ownLoad`, the load policy's engine counts this host that busy (peers send no reports: idle).
 // On start it prints {"reply":"ready","tid":N}: the queue thread's id (its
 // name is dpr-q<queueNum>), for per-thread accounting and cgroups.
 // Run as: node queue-driver.js run '<DriverSpec as JSON>'
@@ -39,7 +39,8 @@ export interface DriverSpec {
   queue: QueueOptions;
   engine: EngineSpec;
   lookupTable?: number[];
-  decide?: boolean;
+  /** Load policy: this host's load, as the load meter would calibrate it. */
+  ownLoad?: number;
 }
 
 export interface Reply {
@@ -77,14 +78,9 @@ export function threadId(pid: number | 'self', name: string): number {
 
 async function run(spec: DriverSpec): Promise<void> {
   // Loaded here: the test process imports this file for the helpers above.
-  const { Queue, FLOW_WORDS, DECISION_FIELDS } = await import('../../lib/native');
-  const onDecide = spec.decide
-    ? (batch: Uint32Array): void => {
-        const n = batch.length / DECISION_FIELDS;
-        queue.decide(Uint32Array.from({ length: n }, (_, i) => batch[i * DECISION_FIELDS]!), new Uint16Array(n).fill(spec.engine.self));
-      }
-    : undefined;
-  const queue = new Queue(spec.queue, engineOptions(spec.engine), onDecide);
+  const { Queue, FLOW_WORDS } = await import('../../lib/native');
+  const queue = new Queue(spec.queue, engineOptions(spec.engine));
+  if (spec.ownLoad !== undefined) queue.calibrateLoad(spec.ownLoad, -1);
   if (spec.lookupTable) queue.setLookupTable(Uint16Array.from(spec.lookupTable));
   queue.start();
   const print = (o: Reply): void => void process.stdout.write(JSON.stringify(o) + '\n');

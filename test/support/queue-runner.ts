@@ -23,8 +23,8 @@ export interface RunnerSpec {
   role: Role;
   /** The hash policy's lookup table (slot -> host id); none = every flow local. */
   lookupTable?: number[];
-  /** Load policy: how the runner answers decisions ('never': let every one time out). */
-  decide?: 'never' | { target: number };
+  /** Load policy: this host's load as the load meter would calibrate it (absent: 0, every flow local while peers send nothing). */
+  ownLoad?: number;
 }
 
 const STATS = 'stats ';
@@ -68,22 +68,12 @@ export async function startQueueRunner(bed: Testbed, host: string, spec: RunnerS
 async function run(spec: RunnerSpec): Promise<void> {
   // Loaded here, not at the top: the test process imports this file for the
   // helpers above and has no use for the addon itself.
-  const { Queue, DECISION_FIELDS } = await import('../../lib/native');
+  const { Queue } = await import('../../lib/native');
   const { loadConfig } = await import('../../lib/config');
   const { engineOptions, queueOptions } = await import('../../lib/plan');
   const config = loadConfig({ file: spec.config });
-  const holder: { queue?: InstanceType<typeof Queue> } = {};
-  const answer = spec.decide;
-  const onDecide = config.policy === 'load' && spec.role === 'entry'
-    ? (batch: Uint32Array): void => {
-      if (answer === undefined || answer === 'never') return;
-      const n = batch.length / DECISION_FIELDS;
-      const tokens = Uint32Array.from({ length: n }, (_, i) => batch[i * DECISION_FIELDS]!);
-      holder.queue!.decide(tokens, new Uint16Array(n).fill(answer.target));
-    }
-    : undefined;
-  const queue = new Queue(queueOptions(config, spec.role), engineOptions(config, spec.role), onDecide);
-  holder.queue = queue;
+  const queue = new Queue(queueOptions(config, spec.role), engineOptions(config, spec.role));
+  if (spec.ownLoad !== undefined) queue.calibrateLoad(spec.ownLoad, -1);
   if (spec.lookupTable) queue.setLookupTable(Uint16Array.from(spec.lookupTable));
   queue.start();
   // On one L2 segment the engines take forwarded packets only from their

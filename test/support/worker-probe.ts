@@ -17,11 +17,10 @@ function startQueueInWorker(): void {
   const native = require('../../lib/native') as typeof import('../../lib/native');
   const addrs = Uint32Array.of(0xc6120001, 0xc6120002);
   const queue = new native.Queue(
-    { queueNum: 0, maxLen: 64, rcvBufBytes: 1 << 20, batchSize: 8, decisionTimeoutMs: 50 },
+    { queueNum: 0, maxLen: 64, rcvBufBytes: 1 << 20, batchSize: 8 },
     { role: 'entry', policy: 'load', self: 0, serviceAddrs: addrs, clusterAddrs: addrs, servicePorts: Uint16Array.of(80),
       peerPortBase: 20000, forwardMark: 0x100, serveMark: 0x200, maxFlows: 64, maxEmbryonic: 64,
-      timeouts: { pendingMs: 1000, synMs: 1000, establishedMs: 1000, closingMs: 1000 } },
-    () => undefined,
+      timeouts: { synMs: 1000, establishedMs: 1000, closingMs: 1000 } },
   );
   queue.start();
   setInterval(() => undefined, 1000); // the worker stays until terminated
