@@ -40,9 +40,13 @@ export function applyKernelPath(k: KernelPath, undo: Undo): void {
     if (links.has(name)) run('ip', ['link', 'del', name]);
     run('ip', ['link', 'add', ...l]);
     undo.push([`link ${name}`, () => run('ip', ['link', 'del', name])]);
+    // No IPv6 link-local chatter on the tunnel.
+    run('ip', ['link', 'set', name, 'addrgenmode', 'none']);
+    if (k.linkAddress) run('ip', ['addr', 'add', `${k.linkAddress}/32`, 'dev', name, 'scope', 'link']);
     run('ip', ['link', 'set', name, 'up']);
   }
   for (const name of [...links].filter((n) => !k.links.some((l) => l[1] === n))) run('ip', ['link', 'del', name]);
+  for (const n of k.neighbours) run('ip', ['neigh', 'replace', ...n]);
   for (const r of k.routes) {
     run('ip', ['route', 'replace', ...r]);
     const table = r[r.indexOf('table') + 1]!;

@@ -185,12 +185,13 @@ const restore = (input: string): void => {
 export function install(r: RuleSet, log: (line: string) => void = () => {}): void {
   const tables = tablesOf(r);
   const before = readTables(tables);
-  const sysctls = expandSysctls(r.sysctls);
-  const old = new Map(sysctls.map(([k]) => [k, readSysctl(k)]));
   const undo: Array<[string, () => void]> = [];
   try {
-    // The sets first: the rules name them.
+    // The sets first: the rules name them. (And the tunnel devices before
+    // the sysctls' `*` is expanded: they get theirs too.)
     if (r.kernel) applyKernelPath(r.kernel, undo);
+    const sysctls = expandSysctls(r.sysctls);
+    const old = new Map(sysctls.map(([k]) => [k, readSysctl(k)]));
     restore(installInput(r, before, old));
     undo.push(['rules', () => restore(rollbackInput(before, readTables(tables)))]);
     for (const [k, v] of sysctls) {

@@ -6,7 +6,7 @@
 // lib/install.ts (all or nothing), found again by name or by ROUTE_PROTO.
 //
 // Names carry the address family (`dpr4_`), so IPv6 can add `dpr6_` beside.
-import type { DprConfig } from './config';
+import { restoreAddress, type DprConfig } from './config';
 
 /** iproute2 protocol number on our rules and routes: how uninstall finds them without a configuration. */
 export const ROUTE_PROTO = '77';
@@ -22,11 +22,13 @@ export const LINK_PREFIX = 'dprvx';
  */
 export const FIN_HOLD_OFF_S = 5;
 /**
- * Every VXLAN device of a cluster has this MAC address. The devices are
- * NOARP, so the kernel addresses a frame to the sending device's own MAC;
- * the receiving device has the same one and takes it as its own.
+ * The MAC address of host `self`'s VXLAN device towards host `peer`. Fixed,
+ * so the other end needs no ARP: its route goes via our cluster address with
+ * a permanent neighbour entry for this MAC. (One MAC on both ends would not
+ * do: VXLAN drops a frame from its own MAC as a loop.)
  */
-export const TUNNEL_MAC = '02:64:70:72:00:01';
+export const tunnelMac = (self: number, peer: number): string =>
+  ['02', '64', '70', '72', self, peer].map((b) => (typeof b === 'number' ? b.toString(16).padStart(2, '0') : b)).join(':');
 
 export const peerSet = (id: number): string => `${SET_PREFIX}to${id}`;
 export const finSet = `${SET_PREFIX}fin`;
@@ -37,6 +39,14 @@ export interface KernelPath {
   sets: string[][];
   /** `ip link add` arguments (tunnel), then brought up. */
   links: string[][];
+  /**
+   * Tunnel: the address each device holds (this host's restore address,
+   * unused otherwise in the kernel modes). Without one, the kernel's
+   * reverse-path check drops every packet arriving on it, loose mode too.
+   */
+  linkAddress: string | null;
+  /** `ip neigh replace` arguments (tunnel): the peer's end of each tunnel. */
+  neighbours: string[][];
   /** `ip route replace` arguments, one per peer table. */
   routes: string[][];
   /** `ip rule add` arguments, after the local rule moved to `localPref`. */
@@ -69,18 +79,22 @@ export function renderKernelPath(c: DprConfig): KernelPath | null {
     [finSet, 'hash:ip,port,ip', 'timeout', String(FIN_HOLD_OFF_S), ...size],
   ];
   const links = c.mode === 'tunnel'
-    ? others.map((h) => ['name', tunnelLink(h.id), 'address', TUNNEL_MAC, 'mtu', String(c.tunnel.mtu - 50), 'type', 'vxlan',
+    ? others.map((h) => ['name', tunnelLink(h.id), 'address', tunnelMac(c.self, h.id), 'mtu', String(c.tunnel.mtu - 50), 'type', 'vxlan',
       'id', String(tunnelVni(c, c.self, h.id)), 'local', me.cluster, 'remote', h.cluster, 'dstport', String(c.tunnel.port), 'nolearning'])
     : [];
+  const neighbours = c.mode === 'tunnel'
+    ? others.map((h) => [h.cluster, 'lladdr', tunnelMac(h.id, c.self), 'dev', tunnelLink(h.id), 'nud', 'permanent'])
+    : [];
   const routes = others.map((h) => [
-    'default', ...(c.mode === 'tunnel' ? ['dev', tunnelLink(h.id)] : ['via', h.cluster]),
+    'default', 'via', h.cluster, ...(c.mode === 'tunnel' ? ['dev', tunnelLink(h.id), 'onlink'] : []),
     'table', String(c.routing.tableBase + h.id), 'proto', ROUTE_PROTO,
   ]);
   const rules = others.map((h) => {
     const m = peerMark(c, h.id);
     return ['pref', String(c.routing.rulePref), 'fwmark', `${hex(m.value)}/${hex(m.mask)}`, 'lookup', String(c.routing.tableBase + h.id), 'protocol', ROUTE_PROTO];
   });
-  return { sets, links, routes, rules, localPref: c.routing.rulePref + 1 };
+  const linkAddress = c.mode === 'tunnel' ? restoreAddress(c, c.self) : null;
+  return { sets, links, linkAddress, neighbours, routes, rules, localPref: c.routing.rulePref + 1 };
 }
 
 /**

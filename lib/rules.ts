@@ -30,7 +30,7 @@
 // lib/install.ts applies it all or nothing and removes it again.
 import type { DprConfig } from './config';
 import { peerPortRange, restoreAddress, selfHost } from './config';
-import { entryKernelRules, renderKernelPath, ROUTE_PROTO, type KernelPath } from './kernel-path';
+import { entryKernelRules, LINK_PREFIX, peerMark, renderKernelPath, ROUTE_PROTO, type KernelPath } from './kernel-path';
 
 export interface Jump {
   table: 'raw' | 'nat' | 'filter' | 'mangle';
@@ -199,6 +199,10 @@ function renderKernelRules(c: DprConfig): RuleSet {
     ':DPR_POST - [0:0]',
     // Tunnel: the clients of connections served for peers send segments
     // that fit into the tunnel with its 50 bytes (the SYN-ACK says so).
+    // Tunnel: a forwarded packet's mark chose the tunnel; the tunnel's own
+    // (outer) packet is routed with the same skb mark, so the mark goes
+    // first, or the outer packet would be sent into the tunnel again.
+    ...(c.mode === 'tunnel' ? [`-A DPR_POST -o ${LINK_PREFIX}+ -j MARK --set-xmark 0x0/${hex(peerMark(c, 0).mask)}`] : []),
     ...(c.mode === 'tunnel'
       ? others.map((h) => `-A DPR_POST -s ${h.service}/32 -p tcp -m multiport --sports ${ports} -m tcp --tcp-flags SYN,RST,ACK SYN,ACK -m tcpmss --mss ${mss + 1}:65535 -j TCPMSS --set-mss ${mss}`)
       : []),
@@ -264,7 +268,12 @@ export function renderInstallScript(r: RuleSet): string {
   const k = r.kernel;
   if (k) {
     for (const set of k.sets) lines.push(`ipset create -exist ${set.join(' ')}`);
-    for (const link of k.links) lines.push(`ip link add ${link.join(' ')}`, `ip link set ${link[1]} up`);
+    for (const link of k.links) {
+      lines.push(`ip link add ${link.join(' ')}`, `ip link set ${link[1]} addrgenmode none`);
+      if (k.linkAddress) lines.push(`ip addr add ${k.linkAddress}/32 dev ${link[1]} scope link`);
+      lines.push(`ip link set ${link[1]} up`);
+    }
+    for (const n of k.neighbours) lines.push(`ip neigh replace ${n.join(' ')}`);
     for (const route of k.routes) lines.push(`ip route replace ${route.join(' ')}`);
     lines.push(`ip rule add pref ${k.localPref} lookup local protocol ${ROUTE_PROTO}`, 'ip rule del pref 0 lookup local');
     for (const rule of k.rules) lines.push(`ip rule add ${rule.join(' ')}`);

@@ -131,6 +131,12 @@ export function modeSuite(o: ModeSuite): void {
         const down = fs.readFileSync(file, 'latin1');
         assert.equal(down.length, 4 << 20);
         assert.match(down, /^host=1\nx+$/);
+        if (o.mode === 'tunnel') {
+          // The serving host told the client to send segments that fit into the tunnel (tunnel.mtu - 90).
+          const post = cluster.bed.exec('h1', ['iptables', '-w', '-t', 'mangle', '-L', 'DPR_POST', '-v', '-x', '-n']);
+          const clamped = post.split('\n').filter((l) => l.includes('TCPMSS') && l.includes(hostAddress(0))).map((l) => Number(l.trim().split(/\s+/)[0]));
+          assert.ok((clamped[0] ?? 0) >= 2, `h1 clamped the MSS of ${clamped[0] ?? 0} SYN-ACKs for h0's connections`);
+        }
       } finally {
         fs.rmSync(dir, { recursive: true, force: true });
       }
