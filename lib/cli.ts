@@ -44,7 +44,7 @@ async function start(opts: { config?: string; skipChecks?: boolean }): Promise<v
   setLogLevel(config.log.level);
   const log = logger('main');
   const me = selfHost(config);
-  const checks = preflight(me.service, config.servicePorts);
+  const checks = preflight(me.service, config.servicePorts, renderRules(config).jumps);
   for (const w of checks.warnings) log.warn(w);
   if (checks.problems.length && !opts.skipChecks) {
     for (const p of checks.problems) log.error(p);

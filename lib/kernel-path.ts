@@ -73,7 +73,10 @@ export function renderKernelPath(c: DprConfig): KernelPath | null {
   const me = c.hosts.find((h) => h.id === c.self)!;
   const others = c.hosts.filter((h) => h.id !== c.self);
   const hex = (n: number): string => `0x${n.toString(16)}`;
-  const size = ['maxelem', String(c.flows.max)];
+  // Buckets for an eighth of the entries (8 bytes each): a lookup then
+  // scans a few entries, not the dozen of ipset's default sizing (bench: forward).
+  const hashsize = 2 ** Math.ceil(Math.log2(Math.max(1024, c.flows.max / 8)));
+  const size = ['hashsize', String(hashsize), 'maxelem', String(c.flows.max)];
   const sets = [
     ...others.map((h) => [peerSet(h.id), 'hash:ip,port,ip', 'timeout', String(sec(c.flows.establishedTimeoutMs)), ...size]),
     [finSet, 'hash:ip,port,ip', 'timeout', String(FIN_HOLD_OFF_S), ...size],

@@ -164,7 +164,7 @@ function renderKernelRules(c: DprConfig): RuleSet {
   const others = c.hosts.filter((h) => h.id !== c.self);
   const kernel = renderKernelPath(c)!;
   const entry = entryKernelRules(c);
-  const mss = c.tunnel.mtu - 90;
+  const tunnel = c.mode === 'tunnel';
   const restore = [
     '*raw',
     ':DPR_PRE - [0:0]',
@@ -183,9 +183,9 @@ function renderKernelRules(c: DprConfig): RuleSet {
     // Not (yet, or no longer) in a set: the engine routes it, and adds it back.
     `-A DPR_ENTRY -j NFQUEUE --queue-num ${c.queues.flows}`,
     'COMMIT',
-    '*nat',
-    ':DPR_NAT - [0:0]',
-    'COMMIT',
+    // No nat table (nothing to translate; conntrack stays off unless other
+    // rules need it) and, in `direct`, no mangle table: the hooks of every
+    // table cost every packet (bench: forward).
     '*filter',
     ':DPR_FORWARD - [0:0]',
     `-A DPR_FORWARD -m mark --mark ${fwd} -j ACCEPT`,
@@ -193,34 +193,27 @@ function renderKernelRules(c: DprConfig): RuleSet {
     // What peers route here unchanged: their clients' connections to their service addresses.
     ...others.map((h) => `-A DPR_INPUT -d ${h.service}/32 -p tcp -m multiport --dports ${ports} -j ACCEPT`),
     `-A DPR_INPUT -s ${c.clusterCidr} -d ${me.cluster}/32 -p udp -m udp --dport ${c.peers.port} -j ACCEPT`,
-    ...(c.mode === 'tunnel' ? [`-A DPR_INPUT -s ${c.clusterCidr} -d ${me.cluster}/32 -p udp -m udp --dport ${c.tunnel.port} -j ACCEPT`] : []),
+    ...(tunnel ? [`-A DPR_INPUT -s ${c.clusterCidr} -d ${me.cluster}/32 -p udp -m udp --dport ${c.tunnel.port} -j ACCEPT`] : []),
     'COMMIT',
-    '*mangle',
-    ':DPR_POST - [0:0]',
-    // Tunnel: the clients of connections served for peers send segments
-    // that fit into the tunnel with its 50 bytes (the SYN-ACK says so).
-    // Tunnel: a forwarded packet's mark chose the tunnel; the tunnel's own
-    // (outer) packet is routed with the same skb mark, so the mark goes
-    // first, or the outer packet would be sent into the tunnel again.
-    ...(c.mode === 'tunnel' ? [`-A DPR_POST -o ${LINK_PREFIX}+ -j MARK --set-xmark 0x0/${hex(peerMark(c, 0).mask)}`] : []),
-    ...(c.mode === 'tunnel'
-      ? others.map((h) => `-A DPR_POST -s ${h.service}/32 -p tcp -m multiport --sports ${ports} -m tcp --tcp-flags SYN,RST,ACK SYN,ACK -m tcpmss --mss ${mss + 1}:65535 -j TCPMSS --set-mss ${mss}`)
-      : []),
-    'COMMIT',
+    ...(tunnel ? tunnelPostRules(c) : []),
     '',
   ].join('\n');
   return {
     restore,
     jumps: [
       { table: 'raw', chain: 'PREROUTING', target: 'DPR_PRE' },
-      { table: 'nat', chain: 'PREROUTING', target: 'DPR_NAT' },
       { table: 'filter', chain: 'FORWARD', target: 'DPR_FORWARD' },
       { table: 'filter', chain: 'INPUT', target: 'DPR_INPUT' },
-      { table: 'mangle', chain: 'POSTROUTING', target: 'DPR_POST' },
+      ...(tunnel ? [{ table: 'mangle' as const, chain: 'POSTROUTING', target: 'DPR_POST' }] : []),
     ],
     localAddresses: others.map((h) => h.service),
     kernel,
-    chains: { raw: ['DPR_PRE', 'DPR_ENTRY', ...entry.decls.map((d) => d.slice(1, d.indexOf(' ')))], nat: ['DPR_NAT'], filter: ['DPR_FORWARD', 'DPR_INPUT'], mangle: ['DPR_POST'] },
+    chains: {
+      raw: ['DPR_PRE', 'DPR_ENTRY', ...entry.decls.map((d) => d.slice(1, d.indexOf(' ')))],
+      nat: [],
+      filter: ['DPR_FORWARD', 'DPR_INPUT'],
+      mangle: tunnel ? ['DPR_POST'] : [],
+    },
     sysctls: [
       ['net.ipv4.ip_forward', '1'],
       ['net.ipv4.conf.*.send_redirects', '0'],
@@ -235,6 +228,24 @@ function renderKernelRules(c: DprConfig): RuleSet {
       ['net.ipv4.conf.lo.arp_announce', '2'],
     ],
   };
+}
+
+/** mangle POSTROUTING of `tunnel` mode. */
+function tunnelPostRules(c: DprConfig): string[] {
+  const ports = c.servicePorts.join(',');
+  const mss = c.tunnel.mtu - 90;
+  return [
+    '*mangle',
+    ':DPR_POST - [0:0]',
+    // A forwarded packet's mark chose the tunnel; the tunnel's own (outer)
+    // packet is routed with the same skb mark, so the mark goes first, or
+    // the outer packet would be sent into the tunnel again.
+    `-A DPR_POST -o ${LINK_PREFIX}+ -j MARK --set-xmark 0x0/${hex(peerMark(c, 0).mask)}`,
+    // The clients of connections served for peers send segments that fit
+    // into the tunnel with its 50 bytes (the SYN-ACK says so).
+    ...c.hosts.filter((h) => h.id !== c.self).map((h) => `-A DPR_POST -s ${h.service}/32 -p tcp -m multiport --sports ${ports} -m tcp --tcp-flags SYN,RST,ACK SYN,ACK -m tcpmss --mss ${mss + 1}:65535 -j TCPMSS --set-mss ${mss}`),
+    'COMMIT',
+  ];
 }
 
 /**
