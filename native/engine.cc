@@ -307,6 +307,7 @@ Outcome Engine::NewFlow(TcpPacket& p, const FlowKey& key, int portIndex, bool cs
   if (draining_) {
     flows_.Insert(key, config_.self, FlowState::kSynSeen, nowMs, clientNext);
     CountNewFlow(config_.self);
+    HandOff(key, config_.self);
     Outcome out;
     out.note = Note::kDraining;
     return out;
@@ -338,14 +339,16 @@ Outcome Engine::NewFlow(TcpPacket& p, const FlowKey& key, int portIndex, bool cs
 // The one place a new flow's target reaches the kernel (kernel modes). The
 // entry starts with the SYN timeout; the kernel's own rules lengthen it on
 // the client's next packet and shorten it on FIN or RST (lib/rules.ts). Any
-// entry of the same key under another peer (the 4-tuple reused) goes, since
-// the rules would follow the first set that holds it.
+// entry of the same key under another peer (the 4-tuple of a closed
+// connection, reused) goes, also when the new one stays here: the rules
+// would follow the set that holds it for every packet the local socket
+// lookup misses (a RST answering this host's TIME_WAIT, say).
 void Engine::HandOff(const FlowKey& key, uint16_t target) {
-  if (handoff_ == nullptr || target == config_.self) return;
+  if (handoff_ == nullptr) return;
   for (size_t id = 0; id < config_.serviceAddr.size(); ++id) {
     if (id != target && id != config_.self && config_.serviceAddr[id] != 0) handoff_->OnFlowGone(key, static_cast<uint16_t>(id));
   }
-  handoff_->OnForwardDecided(key, target, config_.timeouts.synMs, false);
+  if (target != config_.self) handoff_->OnForwardDecided(key, target, config_.timeouts.synMs, false);
 }
 
 uint32_t Engine::PeerMark(uint16_t target) const {

@@ -87,6 +87,10 @@ export function modeSuite(o: ModeSuite): void {
       // At least the handshake's ACK and the request of each forwarded connection went by the kernel's entries.
       assert.ok(kernel.packets >= 2 * d(0, 'forwarded'), `${kernel.packets} kernel-routed packets for ${d(0, 'forwarded')} forwarded connections`);
       assert.match(cluster.metrics(0), /^dpr_kernel_packets_total\{peer="1"\} [1-9]/m);
+      const text = cluster.cli(0, ['status']);
+      assert.equal(text.code, 0, text.stderr);
+      assert.match(text.stdout, new RegExp(`${o.mode} mode`));
+      assert.match(text.stdout, /in the kernel\s+\d+ forwarded flows \(1: \d+, 2: \d+, 3: \d+\), [1-9]\d* packets routed without a queue/);
     });
 
     test('the entry host keeps no conntrack entry for forwarded connections; the serving host has them', { skip: !has('conntrack') }, async () => {
@@ -186,9 +190,12 @@ export function modeSuite(o: ModeSuite): void {
         await sleep(1000);
         await cluster.signalDaemon(3, 'SIGKILL');
         await waitFor('h0 drops host 3', () => !cluster.status(0).liveHosts.includes(3), 5000);
+        const was = cluster.status(0).entry!;
         const s = await cluster.load({ targets: [{ address: hostAddress(0) }], requests: 200, concurrency: 8 });
+        const now = cluster.status(0).entry!;
+        const notes = Object.entries(now.notes).filter(([k, v]) => v !== was.notes[k as keyof typeof was.notes]).map(([k, v]) => `${k} +${v - was.notes[k as keyof typeof was.notes]}`);
         assert.equal(s.errors, 0);
-        assert.equal(s.servedBy['3'] ?? 0, 0);
+        assert.equal(s.servedBy['3'] ?? 0, 0, `served by 3 after h0 dropped it: h0 decided ${now.newFlows.byHost.map((v, i) => v - (was.newFlows.byHost[i] ?? 0)).join('/')} by host; notes ${notes.join(', ')}; flows queue +${(now.queue.flowsPackets ?? 0) - (was.queue.flowsPackets ?? 0)}`);
         await cluster.startDaemon(3);
         await cluster.waitForMembership();
         const conns = await held;
