@@ -17,6 +17,11 @@
 // give) or balanced (5:5:5:5). A central balancer has one address, so arrival
 // skew does not exist for it; it gets the same 20 connections.
 //
+// The heterogeneous cluster: h3 has twice the others' capacity (8 slots) and
+// weight 2; 25 connections keep it as saturated as 20 keep the equal one.
+// Its ideal (hetero-ideal, no dpr) is arrivals in proportion to capacity,
+// 5:5:5:10; dpr meets even arrivals (6:6:6:7) and skewed ones (18:2:2:3).
+//
 // Why these sizes: the hosts, not the two shared cores, must run out. Each
 // host works on 4 requests at once, 40 ms each plus 1 ms per 16 KB (about
 // 95 requests/s); 20 closed-loop connections keep a balanced cluster just
@@ -39,7 +44,7 @@ import { machineBusySeconds, machineTicks } from './machine-cpu';
 import { runWrkAll, summarizeWrk, WRK_SCRIPTS, type WrkJob, type WrkSummary } from './wrk';
 
 export type Router = 'none' | 'dpr-hash' | 'dpr-load' | 'dpr-direct-hash' | 'dpr-direct-load' | 'haproxy' | 'dnat';
-export type Arrivals = 'skewed' | 'balanced' | 'central';
+export type Arrivals = 'skewed' | 'balanced' | 'central' | 'hetero-ideal' | 'hetero-even' | 'hetero-skewed';
 
 export interface ClusterVariant {
   router: Router;
@@ -75,17 +80,31 @@ export const CLUSTER = {
   balanced: [5, 5, 5, 5],
   front: '198.18.0.100',
   /**
-   * Load policy: forward when this host has more than 2 connections above
-   * the least-loaded peer. The default (8) suits hosts that work on many
-   * requests at once; with 4 slots it would leave h0 holding 11 of the 20
-   * connections and its peers 3 each, under their capacity.
+   * Load policy: a host keeps every new connection up to 2 per unit of
+   * weight, then up to the cluster mean x 1.1. The default (8) suits hosts
+   * that work on many requests at once; with 4 slots it would leave h0
+   * holding 8 of the 20 connections while its peers have capacity to spare.
    */
   loadThreshold: 2,
+  hetero: {
+    slots: [4, 4, 4, 8],
+    weights: [1, 1, 1, 2],
+    'hetero-ideal': [5, 5, 5, 10],
+    'hetero-even': [6, 6, 6, 7],
+    'hetero-skewed': [18, 2, 2, 3],
+  },
 } as const;
 
+const isHetero = (a: Arrivals): a is 'hetero-ideal' | 'hetero-even' | 'hetero-skewed' => a.startsWith('hetero');
+
+/** wrk connections per host address (central: the same counts, all to the front). */
+function split(a: Arrivals): readonly number[] {
+  if (isHetero(a)) return CLUSTER.hetero[a];
+  return a === 'skewed' ? CLUSTER.skewed : CLUSTER.balanced;
+}
+
 function jobs(v: ClusterVariant, seconds: number): WrkJob[] {
-  const split = v.arrivals === 'skewed' ? CLUSTER.skewed : CLUSTER.balanced;
-  return split.map((connections, i) => ({
+  return split(v.arrivals).map((connections, i) => ({
     address: v.arrivals === 'central' ? CLUSTER.front : hostAddress(i),
     connections,
     seconds,
@@ -160,6 +179,7 @@ async function build(v: ClusterVariant, dir: string): Promise<Cluster> {
     dpr,
     policy: v.router.endsWith('load') ? 'load' : 'hash',
     slots: CLUSTER.slots,
+    ...(isHetero(v.arrivals) ? { slotsByHost: [...CLUSTER.hetero.slots], weights: [...CLUSTER.hetero.weights] } : {}),
     serviceMs: CLUSTER.serviceMs,
     tag: 'bc',
     ...(direct ? { networks: 'split' as const } : {}),
@@ -212,9 +232,10 @@ function delta(before: HostCounters[], after: HostCounters[]): HostCounters[] {
  */
 async function warmUp(cluster: Cluster, v: ClusterVariant, size: ClusterSize): Promise<void> {
   const targets = v.arrivals === 'central' ? [{ address: CLUSTER.front }] : CLUSTER.balanced.map((_, i) => ({ address: hostAddress(i) }));
-  const perSecond = CLUSTER.hosts * CLUSTER.slots * (1000 / CLUSTER.serviceMs);
+  const slots = isHetero(v.arrivals) ? CLUSTER.hetero.slots.reduce((a, b) => a + b, 0) : CLUSTER.hosts * CLUSTER.slots;
+  const perSecond = slots * (1000 / CLUSTER.serviceMs);
   const w = await cluster.load({
-    targets, requests: Math.round(perSecond * size.warmupSeconds), concurrency: 20, sizes: [512, 4096, 20480],
+    targets, requests: Math.round(perSecond * size.warmupSeconds), concurrency: slots + 4, sizes: [512, 4096, 20480],
     timeoutMs: 10_000, maxDurationMs: (size.warmupSeconds + 10) * 1000,
   });
   if (w.errors > 0) throw new Error(`cluster: warm-up had ${w.errors} errors: ${JSON.stringify(w.errorKinds)}`);

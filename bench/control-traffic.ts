@@ -44,10 +44,10 @@ export interface Traffic {
   detectionMs: number;
 }
 
-/** Today: one heartbeat per period to every peer; down after deadAfterMs, checked once per period. */
+/** Today: one heartbeat per period to every peer; down after deadAfterMs, read and checked once per period (so up to two periods late). */
 export function allToAll(hosts: number, heartbeatMs: number, deadAfterMs: number): Traffic {
   const perSecond = ((hosts - 1) * 1000) / heartbeatMs;
-  return { packetsOut: perSecond, packetsIn: perSecond, bytesOut: perSecond * FRAME.ipv4, bytesIn: perSecond * FRAME.ipv4, detectionMs: deadAfterMs + heartbeatMs };
+  return { packetsOut: perSecond, packetsIn: perSecond, bytesOut: perSecond * FRAME.ipv4, bytesIn: perSecond * FRAME.ipv4, detectionMs: deadAfterMs + 2 * heartbeatMs };
 }
 
 /** The proposal of docs/peers.md. */
@@ -75,7 +75,7 @@ export function proposed(hosts: number, p: typeof PROPOSAL = PROPOSAL): Traffic 
   const watchers = Math.min(p.watchers, hosts - 1);
   const slowOnly = hosts - 1 - watchers;
   const perSecond = (watchers * 1000) / p.fastMs + (slowOnly * 1000) / p.slowMs;
-  return { packetsOut: perSecond, packetsIn: perSecond, bytesOut: perSecond * FRAME.ipv4, bytesIn: perSecond * FRAME.ipv4, detectionMs: p.deadAfterMs + p.fastMs };
+  return { packetsOut: perSecond, packetsIn: perSecond, bytesOut: perSecond * FRAME.ipv4, bytesIn: perSecond * FRAME.ipv4, detectionMs: p.deadAfterMs + 2 * p.fastMs };
 }
 
 export const SIZES = [16, 64, 256] as const;

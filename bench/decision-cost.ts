@@ -1,9 +1,10 @@
 // One repetition of the decision-cost trial (issue 13, item 4): what deciding
 // a new connection costs, by policy, at a steady rate of new connections.
-// One host (tools/cluster.ts), its only live host itself, so every connection
-// is decided and kept: nothing is forwarded, and what dpr adds is the decision
-// path alone (the entry queue's thread: for the load policy also this host's
-// load and the rule). The client opens connections on a
+// Two hosts (tools/cluster.ts); the client dials h0 only, and h0 keeps every
+// connection (hash: a table of h0 alone, as when h1 is down; load: h1 is live,
+// so every SYN is decided on both hosts' loads, and a threshold no load
+// reaches keeps it): nothing is forwarded, and what dpr adds is the decision
+// path alone. h1's processes are not counted. The client opens connections on a
 // schedule (tools/loadgen.ts, open loop), so every variant sees the same
 // arrivals, and the `none` variants (no rules, no daemon) give the cost of the
 // connections themselves.
@@ -54,7 +55,8 @@ export interface DecisionCostSample {
 }
 
 // The daemon as installed: the schema's heartbeat and liveness defaults.
-const DAEMON_CONFIG = { peers: { heartbeatMs: 100, deadAfterMs: 300 } };
+// A load threshold no run reaches: every connection is decided, and kept.
+const DAEMON_CONFIG = { peers: { heartbeatMs: 100, deadAfterMs: 300 }, load: { threshold: 1_000_000 } };
 
 /** CPU nanoseconds of every thread of `pid` so far. */
 export function processCpuNs(pid: number): number {
@@ -69,10 +71,10 @@ export function processCpuNs(pid: number): number {
   return total;
 }
 
-/** CPU nanoseconds of every process in the bed's namespaces so far. */
+/** CPU nanoseconds of every process in the bed's namespaces so far, h1's left out (it only stands by). */
 function bedCpuNs(bed: Testbed): number {
   let total = 0;
-  for (const host of bed.hosts) {
+  for (const host of bed.hosts.filter((h) => h !== 'h1')) {
     const pids = execFileSync('ip', ['netns', 'pids', bed.ns(host)], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
     for (const pid of pids) {
       try {
@@ -105,7 +107,11 @@ async function measuredLoad(cluster: Cluster, spec: LoadSpec, read: () => void):
 
 export async function runDecisionCost(v: DecisionCostVariant, size: DecisionCostSize): Promise<DecisionCostSample> {
   const dpr = v.policy !== 'none';
-  const cluster = await Cluster.create({ hosts: 1, policy: dpr ? v.policy as 'hash' | 'load' : 'hash', dpr, slots: 4096, serviceMs: 0, tag: 'dc', config: DAEMON_CONFIG });
+  // hash: h1 weighs 0, so h0's table names h0 alone and every connection stays (no forwarding cost in the figure).
+  const cluster = await Cluster.create({
+    hosts: 2, policy: dpr ? v.policy as 'hash' | 'load' : 'hash', dpr, slots: 4096, serviceMs: 0, tag: 'dc', config: DAEMON_CONFIG,
+    ...(v.policy === 'hash' ? { weights: [1, 0] } : {}),
+  });
   try {
     cluster.bed.sysctl('client', 'net.ipv4.ip_local_port_range', '1024 65535');
     const pid = dpr ? cluster.daemonPid(0) : undefined;

@@ -319,7 +319,7 @@ const decisionCost: Trial = {
   timeoutMs: 120_000,
   setup(o) {
     return [
-      'Topology: tools/cluster.ts with one host (h0 198.18.0.1) and a client on a bridge in namespaces; with dpr, iptables/install.sh rules and the daemon (heartbeat 100 ms); its only live host is itself, so every connection is decided and kept, nothing forwarded: what dpr adds is the decision path alone. `none`: the same without rules or daemon.',
+      'Topology: tools/cluster.ts with two hosts (h0 198.18.0.1, h1 198.18.0.2) and a client on a bridge in namespaces; the client dials h0 only. With dpr, iptables/install.sh rules and the daemons (heartbeat 100 ms): under `hash` h1 has weight 0, so h0\'s table names h0 alone; under `load` h1 is live and every SYN is decided on both hosts\' loads, with a threshold (1,000,000) no run reaches, so it is kept. Nothing is forwarded: what dpr adds is the decision path alone. `none`: the same without rules or daemons. h1\'s processes are not counted.',
       `Load: tools/loadgen.ts in the client namespace, open loop at the variant's rate (a new connection per request, tiny responses) for ${o.quick ? 3 : 10} s after a warm-up.`,
       'Bed CPU: every thread of every process in the namespaces (client, web server, daemon; /proc/PID/task/*/schedstat, ns) over the run, per connection; the difference to `none` is what dpr adds (on veth the handshake runs in whichever context sends a packet: with dpr in the daemon\'s thread, whose verdict lets the SYN on, without in the client\'s). Work of other processes on the machine is not in it. Daemon CPU: its threads, less its idle CPU over as long, measured just before.',
     ];
@@ -364,6 +364,14 @@ const clusterVariants: readonly ClusterVariant[] = [
     description: `dpr in \`direct\` mode, load policy (threshold ${CLUSTER.loadThreshold}), 70/10/10/10 arrivals` },
   { name: 'dpr-direct-load-balanced', router: 'dpr-direct-load', arrivals: 'balanced',
     description: `dpr in \`direct\` mode, load policy (threshold ${CLUSTER.loadThreshold}), even arrivals` },
+  { name: 'no-dpr-hetero-ideal', router: 'none', arrivals: 'hetero-ideal',
+    description: 'heterogeneous cluster (h3: 8 slots, twice the others): no dpr, 25 connections in proportion to capacity (5:5:5:10): the capacity-weighted ideal' },
+  { name: 'dpr-load-hetero-even', router: 'dpr-load', arrivals: 'hetero-even',
+    description: 'heterogeneous cluster, h3 weight 2: dpr load policy, arrivals even over the addresses (6:6:6:7)' },
+  { name: 'dpr-load-hetero-skewed', router: 'dpr-load', arrivals: 'hetero-skewed',
+    description: 'heterogeneous cluster, h3 weight 2: dpr load policy, skewed arrivals (18:2:2:3)' },
+  { name: 'dpr-hash-hetero-even', router: 'dpr-hash', arrivals: 'hetero-even',
+    description: 'heterogeneous cluster, h3 weight 2: dpr hash policy (weighted Maglev), arrivals even over the addresses' },
   { name: 'haproxy', router: 'haproxy', arrivals: 'central',
     description: 'HAProxy (Debian 2.6) in TCP mode, balance leastconn, in a fifth namespace; all connections to its one address; both directions through it' },
   { name: 'dnat', router: 'dnat', arrivals: 'central',
@@ -387,6 +395,9 @@ const cluster: Trial = {
     { text: 'dpr-load-skewed throughput vs HAProxy', variant: 'dpr-load-skewed', metric: 'value', kind: 'ratio', versus: 'haproxy', atLeast: 1.0 },
     { text: 'dpr-direct-load-skewed machine CPU per request vs no dpr (skewed)', variant: 'dpr-direct-load-skewed', metric: 'machineCpuUsPerRequest', kind: 'ratio', versus: 'no-dpr-skewed', atMost: 1.3 },
     { text: 'dpr-direct-load-skewed machine CPU per request vs HAProxy', variant: 'dpr-direct-load-skewed', metric: 'machineCpuUsPerRequest', kind: 'ratio', versus: 'haproxy', atMost: 0.5 },
+    { text: 'dpr-load-balanced throughput vs the balanced cluster', variant: 'dpr-load-balanced', metric: 'value', kind: 'ratio', versus: 'no-dpr-balanced', atLeast: 0.98 },
+    { text: 'dpr-load-hetero-even throughput vs the capacity-weighted ideal', variant: 'dpr-load-hetero-even', metric: 'value', kind: 'ratio', versus: 'no-dpr-hetero-ideal', atLeast: 0.95 },
+    { text: 'dpr-load-hetero-skewed throughput vs the capacity-weighted ideal', variant: 'dpr-load-hetero-skewed', metric: 'value', kind: 'ratio', versus: 'no-dpr-hetero-ideal', atLeast: 0.95 },
   ],
   columns: [
     { metric: 'p50Ms', label: 'p50 ms', ratio: true },
@@ -408,7 +419,7 @@ const cluster: Trial = {
   setup(o) {
     const { seconds, warmupSeconds } = clusterSize(o);
     return [
-      `Hosts: tools/cluster.ts, 4 hosts (h0-h3, 198.18.0.1-4) and a client (198.18.0.200) on one bridge in namespaces; each host runs tools/web-server.ts with ${CLUSTER.slots} slots of ${CLUSTER.serviceMs} ms plus 1 ms per 16 KB of response (about 95 requests/s per host), so the hosts' capacity, not the machine's two cores, is what runs out.`,
+      `Hosts: tools/cluster.ts, 4 hosts (h0-h3, 198.18.0.1-4) and a client (198.18.0.200) on one bridge in namespaces; each host runs tools/web-server.ts with ${CLUSTER.slots} slots of ${CLUSTER.serviceMs} ms plus 1 ms per 16 KB of response (about 95 requests/s per host), so the hosts' capacity, not the machine's two cores, is what runs out. The hetero variants give h3 ${CLUSTER.hetero.slots[3]} slots and weight ${CLUSTER.hetero.weights[3]}, with 25 connections.`,
       'Workload: bench/wrk/specweb96.lua, SPECweb96 file classes (<1 KB 35%, 1-10 KB 50%, 10-100 KB 14%, 100 KB-1 MB 1%; nine sizes per class, uniform within a class), `Connection: close` so each request is a new TCP connection (dpr routes connections), a fixed seed per wrk process.',
       `Arrivals: four wrk processes (-t1, closed loop, 5 s timeout), one per host address, with 14/2/2/2 connections (skewed 70/10/10/10) or 5/5/5/5 (balanced); HAProxy and DNAT have one address, which all four dial with 5 connections each. ${seconds} s measured after ${warmupSeconds} s of warm-up; latency histograms of the four processes merged exactly.`,
       `dpr: every host runs the daemon and rules (iptables/install.sh), heartbeats every 100 ms; load policy threshold ${CLUSTER.loadThreshold} (the default 8 is meant for hosts working on more requests at once: with 4 slots it would let h0 keep 11 of the 20 connections).`,

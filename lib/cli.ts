@@ -2,7 +2,7 @@
 // The `dpr` command: start the daemon, check a configuration, print the rules,
 // and ask the running daemon for its status or to drain.
 import { Command, CommanderError, Option } from 'commander';
-import { ConfigError, forwardedInAddresses, loadConfig, selfHost, type DprConfig, type LoadOptions } from './config';
+import { ConfigError, forwardedInAddresses, loadConfig, thisHost, type DprConfig, type LoadOptions } from './config';
 import type { DaemonStatus } from './daemon';
 import { DaemonUnreachable, endpointOf, fetchStatus, requestDrain, requestReload, requestUndrain, type Endpoint } from './daemon-client';
 import { EXIT } from './exit-codes';
@@ -14,6 +14,7 @@ import { install, uninstall } from './install';
 import { modeProblem } from './mode-support';
 import { openKernelFlows } from './kernel-flows';
 import { renderInstallScript, renderRules } from './rules';
+import { lastKnown } from './membership/resolve';
 import { buildView, renderText, type Sample } from './status-view';
 import { packageVersion } from './version';
 
@@ -40,11 +41,10 @@ function loadOrExit(file: string | undefined, options: Omit<LoadOptions, 'file'>
 }
 
 async function start(opts: { config?: string; skipChecks?: boolean }): Promise<void> {
-  const config = loadOrExit(opts.config);
-  setLogLevel(config.log.level);
+  const file = loadOrExit(opts.config);
+  setLogLevel(file.log.level);
   const log = logger('main');
-  const me = selfHost(config);
-  const checks = preflight(me.service, config.servicePorts, renderRules(config).jumps);
+  const checks = preflight(thisHost(file).service, file.servicePorts, renderRules(lastKnown(file)).jumps);
   for (const w of checks.warnings) log.warn(w);
   if (checks.problems.length && !opts.skipChecks) {
     for (const p of checks.problems) log.error(p);
@@ -55,19 +55,26 @@ async function start(opts: { config?: string; skipChecks?: boolean }): Promise<v
   const { Daemon } = await import('./daemon');
   const { startHttp } = await import('./metrics');
   const { notifyServiceManager } = await import('./native');
-  // A reload reads the same file, with the environment as it is now.
-  const daemon = new Daemon(config, { loadConfig: () => loadConfig({ file: opts.config }) });
+  const { ClusterMember, StoppedBeforeStart, createSource } = await import('./membership');
+  // The host list comes from the membership source; every later one is a reload.
+  const member = new ClusterMember(file, createSource(file, logger('membership')), {
+    makeDaemon: (config, next) => new Daemon(config, { loadConfig: next }),
+    // A reload reads the same file, with the environment as it is now.
+    readFile: () => loadConfig({ file: opts.config }),
+    applyRules: (c) => install(renderRules(c)),
+    log: logger('membership'),
+  });
   let server: import('node:http').Server | null = null;
   // Signal handlers from here on: a SIGTERM while the daemon starts stops it once started.
   const life = new Lifecycle({
-    daemon,
+    daemon: member,
     log,
     afterStart: async () => {
-      if (config.metrics.port) server = await startHttp(daemon, config.metrics.address, config.metrics.port);
+      if (file.metrics.port) server = await startHttp(member, file.metrics.address, file.metrics.port);
     },
     afterStop: () => server?.close(),
     reload: async () => {
-      const r = await daemon.reload();
+      const r = await member.reload();
       if (r.ok) log.info('SIGHUP: configuration reloaded', { changed: r.changed });
       else log.error('SIGHUP: reload refused, the configuration in use stays', { key: r.key, reason: r.reason });
     },
@@ -79,9 +86,18 @@ async function start(opts: { config?: string; skipChecks?: boolean }): Promise<v
       }
     },
   });
-  await life.run();
-  process.stdout.write(`dpr: host ${config.self} routing (${config.policy} policy)${server ? `, metrics on http://${config.metrics.address}:${config.metrics.port}/metrics` : ''}\n`);
-  await waitForPeers(daemon, config, log, life.signal);
+  // etcd: a stop while the host waits to register ends the wait; nothing was started.
+  member.stopWaitingOn(life.signal);
+  try {
+    await life.run();
+  } catch (err) {
+    if (!(err instanceof StoppedBeforeStart)) throw err;
+    log.info('stopped before the first membership came: nothing was started');
+    process.exit(EXIT.ok);
+  }
+  const config = member.config!;
+  process.stdout.write(`dpr: host ${config.self} routing (${config.policy} policy, ${config.membership.source} membership)${server ? `, metrics on http://${config.metrics.address}:${config.metrics.port}/metrics` : ''}\n`);
+  await waitForPeers(member, config, log, life.signal);
 }
 
 /**
@@ -117,7 +133,7 @@ async function waitForPeers(daemon: { status(): DaemonStatus }, config: Readonly
 
 function rules(opts: { config?: string; format: string }): void {
   const config = loadOrExit(opts.config);
-  const r = renderRules(config);
+  const r = renderRules(lastKnown(config));
   switch (opts.format) {
     case 'restore': process.stdout.write(r.restore); break;
     case 'script': process.stdout.write(renderInstallScript(r)); break;
@@ -139,15 +155,23 @@ function modeOrExit(config: Readonly<DprConfig>): void {
 function check(opts: { config?: string }): void {
   const config = loadOrExit(opts.config);
   modeOrExit(config);
-  process.stdout.write(`config ok: host ${config.self} of ${config.hosts.length}, policy ${config.policy}, mode ${config.mode}\n`);
-  process.stdout.write(renderInstallScript(renderRules(config)));
+  if (config.membership.source === 'etcd') {
+    const me = thisHost(config);
+    const e = config.membership.etcd;
+    process.stdout.write(`config ok: etcd membership (${e.endpoints.join(', ')}, prefix ${e.prefix}), this host ${me.service}/${me.cluster}, id ${config.self ?? 'claimed at start'}, policy ${config.policy}, mode ${config.mode}\n`);
+    process.stdout.write("# with the peers of the claim file's last list, if any; the daemon adds and retires peers' rules as they come and go\n");
+  } else {
+    process.stdout.write(`config ok: host ${config.self} of ${config.hosts.length}, policy ${config.policy}, mode ${config.mode}\n`);
+  }
+  process.stdout.write(renderInstallScript(renderRules(lastKnown(config))));
 }
 
 /** iptables/install.sh: the configuration is checked whole before anything changes. */
 function installCommand(opts: { config?: string }): void {
   const config = loadOrExit(opts.config);
   modeOrExit(config);
-  const r = renderRules(config);
+  // etcd: the peers of the last list stay, so a restart does not cut their forwarded connections off.
+  const r = renderRules(lastKnown(config));
   try {
     install(r, (line) => process.stderr.write(`${line}\n`));
   } catch (err) {
@@ -198,7 +222,9 @@ async function status(opts: { config?: string; json?: boolean }): Promise<void> 
   const config = loadOrExit(opts.config, { checkKey: false });
   const ep = endpointOrExit(config);
   const [first, second] = await sampleTwice(ep).catch(fail);
-  const view = buildView(first, second, new Map(config.hosts.map((h) => [h.id, h.cluster])));
+  // An etcd host's file knows only this host: peers' addresses come from the daemon.
+  const addresses = new Map(config.hosts === null ? [[second.status.self, thisHost(config).cluster]] : config.hosts.map((h) => [h.id, h.cluster]));
+  const view = buildView(first, second, addresses);
   process.stdout.write(opts.json ? JSON.stringify(view, null, 2) + '\n' : renderText(view));
 }
 
@@ -210,8 +236,10 @@ async function status(opts: { config?: string; json?: boolean }): Promise<void> 
 async function forwardedLeft(ep: Endpoint, config: Readonly<DprConfig>): Promise<{ out: number; in: number }> {
   const s = await fetchStatus(ep);
   const f = s.entry?.flows.forwarded;
-  const out = config.mode === 'rewrite' ? (f ? f.syn + f.established : 0) : openKernelFlows(config);
-  return { out, in: forwardedInConnections(forwardedInAddresses(config), config.servicePorts) };
+  // The file's hosts and the daemon's peers (with etcd membership the file lists none).
+  const others = [...(config.hosts ?? []).filter((h) => h.id !== s.self).map((h) => h.id), ...s.peers.map((p) => p.id)];
+  const out = config.mode === 'rewrite' ? (f ? f.syn + f.established : 0) : openKernelFlows(config, others);
+  return { out, in: forwardedInConnections(forwardedInAddresses(config, others), config.servicePorts) };
 }
 
 async function waitDrained(ep: Endpoint, config: Readonly<DprConfig>, timeoutMs: number): Promise<boolean> {

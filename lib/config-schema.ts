@@ -77,9 +77,10 @@ function integer(value: unknown, min: number, max: number, what: string): void {
 }
 
 convict.addFormats({
+  // Required in static membership only: lib/config.ts checks that, knowing the source.
   hosts: {
     validate(value: unknown) {
-      required(value);
+      if (value === null) return;
       if (typeof value === 'string') throw new Error(`must be a JSON list of {id, service, cluster}; the text is not JSON (${jsonError(value)})`);
       if (!Array.isArray(value) || value.length === 0) throw new Error('must be a non-empty list of {id, service, cluster}');
       value.forEach(checkHost);
@@ -132,6 +133,36 @@ convict.addFormats({
   },
   // convict's own nat and port take parseInt's reading ('1x' is 1) and call 0 "not positive".
   nat: { validate: (v: unknown) => integer(v, 0, Number.MAX_SAFE_INTEGER, 'an integer ≥ 0'), coerce: toInt },
+  'host-id': {
+    validate(v: unknown) {
+      if (v === null) return;
+      integer(v, 0, Number.MAX_SAFE_INTEGER, 'an integer ≥ 0');
+      if ((v as number) > 255) throw new Error('must be a host id 0..255');
+    },
+    coerce: toInt,
+  },
+  'ipv4-or-empty': {
+    validate(value: unknown) {
+      if (value === '') return;
+      if (typeof value !== 'string') throw new Error('must be an IPv4 address');
+      parseIpv4(value);
+    },
+  },
+  'url-list': {
+    validate(value: unknown) {
+      if (!Array.isArray(value)) throw new Error('must be a list of URLs such as http://10.0.0.5:2379');
+      for (const u of value) {
+        if (typeof u !== 'string' || !/^https?:\/\/[^/\s]+:\d+\/?$/.test(u)) throw new Error(`'${String(u)}' is not a URL such as http://10.0.0.5:2379 or https://etcd1.example:2379`);
+      }
+      if (new Set(value).size !== value.length) throw new Error('lists a URL twice');
+    },
+    coerce: (v: string) => v.split(',').map((u) => u.trim()).filter((u) => u !== ''),
+  },
+  'etcd-prefix': {
+    validate(value: unknown) {
+      if (typeof value !== 'string' || !/^\/([\w.-]+\/)*$/.test(value)) throw new Error("must be a key prefix that starts and ends with '/', such as /dpr/ or /dpr/cluster-a/");
+    },
+  },
   port: { validate: (v: unknown) => integer(v, 0, 65535, 'a port number 0..65535'), coerce: toInt },
   'positive-int': { validate: (v: unknown) => integer(v, 1, Number.MAX_SAFE_INTEGER, 'an integer ≥ 1'), coerce: toInt },
   'queue-num': { validate: (v: unknown) => integer(v, 0, 65535, 'an NFQUEUE number 0..65535'), coerce: toInt },
@@ -148,16 +179,39 @@ function jsonError(text: string): string {
 
 export const schema = {
   self: {
-    doc: "This host's id: one of the ids in `hosts`.",
-    format: 'nat',
+    doc: "This host's id: one of the ids in `hosts`. With `membership.source` `etcd` it may be left out: the host claims the id it had before (`membership.etcd.stateFile`), else the lowest free one; set, it claims that id only.",
+    format: 'host-id',
     default: null as unknown as number,
     env: 'DPR_SELF',
   },
   hosts: {
-    doc: `Every host of the cluster: \`[{id, service, cluster, weight}]\`. \`service\` is the address clients connect to; \`cluster\` the address peers reach it at (may be equal). \`weight\` (optional, integer 0..${MAX_WEIGHT}, default 1) is the host's relative capacity: its share of the Maglev table (hash policy) and the divisor of its load (load policy) follow it; 0 takes it out of new connections while its established ones go on (drain by weight, live with \`dpr reload\`). The same list on every host.`,
+    doc: `Every host of the cluster: \`[{id, service, cluster, weight}]\`. \`service\` is the address clients connect to; \`cluster\` the address peers reach it at (may be equal). \`weight\` (optional, integer 0..${MAX_WEIGHT}, default 1) is the host's relative capacity: its share of the Maglev table (hash policy) and the divisor of its load (load policy) follow it; 0 takes it out of new connections while its established ones go on (drain by weight, live with \`dpr reload\`). The same list on every host. Required with \`membership.source\` \`static\`; not allowed with \`etcd\`, where the list comes from etcd.`,
     format: 'hosts',
     default: null as unknown as HostEntry[],
     env: 'DPR_HOSTS',
+  },
+  membership: {
+    source: { doc: 'Where the host list comes from: `static` (`hosts` in this file, the same on every host) or `etcd` (every host registers itself under `membership.etcd.prefix` and watches the others; the file describes this host only: `membership.service`, `membership.cluster`, optionally `self`). See docs/operations.md, "Membership from etcd".', format: ['static', 'etcd'] as const, default: 'static', env: 'DPR_MEMBERSHIP_SOURCE' },
+    service: { doc: "etcd membership: this host's service address (what clients connect to). Static: taken from its entry in `hosts`; leave empty.", format: 'ipv4-or-empty', default: '', env: 'DPR_MEMBERSHIP_SERVICE' },
+    cluster: { doc: "etcd membership: this host's cluster address (where peers reach it; may equal `membership.service`). Static: leave empty.", format: 'ipv4-or-empty', default: '', env: 'DPR_MEMBERSHIP_CLUSTER' },
+    weight: { doc: `etcd membership: this host's weight, as \`hosts[].weight\` (0..${MAX_WEIGHT}); written into its record.`, format: 'nat', default: 1, env: 'DPR_MEMBERSHIP_WEIGHT' },
+    etcd: {
+      endpoints: { doc: 'etcd membership: the etcd servers, as `http://` or `https://` URLs with a port (`http://10.0.0.5:2379`). A call goes to one of them, the next on failure.', format: 'url-list', default: [] as string[], env: 'DPR_ETCD_ENDPOINTS' },
+      prefix: { doc: 'etcd membership: the key prefix of this cluster; each host writes `<prefix>hosts/<id>`. Clusters that share an etcd need prefixes of their own.', format: 'etcd-prefix', default: '/dpr/', env: 'DPR_ETCD_PREFIX' },
+      leaseTtlS: { doc: "etcd membership: TTL of this host's lease, in seconds (kept alive every third of it). A host that dies without leaving is taken out of the list after this; heartbeats stop routing to it long before (`peers.deadAfterMs`).", format: 'positive-int', default: 10, env: 'DPR_ETCD_LEASE_TTL_S' },
+      maxHosts: { doc: 'etcd membership: ids 0..maxHosts-1 can be claimed. Sizes the peer port range and `restoreCidr` the rules set up, so that hosts can join without a change to either.', format: 'positive-int', default: 64, env: 'DPR_ETCD_MAX_HOSTS' },
+      stateFile: { doc: "etcd membership: where this host keeps its id and lease (the claim file), so that a restart keeps its id: within the lease's TTL (a crash) it goes on with the same lease and no peer sees a change; later, or after it left, it asks for the same id first. Empty: not kept.", format: String, default: '/var/lib/dpr/membership.json', env: 'DPR_ETCD_STATE_FILE' },
+      retryMinMs: { doc: 'etcd membership: first delay before a new attempt when etcd cannot be reached; doubled per failure (with jitter) up to `retryMaxMs`.', format: 'positive-int', default: 250, env: 'DPR_ETCD_RETRY_MIN_MS' },
+      retryMaxMs: { doc: 'etcd membership: the longest delay between attempts. Meanwhile the last known host list stays and heartbeats still decide who is alive.', format: 'positive-int', default: 5000, env: 'DPR_ETCD_RETRY_MAX_MS' },
+      tls: {
+        ca: { doc: "etcd membership: file with the CA certificate(s) that signed the etcd servers' certificates (PEM). Empty with `https://` endpoints: the system's CAs.", format: String, default: '', env: 'DPR_ETCD_CA_FILE' },
+        cert: { doc: "etcd membership: file with this host's client certificate (PEM), for etcd's `--client-cert-auth`. Needs `tls.key`.", format: String, default: '', env: 'DPR_ETCD_CERT_FILE' },
+        key: { doc: 'etcd membership: file with the private key of `tls.cert` (PEM).', format: String, default: '', env: 'DPR_ETCD_KEY_FILE' },
+      },
+      username: { doc: 'etcd membership: user name for etcd authentication (`etcdctl user add`); empty: none. It needs read and write on the prefix.', format: String, default: '', env: 'DPR_ETCD_USERNAME' },
+      password: { doc: 'etcd membership: its password. Prefer `passwordFile`.', format: String, default: '', sensitive: true, env: 'DPR_ETCD_PASSWORD' },
+      passwordFile: { doc: 'etcd membership: file holding the password (a trailing newline is ignored).', format: String, default: '', env: 'DPR_ETCD_PASSWORD_FILE' },
+    },
   },
   servicePorts: {
     doc: 'TCP ports of the web service that dpr routes.',
@@ -227,7 +281,7 @@ export const schema = {
     rotationKeyFile: { doc: 'File holding `peers.rotationKey`.', format: String, default: '', env: 'DPR_PEERS_ROTATION_KEY_FILE' },
     routersBetween: { doc: 'Routers between two peers (0: one L2 segment). Forwarded packets leave the entry host with TTL 255 and are accepted on the peer ports only with TTL > 254 - routersBetween (GTSM, RFC 5082), so nobody farther away can make a host answer as another. With 0, they must also come from the MAC address of the peer that sent them (the neighbour table). See docs/operations.md for what this does not protect.', format: 'nat', default: 0, env: 'DPR_PEERS_ROUTERS_BETWEEN' },
     heartbeatMs: { doc: 'Interval between heartbeats to each peer (also sent at once when this host\'s health or draining changes).', format: 'positive-int', default: 100, env: 'DPR_PEERS_HEARTBEAT_MS' },
-    deadAfterMs: { doc: 'A peer silent this long is down: no new connections go to it. Liveness is checked once per `peers.heartbeatMs`, so a dead peer is taken out between `deadAfterMs` and `deadAfterMs + heartbeatMs` after its last heartbeat.', format: 'positive-int', default: 300, env: 'DPR_PEERS_DEAD_AFTER_MS' },
+    deadAfterMs: { doc: 'A peer silent this long is down: no new connections go to it. Heartbeats are read and liveness is checked once per `peers.heartbeatMs`, so a dead peer is taken out between `deadAfterMs` and `deadAfterMs + 2 x heartbeatMs` after its last heartbeat arrived.', format: 'positive-int', default: 300, env: 'DPR_PEERS_DEAD_AFTER_MS' },
   },
   load: {
     threshold: { doc: 'Load policy: a host carrying at most this many active connections per unit of weight (with the new one) serves a new connection itself. Above that it serves it while it stays at or below the cluster mean per weight x 1.1, and otherwise sends it to the lighter, per weight, of two peers (the one the Maglev table names and one at random) if that one is lighter than this host. Set it to about the connections a host works on at once without queueing; 0: balance at any load.', format: 'nat', default: 8, env: 'DPR_LOAD_THRESHOLD' },

@@ -6,6 +6,7 @@ import convict from 'convict';
 import { schema, type HostEntry, type SchemaConfig } from './config-schema';
 import { cidrContains, formatIpv4, parseCidr, parseIpv4 } from './ipv4';
 import { loadKey } from './keys';
+import { MAX_WEIGHT } from './maglev';
 
 export type { HostEntry };
 
@@ -77,9 +78,12 @@ export function loadConfig(options: LoadOptions = {}): Readonly<DprConfig> {
     throw fromConvict(err as Error);
   }
   const config = conf.getProperties() as unknown as DprConfig;
-  config.hosts = config.hosts.map((h) => ({ ...h, weight: h.weight ?? DEFAULT_WEIGHT }));
+  if (config.hosts !== null) config.hosts = config.hosts.map((h) => ({ ...h, weight: h.weight ?? DEFAULT_WEIGHT }));
   checkCrossKeys(config, options.ephemeralRange ?? readEphemeralRange());
-  if (options.checkKey ?? true) checkKey(config);
+  if (options.checkKey ?? true) {
+    checkKey(config);
+    if (config.membership.source === 'etcd') readEtcdSecrets(config);
+  }
   return deepFreeze(config);
 }
 
@@ -111,6 +115,39 @@ function checkKey(c: DprConfig): void {
   };
   check('peers.key', c.peers.key, c.peers.keyFile);
   check('peers.rotationKey', c.peers.rotationKey, c.peers.rotationKeyFile);
+}
+
+export interface EtcdSecrets {
+  tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer };
+  auth?: { username: string; password: string };
+}
+
+/**
+ * The TLS files and the password of etcd membership, read as the daemon reads
+ * them: a file that cannot be read stops `dpr check` and `dpr start` with its
+ * key named (exit 2). Messages never hold what the files hold.
+ */
+export function readEtcdSecrets(c: Pick<DprConfig, 'membership'>): EtcdSecrets {
+  const e = c.membership.etcd;
+  const read = (key: string, file: string): Buffer | undefined => {
+    if (!file) return undefined;
+    try {
+      return fs.readFileSync(file);
+    } catch (err) {
+      throw new ConfigError(key, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  };
+  const out: EtcdSecrets = {};
+  const ca = read('membership.etcd.tls.ca', e.tls.ca);
+  const cert = read('membership.etcd.tls.cert', e.tls.cert);
+  const key = read('membership.etcd.tls.key', e.tls.key);
+  if (ca || cert) out.tls = { ca, cert, key };
+  if (e.username) {
+    const password = e.passwordFile ? read('membership.etcd.passwordFile', e.passwordFile)!.toString('utf8').replace(/\r?\n$/, '') : e.password;
+    if (!password) throw new ConfigError('membership.etcd.passwordFile', `${e.passwordFile} is empty`);
+    out.auth = { username: e.username, password };
+  }
+  return out;
 }
 
 function withConfigErrors<T>(f: () => T): T {
@@ -145,21 +182,37 @@ function readEphemeralRange(): [number, number] {
   return [32768, 60999];
 }
 
+/**
+ * The highest id a host of the cluster can have: the largest in `hosts`, or
+ * with etcd membership the last claimable one, so that the peer ports and
+ * restore addresses are there before a host joins.
+ */
+export function maxHostId(c: Pick<DprConfig, 'hosts' | 'membership'>): number {
+  return c.membership.source === 'etcd' ? c.membership.etcd.maxHosts - 1 : Math.max(...c.hosts.map((h) => h.id));
+}
+
 /** The peer ports the cluster uses: [first, last]. */
-export function peerPortRange(config: Pick<DprConfig, 'hosts' | 'servicePorts' | 'peerPortBase'>): [number, number] {
-  const maxId = Math.max(...config.hosts.map((h) => h.id));
-  return [config.peerPortBase, config.peerPortBase + (maxId + 1) * config.servicePorts.length - 1];
+export function peerPortRange(config: Pick<DprConfig, 'hosts' | 'servicePorts' | 'peerPortBase' | 'membership'>): [number, number] {
+  return [config.peerPortBase, config.peerPortBase + (maxHostId(config) + 1) * config.servicePorts.length - 1];
 }
 
 function overlaps(a: [number, number], b: [number, number]): boolean {
   return a[0] <= b[1] && b[0] <= a[1];
 }
 
-export function checkCrossKeys(c: DprConfig, ephemeral: [number, number]): void {
-  if (c.servicePorts.length > MAX_SERVICE_PORTS) {
-    throw new ConfigError('servicePorts', `${c.servicePorts.length} ports; at most ${MAX_SERVICE_PORTS} (the iptables multiport match takes no more)`);
+const REQUIRED = 'is required (not in the file, nor in its DPR_* variable)';
+
+/** Static membership: every host in `hosts`, this one among them. */
+function checkStaticHosts(c: DprConfig): void {
+  if (c.hosts === null) throw new ConfigError('hosts', REQUIRED);
+  if (c.self === null) throw new ConfigError('self', REQUIRED);
+  for (const k of ['service', 'cluster'] as const) {
+    if (c.membership[k]) throw new ConfigError(`membership.${k}`, `is for membership.source etcd; with static membership this host's addresses are its entry in hosts`);
   }
-  checkMode(c);
+}
+
+/** A host list, from the file or from etcd: ids once each, this host among them, weights this version takes. */
+function checkHostIds(c: DprConfig): void {
   const ids = new Set<number>();
   for (const [i, h] of c.hosts.entries()) {
     if (ids.has(h.id)) throw new ConfigError(`hosts[${i}].id`, `id ${h.id} is used twice`);
@@ -167,28 +220,85 @@ export function checkCrossKeys(c: DprConfig, ephemeral: [number, number]): void 
   }
   if (!ids.has(c.self)) throw new ConfigError('self', `${c.self} is not the id of any host in hosts`);
   checkWeights(c.hosts);
+}
+
+/** etcd membership: the file describes this host only; the list comes from etcd. */
+function checkEtcdHost(c: DprConfig): void {
+  const e = c.membership.etcd;
+  if (c.hosts !== null) throw new ConfigError('hosts', 'must not be set with membership.source etcd: the host list comes from etcd (this host is membership.service and membership.cluster)');
+  for (const k of ['service', 'cluster'] as const) {
+    if (!c.membership[k]) throw new ConfigError(`membership.${k}`, `is required with membership.source etcd: this host's ${k} address`);
+  }
+  if (e.endpoints.length === 0) throw new ConfigError('membership.etcd.endpoints', 'is required with membership.source etcd: at least one etcd URL');
+  if (e.maxHosts > 256) throw new ConfigError('membership.etcd.maxHosts', 'must be at most 256 (host ids are 0..255)');
+  if (c.self !== null && c.self >= e.maxHosts) throw new ConfigError('self', `${c.self} is not below membership.etcd.maxHosts (${e.maxHosts})`);
+  if (e.retryMaxMs < e.retryMinMs) throw new ConfigError('membership.etcd.retryMaxMs', `must not be below membership.etcd.retryMinMs (${e.retryMinMs})`);
+  // etcd refuses shorter leases (its minimum TTL follows the election timeout, 1 s by default).
+  if (e.leaseTtlS < 2) throw new ConfigError('membership.etcd.leaseTtlS', 'must be at least 2 s');
+  if (e.leaseTtlS > 3600) throw new ConfigError('membership.etcd.leaseTtlS', 'must be at most 3600 s');
+  if (Boolean(e.tls.cert) !== Boolean(e.tls.key)) throw new ConfigError(e.tls.cert ? 'membership.etcd.tls.key' : 'membership.etcd.tls.cert', 'a client certificate needs both tls.cert and tls.key');
+  if (e.password && e.passwordFile) throw new ConfigError('membership.etcd.passwordFile', 'set password or passwordFile, not both');
+  if ((e.password || e.passwordFile) && !e.username) throw new ConfigError('membership.etcd.username', 'is required with a password');
+  if (e.username && !e.password && !e.passwordFile) throw new ConfigError('membership.etcd.password', `user '${e.username}' needs password or passwordFile`);
+  if (c.membership.weight > MAX_WEIGHT) throw new ConfigError('membership.weight', `must be an integer 0..${MAX_WEIGHT} (0: no new connections)`);
+}
+
+/** The hosts the address checks apply to: every host, or in an etcd host's file this one. */
+function hostsToCheck(c: DprConfig): Array<{ label: string; service: string; cluster: string }> {
+  if (c.hosts === null) return [{ label: 'membership', service: c.membership.service, cluster: c.membership.cluster }];
+  return c.hosts.map((h, i) => ({ label: `hosts[${i}]`, service: h.service, cluster: h.cluster }));
+}
+
+/** Cluster addresses in clusterCidr, no address twice, restore addresses apart from all of them. */
+function checkAddresses(c: DprConfig): void {
   const cidr = parseCidr(c.clusterCidr);
   const seen = new Map<string, string>();
-  for (const [i, h] of c.hosts.entries()) {
+  const checked = hostsToCheck(c);
+  for (const h of checked) {
     if (!cidrContains(cidr, parseIpv4(h.cluster))) {
-      throw new ConfigError(`hosts[${i}].cluster`, `${h.cluster} is outside clusterCidr ${c.clusterCidr}`);
+      throw new ConfigError(`${h.label}.cluster`, `${h.cluster} is outside clusterCidr ${c.clusterCidr}`);
     }
     for (const k of ['service', 'cluster'] as const) {
       const prev = seen.get(`${k}:${h[k]}`);
-      if (prev) throw new ConfigError(`hosts[${i}].${k}`, `${h[k]} is also ${prev}`);
-      seen.set(`${k}:${h[k]}`, `hosts[${i}].${k}`);
+      if (prev) throw new ConfigError(`${h.label}.${k}`, `${h[k]} is also ${prev}`);
+      seen.set(`${k}:${h[k]}`, `${h.label}.${k}`);
     }
   }
   const restore = parseCidr(c.restoreCidr);
-  const maxId = Math.max(...c.hosts.map((h) => h.id));
+  const maxId = maxHostId(c);
   if (2 ** (32 - restore.prefix) < maxId + 2) {
     throw new ConfigError('restoreCidr', `${c.restoreCidr} is too small for host ids up to ${maxId}`);
   }
-  for (const [i, h] of c.hosts.entries()) {
+  for (const h of checked) {
     for (const k of ['service', 'cluster'] as const) {
-      if (cidrContains(restore, parseIpv4(h[k]))) throw new ConfigError('restoreCidr', `contains hosts[${i}].${k} ${h[k]}`);
+      if (cidrContains(restore, parseIpv4(h[k]))) throw new ConfigError('restoreCidr', `contains ${h.label}.${k} ${h[k]}`);
     }
   }
+}
+
+/**
+ * An etcd host's configuration with the list the source gave it
+ * (lib/membership/resolve.ts): the list is checked as a static file's is, so
+ * the daemon never runs a list the file could not have held.
+ */
+export function checkMembers(c: DprConfig): void {
+  checkHostIds(c);
+  checkAddresses(c);
+  checkMode(c);
+}
+
+export function checkCrossKeys(c: DprConfig, ephemeral: [number, number]): void {
+  if (c.servicePorts.length > MAX_SERVICE_PORTS) {
+    throw new ConfigError('servicePorts', `${c.servicePorts.length} ports; at most ${MAX_SERVICE_PORTS} (the iptables multiport match takes no more)`);
+  }
+  if (c.membership.source === 'etcd') {
+    checkEtcdHost(c);
+  } else {
+    checkStaticHosts(c);
+    checkHostIds(c);
+  }
+  checkAddresses(c);
+  checkMode(c);
   const range = peerPortRange(c);
   const rangeText = `peer ports ${range[0]}-${range[1]}`;
   if (range[1] > 65535) throw new ConfigError('peerPortBase', `${rangeText} run past 65535`);
@@ -218,8 +328,9 @@ export function checkCrossKeys(c: DprConfig, ephemeral: [number, number]): void 
   if (c.queues.batchSize > 1024) throw new ConfigError('queues.batchSize', 'must be at most 1024');
   if (c.flows.maxEmbryonic > c.flows.max) throw new ConfigError('flows.maxEmbryonic', `must not exceed flows.max (${c.flows.max})`);
   if (c.flows.max > 0xffffffff / 2) throw new ConfigError('flows.max', 'too large');
-  if (c.hosts.length > 1 && !c.peers.key && !c.peers.keyFile) {
-    throw new ConfigError('peers.key', 'a shared key (peers.key or peers.keyFile) is required when there are peers');
+  const peersExpected = c.membership.source === 'etcd' || c.hosts.length > 1;
+  if (peersExpected && !c.peers.key && !c.peers.keyFile) {
+    throw new ConfigError('peers.key', `a shared key (peers.key or peers.keyFile) is required when there are peers${c.membership.source === 'etcd' ? ' (with etcd membership there may be any time)' : ''}`);
   }
   if (c.peers.key && c.peers.keyFile) throw new ConfigError('peers.keyFile', 'set peers.key or peers.keyFile, not both');
   if (c.peers.routersBetween > 32) throw new ConfigError('peers.routersBetween', 'must be at most 32');
@@ -231,15 +342,15 @@ export function checkCrossKeys(c: DprConfig, ephemeral: [number, number]): void 
 /** What the kernel modes need of the configuration (lib/rules.ts, docs/design-notes.md). */
 function checkMode(c: DprConfig): void {
   if (c.mode === 'rewrite') return;
-  for (const [i, h] of c.hosts.entries()) {
+  for (const h of hostsToCheck(c)) {
     // Peers hold this address on lo; had it been the cluster address too, they could not reach this host.
-    if (h.service === h.cluster) throw new ConfigError(`hosts[${i}].cluster`, `${h.cluster} is also the service address; mode '${c.mode}' needs a cluster address of its own on every host (peers hold the service addresses on lo)`);
+    if (h.service === h.cluster) throw new ConfigError(`${h.label}.cluster`, `${h.cluster} is also the service address; mode '${c.mode}' needs a cluster address of its own on every host (peers hold the service addresses on lo)`);
   }
   const m = c.marks.peerMask;
   const shift = Math.log2(m & -m);
   if (((m >>> shift) & ((m >>> shift) + 1)) !== 0) throw new ConfigError('marks.peerMask', 'must be one run of contiguous bits');
   if ((m & (c.marks.forward | c.marks.serve)) !== 0) throw new ConfigError('marks.peerMask', 'shares bits with marks.forward or marks.serve');
-  const maxId = Math.max(...c.hosts.map((h) => h.id));
+  const maxId = maxHostId(c);
   if ((m >>> shift) < maxId) throw new ConfigError('marks.peerMask', `has room for host ids up to ${m >>> shift}; hosts go up to ${maxId}`);
   if (c.routing.tableBase + 255 > 0xfffffeff) throw new ConfigError('routing.tableBase', 'too large');
   if (c.routing.rulePref + 1 >= 32766) throw new ConfigError('routing.rulePref', 'must come before the main table (32766)');
@@ -256,7 +367,7 @@ function checkWeights(hosts: readonly HostEntry[]): void {
   }
 }
 
-function deepFreeze<T>(o: T): Readonly<T> {
+export function deepFreeze<T>(o: T): Readonly<T> {
   if (o && typeof o === 'object') {
     for (const v of Object.values(o)) deepFreeze(v);
     Object.freeze(o);
@@ -272,11 +383,20 @@ export function selfHost(c: DprConfig): HostEntry {
 /**
  * The local addresses of the sockets of connections peers forwarded here:
  * the restore addresses (rewrite), or the peers' own service addresses,
- * which a serving host holds on lo (the kernel modes).
+ * which a serving host holds on lo (the kernel modes; those of the listed
+ * hosts among `peers`).
  */
-export function forwardedInAddresses(c: Pick<DprConfig, 'restoreCidr' | 'hosts' | 'self' | 'mode'>): Set<string> {
-  const others = c.hosts.filter((h) => h.id !== c.self);
-  return new Set(others.map((h) => (c.mode === 'rewrite' ? restoreAddress(c, h.id) : h.service)));
+export function forwardedInAddresses(c: Pick<DprConfig, 'restoreCidr' | 'hosts' | 'mode'>, peers: readonly number[]): Set<string> {
+  if (c.mode === 'rewrite') return new Set(peers.map((id) => restoreAddress(c, id)));
+  return new Set((c.hosts ?? []).filter((h) => peers.includes(h.id)).map((h) => h.service));
+}
+
+/**
+ * This host's addresses, whatever the membership: its entry in `hosts`, or in
+ * an etcd host's file (no list yet) `membership.service` and `.cluster`.
+ */
+export function thisHost(c: DprConfig): { service: string; cluster: string } {
+  return c.hosts === null ? { service: c.membership.service, cluster: c.membership.cluster } : selfHost(c);
 }
 
 /** The local address a serving host gives connections forwarded by host `origin`. */

@@ -9,6 +9,7 @@ import type { ConfigError, DprConfig, HostEntry } from './config';
 import { forwardedInAddresses, selfHost } from './config';
 import { openKernelFlows, readKernelFlows, type KernelFlows } from './kernel-flows';
 import { install } from './install';
+import type { MemberStatus } from './membership/member';
 import { planReload } from './reload-plan';
 import { renderRules } from './rules';
 import { AnomalyLog } from './anomalies';
@@ -50,6 +51,8 @@ export interface DaemonStatus {
   mode?: DprConfig['mode'];
   /** Kernel modes, in /status and /metrics only (statusWithKernel): the kernel's forwarded flows. */
   kernel?: KernelFlows | null;
+  /** Where the host list comes from and how that goes (set by lib/membership/member.ts, which runs the daemon). */
+  membership?: MemberStatus;
 }
 
 type QueueCtor = typeof Queue;
@@ -328,13 +331,16 @@ export class Daemon extends EventEmitter {
       this.log.info('draining', { timeoutMs });
     }
     const deadline = Date.now() + timeoutMs;
-    const restore = forwardedInAddresses(this.config);
+    // Retired hosts too: their forwarded flows go on until they end.
+    const known = { ...this.config, hosts: [...this.config.hosts, ...this.retired] };
+    const peers = known.hosts.map((h) => h.id).filter((id) => id !== this.config.self);
+    const restore = forwardedInAddresses(known, peers);
     const kernel = this.config.mode !== 'rewrite';
     for (;;) {
       if (this.stopped || !this.draining) return false;
       const f = this.entry?.stats().flows.forwarded;
       // Kernel modes: the flows live in the kernel's sets, not in the table.
-      const out = kernel ? openKernelFlows(this.config) : f ? f.syn + f.probation + f.established : 0;
+      const out = kernel ? openKernelFlows(known, peers) : f ? f.syn + f.probation + f.established : 0;
       const inbound = forwardedInConnections(restore, this.config.servicePorts);
       if (out === 0 && inbound === 0) return true;
       if (Date.now() >= deadline) {

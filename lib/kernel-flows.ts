@@ -41,7 +41,7 @@ export function readKernelFlows(c: Readonly<DprConfig>): KernelFlows | null {
       const m = /^Number of entries: (\d+)/.exec(line);
       if (m) entriesOf.set(name, Number(m[1]));
     }
-    const byPeer = c.hosts.filter((h) => h.id !== c.self).map((h) => {
+    const byPeer = (c.hosts ?? []).filter((h) => h.id !== c.self).map((h) => {
       const [packets, bytes] = counters.get(h.id) ?? [0, 0];
       return { id: h.id, entries: entriesOf.get(peerSet(h.id)) ?? 0, packets, bytes };
     });
@@ -57,14 +57,14 @@ export function readKernelFlows(c: Readonly<DprConfig>): KernelFlows | null {
  * that; traffic lengthens it to the established one). An entry idle for
  * longer than established - closing timeout counts as closed too.
  */
-export function openKernelFlows(c: Readonly<DprConfig>): number {
+export function openKernelFlows(c: Readonly<DprConfig>, peers: readonly number[]): number {
   const closingS = Math.ceil(c.flows.closingTimeoutMs / 1000);
   const synS = Math.ceil(c.flows.synTimeoutMs / 1000);
   let open = 0;
-  for (const h of c.hosts.filter((x) => x.id !== c.self)) {
+  for (const id of peers) {
     let text: string;
     try {
-      text = run('ipset', ['list', peerSet(h.id)]);
+      text = run('ipset', ['list', peerSet(id)]);
     } catch {
       continue;
     }

@@ -6,7 +6,7 @@
 // lib/install.ts (all or nothing), found again by name or by ROUTE_PROTO.
 //
 // Names carry the address family (`dpr4_`), so IPv6 can add `dpr6_` beside.
-import { restoreAddress, type DprConfig } from './config';
+import { restoreAddress, thisHost, type DprConfig } from './config';
 
 /** iproute2 protocol number on our rules and routes: how uninstall finds them without a configuration. */
 export const ROUTE_PROTO = '77';
@@ -70,8 +70,8 @@ export function tunnelVni(c: DprConfig, a: number, b: number): number {
 
 export function renderKernelPath(c: DprConfig): KernelPath | null {
   if (c.mode === 'rewrite') return null;
-  const me = c.hosts.find((h) => h.id === c.self)!;
-  const others = c.hosts.filter((h) => h.id !== c.self);
+  const me = thisHost(c);
+  const others = (c.hosts ?? []).filter((h) => h.id !== c.self);
   const hex = (n: number): string => `0x${n.toString(16)}`;
   // Buckets for an eighth of the entries (8 bytes each): a lookup then
   // scans a few entries, not the dozen of ipset's default sizing (bench: forward).
@@ -111,7 +111,7 @@ export function entryKernelRules(c: DprConfig): { decls: string[]; lines: string
   const decls: string[] = [];
   const lines: string[] = [];
   const hex = (n: number): string => `0x${n.toString(16)}`;
-  for (const h of c.hosts.filter((x) => x.id !== c.self)) {
+  for (const h of (c.hosts ?? []).filter((x) => x.id !== c.self)) {
     const chain = `DPR_TO${h.id}`;
     const set = peerSet(h.id);
     const m = peerMark(c, h.id);

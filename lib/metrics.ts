@@ -3,6 +3,8 @@
 import http from 'node:http';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { Daemon, DaemonStatus } from './daemon';
+import type { MemberStatus } from './membership/member';
+import type { MembershipState } from './membership/source';
 import { logger } from './log';
 import type { QueueStats } from './native';
 import { packageVersion } from './version';
@@ -66,6 +68,7 @@ export function createMetrics(daemon: Pick<Daemon, 'status'> & Partial<Pick<Daem
   };
 
   const up = new Gauge({ name: 'dpr_up', help: '1 while the daemon runs.', registers: [registry] });
+  const m = membershipMetrics(registry, mirror);
   const refresh = (): void => {
       const s: DaemonStatus = daemon.statusWithKernel ? daemon.statusWithKernel() : daemon.status();
       up.set(1);
@@ -99,8 +102,31 @@ export function createMetrics(daemon: Pick<Daemon, 'status'> & Partial<Pick<Daem
         if (p.lastCheckMs !== null) checkMs.set({ port: String(p.port) }, p.lastCheckMs / 1000);
       }
       if (s.heartbeats) for (const [reason, v] of Object.entries(s.heartbeats.rejected)) mirror.set(rejected, { reason }, v);
+      if (s.membership) m(s.membership);
   };
   return { registry, refresh };
+}
+
+const MEMBERSHIP_STATES: readonly MembershipState[] = ['static', 'connecting', 'registered', 'unreachable', 'waiting'];
+
+/** Where the host list comes from (lib/membership/): what to alert on when etcd goes away. */
+function membershipMetrics(registry: Registry, mirror: Mirror): (m: MemberStatus) => void {
+  const state = new Gauge({ name: 'dpr_membership_state', help: '1 for the membership source\'s state (static; etcd: connecting, registered, unreachable, waiting), 0 for the others.', labelNames: ['state'], registers: [registry] });
+  const seconds = new Gauge({ name: 'dpr_membership_state_seconds', help: 'Seconds the membership source has been in its state (how long etcd has been unreachable, say).', registers: [registry] });
+  const hosts = new Gauge({ name: 'dpr_membership_hosts', help: 'Hosts in the list the source gave (this host included); kept while etcd is unreachable.', registers: [registry] });
+  const changes = new Counter({ name: 'dpr_membership_changes_total', help: 'Host lists the source handed out, the first one included.', registers: [registry] });
+  const failures = new Counter({ name: 'dpr_membership_failures_total', help: 'Attempts to reach etcd (or to hold an id in it) that failed.', registers: [registry] });
+  const ignored = new Counter({ name: 'dpr_membership_ignored_records_total', help: 'Records under the etcd prefix that were ignored: malformed, out of range, or repeating a registered address.', registers: [registry] });
+  const refused = new Counter({ name: 'dpr_membership_refused_total', help: 'Host lists from the source that the daemon refused to apply (logged with the reason).', registers: [registry] });
+  return (m) => {
+    for (const s of MEMBERSHIP_STATES) state.set({ state: s }, m.state === s ? 1 : 0);
+    seconds.set(Math.max(0, (Date.now() - m.since) / 1000));
+    hosts.set(m.hosts);
+    mirror.set(changes, {}, m.changes);
+    mirror.set(failures, {}, m.failures);
+    mirror.set(ignored, {}, m.ignoredRecords);
+    mirror.set(refused, {}, m.refused);
+  };
 }
 
 /** The daemon as the HTTP endpoints see it. */

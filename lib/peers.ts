@@ -98,7 +98,8 @@ export interface PeersCounters {
 
 interface PeersEvents {
   up: [id: number];
-  down: [id: number];
+  /** `silentMs`: how long the peer had been silent when the heartbeat thread found it down. */
+  down: [id: number, silentMs: number];
   /** The set of live peers, or the draining or health flag of a live one, changed. */
   change: [];
   /** A watched service port lost its listener (true) or has one again (false). */
@@ -256,7 +257,7 @@ export class Peers extends EventEmitter<PeersEvents> {
           break;
         case 'down':
           this.log.warn('peer down', { peer: id, silentMs: value });
-          this.emit('down', id);
+          this.emit('down', id, value);
           changed = true;
           break;
         case 'restarted':

@@ -29,7 +29,7 @@
 //
 // lib/install.ts applies it all or nothing and removes it again.
 import type { DprConfig } from './config';
-import { peerPortRange, restoreAddress, selfHost } from './config';
+import { peerPortRange, restoreAddress, thisHost } from './config';
 import { entryKernelRules, LINK_PREFIX, peerMark, renderKernelPath, ROUTE_PROTO, type KernelPath } from './kernel-path';
 
 export interface Jump {
@@ -56,12 +56,13 @@ const hex = (n: number): string => `0x${n.toString(16)}`;
 
 export function renderRules(c: DprConfig): RuleSet {
   if (c.mode !== 'rewrite') return renderKernelRules(c);
-  const me = selfHost(c);
+  // An etcd host's file has no list yet: its own rules only; the daemon adds the peers' when it has them.
+  const me = thisHost(c);
   const fwd = `${hex(c.marks.forward)}/${hex(c.marks.forward)}`;
   const srv = `${hex(c.marks.serve)}/${hex(c.marks.serve)}`;
   const [first, last] = peerPortRange(c);
   const ports = c.servicePorts.join(',');
-  const others = c.hosts.filter((h) => h.id !== c.self);
+  const others = (c.hosts ?? []).filter((h) => h.id !== c.self);
   const restore = [
     '*raw',
     ':DPR_PRE - [0:0]',
@@ -158,10 +159,11 @@ export function renderRules(c: DprConfig): RuleSet {
  * local server, which answers as the entry host.
  */
 function renderKernelRules(c: DprConfig): RuleSet {
-  const me = selfHost(c);
+  // An etcd host's file has no list yet: its own rules only, as in rewrite.
+  const me = thisHost(c);
   const fwd = `${hex(c.marks.forward)}/${hex(c.marks.forward)}`;
   const ports = c.servicePorts.join(',');
-  const others = c.hosts.filter((h) => h.id !== c.self);
+  const others = (c.hosts ?? []).filter((h) => h.id !== c.self);
   const kernel = renderKernelPath(c)!;
   const entry = entryKernelRules(c);
   const tunnel = c.mode === 'tunnel';
@@ -243,7 +245,7 @@ function tunnelPostRules(c: DprConfig): string[] {
     `-A DPR_POST -o ${LINK_PREFIX}+ -j MARK --set-xmark 0x0/${hex(peerMark(c, 0).mask)}`,
     // The clients of connections served for peers send segments that fit
     // into the tunnel with its 50 bytes (the SYN-ACK says so).
-    ...c.hosts.filter((h) => h.id !== c.self).map((h) => `-A DPR_POST -s ${h.service}/32 -p tcp -m multiport --sports ${ports} -m tcp --tcp-flags SYN,RST,ACK SYN,ACK -m tcpmss --mss ${mss + 1}:65535 -j TCPMSS --set-mss ${mss}`),
+    ...(c.hosts ?? []).filter((h) => h.id !== c.self).map((h) => `-A DPR_POST -s ${h.service}/32 -p tcp -m multiport --sports ${ports} -m tcp --tcp-flags SYN,RST,ACK SYN,ACK -m tcpmss --mss ${mss + 1}:65535 -j TCPMSS --set-mss ${mss}`),
     'COMMIT',
   ];
 }

@@ -42,11 +42,15 @@ export interface StatusView {
   /** New connections per second over the sample, decided here: served here, or forwarded to a peer. */
   connectionsPerSecond: { local: number; forwarded: number } | null;
   sampleMs: number;
+  /** Date.now() of the second sample. */
+  at: number;
   heartbeatsRejected: { total: number; byReason: Record<string, number> } | null;
   /** The data path (`rewrite`, `direct`, `tunnel`); absent from daemons older than the kernel modes. */
   mode?: DaemonStatus['mode'];
   /** Kernel modes: forwarded flows the kernel routes (ipset entries) and packets it routed by them, by peer. */
   kernel?: DaemonStatus['kernel'];
+  /** Where the host list comes from and how that goes (null: a daemon too old to say). */
+  membership: NonNullable<DaemonStatus['membership']> | null;
 }
 
 export interface Sample {
@@ -92,12 +96,29 @@ export function buildView(first: Sample, second: Sample, addresses: ReadonlyMap<
     flows: s.entry ? { ...pickFlows(s.entry.flows), forwarded: pickFlows(s.entry.flows.forwarded) } : null,
     connectionsPerSecond: rates(first, second),
     sampleMs: second.at - first.at,
+    at: second.at,
     heartbeatsRejected: rejected
       ? { total: Object.values(rejected).reduce((t, v) => t + v, 0), byReason: { ...rejected } }
       : null,
     ...(s.mode ? { mode: s.mode } : {}),
     ...(s.kernel ? { kernel: s.kernel } : {}),
+    membership: s.membership ?? null,
   };
+}
+
+/** One line on the membership: where the list comes from, and whether etcd can be reached. */
+function membershipLine(m: NonNullable<StatusView['membership']>, at: number): string {
+  const hosts = `${m.hosts} host${m.hosts === 1 ? '' : 's'}`;
+  const since = duration(Math.max(0, at - m.since));
+  const refused = m.refused ? `; ${m.refused} host list(s) REFUSED (see the log)` : '';
+  const ignored = m.ignoredRecords ? `; ${m.ignoredRecords} record(s) in etcd ignored (see the log)` : '';
+  switch (m.state) {
+    case 'static': return `static (${hosts} in the configuration)${refused}`;
+    case 'registered': return `etcd: registered as id ${m.self}, lease ${m.lease}, ${hosts}${refused}${ignored}`;
+    case 'connecting': return 'etcd: registering';
+    case 'unreachable': return `etcd UNREACHABLE for ${since} (${m.lastError}): keeping the last ${hosts}, ${m.retries} retries${refused}`;
+    case 'waiting': return `etcd: WAITING for ${since} to hold an id (${m.lastError}); keeping the last ${hosts}${refused}`;
+  }
 }
 
 function age(ms: number | null): string {
@@ -158,5 +179,6 @@ export function renderText(v: StatusView): string {
   const hb = v.heartbeatsRejected;
   const reasons = hb ? Object.entries(hb.byReason).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`) : [];
   lines.push(['heartbeats rejected', hb ? `${hb.total}${reasons.length ? ` (${reasons.join(', ')})` : ''}` : 'n/a']);
+  if (v.membership) lines.push(['membership', membershipLine(v.membership, v.at)]);
   return `${head}\n${hostTable(v)}\n${table(lines.map(([k, val]) => [k, val]))}`;
 }

@@ -20,13 +20,23 @@ using Events = std::vector<PeerEvent>;
 void CallEvents(Napi::Env env, Napi::Function callback, std::nullptr_t*, Events* events) {
   std::unique_ptr<Events> owned(events);
   if (env == nullptr || callback.IsEmpty()) return;  // shutting down
-  Napi::Uint32Array out = Napi::Uint32Array::New(env, owned->size() * 3);
-  for (size_t i = 0; i < owned->size(); ++i) {
-    out[i * 3] = static_cast<uint32_t>((*owned)[i].type);
-    out[i * 3 + 1] = (*owned)[i].id;
-    out[i * 3 + 2] = (*owned)[i].value;
+  try {
+    Napi::Uint32Array out = Napi::Uint32Array::New(env, owned->size() * 3);
+    for (size_t i = 0; i < owned->size(); ++i) {
+      out[i * 3] = static_cast<uint32_t>((*owned)[i].type);
+      out[i * 3 + 1] = (*owned)[i].id;
+      out[i * 3 + 2] = (*owned)[i].value;
+    }
+    callback.Call({out});
+  } catch (const Napi::Error& err) {
+    // Events still queued when the process exits are delivered while the
+    // environment is torn down, when no JavaScript can run: every call fails,
+    // and so does throwing the failure back, which node-addon-api would turn
+    // into std::terminate (an exit by SIGABRT). Nobody is left to tell, so
+    // those events are dropped. A listener's own exception is thrown back to
+    // JavaScript, as node-addon-api does itself.
+    if (!err.IsEmpty()) (void)napi_throw(env, err.Value());
   }
-  callback.Call({out});
 }
 
 using EventFn = Napi::TypedThreadSafeFunction<std::nullptr_t, Events, CallEvents>;

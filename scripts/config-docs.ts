@@ -35,6 +35,10 @@ const FORMATS: Record<string, string> = {
   ipv4: 'an IPv4 address',
   'port-list': 'a JSON list of TCP ports; in the environment, comma-separated (`80,443`)',
   hosts: 'a JSON list of `{id, service, cluster, weight}` (`weight` optional); in the environment, the same JSON',
+  'host-id': 'an integer 0..255 (a host id)',
+  'ipv4-or-empty': 'an IPv4 address, or empty',
+  'url-list': 'a JSON list of URLs (`http://10.0.0.5:2379`); in the environment, comma-separated',
+  'etcd-prefix': 'an etcd key prefix that starts and ends with `/`',
   'status-list': 'HTTP status codes and ranges, comma-separated (`200-399`, `200,204`)',
   string: 'a string',
 };

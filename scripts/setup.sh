@@ -12,6 +12,8 @@ packages=(
   iputils-ping procps
   clang libclang-rt-14-dev   # libFuzzer + ASan/UBSan for the fuzz target
   wrk haproxy nginx-light    # benchmarks
+  etcd-server                # membership.source etcd: the tests and the demo start their own, in a namespace
+  openssl                    # certificates for the etcd TLS test
 )
 
 missing=()
@@ -25,6 +27,9 @@ if ((${#missing[@]})); then
   fi
   echo "setup: installing ${missing[*]}"
   apt-get update -qq
+  # Under systemd policy-rc.d is not asked: etcd-server would be enabled and started
+  # on 127.0.0.1:2379, where the tests start their own in namespaces.
+  if [[ " ${missing[*]} " == *" etcd-server "* && -d /run/systemd/system ]]; then systemctl mask --quiet etcd.service; fi
   # No service may start on install (nginx would listen on port 80 of this
   # host): invoke-rc.d asks policy-rc.d, and 101 means "not allowed". Ours
   # only if none is there, and removed again.

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { Cluster, hostAddress } from '../tools/cluster';
 import { failedOpen, type QueueSample } from '../lib/kernel-queue';
 import { daemonPid, entryQueueSample, kernelQueues, sleep } from './support/faults';
+import { waitFor } from './support/wait';
 
 const MAX_LEN = 8;
 
@@ -76,6 +77,9 @@ describe('64.faults.overflow.forwarded', () => {
   test('forwarded connections are not reset while the entry queue is full', async () => {
     const cluster = await Cluster.create({ hosts: 2, tag: 'ofw', config: { queues: { maxLen: MAX_LEN } } });
     try {
+      // Up is not yet eligible: h1's first health report puts it in h0's table
+      // (before that, every held connection stayed local and none overflowed).
+      await waitFor('h1 in h0\'s table', () => cluster.status(0).liveHosts.includes(1), 10000);
       const held = cluster.hold({ address: hostAddress(0), connections: 16, intervalMs: 100, durationMs: 5000 });
       await sleep(1000);
       const pid = daemonPid(cluster, 0);

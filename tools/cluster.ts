@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { Testbed } from '../test/support/netns';
+import { EtcdServer } from '../test/support/etcd';
 import { waitForLine } from '../test/support/lines';
 import type { LoadSpec, LoadSummary } from './loadgen';
 import { DEFAULT_STALL_MS, type HeldConnection, type HoldSpec } from './hold';
@@ -48,6 +49,8 @@ export interface ClusterOptions {
   config?: Record<string, unknown>;
   /** Web server capacity per host. */
   slots?: number;
+  /** Web server capacity by host id, where it differs from `slots` (a heterogeneous cluster). */
+  slotsByHost?: number[];
   serviceMs?: number;
   /** Where the web servers listen: '0.0.0.0' (default), or '::' (dual-stack: IPv4 clients on IPv6 sockets). */
   webHost?: '0.0.0.0' | '::';
@@ -85,7 +88,17 @@ export interface ClusterOptions {
    * then unused.
    */
   web?: (bed: Testbed, id: number) => Promise<unknown>;
+  /**
+   * Membership from etcd (issue 16): an etcd of its own in namespace 'etcd'
+   * (ETCD_ADDRESS), every host's file describes only itself, and the
+   * daemons start one after the other, so host i claims id i. `members` are
+   * the hosts started at first; startDaemon() lets another join.
+   */
+  etcd?: boolean;
 }
+
+/** Where a cluster with `etcd: true` runs its etcd. */
+export const ETCD_ADDRESS = '198.18.0.250';
 
 export class Cluster {
   readonly bed: Testbed;
@@ -97,7 +110,7 @@ export class Cluster {
   private readonly tmp: string;
 
   private constructor(
-    readonly options: Required<Omit<ClusterOptions, 'config' | 'tag' | 'extraHosts' | 'members' | 'web' | 'weights'>> & Pick<ClusterOptions, 'config' | 'web'>,
+    readonly options: Required<Omit<ClusterOptions, 'config' | 'tag' | 'extraHosts' | 'members' | 'web' | 'weights' | 'etcd' | 'slotsByHost'>> & Pick<ClusterOptions, 'config' | 'web' | 'etcd' | 'slotsByHost'>,
     tag: string,
     extraHosts: NonNullable<ClusterOptions['extraHosts']> = [],
     members?: number[],
@@ -118,15 +131,20 @@ export class Cluster {
           ? [{ name: 'router', addrs: [], nics: Array.from({ length: options.hosts }, (_, id) => ({ bridge: `back${id}`, addrs: [`${routerAddress(id)}/24`] })) }]
           : []),
         ...extraHosts.map((h) => ({ name: h.name, addrs: [`${h.address}/24`] })),
+        ...(options.etcd ? [{ name: 'etcd', addrs: [`${ETCD_ADDRESS}/24`] }] : []),
       ],
       tag,
     );
     this.tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dpr-cluster-'));
+    this.etcd = options.etcd ? new EtcdServer(this.bed, 'etcd', ETCD_ADDRESS) : null;
   }
+
+  /** The cluster's etcd (`etcd: true`), to stop and start again. */
+  readonly etcd: EtcdServer | null;
 
   static async create(o: ClusterOptions): Promise<Cluster> {
     const c = new Cluster(
-      { hosts: o.hosts, policy: o.policy ?? 'hash', slots: o.slots ?? 16, serviceMs: o.serviceMs ?? 2, webHost: o.webHost ?? '0.0.0.0', dpr: o.dpr ?? true, networks: o.networks ?? 'one', config: o.config, web: o.web },
+      { hosts: o.hosts, policy: o.policy ?? 'hash', slots: o.slots ?? 16, serviceMs: o.serviceMs ?? 2, webHost: o.webHost ?? '0.0.0.0', dpr: o.dpr ?? true, networks: o.networks ?? 'one', config: o.config, web: o.web, etcd: o.etcd, slotsByHost: o.slotsByHost },
       o.tag ?? 'c',
       o.extraHosts,
       o.members,
@@ -147,8 +165,7 @@ export class Cluster {
       ...(this.weights?.[i] !== undefined ? { weight: this.weights[i] } : {}),
     }));
     const base: Record<string, unknown> = {
-      self: id,
-      hosts,
+      ...(this.etcd ? this.etcdMembership(id) : { self: id, hosts }),
       clusterCidr: CLUSTER_CIDR[this.options.networks],
       policy: this.options.policy,
       peers: { key: CLUSTER_KEY, heartbeatMs: 100, deadAfterMs: 500 },
@@ -162,6 +179,17 @@ export class Cluster {
       base[key] = both ? { ...(mine as object), ...(value as object) } : value;
     }
     return base;
+  }
+
+  /** An etcd host's file: its own addresses and where etcd is; no host list, no id. */
+  private etcdMembership(id: number): Record<string, unknown> {
+    return {
+      membership: {
+        source: 'etcd', service: hostAddress(id), cluster: clusterAddressOf(this.options.networks, id),
+        ...(this.weights?.[id] !== undefined ? { weight: this.weights[id] } : {}),
+        etcd: { endpoints: [this.etcd!.endpoint], leaseTtlS: 3, stateFile: path.join(this.tmp, `h${id}.membership.json`), retryMinMs: 100, retryMaxMs: 1000 },
+      },
+    };
   }
 
   /** A 'routed' layout: the router forwards between the hosts' networks, each host routes the others' through it. */
@@ -194,7 +222,13 @@ export class Cluster {
     if (!this.options.dpr) return;
     // In parallel: each install renders the rules with a node process (~1 s).
     await Promise.all(this.members.map((id) => this.installAsync(id)));
-    await Promise.all(this.members.map((id) => this.startDaemon(id)));
+    if (this.etcd) {
+      await this.etcd.start();
+      // One after the other: each claims the lowest free id, so host i is id i.
+      for (const id of this.members) await this.startDaemon(id);
+    } else {
+      await Promise.all(this.members.map((id) => this.startDaemon(id)));
+    }
     await this.waitForMembership();
   }
 
@@ -224,7 +258,7 @@ export class Cluster {
   /** Starts host `id`'s web server (again) and waits until it listens. */
   async startWebServer(id: number): Promise<void> {
     const o = this.options;
-    const web = this.bed.spawn(hostName(id), [process.execPath, WEB, '--id', String(id), '--slots', String(o.slots), '--service-ms', String(o.serviceMs), '--host', o.webHost]);
+    const web = this.bed.spawn(hostName(id), [process.execPath, WEB, '--id', String(id), '--slots', String(o.slotsByHost?.[id] ?? o.slots), '--service-ms', String(o.serviceMs), '--host', o.webHost]);
     this.webServers.set(id, web);
     await waitForLine(web, (l) => l === 'listening', 10000, `web server on h${id}`);
   }
@@ -353,6 +387,7 @@ export class Cluster {
 
   async destroy(): Promise<void> {
     for (const id of [...this.daemons.keys()]) await this.signalDaemon(id, 'SIGKILL', 3000);
+    await this.etcd?.destroy();
     await this.bed.destroy();
     fs.rmSync(this.tmp, { recursive: true, force: true });
   }

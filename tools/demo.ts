@@ -2,7 +2,9 @@
 // a skewed load (70% of connections to host 0, as round-robin DNS gives a few
 // big clients), run once without dpr and once with each policy. Prints what
 // each host received and served and what the client saw; `--json` for JSON.
+// `--etcd`: hosts that join, leave and ride out an etcd restart (tools/demo-etcd.ts).
 import { Cluster, hostAddress } from './cluster';
+import { etcdDemo } from './demo-etcd';
 import type { LoadSummary } from './loadgen';
 
 const HOSTS = 4;
@@ -61,6 +63,7 @@ function print(run: Run): void {
 async function main(): Promise<void> {
   const json = process.argv.includes('--json');
   if (process.getuid?.() !== 0) throw new Error('the demo builds network namespaces: run it as root');
+  if (process.argv.includes('--etcd')) return etcdDemo((line) => void process.stdout.write(`${line}\n`));
   if (!json) {
     process.stdout.write(`4 hosts (${SLOTS} request slots, ${SERVICE_MS} ms per request each), 1 client, ${LOAD.requests} connections, ` +
       `${LOAD.concurrency} at a time, 70% of them to h0\n`);

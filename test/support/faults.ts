@@ -335,9 +335,14 @@ export interface PeerDeath {
   detectedMs: number | null;
   /** Start of the last new connection after the kill that still went to the dead host (it failed), after the kill. */
   lastToDeadMs: number | null;
-  /** Connections started before the kill that failed: in flight to the dead host when it died. */
+  /**
+   * Connections started before the kill ended (its processes all gone) that
+   * failed: in flight to the dead host when it died. (One started while the
+   * kill was under way can be accepted by the web server, then reset as it
+   * dies: seen once in a full run.)
+   */
   inFlight: number;
-  /** Connections started after the kill that failed: sent to the dead host before the others noticed. */
+  /** Connections started after the kill ended that failed: sent to the dead host before the others noticed. */
   sentToDead: number;
   /** Connections started later than `settleMs` after the kill: failed, and answered by the dead host. */
   lateErrors: number;
@@ -359,6 +364,7 @@ export async function peerDeath(cluster: Cluster, o: { entry: number; victim: nu
   const killedAt = Date.now();
   if (o.webServerOnly) await cluster.killWebServer(o.victim);
   else await killHost(cluster, o.victim);
+  const deadAt = Date.now();
   let detectedMs: number | null = null;
   while (Date.now() - killedAt < o.settleMs) {
     if (!cluster.status(o.entry).liveHosts.includes(o.victim)) {
@@ -369,7 +375,7 @@ export async function peerDeath(cluster: Cluster, o: { entry: number; victim: nu
   }
   const all = await probes;
   const failed = all.filter((p) => p.error !== null);
-  const after = failed.filter((p) => p.startedAt >= killedAt);
+  const after = failed.filter((p) => p.startedAt >= deadAt);
   const late = all.filter((p) => p.startedAt >= killedAt + o.settleMs);
   const errorKinds: Record<string, number> = {};
   for (const p of failed) errorKinds[p.error!] = (errorKinds[p.error!] ?? 0) + 1;

@@ -1,0 +1,105 @@
+// What dpr keeps in etcd, and how a list of members is read back from it.
+//
+//   <prefix>hosts/<id>  ->  {"service":"203.0.113.10","cluster":"10.0.0.10","weight":1,"name":"web3","since":"2026-..."}
+//
+// One key per host, attached to that host's lease: the key is the claim on
+// the id (created only if absent, in a transaction) and the record of the
+// addresses at once, and it goes when the lease is revoked or expires.
+// Anyone with write access to the prefix can put anything there, so every
+// record is checked; one that fails is ignored (and counted), never fatal.
+import { parseIpv4 } from '../ipv4';
+import { DEFAULT_WEIGHT, type HostEntry } from '../config';
+import { MAX_WEIGHT } from '../maglev';
+import { byId } from './source';
+
+export const hostsPrefix = (prefix: string): string => `${prefix}hosts/`;
+export const hostKey = (prefix: string, id: number): string => `${hostsPrefix(prefix)}${id}`;
+
+/** A key-value pair as etcd returns it (the etcd3 client gives 64-bit numbers as decimal strings). */
+export interface RawKv {
+  key: string;
+  value: string;
+  lease: string;
+  createRevision: string;
+}
+
+export interface HostRecord extends HostEntry {
+  /** The lease the record is attached to (decimal). */
+  lease: string;
+  createRevision: bigint;
+}
+
+/** The value this host writes about itself. */
+export function encodeRecord(me: { service: string; cluster: string; weight: number }, name: string, since: Date): string {
+  return JSON.stringify({ service: me.service, cluster: me.cluster, weight: me.weight, name, since: since.toISOString() });
+}
+
+/** The id a key under `<prefix>hosts/` names, or null. */
+export function idOfKey(prefix: string, key: string): number | null {
+  if (!key.startsWith(hostsPrefix(prefix))) return null;
+  const text = key.slice(hostsPrefix(prefix).length);
+  return /^(0|[1-9]\d{0,2})$/.test(text) && Number(text) <= 255 ? Number(text) : null;
+}
+
+/** A record, or why it is not one. */
+export function decodeRecord(prefix: string, kv: RawKv): HostRecord | string {
+  const id = idOfKey(prefix, kv.key);
+  if (id === null) return 'the key does not end in a host id 0..255';
+  let v: unknown;
+  try {
+    v = JSON.parse(kv.value);
+  } catch {
+    return 'the value is not JSON';
+  }
+  if (typeof v !== 'object' || v === null) return 'the value is not a JSON object';
+  const o = v as Record<string, unknown>;
+  for (const k of ['service', 'cluster'] as const) {
+    if (typeof o[k] !== 'string') return `${k} is not an IPv4 address`;
+    try {
+      parseIpv4(o[k] as string);
+    } catch {
+      return `${k} '${String(o[k])}' is not an IPv4 address`;
+    }
+  }
+  const weight = o.weight ?? DEFAULT_WEIGHT;
+  if (!Number.isInteger(weight) || (weight as number) < 0 || (weight as number) > MAX_WEIGHT) return `weight ${JSON.stringify(o.weight)} is not an integer 0..${MAX_WEIGHT}`;
+  if (kv.lease === '0') return 'it is not attached to a lease (it would never go away)';
+  return { id, service: o.service as string, cluster: o.cluster as string, weight: weight as number, lease: kv.lease, createRevision: BigInt(kv.createRevision) };
+}
+
+export interface Members {
+  hosts: HostEntry[];
+  /** Records left out, with the reason, by key. */
+  ignored: Map<string, string>;
+}
+
+/**
+ * The members the records describe. `check` applies the config's rules (ids
+ * the cluster has room for, cluster addresses in clusterCidr, ...) and says
+ * why a host cannot be one. Two records with one address: the older claim
+ * (lower create revision) stays, the later one is ignored.
+ */
+export function membersOf(prefix: string, kvs: Iterable<RawKv>, check: (h: HostEntry) => string | null): Members {
+  const ignored = new Map<string, string>();
+  const records: HostRecord[] = [];
+  for (const kv of kvs) {
+    const r = decodeRecord(prefix, kv);
+    const reason = typeof r === 'string' ? r : check(r);
+    if (reason !== null) ignored.set(kv.key, reason);
+    else records.push(r as HostRecord);
+  }
+  records.sort((a, b) => (a.createRevision < b.createRevision ? -1 : a.createRevision > b.createRevision ? 1 : 0));
+  const owner = new Map<string, number>();
+  const hosts: HostEntry[] = [];
+  for (const r of records) {
+    const clash = [`service ${r.service}`, `cluster ${r.cluster}`].find((a) => owner.has(a));
+    if (clash) {
+      ignored.set(hostKey(prefix, r.id), `its ${clash} is registered by host ${owner.get(clash)} already`);
+      continue;
+    }
+    owner.set(`service ${r.service}`, r.id);
+    owner.set(`cluster ${r.cluster}`, r.id);
+    hosts.push({ id: r.id, service: r.service, cluster: r.cluster, weight: r.weight });
+  }
+  return { hosts: hosts.sort(byId), ignored };
+}
