@@ -43,6 +43,13 @@ function tracked(cluster: Cluster, h: number, address: string): number {
   return Number(out.trim());
 }
 
+/**
+ * The tests run in this order on purpose: fail-open and drain make h0 serve
+ * connections it would otherwise forward, and their TIME_WAIT sockets there
+ * (60 s) would meet reused client ports in the membership test after the
+ * table changed, a gap of the hash policy in every mode (docs/design-notes.md,
+ * "Kernel modes"): the first ACK finds h0's TIME_WAIT through -m socket.
+ */
 export function modeSuite(o: ModeSuite): void {
   describe(`62.mode.${o.mode}.${o.policy}`, () => {
     let cluster: Cluster;
@@ -146,6 +153,45 @@ export function modeSuite(o: ModeSuite): void {
       }
     });
 
+    test('membership: connections served by a peer whose daemon dies go on; the peer gets no new ones until it is back', { skip: !has('membership') }, async () => {
+      try {
+        const held = cluster.hold({ address: hostAddress(0), connections: 24, intervalMs: 150, durationMs: 5000 });
+        await sleep(1000);
+        await cluster.signalDaemon(3, 'SIGKILL');
+        await waitFor('h0 drops host 3', () => !cluster.status(0).liveHosts.includes(3), 5000);
+        const was = cluster.status(0).entry!;
+        const s = await cluster.load({ targets: [{ address: hostAddress(0) }], requests: 200, concurrency: 8 });
+        const now = cluster.status(0).entry!;
+        const notes = Object.entries(now.notes).filter(([k, v]) => v !== was.notes[k as keyof typeof was.notes]).map(([k, v]) => `${k} +${v - was.notes[k as keyof typeof was.notes]}`);
+        const why = `h0 decided ${now.newFlows.byHost.map((v, i) => v - (was.newFlows.byHost[i] ?? 0)).join('/')} by host; notes ${notes.join(', ')}; flows queue +${(now.queue.flowsPackets ?? 0) - (was.queue.flowsPackets ?? 0)}, ipset ${JSON.stringify(now.queue.ipset)}`;
+        assert.equal(s.errors, 0, `errors: ${JSON.stringify(s.errorKinds)}, served ${JSON.stringify(s.servedBy)}; ${why}`);
+        assert.equal(s.servedBy['3'] ?? 0, 0, `served by 3 after h0 dropped it: h0 decided ${now.newFlows.byHost.map((v, i) => v - (was.newFlows.byHost[i] ?? 0)).join('/')} by host; notes ${notes.join(', ')}; flows queue +${(now.queue.flowsPackets ?? 0) - (was.queue.flowsPackets ?? 0)}`);
+        await cluster.startDaemon(3);
+        await cluster.waitForMembership();
+        const conns = await held;
+        // Host 3's web server never stopped, and the kernel kept routing to it.
+        assert.ok(conns.some((c) => c.servedBy === '3'), 'no held connection was served by host 3');
+        assertHeld(conns, { minOk: 20, atLeast: 24 });
+      } finally {
+        await ensureRunning(3);
+      }
+    });
+
+    test('health: a host whose web service fails its checks gets no new connections, and gets them again once it passes', { skip: !has('health') }, async () => {
+      try {
+        cluster.signalWebServer(2, 'SIGUSR1');
+        await waitFor('h0 takes host 2 out', () => !cluster.status(0).liveHosts.includes(2), 5000);
+        const s = await cluster.load({ targets: [{ address: hostAddress(0) }], requests: 200, concurrency: 8 });
+        assert.equal(s.errors, 0);
+        assert.equal(s.servedBy['2'] ?? 0, 0);
+        cluster.signalWebServer(2, 'SIGUSR2');
+        await waitFor('h0 takes host 2 back', () => cluster.status(0).liveHosts.includes(2), 5000);
+        const again = await cluster.load({ targets: [{ address: hostAddress(0) }], requests: 200, concurrency: 8 });
+        assert.ok((again.servedBy['2'] ?? 0) > 0);
+      } finally {
+        cluster.signalWebServer(2, 'SIGUSR2');
+      }
+    });
     test('fail-open and restart: with the entry daemon killed its forwarded connections go on in the kernel and new ones are served here; after a restart they are forwarded again', { skip: !has('failopen') }, async () => {
       try {
         const held = cluster.hold({ address: hostAddress(0), connections: 24, intervalMs: 150, durationMs: 6000 });
@@ -184,43 +230,5 @@ export function modeSuite(o: ModeSuite): void {
       }
     });
 
-    test('membership: connections served by a peer whose daemon dies go on; the peer gets no new ones until it is back', { skip: !has('membership') }, async () => {
-      try {
-        const held = cluster.hold({ address: hostAddress(0), connections: 24, intervalMs: 150, durationMs: 5000 });
-        await sleep(1000);
-        await cluster.signalDaemon(3, 'SIGKILL');
-        await waitFor('h0 drops host 3', () => !cluster.status(0).liveHosts.includes(3), 5000);
-        const was = cluster.status(0).entry!;
-        const s = await cluster.load({ targets: [{ address: hostAddress(0) }], requests: 200, concurrency: 8 });
-        const now = cluster.status(0).entry!;
-        const notes = Object.entries(now.notes).filter(([k, v]) => v !== was.notes[k as keyof typeof was.notes]).map(([k, v]) => `${k} +${v - was.notes[k as keyof typeof was.notes]}`);
-        assert.equal(s.errors, 0);
-        assert.equal(s.servedBy['3'] ?? 0, 0, `served by 3 after h0 dropped it: h0 decided ${now.newFlows.byHost.map((v, i) => v - (was.newFlows.byHost[i] ?? 0)).join('/')} by host; notes ${notes.join(', ')}; flows queue +${(now.queue.flowsPackets ?? 0) - (was.queue.flowsPackets ?? 0)}`);
-        await cluster.startDaemon(3);
-        await cluster.waitForMembership();
-        const conns = await held;
-        // Host 3's web server never stopped, and the kernel kept routing to it.
-        assert.ok(conns.some((c) => c.servedBy === '3'), 'no held connection was served by host 3');
-        assertHeld(conns, { minOk: 20, atLeast: 24 });
-      } finally {
-        await ensureRunning(3);
-      }
-    });
-
-    test('health: a host whose web service fails its checks gets no new connections, and gets them again once it passes', { skip: !has('health') }, async () => {
-      try {
-        cluster.signalWebServer(2, 'SIGUSR1');
-        await waitFor('h0 takes host 2 out', () => !cluster.status(0).liveHosts.includes(2), 5000);
-        const s = await cluster.load({ targets: [{ address: hostAddress(0) }], requests: 200, concurrency: 8 });
-        assert.equal(s.errors, 0);
-        assert.equal(s.servedBy['2'] ?? 0, 0);
-        cluster.signalWebServer(2, 'SIGUSR2');
-        await waitFor('h0 takes host 2 back', () => cluster.status(0).liveHosts.includes(2), 5000);
-        const again = await cluster.load({ targets: [{ address: hostAddress(0) }], requests: 200, concurrency: 8 });
-        assert.ok((again.servedBy['2'] ?? 0) > 0);
-      } finally {
-        cluster.signalWebServer(2, 'SIGUSR2');
-      }
-    });
   });
 }
