@@ -9,6 +9,7 @@ import path from 'node:path';
 import { BACKLOG, BIN, runDatapath, type DatapathSize, type DatapathVariant } from './datapath';
 import { runForward, type ForwardKind } from './forward';
 import { CLUSTER, runCluster, type Arrivals, type ClusterSize, type Router } from './cluster-mix';
+import { runSnapshotLag } from './snapshot-lag';
 import { runLocal, type LocalSize } from './local-cost';
 import { runDecisionCost, type DecisionCostVariant } from './decision-cost';
 import { runFlows, runMaglev, runPacket } from './scale';
@@ -681,7 +682,49 @@ const cpu: Trial = {
   },
 };
 
-export const trials: readonly Trial[] = [datapath, forward, setup, cpu, local, decisionCost, cluster, scale, reliability, scaleOut, attack];
+// ---- snapshot: the event loop while the flow table is saved -------------
+
+const SNAPSHOT_FLOWS = 1_000_000;
+const snapshotVariants: readonly Variant[] = [
+  { name: 'no-snapshot-1M', description: 'the same table and waits without a snapshot: the delay the machine causes anyway' },
+  { name: 'export-sync-1M', description: 'the export on the event loop (the daemon before issue 14): the JavaScript thread waits while the queue thread walks the table, then copies the words' },
+  { name: 'export-async-1M', description: 'the export waited for on a worker thread (exportFlowsAsync, what lib/flow-snapshots.ts does), the words handed over without a copy' },
+];
+
+const snapshot: Trial = {
+  name: 'snapshot',
+  description: `Event-loop delay while a flow snapshot of ${SNAPSHOT_FLOWS.toLocaleString('en-US')} flows is taken (export and file write, as lib/flow-snapshots.ts does every flows.snapshotMs)`,
+  unit: 'ms event-loop delay p99',
+  secondaryUnit: 'ms event-loop delay max',
+  variants: snapshotVariants,
+  baseline: 'export-sync-1M',
+  goals: [
+    { text: 'event-loop delay p99 during snapshots of 1M flows', variant: 'export-async-1M', metric: 'value', kind: 'absolute', atMost: 5, unit: 'ms' },
+    { text: 'event-loop delay p99 during snapshots over none', variant: 'export-async-1M', metric: 'value', kind: 'difference', versus: 'no-snapshot-1M', atMost: 5, unit: 'ms' },
+  ],
+  columns: [
+    { metric: 'flows', label: 'flows' },
+    { metric: 'snapshotMs', label: 'one snapshot, ms (median)', digits: 1 },
+  ],
+  cpus: ALL_CPUS,
+  timeoutMs: 180_000,
+  setup(o) {
+    return [
+      `An entry Queue (test/support/queue-driver.ts) alone in a network namespace, ${SNAPSHOT_FLOWS.toLocaleString('en-US')} SYN-only flows imported before it starts (built by an Engine in the bench process); no traffic.`,
+      `${o.quick ? 3 : 10} snapshots 100 ms apart, each the export and lib/flow-state.ts's saveFlows (write, fsync, rename) to the temporary directory, while perf_hooks' monitorEventLoopDelay (1 ms resolution) records the event loop's delay from the first to 100 ms after the last.`,
+    ];
+  },
+  prepare() {
+    requireBuilt('snapshot');
+  },
+  async run(variant, o) {
+    const mode = variant === 'export-async-1M' ? 'async' : variant === 'export-sync-1M' ? 'sync' : 'none';
+    const s = await runSnapshotLag(SNAPSHOT_FLOWS, mode, o.quick ? 3 : 10);
+    return { value: s.lagP99Ms, secondary: s.lagMaxMs, work: s.flows, metrics: { flows: s.flows, snapshotMs: s.snapshotMs }, detail: s };
+  },
+};
+
+export const trials: readonly Trial[] = [datapath, forward, setup, cpu, local, decisionCost, cluster, scale, reliability, scaleOut, attack, snapshot];
 
 export function findTrial(name: string): Trial {
   const t = trials.find((x) => x.name === name);

@@ -218,8 +218,10 @@ export interface NativeQueue {
   /** Where a PeerLink publishes peers' reports for this queue's decisions (PeerLink.feedLoads). */
   loadBoard(): LoadBoard;
   stats(): QueueStats;
-  /** The flow table, FLOW_WORDS per flow; safe while running. */
+  /** The flow table, FLOW_WORDS per flow; safe while running. Blocks the caller while the queue thread walks the table. */
   exportFlows(): Uint32Array;
+  /** The same, waited for on a worker thread (the event loop runs on), the words handed over without a copy. */
+  exportFlowsAsync(): Promise<Uint32Array>;
   /** Before start() only; returns how many flows were taken. */
   importFlows(words: Uint32Array): number;
   /** Packets the queue has seen (stats().packets), cheaply. */

@@ -61,17 +61,21 @@ void SetErrorClass(Napi::Env env, Napi::Function ctor) {
   data->errorClass = Napi::Persistent(ctor);
 }
 
-void ThrowError(Napi::Env env, const std::string& code, int errnum, const std::string& message) {
+Napi::Error MakeError(Napi::Env env, const std::string& code, int errnum, const std::string& message) {
   AddonData* data = env.GetInstanceData<AddonData>();
   if (data != nullptr && !data->errorClass.IsEmpty()) {
     Napi::Object err = data->errorClass.New({Napi::String::New(env, message), Napi::String::New(env, code),
                                              Napi::Number::New(env, errnum)});
-    throw Napi::Error(env, err);
+    return Napi::Error(env, err);
   }
   Napi::Error err = Napi::Error::New(env, message);
   err.Set("code", Napi::String::New(env, code));
   err.Set("errno", Napi::Number::New(env, errnum));
-  throw err;
+  return err;
+}
+
+void ThrowError(Napi::Env env, const std::string& code, int errnum, const std::string& message) {
+  throw MakeError(env, code, errnum, message);
 }
 
 EngineConfig ReadEngineConfig(Napi::Env env, const Napi::Object& o) {

@@ -15,6 +15,8 @@ namespace dpr {
 void SetErrorClass(Napi::Env env, Napi::Function ctor);
 // Throws DprNativeError(message, code, errno) as a JavaScript exception.
 [[noreturn]] void ThrowError(Napi::Env env, const std::string& code, int errnum, const std::string& message);
+// The same error as a value (to reject a promise with).
+Napi::Error MakeError(Napi::Env env, const std::string& code, int errnum, const std::string& message);
 
 EngineConfig ReadEngineConfig(Napi::Env env, const Napi::Object& o);
 QueueOptions ReadQueueOptions(Napi::Env env, const Napi::Object& o);

@@ -40,7 +40,8 @@ uint16_t ChooseHost(const LoadSituation& s, uint32_t threshold) {
   const Contender* pick = first != nullptr ? first : second;
   if (first != nullptr && second != nullptr && PerWeight(*second) < PerWeight(*first)) pick = second;
   if (!s.selfEligible) return pick->id;
-  return PerWeight(*pick) < s.ownLoad / s.ownWeight ? pick->id : s.self;
+  // The pick, with the connection, still lighter than this host without it.
+  return (pick->load + 1) / pick->weight < s.ownLoad / s.ownWeight ? pick->id : s.self;
 }
 
 }  // namespace dpr

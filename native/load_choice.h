@@ -4,8 +4,12 @@
 // Serve it here while this host, with it, carries at most `threshold`
 // connections per weight, or at most the cluster mean per weight x (1 +
 // kHeadroom). Above that, send it to the lighter of two peers, the one the
-// Maglev table names for it and one drawn at random, if that one is lighter
-// than this host. The least loaded peer would herd when several hosts forward
+// Maglev table names for it and one drawn at random, if that one, with the
+// connection, is still lighter than this host without it: a move must make
+// the pair more even, so equal hosts whose counts are off by one (this host's
+// count between two exact ones includes closing sockets) do not trade
+// connections (cluster bench: half of a balanced load was forwarded when
+// "lighter than this host" was enough). The least loaded peer would herd when several hosts forward
 // on the same stale reports; two choices do not (Mitzenmacher, "How useful is
 // old information?", 2000). The cluster model's figures for each part are in
 // docs/design-notes.md ("The load policy").

@@ -116,6 +116,9 @@ void Queue::Stop() {
   running_ = false;
   close(wakeFd_);
   wakeFd_ = -1;
+  // What the thread left (an export asked for as it stopped: its caller,
+  // perhaps on another thread, gets the final table instead of a timeout).
+  ApplyControl(MonotonicMs());
 }
 
 void Queue::Wake() {
@@ -168,6 +171,8 @@ void Queue::SetDraining(bool draining) {
 }
 
 std::vector<uint32_t> Queue::ExportFlows() {
+  // One export at a time: callers may be on different threads (exportFlowsAsync).
+  std::lock_guard<std::mutex> one(exportMutex_);
   if (!running_.load()) return engine_.ExportFlows(MonotonicMs());
   std::unique_lock<std::mutex> lock(mutex_);
   exportRequested_ = true;

@@ -165,6 +165,7 @@ class Queue {
   bool exportReady_ = false;
   std::vector<uint32_t> exported_;
   std::condition_variable exportDone_;
+  std::mutex exportMutex_;
 };
 
 uint32_t MonotonicMs();

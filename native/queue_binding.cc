@@ -17,6 +17,53 @@ namespace dpr {
 
 namespace {
 
+class ExportWorker : public Napi::AsyncWorker {
+ public:
+  ExportWorker(Napi::Env env, Napi::Object owner, dpr::Queue* queue)
+      : Napi::AsyncWorker(env, "dpr.exportFlows"), owner_(Napi::Persistent(owner)), queue_(queue),
+        deferred_(Napi::Promise::Deferred::New(env)) {}
+  ~ExportWorker() override { delete words_; }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      words_ = new std::vector<uint32_t>(queue_->ExportFlows());
+    } catch (const QueueError& err) {
+      code_ = err.code;
+      errnum_ = err.errnum;
+      SetError(err.what());
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    std::vector<uint32_t>* words = words_;
+    words_ = nullptr;
+    const size_t n = words->size();
+    if (n == 0) {
+      delete words;
+      deferred_.Resolve(Napi::Uint32Array::New(env, 0));
+      return;
+    }
+    // The buffer owns the vector: freed when JavaScript lets go of the array.
+    Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(
+        env, words->data(), n * sizeof(uint32_t), [](Napi::Env, void*, std::vector<uint32_t>* v) { delete v; }, words);
+    deferred_.Resolve(Napi::Uint32Array::New(env, n, buffer, 0));
+  }
+
+  void OnError(const Napi::Error& e) override {
+    deferred_.Reject(MakeError(Env(), code_.empty() ? "EIO" : code_, errnum_, e.Message()).Value());
+  }
+
+ private:
+  Napi::ObjectReference owner_;  // the Queue stays alive while its export runs
+  dpr::Queue* queue_;
+  Napi::Promise::Deferred deferred_;
+  std::vector<uint32_t>* words_ = nullptr;
+  std::string code_;
+  int errnum_ = 0;
+};
+
 class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -32,6 +79,7 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
                         InstanceMethod<&QueueWrap::LoadBoard>("loadBoard"),
                         InstanceMethod<&QueueWrap::Stats>("stats"),
                         InstanceMethod<&QueueWrap::ExportFlows>("exportFlows"),
+                        InstanceMethod<&QueueWrap::ExportFlowsAsync>("exportFlowsAsync"),
                         InstanceMethod<&QueueWrap::ImportFlows>("importFlows"),
                         InstanceMethod<&QueueWrap::Packets>("packets"),
                         InstanceAccessor<&QueueWrap::Running>("running")});
@@ -128,6 +176,16 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
     } catch (const QueueError& err) {
       ThrowError(info.Env(), err.code, err.errnum, err.what());
     }
+  }
+
+  // The same, with the wait and the copy on a worker thread: the event loop
+  // goes on while the queue thread walks the table (1M flows: tens of ms),
+  // and the words are handed over without a copy.
+  Napi::Value ExportFlowsAsync(const Napi::CallbackInfo& info) {
+    auto* worker = new ExportWorker(info.Env(), info.This().As<Napi::Object>(), queue_.get());
+    Napi::Promise promise = worker->Promise();
+    worker->Queue();
+    return promise;
   }
 
   Napi::Value ImportFlows(const Napi::CallbackInfo& info) {

@@ -99,6 +99,18 @@ test('24.policy: when both choices are no lighter than this host, it keeps the c
   assert.deepEqual([...targetsOverSeeds(s)].sort(), [0, 3]);
 });
 
+test('24.policy: a connection moves only if the peer, with it, stays lighter than this host without it', () => {
+  // 10 here; Maglev names 1 (9), the draw 2 (9), 3 or 4 (0). A peer of 9 would
+  // carry 10 with it, no lighter than this host: the connection stays (a count
+  // off by one would otherwise shuffle connections between equal hosts).
+  const s = { hosts: 5, maglev: 1, own: 10, loads: { 1: 9, 2: 9, 3: 0, 4: 0 } };
+  assert.deepEqual([...targetsOverSeeds(s)].sort(), [0, 3, 4]);
+  // Per weight: a weight-2 peer with 18 (9.5 each with it) still takes it
+  // from 10 (the mean per weight, 39 / 4, x 1.1 is below 11; peer 2 carries 10).
+  const big = engine({ hosts: 3, maglev: 1, own: 10, weights: [1, 2, 1], loads: { 1: 18, 2: 10 } });
+  assert.equal(syn(big, portsTo(big, 1, 1)[0]), 1);
+});
+
 test('24.policy: loads are compared per weight', () => {
   // Peer 1 carries 6 at weight 2 (3 each), peer 2 carries 4 at weight 1; Maglev names 2.
   const e = engine({ hosts: 3, maglev: 2, own: 20, weights: [1, 2, 1], loads: { 1: 6, 2: 4 } });

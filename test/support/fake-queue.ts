@@ -104,6 +104,9 @@ export class FakeQueue implements NativeQueue {
   exportFlows(): Uint32Array {
     return new Uint32Array(0);
   }
+  exportFlowsAsync(): Promise<Uint32Array> {
+    return Promise.resolve(new Uint32Array(0));
+  }
   importFlows(): number {
     return 0;
   }

@@ -3,6 +3,10 @@
 //   -> {"cmd":"export"}   <- {"reply":"export","ms":12,"flows":3} or {..., "error":"..."}
 //   -> {"cmd":"stats"}    <- {"reply":"stats","stats":{QueueStats}}
 //   -> {"cmd":"stop"}     <- {"reply":"stop","ms":3,"stats":{QueueStats}}, then it exits
+//   -> {"cmd":"snapshot","count":N,"mode":"async","file":F}  N flow snapshots as the daemon writes them
+//        (export, then lib/flow-state's saveFlows to F), 100 ms apart, with the event loop's delay
+//        measured throughout (mode sync: exportFlows on the event loop; none: the same waits, no snapshot)
+//        <- {"reply":"snapshot","flows":..,"lagP99Ms":..,"lagMaxMs":..,"snapshotMs":[..]}
 //   -> {"cmd":"block","ms":N}  the JavaScript thread sleeps N ms (the queue's thread goes on), then <- {"reply":"block"}
 // With `ownLoad`, the load policy's engine counts this host that busy (peers send no reports: idle).
 // On start it prints {"reply":"ready","tid":N}: the queue thread's id (its
@@ -11,8 +15,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { ChildProcess } from 'node:child_process';
-import type { EngineOptions, QueueOptions, QueueStats } from '../../lib/native';
+import type { EngineOptions, NativeQueue, QueueOptions, QueueStats } from '../../lib/native';
 import { parseIpv4 } from '../../lib/ipv4';
 import type { Testbed } from './netns';
 import { waitForLine } from './lines';
@@ -41,6 +46,8 @@ export interface DriverSpec {
   lookupTable?: number[];
   /** Load policy: this host's load, as the load meter would calibrate it. */
   ownLoad?: number;
+  /** A file of exported flow words (FLOW_WORDS each) to import before the queue starts. */
+  flowsFile?: string;
 }
 
 export interface Reply {
@@ -76,11 +83,40 @@ export function threadId(pid: number | 'self', name: string): number {
   throw new Error(`no thread named ${name}`);
 }
 
+/** As lib/flow-snapshots.ts saves, `count` times, with the event loop's delay recorded (1 ms resolution). */
+export type SnapshotMode = 'none' | 'sync' | 'async';
+
+async function snapshots(queue: NativeQueue, count: number, mode: SnapshotMode, file: string) {
+  const { saveFlows } = await import('../../lib/flow-state');
+  const { FLOW_WORDS } = await import('../../lib/native');
+  const lag = monitorEventLoopDelay({ resolution: 1 });
+  const times: number[] = [];
+  let flows = 0;
+  lag.enable();
+  for (let i = 0; i < count; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    if (mode === 'none') continue;
+    const t0 = performance.now();
+    const words = mode === 'async' ? await queue.exportFlowsAsync() : queue.exportFlows();
+    await saveFlows(file, words);
+    times.push(performance.now() - t0);
+    flows = words.length / FLOW_WORDS;
+  }
+  await new Promise((r) => setTimeout(r, 100));
+  lag.disable();
+  if (mode === 'none') flows = queue.stats().flows.syn;
+  return { flows, lagP99Ms: lag.percentile(99) / 1e6, lagMaxMs: lag.max / 1e6, snapshotMs: times.length ? times : [0] };
+}
+
 async function run(spec: DriverSpec): Promise<void> {
   // Loaded here: the test process imports this file for the helpers above.
   const { Queue, FLOW_WORDS } = await import('../../lib/native');
   const queue = new Queue(spec.queue, engineOptions(spec.engine));
   if (spec.ownLoad !== undefined) queue.calibrateLoad(spec.ownLoad, -1);
+  if (spec.flowsFile) {
+    const b = fs.readFileSync(spec.flowsFile);
+    queue.importFlows(new Uint32Array(b.buffer, b.byteOffset, b.byteLength / 4));
+  }
   if (spec.lookupTable) queue.setLookupTable(Uint16Array.from(spec.lookupTable));
   queue.start();
   const print = (o: Reply): void => void process.stdout.write(JSON.stringify(o) + '\n');
@@ -90,8 +126,10 @@ async function run(spec: DriverSpec): Promise<void> {
     return Number(process.hrtime.bigint() - t0) / 1e6;
   };
   readline.createInterface({ input: process.stdin }).on('line', (line) => {
-    const { cmd, ms } = JSON.parse(line) as { cmd: string; ms?: number };
-    if (cmd === 'export') {
+    const { cmd, ms, count, mode, file } = JSON.parse(line) as { cmd: string; ms?: number; count?: number; mode?: SnapshotMode; file?: string };
+    if (cmd === 'snapshot') {
+      void snapshots(queue, count ?? 5, mode ?? 'async', file!).then((r) => print({ reply: 'snapshot', ...r }));
+    } else if (cmd === 'export') {
       let flows = 0;
       let error: string | undefined;
       const ms = timed(() => {
