@@ -57,6 +57,9 @@ export interface DaemonStatus {
 
 type QueueCtor = typeof Queue;
 
+/** How long a reading of the kernel's counters (lib/kernel-flows.ts) is served again. */
+const KERNEL_READ_MS = 250;
+
 /** What a test may replace: the queue class (a fake, no root needed), the health probe, the load count, the rules. */
 export interface DaemonParts {
   QueueClass?: QueueCtor;
@@ -390,9 +393,10 @@ export class Daemon extends EventEmitter {
 
   /** status() and, in the kernel modes, what the kernel counts (a few ms: for operators and scrapes). */
   statusWithKernel(): DaemonStatus {
-    // At most one reading a second, however often a tool polls /status.
+    // At most four readings a second (two processes each), however often a
+    // tool polls /status; a reading is at most 250 ms old.
     const now = Date.now();
-    if (this.config.mode !== 'rewrite' && now - this.kernelReadAt >= 1000) {
+    if (this.config.mode !== 'rewrite' && now - this.kernelReadAt >= KERNEL_READ_MS) {
       this.kernelRead = readKernelFlows(this.config);
       this.kernelReadAt = now;
     }
