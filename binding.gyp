@@ -16,6 +16,7 @@
         "native/packet.cc",
         "native/nfq_socket.cc",
         "native/queue.cc",
+        "native/ipset_writer.cc",
         "native/siphash.cc",
         "native/sock_diag.cc",
         "native/sd_notify.cc",

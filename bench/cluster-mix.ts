@@ -5,6 +5,9 @@
 //   none      each wrk process dials one host (round-robin DNS), no dpr
 //   dpr-hash  the same, every host runs dpr with the hash policy
 //   dpr-load  the same, every host runs dpr with the load policy
+//   dpr-direct-hash / dpr-direct-load  the same in `direct` mode (hosts with
+//             a back network for their cluster addresses, as the mode needs):
+//             only a forwarded connection's SYN crosses a queue
 //   haproxy   one address: HAProxy (Debian's) in TCP mode, `balance leastconn`,
 //             in a fifth namespace `lb`; all wrk processes dial it
 //   dnat      one address: the kernel in the fifth namespace, iptables DNAT
@@ -37,9 +40,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { Cluster, hostAddress } from '../tools/cluster';
 import { cpuSeconds, cpuTicks } from './ns-cpu';
+import { machineBusySeconds, machineTicks } from './machine-cpu';
 import { runWrkAll, summarizeWrk, WRK_SCRIPTS, type WrkJob, type WrkSummary } from './wrk';
 
-export type Router = 'none' | 'dpr-hash' | 'dpr-load' | 'haproxy' | 'dnat';
+export type Router = 'none' | 'dpr-hash' | 'dpr-load' | 'dpr-direct-hash' | 'dpr-direct-load' | 'haproxy' | 'dnat';
 export type Arrivals = 'skewed' | 'balanced' | 'central' | 'hetero-ideal' | 'hetero-even' | 'hetero-skewed';
 
 export interface ClusterVariant {
@@ -63,6 +67,8 @@ export interface ClusterSample extends WrkSummary {
   cpuSeconds: Record<string, number>;
   /** CPU ms per request of the router itself: the dpr daemons, or HAProxy (kernel NAT: not attributable). */
   routerCpuMsPerRequest: number;
+  /** Busy CPU of the whole machine (/proc/stat: every process and the kernel) per request, in µs. */
+  machineCpuUsPerRequest: number;
   perProcess: Array<{ address: string; connections: number; requests: number; errors: number }>;
 }
 
@@ -165,17 +171,19 @@ function installDnat(cluster: Cluster): void {
 }
 
 async function build(v: ClusterVariant, dir: string): Promise<Cluster> {
-  const dpr = v.router === 'dpr-hash' || v.router === 'dpr-load';
+  const dpr = v.router.startsWith('dpr');
+  const direct = v.router.startsWith('dpr-direct');
   const central = v.router === 'haproxy' || v.router === 'dnat';
   const cluster = await Cluster.create({
     hosts: CLUSTER.hosts,
     dpr,
-    policy: v.router === 'dpr-load' ? 'load' : 'hash',
+    policy: v.router.endsWith('load') ? 'load' : 'hash',
     slots: CLUSTER.slots,
     ...(isHetero(v.arrivals) ? { slotsByHost: [...CLUSTER.hetero.slots], weights: [...CLUSTER.hetero.weights] } : {}),
     serviceMs: CLUSTER.serviceMs,
     tag: 'bc',
-    config: { load: { threshold: CLUSTER.loadThreshold } },
+    ...(direct ? { networks: 'split' as const } : {}),
+    config: { load: { threshold: CLUSTER.loadThreshold }, ...(direct ? { mode: 'direct' } : {}) },
     extraHosts: central ? [{ name: 'lb', address: CLUSTER.front }] : [],
   });
   try {
@@ -238,8 +246,10 @@ async function measure(cluster: Cluster, v: ClusterVariant, size: ClusterSize): 
   await warmUp(cluster, v, size);
   const before = v.router.startsWith('dpr') ? counters(cluster) : null;
   const cpuBefore = cpuTicks(cluster.bed);
+  const machineBefore = machineTicks();
   const work = jobs(v, size.seconds);
   const results = await runWrkAll(cluster.bed, 'client', work);
+  const machine = machineBusySeconds(machineBefore, machineTicks());
   const cpu = cpuSeconds(cpuBefore, cpuTicks(cluster.bed));
   const decisions = before ? delta(before, counters(cluster)) : null;
   const s = summarizeWrk(results);
@@ -253,6 +263,7 @@ async function measure(cluster: Cluster, v: ClusterVariant, size: ClusterSize): 
     queuedPerRequest: queued / Math.max(1, s.requests),
     cpuSeconds: cpu,
     routerCpuMsPerRequest: v.router === 'dnat' || v.router === 'none' ? NaN : (routerCpu * 1000) / Math.max(1, s.requests),
+    machineCpuUsPerRequest: (machine * 1e6) / Math.max(1, s.requests),
     perProcess: results.map((r, i) => ({
       address: work[i]!.address,
       connections: work[i]!.connections,

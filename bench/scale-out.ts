@@ -21,11 +21,13 @@ import { startNginx, writeFiles } from './nginx';
 import { cpuSeconds, cpuTicks } from './ns-cpu';
 import { runWrkAll, summarizeWrk, WRK_SCRIPTS, type WrkJob, type WrkSummary } from './wrk';
 
-export type ScaleRouter = 'none' | 'dpr-hash' | 'dpr-load' | 'haproxy-capped' | 'haproxy';
+export type ScaleRouter = 'none' | 'dpr-hash' | 'dpr-load' | 'dpr-direct-hash' | 'dpr-direct-load' | 'haproxy-capped' | 'haproxy';
 
 export interface ScaleOutVariant {
   router: ScaleRouter;
   hosts: number;
+  /** No CPU caps: the hosts take what the machine has (the cpu trial: machine CPU per request at full load). */
+  uncapped?: boolean;
 }
 
 export interface ScaleOutSize {
@@ -89,16 +91,19 @@ interface Bed {
 async function build(v: ScaleOutVariant, dir: string): Promise<Bed> {
   const files = writeFiles(dir);
   const dpr = v.router.startsWith('dpr');
+  const direct = v.router.startsWith('dpr-direct');
   const central = v.router.startsWith('haproxy');
   const cluster = await Cluster.create({
     hosts: v.hosts,
     dpr,
-    policy: v.router === 'dpr-load' ? 'load' : 'hash',
+    policy: v.router.endsWith('load') ? 'load' : 'hash',
     tag: 'bso',
+    // `direct` mode: the cluster addresses on a back network of their own, as the mode needs.
+    ...(direct ? { networks: 'split' as const } : {}),
     // The daemon as installed (schema defaults: heartbeat 200 ms, snapshots
     // every 5 s), not tools/cluster.ts's quicker test settings: its idle
     // work is paid from the host's cap.
-    config: { load: { threshold: SCALE_OUT.loadThreshold }, peers: { heartbeatMs: 200, deadAfterMs: 1000 }, flows: { snapshotMs: 5000 } },
+    config: { load: { threshold: SCALE_OUT.loadThreshold }, peers: { heartbeatMs: 200, deadAfterMs: 1000 }, flows: { snapshotMs: 5000 }, ...(direct ? { mode: 'direct' } : {}) },
     extraHosts: central ? [{ name: 'lb', address: SCALE_OUT.front }] : [],
     web: (bed, id) => startNginx(bed, hostName(id), id, dir, files),
   });
@@ -110,7 +115,7 @@ async function build(v: ScaleOutVariant, dir: string): Promise<Bed> {
       await startHaproxy(cluster, dir, v.hosts);
     }
     // Each host's nginx (master and worker) and daemon, with all their threads.
-    for (let id = 0; id < v.hosts; id++) {
+    for (let id = 0; id < (v.uncapped ? 0 : v.hosts); id++) {
       const cap = CpuCap.create('so', hostName(id), SCALE_OUT.cap);
       bed.hostCaps.push(cap);
       cap.adoptNamespace(cluster.bed.ns(hostName(id)));

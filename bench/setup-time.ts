@@ -20,7 +20,8 @@ import { portsServedBy } from '../test/support/hash-ports';
 import { runIn } from './proc';
 import { mean, percentile } from './stats';
 
-export type SetupPath = 'direct' | 'local' | 'forwarded';
+/** `kernel-forwarded`: forwarded in `direct` mode (the SYN through h0's entry queue, routed unchanged; h1 answers as h0 from its lo). */
+export type SetupPath = 'direct' | 'local' | 'forwarded' | 'kernel-forwarded';
 
 export interface SetupSize {
   connections: number;
@@ -107,9 +108,13 @@ function checkPath(route: SetupPath, flows: { local: number; forwarded: number }
 }
 
 export async function runSetup(route: SetupPath, size: SetupSize): Promise<SetupSample> {
-  const ports = portsTo(route === 'forwarded' ? 1 : 0, size.connections + size.warmup);
+  const ports = portsTo(route === 'local' || route === 'direct' ? 0 : 1, size.connections + size.warmup);
+  const kernel = route === 'kernel-forwarded';
   // Capacity plays no part here: many slots, no service time.
-  const cluster = await Cluster.create({ hosts: 2, policy: 'hash', dpr: route !== 'direct', slots: 256, serviceMs: 0, tag: 'bs' });
+  const cluster = await Cluster.create({
+    hosts: 2, policy: 'hash', dpr: route !== 'direct', slots: 256, serviceMs: 0, tag: 'bs',
+    ...(kernel ? { networks: 'split' as const, config: { mode: 'direct' } } : {}),
+  });
   try {
     if (route !== 'direct') await waitForTable(cluster);
     const before = route === 'direct' ? null : newFlowCounts(cluster);

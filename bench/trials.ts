@@ -7,6 +7,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { BACKLOG, BIN, runDatapath, type DatapathSize, type DatapathVariant } from './datapath';
+import { runForward, type ForwardKind } from './forward';
 import { CLUSTER, runCluster, type Arrivals, type ClusterSize, type Router } from './cluster-mix';
 import { runSnapshotLag } from './snapshot-lag';
 import { runLocal, type LocalSize } from './local-cost';
@@ -94,6 +95,50 @@ const datapath: Trial = {
   },
 };
 
+// ---- forward: what the kernel modes cost per forwarded packet ----------
+
+interface ForwardVariant extends Variant { kind: ForwardKind }
+
+const forwardVariants: readonly ForwardVariant[] = [
+  { name: 'ip-forward', kind: 'ip-forward',
+    description: 'no dpr: the host routes the same packets (dst 198.18.0.1, not its own) to the peer with ip_forward and a route. The baseline.' },
+  { name: 'direct', kind: 'direct',
+    description: '`direct` mode installed, every flow in the peer\'s ipset, no daemon: DPR_ENTRY socket lookup, set match, CT --notrack, MARK, entry renewal, fwmark rule, the peer\'s table' },
+  { name: 'tunnel', kind: 'tunnel',
+    description: '`tunnel` mode the same, and the packet encapsulated in VXLAN towards the peer, which decapsulates it (its decapsulation counts too)' },
+];
+
+const forward: Trial = {
+  name: 'forward',
+  description: 'Forwarded packets after the SYN: the kernel modes against the kernel forwarding the same packets with no dpr',
+  unit: 'forwarded packets per CPU-second',
+  secondaryUnit: 'forwarded packets per wall-clock second',
+  variants: forwardVariants,
+  baseline: 'ip-forward',
+  goals: [
+    { text: 'direct vs plain ip_forward (packets per CPU-second)', variant: 'direct', metric: 'value', kind: 'ratio', versus: 'ip-forward', atLeast: 0.8 },
+    { text: 'tunnel vs plain ip_forward (packets per CPU-second)', variant: 'tunnel', metric: 'value', kind: 'ratio', versus: 'ip-forward', atLeast: 0.8 },
+  ],
+  setup(o) {
+    return [
+      'Topology: snd 198.18.0.10 --- front bridge --- host 198.18.0.1 (ip-forward: 198.18.0.3) and 198.18.1.1 --- back bridge --- peer 198.18.1.2, in namespaces.',
+      `Sender: bench/c/syn_flood --ack 1 (raw socket, sendmmsg of 256), bare ACKs of 65,536 flows to 198.18.0.1:80, as fast as it can for ${o.quick ? 2 : 5} s, pinned to CPU 1. The peer drops and counts them in raw PREROUTING (tunnel: after decapsulation).`,
+      'direct / tunnel: iptables/install.sh of the mode (tunnel: on the peer too), the flows written into dpr4_to1 with `ipset restore` as the daemon would hand them off; no daemon runs (after the SYN nothing needs it).',
+      'Number: packets that reached the peer per CPU-second of the sender process plus ksoftirqd/1: the veth delivers in the sender\'s softirq, so host and peer work runs on that core, in the sender\'s context or its ksoftirqd. It includes the sender\'s own cost, the same in every variant, so ratios understate the differences a little. Beside it: per wall-clock second.',
+    ];
+  },
+  prepare() {
+    prepareDatapath();
+    requireTools('forward', ['ipset', 'pgrep']);
+  },
+  async run(variant, o) {
+    const v = forwardVariants.find((x) => x.name === variant);
+    if (v === undefined) throw new Error(`forward: no variant '${variant}'`);
+    const s = await runForward(v.kind, { seconds: o.quick ? 2 : 5 });
+    return { value: s.cpuPps, secondary: s.pps, work: s.delivered, metrics: { cpuSeconds: s.cpuSeconds }, detail: s };
+  },
+};
+
 // Everything below runs whole namespace clusters: their processes inherit
 // the child's CPU set, so it gets every core.
 const ALL_CPUS = `0-${os.cpus().length - 1}`;
@@ -125,6 +170,8 @@ const setupVariants: readonly SetupVariant[] = [
     description: 'dpr, hash policy, client ports that h0\'s table keeps: the SYN crosses h0\'s entry queue (lookup, flow insert, accept)' },
   { name: 'dpr-forwarded', path: 'forwarded',
     description: 'dpr, hash policy, client ports that h0\'s table gives h1: SYN through h0\'s entry queue (rewrite, NF_REPEAT) and h1\'s serve queue (restore, DNAT); h1 answers the client directly' },
+  { name: 'dpr-direct-forwarded', path: 'kernel-forwarded',
+    description: 'dpr in `direct` mode (cluster addresses on a back network), client ports h0\'s table gives h1: the SYN through h0\'s entry queue (ipset hand-off, NF_REPEAT with the peer\'s mark), routed unchanged to h1, whose stack answers from h0\'s address on lo' },
 ];
 
 function setupSize(o: TrialOptions): SetupSize {
@@ -139,7 +186,10 @@ const setup: Trial = {
   variants: setupVariants,
   baseline: 'direct',
   showDifference: true,
-  goals: [{ text: 'what forwarding adds to connect() at p50 (dpr-forwarded minus direct)', variant: 'dpr-forwarded', metric: 'value', kind: 'difference', versus: 'direct', atMost: 50, unit: 'µs' }],
+  goals: [
+    { text: 'what forwarding adds to connect() at p50 (dpr-forwarded minus direct)', variant: 'dpr-forwarded', metric: 'value', kind: 'difference', versus: 'direct', atMost: 50, unit: 'µs' },
+    { text: 'what forwarding in `direct` mode adds to connect() at p50 (dpr-direct-forwarded minus direct)', variant: 'dpr-direct-forwarded', metric: 'value', kind: 'difference', versus: 'direct', atMost: 50, unit: 'µs' },
+  ],
   columns: [{ metric: 'p90Us', label: 'µs p90' }, { metric: 'meanUs', label: 'µs mean' }, { metric: 'errors', label: 'failed connects' }],
   cpus: ALL_CPUS,
   timeoutMs: 180_000,
@@ -309,6 +359,12 @@ const clusterVariants: readonly ClusterVariant[] = [
     description: `dpr, load policy (threshold ${CLUSTER.loadThreshold}), even arrivals` },
   { name: 'dpr-load-skewed', router: 'dpr-load', arrivals: 'skewed',
     description: `dpr, load policy (threshold ${CLUSTER.loadThreshold}), 70/10/10/10 arrivals: the case dpr is for` },
+  { name: 'dpr-direct-hash-skewed', router: 'dpr-direct-hash', arrivals: 'skewed',
+    description: 'dpr in `direct` mode (hosts with a back network for cluster addresses), hash policy, 70/10/10/10 arrivals: only a forwarded connection\'s SYN crosses a queue' },
+  { name: 'dpr-direct-load-skewed', router: 'dpr-direct-load', arrivals: 'skewed',
+    description: `dpr in \`direct\` mode, load policy (threshold ${CLUSTER.loadThreshold}), 70/10/10/10 arrivals` },
+  { name: 'dpr-direct-load-balanced', router: 'dpr-direct-load', arrivals: 'balanced',
+    description: `dpr in \`direct\` mode, load policy (threshold ${CLUSTER.loadThreshold}), even arrivals` },
   { name: 'no-dpr-hetero-ideal', router: 'none', arrivals: 'hetero-ideal',
     description: 'heterogeneous cluster (h3: 8 slots, twice the others): no dpr, 25 connections in proportion to capacity (5:5:5:10): the capacity-weighted ideal' },
   { name: 'dpr-load-hetero-even', router: 'dpr-load', arrivals: 'hetero-even',
@@ -348,13 +404,14 @@ const cluster: Trial = {
     { metric: 'busiestShare', label: 'busiest host\'s share', digits: 2 },
     { metric: 'queuedPerRequest', label: 'packets through dpr queues per request', digits: 1 },
     { metric: 'routerCpuMsPerRequest', label: 'router CPU ms per request', digits: 2 },
+    { metric: 'machineCpuUsPerRequest', label: 'machine CPU µs per request', digits: 0, ratio: true },
   ],
   chart: {
     panels: [
       { metric: 'value', label: 'Throughput, requests/s', better: 'higher' },
       { metric: 'secondary', label: 'p99 latency, ms', better: 'lower' },
     ],
-    colours: [['no-dpr', '#95a5a6'], ['dpr-hash', '#5dade2'], ['dpr-load', '#1f618d'], ['haproxy', '#e67e22'], ['dnat', '#d35400']],
+    colours: [['no-dpr', '#95a5a6'], ['dpr-hash', '#5dade2'], ['dpr-load', '#1f618d'], ['dpr-direct', '#27ae60'], ['haproxy', '#e67e22'], ['dnat', '#d35400']],
   },
   cpus: ALL_CPUS,
   timeoutMs: 120_000,
@@ -366,6 +423,7 @@ const cluster: Trial = {
       `Arrivals: four wrk processes (-t1, closed loop, 5 s timeout), one per host address, with 14/2/2/2 connections (skewed 70/10/10/10) or 5/5/5/5 (balanced); HAProxy and DNAT have one address, which all four dial with 5 connections each. ${seconds} s measured after ${warmupSeconds} s of warm-up; latency histograms of the four processes merged exactly.`,
       `dpr: every host runs the daemon and rules (iptables/install.sh), heartbeats every 100 ms; load policy threshold ${CLUSTER.loadThreshold} (the default 8 is meant for hosts working on more requests at once: with 4 slots it would let h0 keep 11 of the 20 connections).`,
       `HAProxy 2.6 (Debian) in namespace lb (${CLUSTER.front}): mode tcp, balance leastconn, default thread count. DNAT: namespace lb, ip_forward, nat PREROUTING DNAT with statistic nth 4/3/2/- (round robin per connection), POSTROUTING SNAT to ${CLUSTER.front} so replies return through it (send_redirects off).`,
+      'dpr-direct-*: the same daemons in `direct` mode; the hosts get a second network (198.18.1.0/24) for their cluster addresses, which the mode needs (peers hold each other\'s service addresses on lo). Machine CPU µs per request: busy time of the whole machine (/proc/stat) over the measured run per request; it includes others\' work on a shared machine.',
       '"Balanced cluster" = no-dpr-balanced: the same hosts with arrivals spread evenly; every ratio is to it. busiest host\'s share = responses served by the busiest host over all (0.25 is even). Router CPU: CPU time of the 4 dpr daemons (or of HAProxy) over the measured run per request, from /proc/PID/stat; it includes the kernel work done in their context (an NFQUEUE verdict reinjects the packet through the stack in the sender of the verdict). Kernel NAT runs in softirq context and is not attributed.',
     ];
   },
@@ -379,7 +437,7 @@ const cluster: Trial = {
     const s = await runCluster(v, clusterSize(o));
     return {
       value: s.rps, secondary: s.p99Ms, work: s.requests,
-      metrics: { p50Ms: s.p50Ms, errors: s.errors, busiestShare: s.busiestShare, queuedPerRequest: s.queuedPerRequest, routerCpuMsPerRequest: s.routerCpuMsPerRequest },
+      metrics: { p50Ms: s.p50Ms, errors: s.errors, busiestShare: s.busiestShare, queuedPerRequest: s.queuedPerRequest, routerCpuMsPerRequest: s.routerCpuMsPerRequest, machineCpuUsPerRequest: s.machineCpuUsPerRequest },
       detail: s,
     };
   },
@@ -564,6 +622,66 @@ const scaleOut: Trial = {
   },
 };
 
+// ---- cpu: machine CPU per request at full load, by mode ----------------
+
+const CPU_ROUTERS: ReadonlyArray<[ScaleRouter, string]> = [
+  ['none', 'no dpr: each wrk process dials one host'],
+  ['dpr-hash', '`rewrite` mode, hash policy'],
+  ['dpr-load', `\`rewrite\` mode, load policy (threshold ${SCALE_OUT.loadThreshold})`],
+  ['dpr-direct-hash', '`direct` mode (cluster addresses on a back network), hash policy'],
+  ['dpr-direct-load', `\`direct\` mode, load policy (threshold ${SCALE_OUT.loadThreshold})`],
+  ['haproxy', 'HAProxy (leastconn) in its own namespace: every wrk process dials it'],
+];
+const CPU_HOSTS = 4;
+const cpuVariants: readonly ScaleOutTrialVariant[] = CPU_ROUTERS.map(([router, what]) => ({
+  name: router, router, hosts: CPU_HOSTS, uncapped: true, description: `${CPU_HOSTS} uncapped nginx hosts; ${what}`,
+}));
+
+const cpu: Trial = {
+  name: 'cpu',
+  description: `Machine CPU per request at full load: ${CPU_HOSTS} nginx hosts without caps, SPECweb96-like mix, a new connection per request; dpr in rewrite and direct mode vs no dpr vs HAProxy`,
+  unit: 'requests/s',
+  secondaryUnit: 'p99 ms',
+  variants: cpuVariants,
+  baseline: 'none',
+  goals: [
+    { text: 'dpr-direct-load machine CPU per request vs no dpr', variant: 'dpr-direct-load', metric: 'machineCpuMsPerRequest', kind: 'ratio', versus: 'none', atMost: 1.3 },
+    { text: 'dpr-direct-load machine CPU per request vs HAProxy', variant: 'dpr-direct-load', metric: 'machineCpuMsPerRequest', kind: 'ratio', versus: 'haproxy', atMost: 0.5 },
+    { text: 'dpr-direct-hash machine CPU per request vs no dpr', variant: 'dpr-direct-hash', metric: 'machineCpuMsPerRequest', kind: 'ratio', versus: 'none', atMost: 1.3 },
+  ],
+  columns: [
+    { metric: 'machineCpuMsPerRequest', label: 'machine CPU ms per request', digits: 3, ratio: true },
+    { metric: 'machineCores', label: 'machine busy cores', digits: 2 },
+    { metric: 'dprCpuMsPerRequest', label: 'dpr daemons\' CPU ms per request', digits: 3 },
+    { metric: 'errors', label: 'errors' },
+  ],
+  cpus: ALL_CPUS,
+  timeoutMs: 180_000,
+  setup(o) {
+    const { seconds, warmupSeconds } = scaleOutSize(o);
+    return [
+      `Hosts: tools/cluster.ts, ${CPU_HOSTS} hosts and a client in namespaces, Debian's nginx (one worker, sendfile, the SPECweb96 files) as in scale-out, but with no CPU caps: the machine's two cores are the limit, shared by the client, the hosts, the routers and the kernel. dpr-direct-*: the cluster addresses on a back network (the mode needs one of their own).`,
+      `Workload: bench/wrk/specweb96.lua, \`Connection: close\`, ${CPU_HOSTS} wrk processes (-t1, ${SCALE_OUT.connectionsPerHost} connections each), one per host address (HAProxy: all to its address). ${seconds} s measured after ${warmupSeconds} s of warm-up.`,
+      'Machine CPU per request: busy time of the whole machine (/proc/stat: user, system, irq, softirq, steal) over the measured run, per request: every process and the kernel, others\' work on a shared machine included (machine busy cores says how much of the two cores was busy). dpr daemons\' CPU: their /proc/PID/stat.',
+    ];
+  },
+  prepare() {
+    requireTools('cpu', ['wrk', 'haproxy', 'nginx', 'curl', 'iptables-restore', 'ipset']);
+    requireBuilt('cpu');
+  },
+  async run(variant, o) {
+    const v = cpuVariants.find((x) => x.name === variant);
+    if (v === undefined) throw new Error(`cpu: no variant '${variant}'`);
+    const s = await runScaleOut(v, scaleOutSize(o));
+    const perRequest = (seconds: number): number => (seconds * 1000) / Math.max(1, s.requests);
+    return {
+      value: s.rps, secondary: s.p99Ms, work: s.requests,
+      metrics: { machineCpuMsPerRequest: s.machineCpuMsPerRequest, machineCores: s.machineCores, dprCpuMsPerRequest: perRequest(s.cpuSeconds['dpr'] ?? 0), errors: s.errors },
+      detail: s,
+    };
+  },
+};
+
 // ---- snapshot: the event loop while the flow table is saved -------------
 
 const SNAPSHOT_FLOWS = 1_000_000;
@@ -606,7 +724,7 @@ const snapshot: Trial = {
   },
 };
 
-export const trials: readonly Trial[] = [datapath, setup, local, decisionCost, cluster, scale, reliability, scaleOut, attack, snapshot];
+export const trials: readonly Trial[] = [datapath, forward, setup, cpu, local, decisionCost, cluster, scale, reliability, scaleOut, attack, snapshot];
 
 export function findTrial(name: string): Trial {
   const t = trials.find((x) => x.name === name);

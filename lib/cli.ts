@@ -2,7 +2,7 @@
 // The `dpr` command: start the daemon, check a configuration, print the rules,
 // and ask the running daemon for its status or to drain.
 import { Command, CommanderError, Option } from 'commander';
-import { ConfigError, loadConfig, restoreAddress, thisHost, type DprConfig, type LoadOptions } from './config';
+import { ConfigError, forwardedInAddresses, loadConfig, thisHost, type DprConfig, type LoadOptions } from './config';
 import type { DaemonStatus } from './daemon';
 import { DaemonUnreachable, endpointOf, fetchStatus, requestDrain, requestReload, requestUndrain, type Endpoint } from './daemon-client';
 import { EXIT } from './exit-codes';
@@ -11,6 +11,8 @@ import { Lifecycle } from './lifecycle';
 import { logger, setLogLevel, type Logger } from './log';
 import { Progress, sleep, waitWithProgress } from './progress';
 import { install, uninstall } from './install';
+import { modeProblem } from './mode-support';
+import { openKernelFlows } from './kernel-flows';
 import { renderInstallScript, renderRules } from './rules';
 import { lastKnown } from './membership/resolve';
 import { buildView, renderText, type Sample } from './status-view';
@@ -42,7 +44,7 @@ async function start(opts: { config?: string; skipChecks?: boolean }): Promise<v
   const file = loadOrExit(opts.config);
   setLogLevel(file.log.level);
   const log = logger('main');
-  const checks = preflight(thisHost(file).service, file.servicePorts);
+  const checks = preflight(thisHost(file).service, file.servicePorts, renderRules(lastKnown(file)).jumps);
   for (const w of checks.warnings) log.warn(w);
   if (checks.problems.length && !opts.skipChecks) {
     for (const p of checks.problems) log.error(p);
@@ -142,15 +144,24 @@ function rules(opts: { config?: string; format: string }): void {
   }
 }
 
+/** A mode this host cannot run stops `dpr check` and `dpr install` as a bad key would. */
+function modeOrExit(config: Readonly<DprConfig>): void {
+  const problem = modeProblem(config);
+  if (!problem) return;
+  process.stderr.write(`dpr: config: mode: ${problem}\n`);
+  process.exit(EXIT.config);
+}
+
 function check(opts: { config?: string }): void {
   const config = loadOrExit(opts.config);
+  modeOrExit(config);
   if (config.membership.source === 'etcd') {
     const me = thisHost(config);
     const e = config.membership.etcd;
-    process.stdout.write(`config ok: etcd membership (${e.endpoints.join(', ')}, prefix ${e.prefix}), this host ${me.service}/${me.cluster}, id ${config.self ?? 'claimed at start'}, policy ${config.policy}\n`);
+    process.stdout.write(`config ok: etcd membership (${e.endpoints.join(', ')}, prefix ${e.prefix}), this host ${me.service}/${me.cluster}, id ${config.self ?? 'claimed at start'}, policy ${config.policy}, mode ${config.mode}\n`);
     process.stdout.write("# with the peers of the claim file's last list, if any; the daemon adds and retires peers' rules as they come and go\n");
   } else {
-    process.stdout.write(`config ok: host ${config.self} of ${config.hosts.length}, policy ${config.policy}\n`);
+    process.stdout.write(`config ok: host ${config.self} of ${config.hosts.length}, policy ${config.policy}, mode ${config.mode}\n`);
   }
   process.stdout.write(renderInstallScript(renderRules(lastKnown(config))));
 }
@@ -158,6 +169,7 @@ function check(opts: { config?: string }): void {
 /** iptables/install.sh: the configuration is checked whole before anything changes. */
 function installCommand(opts: { config?: string }): void {
   const config = loadOrExit(opts.config);
+  modeOrExit(config);
   // etcd: the peers of the last list stay, so a restart does not cut their forwarded connections off.
   const r = renderRules(lastKnown(config));
   try {
@@ -226,8 +238,8 @@ async function forwardedLeft(ep: Endpoint, config: Readonly<DprConfig>): Promise
   const f = s.entry?.flows.forwarded;
   // The file's hosts and the daemon's peers (with etcd membership the file lists none).
   const others = [...(config.hosts ?? []).filter((h) => h.id !== s.self).map((h) => h.id), ...s.peers.map((p) => p.id)];
-  const restore = new Set(others.map((id) => restoreAddress(config, id)));
-  return { out: f ? f.syn + f.established : 0, in: forwardedInConnections(restore, config.servicePorts) };
+  const out = config.mode === 'rewrite' ? (f ? f.syn + f.established : 0) : openKernelFlows(config, others);
+  return { out, in: forwardedInConnections(forwardedInAddresses(config, others), config.servicePorts) };
 }
 
 async function waitDrained(ep: Endpoint, config: Readonly<DprConfig>, timeoutMs: number): Promise<boolean> {

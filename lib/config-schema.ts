@@ -244,10 +244,19 @@ export const schema = {
     env: 'DPR_POLICY',
   },
   mode: {
-    doc: 'Data path. `rewrite` rewrites forwarded packets to the peer (works across routed networks). `direct` (one L2 segment, policy routing) is planned and refused for now.',
-    format: ['rewrite', 'direct'] as const,
+    doc: 'Data path (README, "Modes"). `rewrite`: the entry host rewrites every packet of a forwarded connection to the peer in userspace; works across routed networks with no MTU cost. `direct` (all hosts on one L2 segment): only the SYN of a forwarded connection leaves the kernel; its later packets are routed unchanged to the serving host by an ipset entry and policy routing, and the serving host holds its peers\' service addresses on `lo`. Needs every host\'s `cluster` address to differ from its `service` address. `tunnel` (peers routers apart): as `direct`, but the route to a peer is a kernel VXLAN device towards its cluster address (`tunnel.port`), and the serving host clamps the MSS of the connections it serves for peers (`tunnel.mtu`).',
+    format: ['rewrite', 'direct', 'tunnel'] as const,
     default: 'rewrite',
     env: 'DPR_MODE',
+  },
+  routing: {
+    tableBase: { doc: '`direct` and `tunnel`: the routing table of peer id `i` is `tableBase + i` (one route: to the peer). Pick numbers no other software uses.', format: 'positive-int', default: 4600, env: 'DPR_ROUTING_TABLE_BASE' },
+    rulePref: { doc: '`direct` and `tunnel`: the preference of the `ip rule fwmark` rules that send marked packets to the peers\' tables. They must come before the `local` table\'s rule, which `dpr install` moves from 0 to `rulePref + 1` (and `dpr uninstall` moves back).', format: 'positive-int', default: 10, env: 'DPR_ROUTING_RULE_PREF' },
+  },
+  tunnel: {
+    port: { doc: '`tunnel`: the UDP port of the VXLAN devices, on the cluster addresses (IANA VXLAN: 4789). Peers must reach each other on it; nobody else should (firewall it to `clusterCidr`).', format: 'port', default: 4789, env: 'DPR_TUNNEL_PORT' },
+    vniBase: { doc: '`tunnel`: the VXLAN network identifiers are `vniBase + 256 x lower id + higher id`, one per pair of hosts.', format: 'nat', default: 6553600, env: 'DPR_TUNNEL_VNI_BASE' },
+    mtu: { doc: '`tunnel`: the MTU of the paths between the cluster addresses. A tunnelled packet is 50 bytes longer (VXLAN over IPv4), so a serving host advertises an MSS of at most `mtu - 90` on the connections it serves for peers, and the clients\' segments fit.', format: 'positive-int', default: 1500, env: 'DPR_TUNNEL_MTU' },
   },
   queues: {
     entry: { doc: 'NFQUEUE number for new connections (SYNs) and ICMP errors arriving at the service address. Bound with fail-open: when it is full, or no daemon runs, they are served here.', format: 'queue-num', default: 0, env: 'DPR_QUEUE_ENTRY' },
@@ -262,6 +271,7 @@ export const schema = {
   marks: {
     forward: { doc: 'Packet mark bit(s) on packets the entry host rewrote; the rules untrack and accept them. Choose bits no other software on the host uses (Kubernetes uses 0x4000 and 0x8000).', format: 'mark', default: 0x1000000, env: 'DPR_MARK_FORWARD' },
     serve: { doc: 'Packet mark bit(s) on packets the serving host restored; the nat rule DNATs them to the local server.', format: 'mark', default: 0x2000000, env: 'DPR_MARK_SERVE' },
+    peerMask: { doc: '`direct` and `tunnel`: the mark bits that carry a forwarded packet\'s serving host id (with `marks.forward`), which `ip rule fwmark` turns into that host\'s routing table. Contiguous, apart from the other marks, room for every host id.', format: 'mark', default: 0xff0000, env: 'DPR_MARK_PEER_MASK' },
   },
   peers: {
     port: { doc: 'UDP port for heartbeats and load reports, on the cluster address.', format: 'port', default: 4790, env: 'DPR_PEERS_PORT' },

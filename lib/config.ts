@@ -284,14 +284,12 @@ function checkAddresses(c: DprConfig): void {
 export function checkMembers(c: DprConfig): void {
   checkHostIds(c);
   checkAddresses(c);
+  checkMode(c);
 }
 
 export function checkCrossKeys(c: DprConfig, ephemeral: [number, number]): void {
   if (c.servicePorts.length > MAX_SERVICE_PORTS) {
     throw new ConfigError('servicePorts', `${c.servicePorts.length} ports; at most ${MAX_SERVICE_PORTS} (the iptables multiport match takes no more)`);
-  }
-  if (c.mode === 'direct') {
-    throw new ConfigError('mode', "'direct' is not implemented yet; use 'rewrite'");
   }
   if (c.membership.source === 'etcd') {
     checkEtcdHost(c);
@@ -300,6 +298,7 @@ export function checkCrossKeys(c: DprConfig, ephemeral: [number, number]): void 
     checkHostIds(c);
   }
   checkAddresses(c);
+  checkMode(c);
   const range = peerPortRange(c);
   const rangeText = `peer ports ${range[0]}-${range[1]}`;
   if (range[1] > 65535) throw new ConfigError('peerPortBase', `${rangeText} run past 65535`);
@@ -340,6 +339,28 @@ export function checkCrossKeys(c: DprConfig, ephemeral: [number, number]): void 
   }
 }
 
+/** What the kernel modes need of the configuration (lib/rules.ts, docs/design-notes.md). */
+function checkMode(c: DprConfig): void {
+  if (c.mode === 'rewrite') return;
+  for (const h of hostsToCheck(c)) {
+    // Peers hold this address on lo; had it been the cluster address too, they could not reach this host.
+    if (h.service === h.cluster) throw new ConfigError(`${h.label}.cluster`, `${h.cluster} is also the service address; mode '${c.mode}' needs a cluster address of its own on every host (peers hold the service addresses on lo)`);
+  }
+  const m = c.marks.peerMask;
+  const shift = Math.log2(m & -m);
+  if (((m >>> shift) & ((m >>> shift) + 1)) !== 0) throw new ConfigError('marks.peerMask', 'must be one run of contiguous bits');
+  if ((m & (c.marks.forward | c.marks.serve)) !== 0) throw new ConfigError('marks.peerMask', 'shares bits with marks.forward or marks.serve');
+  const maxId = maxHostId(c);
+  if ((m >>> shift) < maxId) throw new ConfigError('marks.peerMask', `has room for host ids up to ${m >>> shift}; hosts go up to ${maxId}`);
+  if (c.routing.tableBase + 255 > 0xfffffeff) throw new ConfigError('routing.tableBase', 'too large');
+  if (c.routing.rulePref + 1 >= 32766) throw new ConfigError('routing.rulePref', 'must come before the main table (32766)');
+  if (c.mode === 'tunnel') {
+    if (c.tunnel.vniBase + 256 * 256 > 0xffffff) throw new ConfigError('tunnel.vniBase', 'VNIs are 24 bits: at most 16711679');
+    if (c.tunnel.mtu < 576 || c.tunnel.mtu > 65535) throw new ConfigError('tunnel.mtu', 'must be within 576..65535');
+    if (c.servicePorts.includes(c.tunnel.port) || c.tunnel.port === c.peers.port) throw new ConfigError('tunnel.port', `${c.tunnel.port} is a service port or peers.port`);
+  }
+}
+
 function checkWeights(hosts: readonly HostEntry[]): void {
   if (hosts.every((h) => h.weight === 0)) {
     throw new ConfigError('hosts', 'every host has weight 0: no host would take new connections');
@@ -357,6 +378,17 @@ export function deepFreeze<T>(o: T): Readonly<T> {
 /** This host's entry in `hosts`. */
 export function selfHost(c: DprConfig): HostEntry {
   return c.hosts.find((h) => h.id === c.self)!;
+}
+
+/**
+ * The local addresses of the sockets of connections peers forwarded here:
+ * the restore addresses (rewrite), or the peers' own service addresses,
+ * which a serving host holds on lo (the kernel modes; those of the listed
+ * hosts among `peers`).
+ */
+export function forwardedInAddresses(c: Pick<DprConfig, 'restoreCidr' | 'hosts' | 'mode'>, peers: readonly number[]): Set<string> {
+  if (c.mode === 'rewrite') return new Set(peers.map((id) => restoreAddress(c, id)));
+  return new Set((c.hosts ?? []).filter((h) => peers.includes(h.id)).map((h) => h.service));
 }
 
 /**

@@ -6,7 +6,8 @@
 // the policy; our own changes are announced to peers at once.
 import { EventEmitter } from 'node:events';
 import type { ConfigError, DprConfig, HostEntry } from './config';
-import { restoreAddress, selfHost } from './config';
+import { forwardedInAddresses, selfHost } from './config';
+import { openKernelFlows, readKernelFlows, type KernelFlows } from './kernel-flows';
 import { install } from './install';
 import type { MemberStatus } from './membership/member';
 import { planReload } from './reload-plan';
@@ -47,11 +48,17 @@ export interface DaemonStatus {
   restored: RestoredFlows;
   /** The longest the event loop ran a 1-s timer late over the last 10 s. */
   eventLoopLagMaxMs: number;
+  mode?: DprConfig['mode'];
+  /** Kernel modes, in /status and /metrics only (statusWithKernel): the kernel's forwarded flows. */
+  kernel?: KernelFlows | null;
   /** Where the host list comes from and how that goes (set by lib/membership/member.ts, which runs the daemon). */
   membership?: MemberStatus;
 }
 
 type QueueCtor = typeof Queue;
+
+/** How long a reading of the kernel's counters (lib/kernel-flows.ts) is served again. */
+const KERNEL_READ_MS = 250;
 
 /** What a test may replace: the queue class (a fake, no root needed), the health probe, the load count, the rules. */
 export interface DaemonParts {
@@ -104,6 +111,8 @@ export class Daemon extends EventEmitter {
   private readonly tcpInUse = new TcpInUse();
   private readonly QueueClass: QueueCtor;
   private readonly startedAt = Date.now();
+  private kernelRead: KernelFlows | null = null;
+  private kernelReadAt = 0;
   private readonly log: Logger;
 
   constructor(config: Readonly<DprConfig>, parts: DaemonParts = {}) {
@@ -325,18 +334,23 @@ export class Daemon extends EventEmitter {
       this.log.info('draining', { timeoutMs });
     }
     const deadline = Date.now() + timeoutMs;
-    const restore = new Set(this.config.hosts.filter((h) => h.id !== this.config.self).map((h) => restoreAddress(this.config, h.id)));
+    // Retired hosts too: their forwarded flows go on until they end.
+    const known = { ...this.config, hosts: [...this.config.hosts, ...this.retired] };
+    const peers = known.hosts.map((h) => h.id).filter((id) => id !== this.config.self);
+    const restore = forwardedInAddresses(known, peers);
+    const kernel = this.config.mode !== 'rewrite';
     for (;;) {
       if (this.stopped || !this.draining) return false;
       const f = this.entry?.stats().flows.forwarded;
-      const out = f ? f.syn + f.probation + f.established : 0;
+      // Kernel modes: the flows live in the kernel's sets, not in the table.
+      const out = kernel ? openKernelFlows(known, peers) : f ? f.syn + f.probation + f.established : 0;
       const inbound = forwardedInConnections(restore, this.config.servicePorts);
       if (out === 0 && inbound === 0) return true;
       if (Date.now() >= deadline) {
         this.log.warn('drain timed out', { forwardedOut: out, forwardedIn: inbound });
         return false;
       }
-      await new Promise((r) => setTimeout(r, 100));
+      await new Promise((r) => setTimeout(r, kernel ? 500 : 100));
     }
   }
 
@@ -373,6 +387,19 @@ export class Daemon extends EventEmitter {
       heartbeats: this.peers?.counters() ?? null,
       restored: this.restored,
       eventLoopLagMaxMs: Math.round(this.loopLag.maxMs()),
+      mode: this.config.mode,
     };
+  }
+
+  /** status() and, in the kernel modes, what the kernel counts (a few ms: for operators and scrapes). */
+  statusWithKernel(): DaemonStatus {
+    // At most four readings a second (two processes each), however often a
+    // tool polls /status; a reading is at most 250 ms old.
+    const now = Date.now();
+    if (this.config.mode !== 'rewrite' && now - this.kernelReadAt >= KERNEL_READ_MS) {
+      this.kernelRead = readKernelFlows(this.config);
+      this.kernelReadAt = now;
+    }
+    return { ...this.status(), kernel: this.kernelRead };
   }
 }

@@ -105,13 +105,20 @@ function iptablesHas(table: string, args: string[]): boolean {
   }
 }
 
+/** The jumps of `rewrite` mode that say the rules are installed (the kernel modes pass their own, lib/rules.ts). */
+const DEFAULT_JUMPS = [
+  { table: 'raw', chain: 'PREROUTING', target: 'DPR_PRE' },
+  { table: 'nat', chain: 'PREROUTING', target: 'DPR_NAT' },
+  { table: 'mangle', chain: 'POSTROUTING', target: 'DPR_POST' },
+];
+
 export interface Preflight {
   problems: string[];
   warnings: string[];
 }
 
 /** Everything the daemon needs from the host, each with the fix in its message. */
-export function preflight(serviceAddress: string, servicePorts: readonly number[]): Preflight {
+export function preflight(serviceAddress: string, servicePorts: readonly number[], jumps: ReadonlyArray<{ table: string; chain: string; target: string }> = DEFAULT_JUMPS): Preflight {
   const problems: string[] = [];
   const warnings: string[] = [];
   if (!hasNetAdmin()) problems.push('dpr needs root or CAP_NET_ADMIN to bind NFQUEUE queues');
@@ -132,8 +139,7 @@ export function preflight(serviceAddress: string, servicePorts: readonly number[
   if (strict.length && readSysctl('net.ipv4.conf.all.rp_filter') !== '2') {
     warnings.push(`rp_filter is strict on ${strict.join(', ')}: forwarded packets from peers on other links may be dropped (loose mode 2 is safe)`);
   }
-  if (!iptablesHas('raw', ['-C', 'PREROUTING', '-j', 'DPR_PRE']) || !iptablesHas('nat', ['-C', 'PREROUTING', '-j', 'DPR_NAT']) ||
-      !iptablesHas('mangle', ['-C', 'POSTROUTING', '-j', 'DPR_POST'])) {
+  if (!jumps.every((j) => iptablesHas(j.table, ['-C', j.chain, '-j', j.target]))) {
     problems.push('the dpr rules are not installed: run iptables/install.sh CONFIG first');
   }
   const listeners = checkListeners(serviceAddress, servicePorts);

@@ -15,6 +15,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import type { RuleSet } from './rules';
+import { applyKernelPath, removeKernelPath } from './install-kernel';
 
 export const ADDRESS_LABEL = 'lo:dpr';
 export const SAVED_CHAIN = 'DPR_SAVED';
@@ -184,10 +185,13 @@ const restore = (input: string): void => {
 export function install(r: RuleSet, log: (line: string) => void = () => {}): void {
   const tables = tablesOf(r);
   const before = readTables(tables);
-  const sysctls = expandSysctls(r.sysctls);
-  const old = new Map(sysctls.map(([k]) => [k, readSysctl(k)]));
   const undo: Array<[string, () => void]> = [];
   try {
+    // The sets first: the rules name them. (And the tunnel devices before
+    // the sysctls' `*` is expanded: they get theirs too.)
+    if (r.kernel) applyKernelPath(r.kernel, undo);
+    const sysctls = expandSysctls(r.sysctls);
+    const old = new Map(sysctls.map(([k]) => [k, readSysctl(k)]));
     restore(installInput(r, before, old));
     undo.push(['rules', () => restore(rollbackInput(before, readTables(tables)))]);
     for (const [k, v] of sysctls) {
@@ -233,6 +237,7 @@ export function uninstall(log: (line: string) => void = () => {}): void {
   const now = readTables(['raw', 'mangle', 'nat', 'filter']);
   const saved = readSaved(now.get(SAVED_TABLE)?.chains.get(SAVED_CHAIN) ?? []);
   restore(removalInput(now));
+  removeKernelPath();
   for (const [k, v] of saved) {
     try {
       writeSysctl(k, v);

@@ -29,7 +29,7 @@ export interface Metrics {
   refresh(): void;
 }
 
-export function createMetrics(daemon: Pick<Daemon, 'status'>): Metrics {
+export function createMetrics(daemon: Pick<Daemon, 'status'> & Partial<Pick<Daemon, 'statusWithKernel'>>): Metrics {
   const registry = new Registry();
   registerProcessMetrics(registry, () => daemon.status().eventLoopLagMaxMs);
   const mirror = new Mirror();
@@ -50,6 +50,9 @@ export function createMetrics(daemon: Pick<Daemon, 'status'>): Metrics {
   // Two counters, not a mean since start: rate(packets) / rate(batches) is the batch size now.
   const batches = new Counter({ name: 'dpr_queue_batches_total', help: 'Receive batches (recvmmsg calls that returned packets), by queue.', labelNames: ['queue'], registers: [registry] });
   const batchPackets = new Counter({ name: 'dpr_queue_batch_packets_total', help: 'Packets received in those batches, by queue.', labelNames: ['queue'], registers: [registry] });
+  // Kernel modes: what the kernel routes by itself after the SYN (lib/kernel-flows.ts).
+  const kernelFlows = new Gauge({ name: 'dpr_kernel_flows', help: 'Kernel modes: entries in the ipset of flows forwarded to the peer (closing ones until their timeout).', labelNames: ['peer'], registers: [registry] });
+  const kernelPackets = new Counter({ name: 'dpr_kernel_packets_total', help: 'Kernel modes: packets the kernel routed to the peer by those entries, with no queue.', labelNames: ['peer'], registers: [registry] });
   new Gauge({ name: 'dpr_build_info', help: 'Always 1; the labels say which dpr and which Node.js run.', labelNames: ['version', 'node'], registers: [registry] })
     .set({ version: packageVersion(), node: process.version }, 1);
 
@@ -67,8 +70,12 @@ export function createMetrics(daemon: Pick<Daemon, 'status'>): Metrics {
   const up = new Gauge({ name: 'dpr_up', help: '1 while the daemon runs.', registers: [registry] });
   const m = membershipMetrics(registry, mirror);
   const refresh = (): void => {
-      const s: DaemonStatus = daemon.status();
+      const s: DaemonStatus = daemon.statusWithKernel ? daemon.statusWithKernel() : daemon.status();
       up.set(1);
+      for (const p of s.kernel?.byPeer ?? []) {
+        kernelFlows.set({ peer: String(p.id) }, p.entries);
+        mirror.set(kernelPackets, { peer: String(p.id) }, p.packets);
+      }
       mirrorQueue('entry', s.entry);
       mirrorQueue('serve', s.serve);
       if (s.entry) {
@@ -123,7 +130,7 @@ function membershipMetrics(registry: Registry, mirror: Mirror): (m: MemberStatus
 }
 
 /** The daemon as the HTTP endpoints see it. */
-export type HttpDaemon = Pick<Daemon, 'status' | 'drain' | 'undrain' | 'reload'>;
+export type HttpDaemon = Pick<Daemon, 'status' | 'drain' | 'undrain' | 'reload'> & Partial<Pick<Daemon, 'statusWithKernel'>>;
 
 /**
  * Draining changes routing for the whole cluster, so only this host may ask:
@@ -186,7 +193,7 @@ export function startHttp(daemon: HttpDaemon, address: string, port: number): Pr
         (err: Error) => done(500, 'text/plain', err.message),
       );
     } else if (req.url === '/status') {
-      done(200, 'application/json', JSON.stringify(daemon.status()));
+      done(200, 'application/json', JSON.stringify(daemon.statusWithKernel ? daemon.statusWithKernel() : daemon.status()));
     } else if (req.url === '/drain') {
       handleDrain(daemon, req, json);
     } else if (req.url === '/undrain') {

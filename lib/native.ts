@@ -57,6 +57,9 @@ export interface EngineOptions {
   checkPeerMacs?: boolean;
   /** Routers between peers: a peer's forwarded ICMP error must arrive with TTL > 254 - this (absent: 0). */
   routersBetween?: number;
+  /** Kernel modes: forwarded packets go unchanged, marked marks.forward | id in peerMarkMask, for policy routing. */
+  kernelForward?: boolean;
+  peerMarkMask?: number;
   /** Load policy: connections per unit of weight below which a host keeps every new one (absent: 0). */
   loadThreshold?: number;
   /** Load policy: the seed of the second choice's random draw (absent: random). Tests only. */
@@ -77,6 +80,8 @@ export interface QueueOptions {
   /** SO_SNDBUFFORCE (the kernel doubles it); verdict batches are sized from what the kernel granted. Absent: 2 MiB. */
   sndBufBytes?: number;
   batchSize: number;
+  /** Kernel modes, entry: new forwarded flows are written to the ipsets `<prefix>to<id>`. */
+  ipsetPrefix?: string;
 }
 
 export interface Outcome {
@@ -135,6 +140,8 @@ export interface QueueStats extends EngineStats {
     /** Entry: the flows queue's number and the packets that came from it (of batchPackets). */
     flowsQueueNum?: number;
     flowsPackets?: number;
+    /** Kernel modes, entry: the ipset writer (adds and dels sent; errors are the kernel's refusals). */
+    ipset?: { adds: number; dels: number; sends: number; errors: number; existing: number; sendErrors: number; lastErrno: number };
     /** Load policy: looking up whether a 4-tuple still has a local socket failed (the forward went ahead). */
     sockDiagErrors: number;
   };

@@ -4,6 +4,7 @@ import { createHmac } from 'node:crypto';
 import type { DprConfig } from './config';
 import type { EngineOptions, QueueOptions, Role } from './native';
 import { parseIpv4 } from './ipv4';
+import { SET_PREFIX } from './kernel-path';
 
 /**
  * The Maglev hash key: the same on every host (they must agree on a client's
@@ -48,6 +49,7 @@ export function engineOptions(c: DprConfig, role: Role, peersKey?: Buffer): Engi
     // are one, so it checks too.)
     ...(c.peers.routersBetween === 0 ? { checkPeerMacs: true } : {}),
     routersBetween: c.peers.routersBetween,
+    ...(c.mode !== 'rewrite' ? { kernelForward: true, peerMarkMask: c.marks.peerMask } : {}),
     loadThreshold: c.load.threshold,
     ...(peersKey ? { hashKey: maglevKey(peersKey) } : {}),
   };
@@ -61,5 +63,6 @@ export function queueOptions(c: DprConfig, role: Role): QueueOptions {
     rcvBufBytes: c.queues.rcvBufBytes,
     sndBufBytes: c.queues.sndBufBytes,
     batchSize: c.queues.batchSize,
+    ...(role === 'entry' && c.mode !== 'rewrite' ? { ipsetPrefix: SET_PREFIX } : {}),
   };
 }

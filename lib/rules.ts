@@ -21,9 +21,16 @@
 //                                accepted where a host firewall drops the rest
 //   mangle POSTROUTING -> DPR_POST rewritten packets leave with TTL 255 (GTSM)
 //
+// The kernel modes (`direct`, `tunnel`; lib/kernel-path.ts) keep the chains
+// but change what is in them: DPR_ENTRY sends the packets of flows in a
+// peer's ipset to DPR_TO<id> (untracked, marked for the peer's routing
+// table, accepted), there is no DPR_SERVE, no DNAT and no restore address;
+// the serving host holds its peers' service addresses on lo instead.
+//
 // lib/install.ts applies it all or nothing and removes it again.
 import type { DprConfig } from './config';
 import { peerPortRange, restoreAddress, thisHost } from './config';
+import { entryKernelRules, LINK_PREFIX, peerMark, renderKernelPath, ROUTE_PROTO, type KernelPath } from './kernel-path';
 
 export interface Jump {
   table: 'raw' | 'nat' | 'filter' | 'mangle';
@@ -36,8 +43,10 @@ export interface RuleSet {
   restore: string;
   /** Rules in built-in chains that jump to ours; inserted first when absent. */
   jumps: Jump[];
-  /** Local addresses for forwarded connections, one per other host, on lo. */
+  /** Local addresses for forwarded connections, one per other host, on lo (kernel modes: the other hosts' service addresses). */
   localAddresses: string[];
+  /** Kernel modes: ipsets, routing tables and rules, tunnel devices; null in `rewrite`. */
+  kernel: KernelPath | null;
   /** Our chains, by table, for removal. */
   chains: Record<Jump['table'], string[]>;
   sysctls: Array<[string, string]>;
@@ -46,6 +55,7 @@ export interface RuleSet {
 const hex = (n: number): string => `0x${n.toString(16)}`;
 
 export function renderRules(c: DprConfig): RuleSet {
+  if (c.mode !== 'rewrite') return renderKernelRules(c);
   // An etcd host's file has no list yet: its own rules only; the daemon adds the peers' when it has them.
   const me = thisHost(c);
   const fwd = `${hex(c.marks.forward)}/${hex(c.marks.forward)}`;
@@ -127,6 +137,7 @@ export function renderRules(c: DprConfig): RuleSet {
       { table: 'mangle', chain: 'POSTROUTING', target: 'DPR_POST' },
     ],
     localAddresses: others.map((h) => restoreAddress(c, h.id)),
+    kernel: null,
     chains: { raw: ['DPR_PRE', 'DPR_ENTRY', 'DPR_SERVE'], nat: ['DPR_NAT'], filter: ['DPR_FORWARD', 'DPR_INPUT'], mangle: ['DPR_POST'] },
     sysctls: [
       // The entry host routes rewritten packets on to the serving host.
@@ -139,6 +150,104 @@ export function renderRules(c: DprConfig): RuleSet {
       ['net.ipv4.conf.all.rp_filter', '2'],
     ],
   };
+}
+
+/**
+ * `direct` and `tunnel`: the entry host queues a forwarded connection's SYN
+ * (and its packets while the kernel has no entry for it yet), the kernel
+ * routes the rest; the serving host delivers what peers route to it to the
+ * local server, which answers as the entry host.
+ */
+function renderKernelRules(c: DprConfig): RuleSet {
+  // An etcd host's file has no list yet: its own rules only, as in rewrite.
+  const me = thisHost(c);
+  const fwd = `${hex(c.marks.forward)}/${hex(c.marks.forward)}`;
+  const ports = c.servicePorts.join(',');
+  const others = (c.hosts ?? []).filter((h) => h.id !== c.self);
+  const kernel = renderKernelPath(c)!;
+  const entry = entryKernelRules(c);
+  const tunnel = c.mode === 'tunnel';
+  const restore = [
+    '*raw',
+    ':DPR_PRE - [0:0]',
+    ':DPR_ENTRY - [0:0]',
+    ...entry.decls,
+    // A SYN the engine forwarded comes back (NF_REPEAT) with its peer's mark.
+    `-A DPR_PRE -m mark --mark ${fwd} -j CT --notrack`,
+    `-A DPR_PRE -m mark --mark ${fwd} -j ACCEPT`,
+    `-A DPR_PRE -d ${me.service}/32 -p icmp -m icmp --icmp-type 3 -j NFQUEUE --queue-num ${c.queues.entry} --queue-bypass`,
+    `-A DPR_PRE -d ${me.service}/32 -p tcp -m multiport --dports ${ports} -j DPR_ENTRY`,
+    '-A DPR_ENTRY -p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -m socket -j ACCEPT',
+    // After the SYN a forwarded flow never leaves the kernel, and with no
+    // daemon it keeps going until its entry times out.
+    ...entry.lines,
+    ...synRules(c),
+    // Not (yet, or no longer) in a set: the engine routes it, and adds it back.
+    `-A DPR_ENTRY -j NFQUEUE --queue-num ${c.queues.flows}`,
+    'COMMIT',
+    // No nat table (nothing to translate; conntrack stays off unless other
+    // rules need it) and, in `direct`, no mangle table: the hooks of every
+    // table cost every packet (bench: forward).
+    '*filter',
+    ':DPR_FORWARD - [0:0]',
+    `-A DPR_FORWARD -m mark --mark ${fwd} -j ACCEPT`,
+    ':DPR_INPUT - [0:0]',
+    // What peers route here unchanged: their clients' connections to their service addresses.
+    ...others.map((h) => `-A DPR_INPUT -d ${h.service}/32 -p tcp -m multiport --dports ${ports} -j ACCEPT`),
+    `-A DPR_INPUT -s ${c.clusterCidr} -d ${me.cluster}/32 -p udp -m udp --dport ${c.peers.port} -j ACCEPT`,
+    ...(tunnel ? [`-A DPR_INPUT -s ${c.clusterCidr} -d ${me.cluster}/32 -p udp -m udp --dport ${c.tunnel.port} -j ACCEPT`] : []),
+    'COMMIT',
+    ...(tunnel ? tunnelPostRules(c) : []),
+    '',
+  ].join('\n');
+  return {
+    restore,
+    jumps: [
+      { table: 'raw', chain: 'PREROUTING', target: 'DPR_PRE' },
+      { table: 'filter', chain: 'FORWARD', target: 'DPR_FORWARD' },
+      { table: 'filter', chain: 'INPUT', target: 'DPR_INPUT' },
+      ...(tunnel ? [{ table: 'mangle' as const, chain: 'POSTROUTING', target: 'DPR_POST' }] : []),
+    ],
+    localAddresses: others.map((h) => h.service),
+    kernel,
+    chains: {
+      raw: ['DPR_PRE', 'DPR_ENTRY', ...entry.decls.map((d) => d.slice(1, d.indexOf(' ')))],
+      nat: [],
+      filter: ['DPR_FORWARD', 'DPR_INPUT'],
+      mangle: tunnel ? ['DPR_POST'] : [],
+    },
+    sysctls: [
+      ['net.ipv4.ip_forward', '1'],
+      ['net.ipv4.conf.*.send_redirects', '0'],
+      // Packets for a peer's service address come in on the cluster link.
+      ['net.ipv4.conf.all.rp_filter', '2'],
+      // The peers' service addresses on lo are not announced nor answered
+      // for (as IPVS direct routing requires): the segment's router must
+      // keep sending each address to its own host.
+      ['net.ipv4.conf.all.arp_ignore', '1'],
+      ['net.ipv4.conf.lo.arp_ignore', '1'],
+      ['net.ipv4.conf.all.arp_announce', '2'],
+      ['net.ipv4.conf.lo.arp_announce', '2'],
+    ],
+  };
+}
+
+/** mangle POSTROUTING of `tunnel` mode. */
+function tunnelPostRules(c: DprConfig): string[] {
+  const ports = c.servicePorts.join(',');
+  const mss = c.tunnel.mtu - 90;
+  return [
+    '*mangle',
+    ':DPR_POST - [0:0]',
+    // A forwarded packet's mark chose the tunnel; the tunnel's own (outer)
+    // packet is routed with the same skb mark, so the mark goes first, or
+    // the outer packet would be sent into the tunnel again.
+    `-A DPR_POST -o ${LINK_PREFIX}+ -j MARK --set-xmark 0x0/${hex(peerMark(c, 0).mask)}`,
+    // The clients of connections served for peers send segments that fit
+    // into the tunnel with its 50 bytes (the SYN-ACK says so).
+    ...(c.hosts ?? []).filter((h) => h.id !== c.self).map((h) => `-A DPR_POST -s ${h.service}/32 -p tcp -m multiport --sports ${ports} -m tcp --tcp-flags SYN,RST,ACK SYN,ACK -m tcpmss --mss ${mss + 1}:65535 -j TCPMSS --set-mss ${mss}`),
+    'COMMIT',
+  ];
 }
 
 /**
@@ -168,7 +277,21 @@ function synRules(c: DprConfig): string[] {
  * failure and the saved sysctl values that lib/install.ts adds.
  */
 export function renderInstallScript(r: RuleSet): string {
-  const lines = ['#!/bin/sh', 'set -e', "iptables-restore -w --noflush <<'EOF'", r.restore.trimEnd(), 'EOF'];
+  const lines = ['#!/bin/sh', 'set -e'];
+  const k = r.kernel;
+  if (k) {
+    for (const set of k.sets) lines.push(`ipset create -exist ${set.join(' ')}`);
+    for (const link of k.links) {
+      lines.push(`ip link add ${link.join(' ')}`, `ip link set ${link[1]} addrgenmode none`);
+      if (k.linkAddress) lines.push(`ip addr add ${k.linkAddress}/32 dev ${link[1]} scope link`);
+      lines.push(`ip link set ${link[1]} up`);
+    }
+    for (const n of k.neighbours) lines.push(`ip neigh replace ${n.join(' ')}`);
+    for (const route of k.routes) lines.push(`ip route replace ${route.join(' ')}`);
+    lines.push(`ip rule add pref ${k.localPref} lookup local protocol ${ROUTE_PROTO}`, 'ip rule del pref 0 lookup local');
+    for (const rule of k.rules) lines.push(`ip rule add ${rule.join(' ')}`);
+  }
+  lines.push("iptables-restore -w --noflush <<'EOF'", r.restore.trimEnd(), 'EOF');
   for (const j of r.jumps) {
     lines.push(`iptables -w -t ${j.table} -C ${j.chain} -j ${j.target} 2>/dev/null || iptables -w -t ${j.table} -I ${j.chain} 1 -j ${j.target}`);
   }

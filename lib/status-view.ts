@@ -45,6 +45,10 @@ export interface StatusView {
   /** Date.now() of the second sample. */
   at: number;
   heartbeatsRejected: { total: number; byReason: Record<string, number> } | null;
+  /** The data path (`rewrite`, `direct`, `tunnel`); absent from daemons older than the kernel modes. */
+  mode?: DaemonStatus['mode'];
+  /** Kernel modes: forwarded flows the kernel routes (ipset entries) and packets it routed by them, by peer. */
+  kernel?: DaemonStatus['kernel'];
   /** Where the host list comes from and how that goes (null: a daemon too old to say). */
   membership: NonNullable<DaemonStatus['membership']> | null;
 }
@@ -96,6 +100,8 @@ export function buildView(first: Sample, second: Sample, addresses: ReadonlyMap<
     heartbeatsRejected: rejected
       ? { total: Object.values(rejected).reduce((t, v) => t + v, 0), byReason: { ...rejected } }
       : null,
+    ...(s.mode ? { mode: s.mode } : {}),
+    ...(s.kernel ? { kernel: s.kernel } : {}),
     membership: s.membership ?? null,
   };
 }
@@ -153,7 +159,7 @@ function hostTable(v: StatusView): string {
 const counts = (f: FlowCounts): string => `pending ${f.pending}, syn ${f.syn}, established ${f.established}, closing ${f.closing}`;
 
 export function renderText(v: StatusView): string {
-  const head = `dpr: host ${v.self}, ${v.policy} policy, up ${duration(v.uptimeMs)}${v.draining ? ', DRAINING (forwards no new connections; peers forward none to it)' : ''}\n`;
+  const head = `dpr: host ${v.self}, ${v.policy} policy${v.mode && v.mode !== 'rewrite' ? `, ${v.mode} mode` : ''}, up ${duration(v.uptimeMs)}${v.draining ? ', DRAINING (forwards no new connections; peers forward none to it)' : ''}\n`;
   const lines: Array<[string, string]> = [];
   lines.push(['new connections to', v.draining ? 'this host only (draining)' : v.failOpen ? 'this host only (no host is healthy: fail open)' : `hosts ${v.liveHosts.join(', ')}`]);
   const bad = v.health.ports.filter((p) => p.healthy !== true);
@@ -162,6 +168,11 @@ export function renderText(v: StatusView): string {
   if (v.flows) {
     lines.push(['flows', counts(v.flows)]);
     lines.push(['  of which forwarded', counts(v.flows.forwarded)]);
+  }
+  if (v.kernel) {
+    // After the SYN the kernel routes forwarded flows: the flow table above only sees SYNs.
+    const per = v.kernel.byPeer.map((p) => `${p.id}: ${p.entries}`).join(', ');
+    lines.push(['in the kernel', `${v.kernel.entries} forwarded flows (${per || 'no peers'}), ${v.kernel.packets} packets routed without a queue`]);
   }
   const r = v.connectionsPerSecond;
   lines.push(['connections/s', r ? `local ${r.local.toFixed(1)}, forwarded ${r.forwarded.toFixed(1)} (over ${(v.sampleMs / 1000).toFixed(1)} s)` : 'n/a (no entry queue)']);

@@ -118,6 +118,8 @@ EngineConfig ReadEngineConfig(Napi::Env env, const Napi::Object& o) {
     if (r > 254) ThrowError(env, "EINVAL", 0, "option 'routersBetween' must be within 0..254");
     c.routersBetween = static_cast<uint8_t>(r);
   }
+  if (!o.Get("kernelForward").IsUndefined()) c.kernelForward = o.Get("kernelForward").ToBoolean();
+  if (!o.Get("peerMarkMask").IsUndefined()) c.peerMarkMask = U32(env, o, "peerMarkMask");
   if (!o.Get("loadThreshold").IsUndefined()) c.loadThreshold = U32(env, o, "loadThreshold");
   if (!o.Get("randomSeed").IsUndefined()) c.randomSeed = static_cast<uint64_t>(U32(env, o, "randomSeed"));
   c.hashKey = OptionalKey(env, o, "hashKey");
@@ -139,6 +141,7 @@ QueueOptions ReadQueueOptions(Napi::Env env, const Napi::Object& o) {
     q.flowsQueueNum = static_cast<int32_t>(flows);
   }
   q.batchSize = U32(env, o, "batchSize");
+  if (!o.Get("ipsetPrefix").IsUndefined()) q.ipsetPrefix = Str(env, o, "ipsetPrefix");
   return q;
 }
 
@@ -229,6 +232,17 @@ Napi::Object QueueSnapshot(Napi::Env env, const Queue& queue) {
   if (queue.options().flowsQueueNum >= 0) {
     q.Set("flowsQueueNum", num(static_cast<uint64_t>(queue.options().flowsQueueNum)));
     q.Set("flowsPackets", num(c.flowsPackets.Get()));
+  }
+  if (const IpsetCounters* i = queue.ipsetCounters()) {
+    Napi::Object k = Napi::Object::New(env);
+    k.Set("adds", num(i->adds.Get()));
+    k.Set("dels", num(i->dels.Get()));
+    k.Set("sends", num(i->sends.Get()));
+    k.Set("errors", num(i->errors.Get()));
+    k.Set("existing", num(i->existing.Get()));
+    k.Set("sendErrors", num(i->sendErrors.Get()));
+    k.Set("lastErrno", num(static_cast<uint64_t>(i->lastErrno.load(std::memory_order_relaxed))));
+    q.Set("ipset", k);
   }
   q.Set("sockDiagErrors", num(c.sockDiagErrors.Get()));
   return q;

@@ -11,6 +11,21 @@
 
 namespace dpr {
 
+namespace {
+// What a flow of this state and age has left before its timeout.
+uint32_t TimeLeft(const FlowTimeouts& t, FlowState state, uint32_t ageMs) {
+  uint32_t limit = t.establishedMs;
+  switch (state) {
+    case FlowState::kSynSeen: limit = t.synMs; break;
+    case FlowState::kProbation: limit = t.probationMs; break;
+    case FlowState::kClosing: limit = t.closingMs; break;
+    case FlowState::kReset: limit = t.resetMs; break;
+    default: break;
+  }
+  return limit > ageMs ? limit - ageMs : 1;
+}
+}  // namespace
+
 const char* ActionName(Action a) {
   switch (a) {
     case Action::kAccept: return "accept";
@@ -68,6 +83,13 @@ EngineConfig Engine::Validated(EngineConfig config) {
   }
   if (config.forwardMark == 0 || config.serveMark == 0) {
     throw std::invalid_argument("marks must be non-zero");
+  }
+  if (config.kernelForward) {
+    const uint32_t m = config.peerMarkMask;
+    // Room for every id below `hosts` once shifted to the mask's lowest bit.
+    if (m == 0 || (m & (config.forwardMark | config.serveMark)) != 0 || ((m >> __builtin_ctz(m)) + 1) < hosts) {
+      throw std::invalid_argument("peerMarkMask must be non-zero, apart from the other marks, and hold every host id");
+    }
   }
   return config;
 }
@@ -244,6 +266,7 @@ Outcome Engine::SynOnFlow(TcpPacket& p, const FlowKey& key, long index, int port
   const FlowEntry& e = flows_.At(index);
   const bool reuseWhileDraining = draining_ && e.state == FlowState::kClosing && e.target != config_.self;
   if (e.state == FlowState::kReset || !IsLive(e.target) || reuseWhileDraining) {
+    if (handoff_ != nullptr && e.target != config_.self) handoff_->OnFlowGone(key, e.target);
     flows_.Erase(index);
     Outcome out = NewFlow(p, key, portIndex, csumNotReady, nowMs);
     if (out.note == Note::kNone) out.note = Note::kSynRedecided;
@@ -284,6 +307,7 @@ Outcome Engine::NewFlow(TcpPacket& p, const FlowKey& key, int portIndex, bool cs
   if (draining_) {
     flows_.Insert(key, config_.self, FlowState::kSynSeen, nowMs, clientNext);
     CountNewFlow(config_.self);
+    HandOff(key, config_.self);
     Outcome out;
     out.note = Note::kDraining;
     return out;
@@ -306,15 +330,41 @@ Outcome Engine::NewFlow(TcpPacket& p, const FlowKey& key, int portIndex, bool cs
   if (r != InsertResult::kOk && config_.policy == Policy::kLoad) target = config_.self;
   if (config_.policy == Policy::kLoad && target == config_.self) loadDecider_.own().NoteKept();
   CountNewFlow(target);
+  HandOff(key, target);
   Outcome out = Route(p, target, portIndex, csumNotReady);
   out.note = r != InsertResult::kOk ? NoteFor(r) : note;
   return out;
+}
+
+// The one place a new flow's target reaches the kernel (kernel modes). The
+// entry starts with the SYN timeout; the kernel's own rules lengthen it on
+// the client's next packet and shorten it on FIN or RST (lib/rules.ts). Any
+// entry of the same key under another peer (the 4-tuple of a closed
+// connection, reused) goes, also when the new one stays here: the rules
+// would follow the set that holds it for every packet the local socket
+// lookup misses (a RST answering this host's TIME_WAIT, say).
+void Engine::HandOff(const FlowKey& key, uint16_t target) {
+  if (handoff_ == nullptr) return;
+  for (size_t id = 0; id < config_.serviceAddr.size(); ++id) {
+    if (id != target && id != config_.self && config_.serviceAddr[id] != 0) handoff_->OnFlowGone(key, static_cast<uint16_t>(id));
+  }
+  if (target != config_.self) handoff_->OnForwardDecided(key, target, config_.timeouts.synMs, false);
+}
+
+uint32_t Engine::PeerMark(uint16_t target) const {
+  const uint32_t m = config_.peerMarkMask;
+  return config_.forwardMark | ((static_cast<uint32_t>(target) << __builtin_ctz(m)) & m);
 }
 
 Outcome Engine::Route(TcpPacket& p, uint16_t target, int portIndex, bool csumNotReady) {
   Outcome out;
   out.target = target;
   if (target == config_.self) return out;
+  if (config_.kernelForward) {
+    out.action = Action::kForward;  // NF_REPEAT, unchanged: the mark routes it (untracked, like a rewritten one)
+    out.mark = PeerMark(target);
+    return out;
+  }
   const size_t nPorts = config_.servicePorts.size();
   const uint16_t peerPort =
       static_cast<uint16_t>(config_.peerPortBase + config_.self * nPorts + portIndex);
@@ -408,7 +458,13 @@ size_t Engine::ImportFlows(const uint32_t* words, size_t count, uint32_t nowMs) 
     // next ACK then counts as progress.)
     if (flows_.Insert(key, target, static_cast<FlowState>(stateWord), nowMs - age, clientNext) != InsertResult::kOk) continue;
     const long idx = flows_.Find(key, nowMs);  // drops it again if it has expired
-    if (idx >= 0) ++taken;
+    if (idx < 0) continue;
+    ++taken;
+    // Kernel modes: its ipset entry outlives the daemon by itself; put back
+    // only one that is missing (the sets made anew), never shortening one.
+    if (handoff_ != nullptr && target != config_.self) {
+      handoff_->OnForwardDecided(key, target, TimeLeft(config_.timeouts, static_cast<FlowState>(stateWord), age), true);
+    }
   }
   PublishFlowCounts();
   return taken;

@@ -9,6 +9,7 @@
 #include <memory>
 #include <vector>
 
+#include "flow_handoff.h"
 #include "flow_table.h"
 #include "icmp.h"
 #include "load_decider.h"
@@ -32,6 +33,12 @@ struct EngineConfig {
   uint16_t peerPortBase = 0;
   uint32_t forwardMark = 0;  // on rewritten entry packets: the chain untracks and accepts them
   uint32_t serveMark = 0;    // on restored packets at the serving host: the nat rule DNATs them
+  // Kernel modes (`direct`, `tunnel`): a forwarded packet is not rewritten but
+  // routed unchanged by its mark, forwardMark | the target's id in the bits
+  // of peerMarkMask (policy routing, one table per peer), and a new forwarded
+  // flow is handed to the kernel (SetHandoff).
+  bool kernelForward = false;
+  uint32_t peerMarkMask = 0;
   // Serve role, one L2 segment between the hosts (peers.routersBetween 0): a
   // peer-port packet must come from the MAC address of the host its peer
   // port names (SetPeerMacs); a forged TTL alone is not enough then.
@@ -173,6 +180,11 @@ class Engine {
   // known); shorter lists leave the rest unknown.
   void SetPeerMacs(const std::vector<uint8_t>& macs);
   void SetDraining(bool draining) { draining_ = draining; }
+  // Kernel modes: where new forwarded flows are announced (null: nowhere).
+  // Owned by the caller, used on the engine's thread only.
+  void SetHandoff(FlowHandoff* handoff) { handoff_ = handoff; }
+  // Kernel modes: the mark that routes a packet to host `target`.
+  uint32_t PeerMark(uint16_t target) const;
   // Load policy: what it decides on besides the flow table (weights, the
   // threshold, peers' reports, this host's load).
   LoadDecider& loadDecider() { return loadDecider_; }
@@ -210,6 +222,7 @@ class Engine {
   void Rewrite(TcpPacket& p, uint32_t daddr, uint16_t dport, bool csumNotReady);
   void PublishFlowCounts();
   void CountNewFlow(uint16_t target);
+  void HandOff(const FlowKey& key, uint16_t target);
 
   EngineConfig config_;
   SipKey hashKey_;
@@ -219,6 +232,7 @@ class Engine {
   bool IsLive(uint16_t host) const { return live_.empty() || (host < live_.size() && live_[host]); }
   bool draining_ = false;
   std::vector<uint8_t> peerMacs_;  // 6 bytes per host id
+  FlowHandoff* handoff_ = nullptr;
   LoadDecider loadDecider_;
   LocalSocketProbe localSocket_;
   EngineCounters counters_;

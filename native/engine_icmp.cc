@@ -38,13 +38,24 @@ Outcome Engine::IcmpAboutOwnSegment(IcmpError& m, uint32_t nowMs) {
   if (config_.role != Role::kEntry || m.daddr != config_.serviceAddr[config_.self]) return out;
   const FlowKey key{m.innerDaddr, m.innerSaddr, m.innerDport, m.innerSport};
   const long idx = flows_.Find(key, nowMs);
-  if (idx < 0) {
+  // Kernel modes: a forwarded flow's entry here lasts only until its SYN
+  // timeout (the kernel carries it after that); the hash still names its host.
+  const bool hashed = idx < 0 && config_.kernelForward && config_.policy == Policy::kHash;
+  if (idx < 0 && !hashed) {
     out.note = Note::kIcmpNoFlow;
     return out;
   }
-  const uint16_t target = flows_.At(idx).target;
+  const uint16_t target = hashed ? HashTarget(key.clientAddr, key.clientPort) : flows_.At(idx).target;
   out.target = target;
   if (target == config_.self) return out;
+  if (config_.kernelForward) {
+    // Unchanged: the serving host holds this address on lo and relates the
+    // error to its socket itself.
+    out.action = Action::kForward;
+    out.mark = PeerMark(target);
+    out.note = Note::kIcmpForwarded;
+    return out;
+  }
   SetIcmpDestination(&m, config_.clusterAddr[target]);
   out.action = Action::kForward;
   out.mangled = true;

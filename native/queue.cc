@@ -20,6 +20,7 @@ extern "C" {
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <system_error>
 
 namespace dpr {
 
@@ -60,7 +61,7 @@ Queue::Queue(QueueOptions options, EngineConfig engine)
   if (options_.flowsQueueNum >= 0 && engine_.config().role != Role::kEntry) {
     throw QueueError("EINVAL", EINVAL, "only an entry queue has a flows queue");
   }
-  ownMarkBits_ = engine_.config().forwardMark | engine_.config().serveMark;
+  ownMarkBits_ = engine_.config().forwardMark | engine_.config().serveMark | engine_.config().peerMarkMask;
   if (engine_.config().role == Role::kEntry) {
     engine_.loadDecider().SetBoard(board_);
     engine_.SetLocalSocketProbe([this](const FlowKey& key) {
@@ -69,6 +70,17 @@ Queue::Queue(QueueOptions options, EngineConfig engine)
       counters_.sockDiagErrors.Add(localSockets_.errors() - errors);
       return exists;
     });
+  }
+  if (!options_.ipsetPrefix.empty()) {
+    if (engine_.config().role != Role::kEntry || !engine_.config().kernelForward) {
+      throw QueueError("EINVAL", EINVAL, "only an entry queue in a kernel mode writes ipsets");
+    }
+    try {
+      ipset_ = std::make_unique<IpsetWriter>(options_.ipsetPrefix);
+    } catch (const std::system_error& err) {
+      throw QueueError("EIPSET", err.code().value(), err.what());
+    }
+    engine_.SetHandoff(ipset_.get());
   }
 }
 
@@ -176,7 +188,9 @@ std::vector<uint32_t> Queue::ExportFlows() {
 
 size_t Queue::ImportFlows(const uint32_t* words, size_t count) {
   if (running_.load()) throw QueueError("EBUSY", EBUSY, "flows can only be imported before the queue starts");
-  return engine_.ImportFlows(words, count, MonotonicMs());
+  const size_t taken = engine_.ImportFlows(words, count, MonotonicMs());
+  FlushKernel();
+  return taken;
 }
 
 void Queue::SetWeights(std::vector<uint8_t> weights) {
@@ -297,6 +311,7 @@ void Queue::WaitForWork(int timeoutMs) {
 void Queue::Housekeeping(uint32_t nowMs) {
   ApplyControl(nowMs);
   SweepSlice(nowMs);
+  FlushKernel();
   nfq_.Flush();
 }
 
@@ -332,6 +347,9 @@ unsigned Queue::ReceiveBatch() {
       HandleMessage(m, nowMs);
     }
   }
+  // The kernel learns the batch's forwarded flows before their SYNs leave,
+  // so the client's next packet already finds its entry.
+  FlushKernel();
   nfq_.Flush();
   counters_.batches.Add();
   counters_.batchPackets.Add(static_cast<uint64_t>(n));
@@ -350,6 +368,7 @@ void Queue::ShutdownDrain() {
   for (int i = 0; i < kShutdownBatches && ReceiveBatch() > 0; ++i) {
   }
   engine_.SetDraining(wasDraining);
+  FlushKernel();
   nfq_.Close();
 }
 
@@ -396,7 +415,8 @@ void Queue::Answer(uint16_t queue, uint32_t id, const Outcome& o, uint32_t packe
   const uint32_t mark = (packetMark & ~ownMarkBits_) | o.mark;
   switch (o.action) {
     case Action::kForward:
-      nfq_.Verdict(queue, id, NF_REPEAT, true, mark, pkt, len);
+      // Kernel modes forward the packet unchanged: only the mark goes back.
+      nfq_.Verdict(queue, id, NF_REPEAT, true, mark, o.mangled ? pkt : nullptr, o.mangled ? len : 0);
       break;
     case Action::kRestore:
       nfq_.Verdict(queue, id, NF_ACCEPT, true, mark, pkt, len);

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "engine.h"
+#include "ipset_writer.h"
 #include "nfq_socket.h"
 #include "sock_diag.h"
 
@@ -44,6 +45,9 @@ struct QueueOptions {
   uint32_t rcvBufBytes = 8 << 20;  // SO_RCVBUFFORCE
   uint32_t sndBufBytes = 2 << 20;  // SO_SNDBUFFORCE (the kernel doubles it)
   uint32_t batchSize = 64;         // messages per recvmmsg
+  // Kernel modes, entry role: the prefix of the per-peer ipsets new
+  // forwarded flows are written to (IpsetWriter). Empty: none.
+  std::string ipsetPrefix;
 };
 
 struct QueueCounters {
@@ -96,6 +100,8 @@ class Queue {
   EngineCounters& engineCounters() { return engine_.counters(); }
   const Engine& engine() const { return engine_; }
   const QueueOptions& options() const { return options_; }
+  // Kernel modes: the ipset writer's counters; null without one.
+  const IpsetCounters* ipsetCounters() const { return ipset_ ? &ipset_->counters() : nullptr; }
 
  private:
   void Run();
@@ -121,6 +127,10 @@ class Queue {
   QueueCounters counters_;
   NfqSocket nfq_;
   uint32_t ownMarkBits_;
+  std::unique_ptr<IpsetWriter> ipset_;
+  void FlushKernel() {
+    if (ipset_) ipset_->Flush();
+  }
 
   int wakeFd_ = -1;
   std::thread thread_;

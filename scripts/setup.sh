@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 # What the addon builds against, what the tests and benches drive.
 packages=(
   iptables iproute2 libnetfilter-queue-dev libmnl-dev pkg-config curl conntrack
+  ipset                      # the kernel modes (direct, tunnel)
   iputils-ping procps
   clang libclang-rt-14-dev   # libFuzzer + ASan/UBSan for the fuzz target
   wrk haproxy nginx-light    # benchmarks

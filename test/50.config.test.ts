@@ -48,7 +48,14 @@ const bad: Array<[string, () => unknown, string, RegExp]> = [
   ['same queue twice', () => ({ ...clusterConfig(0, { hosts: 2 }), queues: { entry: 3, serve: 3 } }), 'queues.serve', /must differ/],
   ['marks share bits', () => ({ ...clusterConfig(0, { hosts: 2 }), marks: { forward: 0x3, serve: 0x2 } }), 'marks.serve', /shares bits/],
   ['unknown policy', () => ({ ...clusterConfig(0, { hosts: 2 }), policy: 'random' }), 'policy', /must be one of/],
-  ['direct mode is not there yet', () => ({ ...clusterConfig(0, { hosts: 2 }), mode: 'direct' }), 'mode', /not implemented yet/],
+  ['direct mode with one address per host', () => ({ ...clusterConfig(0, { hosts: 2 }), mode: 'direct' }), 'hosts[0].cluster', /mode 'direct' needs a cluster address of its own/],
+  ['tunnel mode with one address per host', () => ({ ...clusterConfig(0, { hosts: 2 }), mode: 'tunnel' }), 'hosts[0].cluster', /mode 'tunnel' needs a cluster address of its own/],
+  ['an unknown mode', () => ({ ...clusterConfig(0, { hosts: 2 }), mode: 'ipip' }), 'mode', /must be one of/],
+  ['a peer mark mask sharing bits with marks.forward', () => ({ ...clusterConfig(0, { hosts: 2 }), hosts: [{ id: 0, service: '198.18.0.1', cluster: '198.18.1.1' }, { id: 1, service: '198.18.0.2', cluster: '198.18.1.2' }], clusterCidr: '198.18.1.0/24', mode: 'direct', marks: { peerMask: 0x1ff0000 } }), 'marks.peerMask', /shares bits/],
+  ['a peer mark mask of split bits', () => ({ ...clusterConfig(0, { hosts: 2 }), hosts: [{ id: 0, service: '198.18.0.1', cluster: '198.18.1.1' }, { id: 1, service: '198.18.0.2', cluster: '198.18.1.2' }], clusterCidr: '198.18.1.0/24', mode: 'direct', marks: { peerMask: 0x50000 } }), 'marks.peerMask', /contiguous/],
+  ['a peer mark mask too small for the host ids', () => ({ ...clusterConfig(0, { hosts: 2 }), clusterCidr: '198.18.1.0/24', mode: 'direct', marks: { peerMask: 0x10000 }, hosts: [{ id: 0, service: '198.18.0.1', cluster: '198.18.1.1' }, { id: 2, service: '198.18.0.3', cluster: '198.18.1.3' }] }), 'marks.peerMask', /room for host ids up to 1/],
+  ['the tunnel on a service port', () => ({ ...clusterConfig(0, { hosts: 2 }), hosts: [{ id: 0, service: '198.18.0.1', cluster: '198.18.1.1' }, { id: 1, service: '198.18.0.2', cluster: '198.18.1.2' }], clusterCidr: '198.18.1.0/24', mode: 'tunnel', tunnel: { port: 80 } }), 'tunnel.port', /service port/],
+  ['a tunnel MTU below 576', () => ({ ...clusterConfig(0, { hosts: 2 }), hosts: [{ id: 0, service: '198.18.0.1', cluster: '198.18.1.1' }, { id: 1, service: '198.18.0.2', cluster: '198.18.1.2' }], clusterCidr: '198.18.1.0/24', mode: 'tunnel', tunnel: { mtu: 500 } }), 'tunnel.mtu', /576/],
   ['no key with peers', () => ({ ...clusterConfig(0, { hosts: 2 }), peers: {} }), 'peers.key', /required/],
   ['unknown key', () => ({ ...clusterConfig(0, { hosts: 2 }), policyy: 'hash' }), 'policyy', /unknown key/],
   ['a key earlier versions had, saying why it is gone', () => ({ ...clusterConfig(0, { hosts: 2 }), load: { decisionTimeoutMs: 50 } }), 'load.decisionTimeoutMs', /decides in the data path now/],
@@ -56,6 +63,13 @@ const bad: Array<[string, () => unknown, string, RegExp]> = [
   ['dead before a heartbeat', () => ({ ...clusterConfig(0, { hosts: 2 }), peers: { key: '00112233445566778899aabbccddeeff', heartbeatMs: 500, deadAfterMs: 400 } }), 'peers.deadAfterMs', /longer than/],
   ['metrics port among the peer ports', () => ({ ...clusterConfig(0, { hosts: 2 }), metrics: { port: 20001 } }), 'metrics.port', /peer ports/],
 ];
+
+test('50.config: direct and tunnel load with a cluster address of its own per host', () => {
+  for (const mode of ['direct', 'tunnel']) {
+    const file = writeConfig({ ...clusterConfig(0, { hosts: 2 }), hosts: [{ id: 0, service: '198.18.0.1', cluster: '198.18.1.1' }, { id: 1, service: '198.18.0.2', cluster: '198.18.1.2' }], clusterCidr: '198.18.1.0/24', mode });
+    assert.equal(loadConfig({ file, env: {}, ephemeralRange }).mode, mode);
+  }
+});
 
 for (const [name, make, key, reason] of bad) {
   test(`50.config: refuses ${name}, naming ${key}`, () => refuses(make(), key, reason));

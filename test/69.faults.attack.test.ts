@@ -9,10 +9,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CLIENT_ADDRESS, Cluster, hostAddress } from '../tools/cluster';
-import { buildC, nstat, ruleCounters, rulePackets, sendPackets, sleep } from './support/faults';
+import { buildC, nstat, rstSynStorm, ruleCounters, rulePackets, sendPackets, sleep } from './support/faults';
 import { portsServedBy } from './support/hash-ports';
 import { addRouter } from './support/router';
-import { ACK, PSH, RST, SYN, buildTcp4, setIpField16, textPayload } from './support/packet-builder';
+import { ACK, PSH, SYN, buildTcp4, setIpField16, textPayload } from './support/packet-builder';
 
 const FOREIGN = '0x4000/0x4000';
 
@@ -181,18 +181,6 @@ describe('69.faults.attack.oversize', () => {
     }
   });
 });
-
-/** What a blind attacker sends at one client port: RSTs with random sequence numbers, then SYNs. */
-export function rstSynStorm(client: string, service: string, ports: number[], each = 3): Uint8Array[] {
-  const random = (): number => Math.floor(Math.random() * 0x100000000);
-  const out: Uint8Array[] = [];
-  for (const flags of [RST | ACK, SYN]) {
-    for (let i = 0; i < each; i++) {
-      for (const sport of ports) out.push(buildTcp4({ src: client, dst: service, sport, dport: 80, flags, seq: random(), ack: flags === SYN ? 0 : random() }));
-    }
-  }
-  return out;
-}
 
 describe('69.faults.attack.reset', () => {
   test('a blind RST and SYN storm at every client port breaks no forwarded connection (load policy)', async () => {

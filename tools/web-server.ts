@@ -12,6 +12,7 @@
 // GET /health answers 200, or 503 after SIGUSR1 (SIGUSR2: 200 again), so a
 // test can fail an HTTP health check while the server still serves.
 import http from 'node:http';
+import { createHash } from 'node:crypto';
 import { parseArgs } from 'node:util';
 
 interface Options {
@@ -51,10 +52,17 @@ export function startWebServer(o: Options): http.Server {
     const query = new URL(req.url ?? '/', 'http://x').searchParams;
     const size = Math.min(Number(query.get('size') ?? 0) || 0, MAX_SIZE);
     const close = query.get('close') === '1';
-    req.resume();
+    // A request body (an upload) is answered with its length and SHA-256, so
+    // a client can tell it arrived intact.
+    const hash = createHash('sha256');
+    let received = 0;
+    req.on('data', (d: Buffer) => {
+      hash.update(d);
+      received += d.length;
+    });
     req.on('end', () =>
       acquire(() => {
-        const head = `host=${o.id}\n`;
+        const head = `host=${o.id}\n${received > 0 ? `bytes=${received}\nsha256=${hash.digest('hex')}\n` : ''}`;
         const body = size > head.length ? head + 'x'.repeat(size - head.length) : head;
         setTimeout(() => {
           // ?close=1 with an HTTP/1.0 client: no length, so the body ends when

@@ -6,7 +6,10 @@
  * sees a working set of flows, not one flow over and over.
  *
  *   syn_flood --dst ADDR [--dport 80] [--src ADDR] [--flows N] [--count N]
- *             [--seconds S] [--batch B] [--pps R]
+ *             [--seconds S] [--batch B] [--pps R] [--ack 1]
+ *
+ * --ack 1 sends bare ACKs instead: later packets of established flows (the
+ * forward trial, where the kernel modes route them without a queue).
  *
  * Stops after --count packets or --seconds, whichever comes first. With
  * --pps it keeps to that rate (sleeping between batches), else it sends as
@@ -36,12 +39,13 @@ struct options {
 	uint64_t count;
 	double seconds;
 	double pps;  /* 0: as fast as possible */
+	int ack;     /* bare ACKs instead of SYNs */
 };
 
 static void usage(void)
 {
 	fprintf(stderr, "usage: syn_flood --dst ADDR [--dport 80] [--src ADDR] [--flows N] [--count N] "
-			"[--seconds S] [--batch B] [--pps R]\n");
+			"[--seconds S] [--batch B] [--pps R] [--ack 1]\n");
 	exit(2);
 }
 
@@ -66,6 +70,7 @@ static struct options parse_options(int argc, char **argv)
 		else if (!strcmp(k, "--seconds")) o.seconds = strtod(v, NULL);
 		else if (!strcmp(k, "--batch")) o.batch = (uint32_t)strtoul(v, NULL, 0);
 		else if (!strcmp(k, "--pps")) o.pps = strtod(v, NULL);
+		else if (!strcmp(k, "--ack")) o.ack = atoi(v);
 		else usage();
 	}
 	/* Only the benchmarking range, and a bounded working set. */
@@ -120,7 +125,8 @@ static void build_syn(uint8_t *p, const struct options *o, uint32_t flow)
 	put16(tcp + 2, o->dport);
 	put32(tcp + 4, flow * 2654435761u);  /* any ISN; spread for realism */
 	tcp[12] = 5 << 4;
-	tcp[13] = 0x02;  /* SYN */
+	tcp[13] = o->ack ? 0x10 : 0x02;  /* ACK or SYN */
+	if (o->ack) put32(tcp + 8, 1);
 	put16(tcp + 14, 65535);
 	uint32_t pseudo = sum16(p + 12, 8, 0) + IPPROTO_TCP + (kPacketBytes - 20);
 	put16(tcp + 16, finish(sum16(tcp, kPacketBytes - 20, pseudo)));

@@ -154,4 +154,9 @@ export class ClusterMember {
   status(): DaemonStatus & { membership: MemberStatus } {
     return { ...this.daemon!.status(), membership: { ...this.source.status(), refused: this.refused } };
   }
+
+  /** status() with the kernel modes' kernel counters (lib/kernel-flows.ts), for /status and /metrics. */
+  statusWithKernel(): DaemonStatus & { membership: MemberStatus } {
+    return { ...this.daemon!.statusWithKernel(), membership: { ...this.source.status(), refused: this.refused } };
+  }
 }

@@ -495,3 +495,15 @@ export async function runMalformed(cluster: Cluster, senderBin: string, copies: 
 export function checkPasses(c: CounterCheck): boolean {
   return c.atLeast ? c.seen >= c.expected : c.seen === c.expected;
 }
+
+/** What a blind attacker sends at one client port: RSTs with random sequence numbers, then SYNs. */
+export function rstSynStorm(client: string, service: string, ports: number[], each = 3): Uint8Array[] {
+  const random = (): number => Math.floor(Math.random() * 0x100000000);
+  const out: Uint8Array[] = [];
+  for (const flags of [pb.RST | pb.ACK, pb.SYN]) {
+    for (let i = 0; i < each; i++) {
+      for (const sport of ports) out.push(pb.buildTcp4({ src: client, dst: service, sport, dport: 80, flags, seq: random(), ack: flags === pb.SYN ? 0 : random() }));
+    }
+  }
+  return out;
+}

@@ -1,0 +1,82 @@
+// iptables/install.sh and uninstall.sh in the kernel modes: what each mode
+// puts on a host beside the iptables rules (ipsets, routing tables and rules,
+// the local rule moved, tunnel devices, peers' service addresses on lo,
+// ARP sysctls), that a second install changes nothing, and that uninstall
+// puts back exactly what was there.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { Testbed } from './support/netns';
+import { clusterConfig, writeConfig } from './support/configs';
+
+const root = path.resolve(__dirname, '..', '..');
+const install = path.join(root, 'iptables', 'install.sh');
+const uninstall = path.join(root, 'iptables', 'uninstall.sh');
+const cli = path.join(root, 'dist', 'lib', 'cli.js');
+
+const hosts = [0, 1, 2].map((id) => ({ id, service: `198.18.0.${id + 1}`, cluster: `198.18.1.${id + 1}` }));
+const config = (mode: string): string => writeConfig({ ...clusterConfig(0, { hosts: 3 }), hosts, clusterCidr: '198.18.1.0/24', mode });
+
+/** Everything outside iptables that a kernel mode may touch, as text to compare. */
+function state(bed: Testbed): string {
+  const sh = (cmd: string): string => bed.exec('a', ['sh', '-c', cmd]);
+  return [
+    sh('ip -4 rule show'),
+    sh('ip -4 route show table all | grep -v "^local\\|^broadcast" || true'),
+    sh('ip -o link show | cut -d: -f2'),
+    sh('ip -4 -o addr show dev lo'),
+    sh('ipset list -n'),
+    sh('sysctl net.ipv4.conf.all.arp_ignore net.ipv4.conf.lo.arp_announce'),
+  ].join('\n');
+}
+
+for (const mode of ['direct', 'tunnel']) {
+  test(`51.rules.modes: ${mode}: install sets the mode up, a second install changes nothing, uninstall removes exactly it`, () => {
+    const bed = Testbed.create([{ name: 'a', addrs: ['198.18.0.1/24'], nics: [{ bridge: 'back', addrs: ['198.18.1.1/24'] }] }], mode === 'direct' ? 'rmd' : 'rmt');
+    try {
+      const before = state(bed);
+      const file = config(mode);
+      bed.exec('a', ['bash', install, file]);
+      const once = state(bed);
+      bed.exec('a', ['bash', install, file]);
+      assert.equal(state(bed), once, 'a second install changed something');
+      // Per peer: a set, a fwmark rule before the (moved) local rule, a table.
+      assert.match(once, /^10:\s+from all fwmark 0x1010000\/0x1ff0000 lookup 4601 proto 77$/m);
+      assert.match(once, /^10:\s+from all fwmark 0x1020000\/0x1ff0000 lookup 4602 proto 77$/m);
+      assert.match(once, /^11:\s+from all lookup local proto 77$/m);
+      assert.doesNotMatch(once, /^0:\s+from all lookup local/m);
+      assert.match(once, /^dpr4_to1$/m);
+      assert.match(once, /^dpr4_to2$/m);
+      assert.match(once, /^dpr4_fin$/m);
+      assert.match(once, /198\.18\.0\.2\/32 .*lo:dpr/);
+      assert.match(once, /arp_ignore = 1/);
+      assert.match(once, /arp_announce = 2/);
+      if (mode === 'direct') {
+        assert.match(once, /^default via 198\.18\.1\.2 dev eth1 table 4601 proto 77/m);
+      } else {
+        assert.match(once, /^default via 198\.18\.1\.2 dev dprvx1 table 4601 proto 77 onlink/m);
+        const vx = bed.exec('a', ['ip', '-d', 'link', 'show', 'dprvx1']);
+        assert.match(vx, /mtu 1450 /);
+        assert.match(vx, /vxlan id 6553601 remote 198\.18\.1\.2 local 198\.18\.1\.1 .*dstport 4789/);
+        assert.match(bed.exec('a', ['iptables', '-w', '-t', 'mangle', '-S', 'DPR_POST']), /-j TCPMSS --set-mss 1410/);
+      }
+      // Packets after the SYN of a flow in a peer's set stay in raw, untracked and marked.
+      const raw = bed.exec('a', ['iptables', '-w', '-t', 'raw', '-S']);
+      assert.match(raw, /-A DPR_ENTRY -p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -m set --match-set dpr4_to1 src,src,dst -j DPR_TO1/);
+      assert.doesNotMatch(raw, /DPR_SERVE/);
+      bed.exec('a', ['bash', uninstall]);
+      assert.equal(state(bed), before, 'uninstall left something behind or removed too much');
+      assert.doesNotMatch(bed.exec('a', ['iptables-save']), /DPR_/);
+    } finally {
+      bed.destroy();
+    }
+  });
+}
+
+test('51.rules.modes: dpr check refuses a kernel mode on a host without ipset, naming mode and the reason', () => {
+  // A PATH with node but without the ipset tool: the host cannot do the mode.
+  const r = spawnSync(process.execPath, [cli, 'check', '--config', config('direct')], { encoding: 'utf8', env: { ...process.env, PATH: path.dirname(process.execPath) } });
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /config: mode: mode 'direct' needs ipset/);
+});

@@ -1,0 +1,236 @@
+// The kernel modes (`direct`, `tunnel`) in a 4-host namespace cluster: the
+// same properties dpr holds in `rewrite` mode, and the point of these modes,
+// that only the SYN of a forwarded connection reaches a queue (on the entry
+// host) and nothing of it on the serving host. Shared by
+// test/62.mode.direct and test/62.mode.tunnel.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import { Cluster, hostAddress } from '../../tools/cluster';
+import type { DaemonStatus } from '../../lib/daemon';
+import { portsServedBy } from './hash-ports';
+import { assertHeld, sleep, waitFor } from './wait';
+
+const HOSTS = 4;
+export type Check = 'spread' | 'conntrack' | 'bulk' | 'failopen' | 'drain' | 'membership' | 'health';
+
+export interface ModeSuite {
+  mode: 'direct' | 'tunnel';
+  policy: 'hash' | 'load';
+  networks: 'split' | 'routed';
+  tag: string;
+  checks: Check[];
+}
+
+/** Queued packets of a host's two queues so far, and what its entry engine decided. */
+function queued(s: DaemonStatus): { entry: number; serve: number; flows: number; decided: number; forwarded: number } {
+  const e = s.entry!;
+  return {
+    entry: e.queue.batchPackets,
+    serve: s.serve!.queue.batchPackets,
+    flows: e.queue.flowsPackets ?? 0,
+    decided: e.newFlows.local + e.newFlows.forwarded,
+    forwarded: e.newFlows.forwarded,
+  };
+}
+
+/** ESTABLISHED conntrack entries in host `h` of connections to `address`:80. */
+function tracked(cluster: Cluster, h: number, address: string): number {
+  const out = cluster.bed.exec(`h${h}`, ['sh', '-c', `conntrack -L -p tcp --orig-dst ${address} --orig-port-dst 80 --state ESTABLISHED 2>/dev/null | wc -l`]);
+  return Number(out.trim());
+}
+
+/**
+ * The tests run in this order on purpose: fail-open and drain make h0 serve
+ * connections it would otherwise forward, and their TIME_WAIT sockets there
+ * (60 s) would meet reused client ports in the membership test after the
+ * table changed, a gap of the hash policy in every mode (docs/design-notes.md,
+ * "Kernel modes"): the first ACK finds h0's TIME_WAIT through -m socket.
+ */
+export function modeSuite(o: ModeSuite): void {
+  describe(`62.mode.${o.mode}.${o.policy}`, () => {
+    let cluster: Cluster;
+    const has = (c: Check): boolean => o.checks.includes(c);
+    before(async () => {
+      cluster = await Cluster.create({
+        hosts: HOSTS, policy: o.policy, tag: o.tag, networks: o.networks,
+        // load: balance at any load, so an idle test cluster forwards too.
+        config: {
+          mode: o.mode,
+          ...(o.policy === 'load' ? { load: { threshold: 0 } } : {}),
+          ...(has('health') ? { health: { type: 'http', intervalMs: 200, fastIntervalMs: 100, fall: 2, rise: 2, http: { path: '/health' } } } : {}),
+        },
+      });
+    });
+    after(async () => {
+      await cluster?.destroy();
+    });
+
+    async function ensureRunning(id: number): Promise<void> {
+      if (!cluster.daemonRunning(id)) await cluster.startDaemon(id);
+      await cluster.waitForMembership();
+    }
+
+    test('every host serves, the client sees the address it dialled, the entry host queues about one packet per connection and the serving hosts none', { skip: !has('spread') }, async () => {
+      const before = [0, 1, 2, 3].map((id) => queued(cluster.status(id)));
+      const s = await cluster.load({ targets: [{ address: hostAddress(0) }], requests: 800, concurrency: 12 });
+      assert.equal(s.errors, 0, `errors: ${JSON.stringify(s.errorKinds)}`);
+      assert.equal(s.addressMismatch, 0);
+      for (let id = 0; id < HOSTS; id++) assert.ok((s.servedBy[String(id)] ?? 0) > 0.05 * s.ok, `host ${id} served ${s.servedBy[String(id)] ?? 0} of ${s.ok}`);
+      // The daemon serves a reading of the kernel's counters for up to 250 ms.
+      await sleep(300);
+      const status = [0, 1, 2, 3].map((id) => cluster.status(id));
+      const after = status.map(queued);
+      const d = (id: number, k: keyof ReturnType<typeof queued>): number => after[id]![k] - before[id]![k];
+      const perConnection = d(0, 'entry') / d(0, 'decided');
+      const kernel = status[0]!.kernel!;
+      console.log(`${o.mode}/${o.policy}: ${d(0, 'decided')} connections at h0 (${d(0, 'forwarded')} forwarded): ${d(0, 'entry')} packets queued on h0 (${d(0, 'flows')} from the flows queue), ${perConnection.toFixed(3)} per connection; serving hosts queued ${[1, 2, 3].map((id) => d(id, 'serve') + d(id, 'entry')).join(', ')}; the kernel routed ${kernel.packets} packets by ${kernel.entries} entries`);
+      assert.ok(d(0, 'decided') >= s.requests, 'every connection was decided at h0');
+      assert.ok(d(0, 'forwarded') > 0.3 * s.requests, `only ${d(0, 'forwarded')} forwarded`);
+      // The SYN, and rarely the client's first ACK when it beats the ipset add.
+      assert.ok(perConnection < 1.1, `${perConnection} packets queued per connection`);
+      for (const id of [1, 2, 3]) assert.equal(d(id, 'serve') + d(id, 'entry'), 0, `h${id} queued packets of connections h0 forwarded`);
+      // At least the handshake's ACK and the request of each forwarded connection went by the kernel's entries.
+      assert.ok(kernel.packets >= 2 * d(0, 'forwarded'), `${kernel.packets} kernel-routed packets for ${d(0, 'forwarded')} forwarded connections`);
+      assert.match(cluster.metrics(0), /^dpr_kernel_packets_total\{peer="1"\} [1-9]/m);
+      const text = cluster.cli(0, ['status']);
+      assert.equal(text.code, 0, text.stderr);
+      assert.match(text.stdout, new RegExp(`${o.mode} mode`));
+      assert.match(text.stdout, /in the kernel\s+\d+ forwarded flows \(1: \d+, 2: \d+, 3: \d+\), [1-9]\d* packets routed without a queue/);
+    });
+
+    test('the entry host keeps no conntrack entry for forwarded connections; the serving host has them', { skip: !has('conntrack') }, async () => {
+      // Conntrack runs in a namespace only once a rule needs it (a host
+      // firewall's -m conntrack does): without, there would be nothing to see.
+      const ctRule = ['INPUT', '-m', 'conntrack', '--ctstate', 'NEW,ESTABLISHED', '-m', 'comment', '--comment', 'test: conntrack on'];
+      for (let id = 0; id < HOSTS; id++) cluster.bed.exec(`h${id}`, ['iptables', '-I', ...ctRule]);
+      const open = cluster.holdOpen({ address: hostAddress(0), connections: 24, intervalMs: 200 });
+      let stopped = false;
+      try {
+        await sleep(1500);
+        const local = tracked(cluster, 0, hostAddress(0));
+        const remote = [1, 2, 3].map((id) => tracked(cluster, id, hostAddress(0)));
+        stopped = true;
+        const conns = await open.stop();
+        const servedHere = conns.filter((c) => c.servedBy === '0').length;
+        console.log(`conntrack ESTABLISHED to ${hostAddress(0)}:80: h0 ${local} (it serves ${servedHere} of ${conns.length}), peers ${remote.join(', ')}`);
+        assert.ok(conns.length - servedHere >= 6, 'too few connections forwarded to show anything');
+        assert.equal(local, servedHere, 'h0 tracks exactly the connections it serves itself');
+        assert.equal(remote.reduce((a, b) => a + b, 0), conns.length - servedHere, 'the serving hosts track the forwarded ones');
+      } finally {
+        if (!stopped) await open.stop().catch(() => undefined);
+        for (let id = 0; id < HOSTS; id++) cluster.bed.exec(`h${id}`, ['iptables', '-D', ...ctRule]);
+      }
+    });
+
+    test('large uploads and downloads through a forwarded connection arrive intact', { skip: !has('bulk') }, () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dpr-mode-'));
+      try {
+        const body = path.join(dir, 'body');
+        const data = Buffer.alloc(8 << 20);
+        for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) >>> 24;
+        fs.writeFileSync(body, data);
+        const [upPort, downPort] = portsServedBy(1, 2, { hosts: HOSTS });
+        const curl = (port: number, extra: string[], url: string): string =>
+          cluster.bed.exec('client', ['curl', '-sS', '--max-time', '40', '--local-port', String(port), ...extra, url]);
+        const up = curl(upPort!, ['--data-binary', `@${body}`], `http://${hostAddress(0)}/`);
+        assert.match(up, /^host=1\n/);
+        assert.match(up, new RegExp(`bytes=${data.length}\nsha256=${createHash('sha256').update(data).digest('hex')}`));
+        const file = path.join(dir, 'down');
+        curl(downPort!, ['-o', file], `http://${hostAddress(0)}/?size=${4 << 20}`);
+        const down = fs.readFileSync(file, 'latin1');
+        assert.equal(down.length, 4 << 20);
+        assert.match(down, /^host=1\nx+$/);
+        if (o.mode === 'tunnel') {
+          // The serving host told the client to send segments that fit into the tunnel (tunnel.mtu - 90).
+          const post = cluster.bed.exec('h1', ['iptables', '-w', '-t', 'mangle', '-L', 'DPR_POST', '-v', '-x', '-n']);
+          const clamped = post.split('\n').filter((l) => l.includes('TCPMSS') && l.includes(hostAddress(0))).map((l) => Number(l.trim().split(/\s+/)[0]));
+          assert.ok((clamped[0] ?? 0) >= 2, `h1 clamped the MSS of ${clamped[0] ?? 0} SYN-ACKs for h0's connections`);
+        }
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    test('membership: connections served by a peer whose daemon dies go on; the peer gets no new ones until it is back', { skip: !has('membership') }, async () => {
+      try {
+        const held = cluster.hold({ address: hostAddress(0), connections: 24, intervalMs: 150, durationMs: 5000 });
+        await sleep(1000);
+        await cluster.signalDaemon(3, 'SIGKILL');
+        await waitFor('h0 drops host 3', () => !cluster.status(0).liveHosts.includes(3), 5000);
+        const was = cluster.status(0).entry!;
+        const s = await cluster.load({ targets: [{ address: hostAddress(0) }], requests: 200, concurrency: 8 });
+        const now = cluster.status(0).entry!;
+        const notes = Object.entries(now.notes).filter(([k, v]) => v !== was.notes[k as keyof typeof was.notes]).map(([k, v]) => `${k} +${v - was.notes[k as keyof typeof was.notes]}`);
+        const why = `h0 decided ${now.newFlows.byHost.map((v, i) => v - (was.newFlows.byHost[i] ?? 0)).join('/')} by host; notes ${notes.join(', ')}; flows queue +${(now.queue.flowsPackets ?? 0) - (was.queue.flowsPackets ?? 0)}, ipset ${JSON.stringify(now.queue.ipset)}`;
+        assert.equal(s.errors, 0, `errors: ${JSON.stringify(s.errorKinds)}, served ${JSON.stringify(s.servedBy)}; ${why}`);
+        assert.equal(s.servedBy['3'] ?? 0, 0, `served by 3 after h0 dropped it: h0 decided ${now.newFlows.byHost.map((v, i) => v - (was.newFlows.byHost[i] ?? 0)).join('/')} by host; notes ${notes.join(', ')}; flows queue +${(now.queue.flowsPackets ?? 0) - (was.queue.flowsPackets ?? 0)}`);
+        await cluster.startDaemon(3);
+        await cluster.waitForMembership();
+        const conns = await held;
+        // Host 3's web server never stopped, and the kernel kept routing to it.
+        assert.ok(conns.some((c) => c.servedBy === '3'), 'no held connection was served by host 3');
+        assertHeld(conns, { minOk: 20, atLeast: 24 });
+      } finally {
+        await ensureRunning(3);
+      }
+    });
+
+    test('health: a host whose web service fails its checks gets no new connections, and gets them again once it passes', { skip: !has('health') }, async () => {
+      try {
+        cluster.signalWebServer(2, 'SIGUSR1');
+        await waitFor('h0 takes host 2 out', () => !cluster.status(0).liveHosts.includes(2), 5000);
+        const s = await cluster.load({ targets: [{ address: hostAddress(0) }], requests: 200, concurrency: 8 });
+        assert.equal(s.errors, 0);
+        assert.equal(s.servedBy['2'] ?? 0, 0);
+        cluster.signalWebServer(2, 'SIGUSR2');
+        await waitFor('h0 takes host 2 back', () => cluster.status(0).liveHosts.includes(2), 5000);
+        const again = await cluster.load({ targets: [{ address: hostAddress(0) }], requests: 200, concurrency: 8 });
+        assert.ok((again.servedBy['2'] ?? 0) > 0);
+      } finally {
+        cluster.signalWebServer(2, 'SIGUSR2');
+      }
+    });
+    test('fail-open and restart: with the entry daemon killed its forwarded connections go on in the kernel and new ones are served here; after a restart they are forwarded again', { skip: !has('failopen') }, async () => {
+      try {
+        const held = cluster.hold({ address: hostAddress(0), connections: 24, intervalMs: 150, durationMs: 6000 });
+        await sleep(1000);
+        await cluster.signalDaemon(0, 'SIGKILL');
+        const dead = await cluster.load({ targets: [{ address: hostAddress(0) }], requests: 100, concurrency: 4 });
+        assert.equal(dead.errors, 0, `errors: ${JSON.stringify(dead.errorKinds)}`);
+        assert.equal(dead.servedBy['0'], 100, `with no daemon, new connections went to ${JSON.stringify(dead.servedBy)}`);
+        await cluster.startDaemon(0);
+        await cluster.waitForMembership();
+        const back = await cluster.load({ targets: [{ address: hostAddress(0) }], requests: 200, concurrency: 8 });
+        assert.equal(back.errors, 0);
+        assert.ok(Object.keys(back.servedBy).length >= 3, `after the restart: ${JSON.stringify(back.servedBy)}`);
+        const conns = await held;
+        assertHeld(conns, { only: (c) => c.servedBy !== '0', minOk: 25, atLeast: 6 });
+        assertHeld(conns, { minOk: 25, atLeast: 24 });
+      } finally {
+        await ensureRunning(0);
+      }
+    });
+
+    test('SIGTERM drains: new connections stay local, forwarded ones finish, then the daemon exits 0', { skip: !has('drain') }, async () => {
+      try {
+        const held = cluster.hold({ address: hostAddress(0), connections: 16, intervalMs: 150, durationMs: 3000 });
+        await sleep(800);
+        const exit = cluster.signalDaemon(0, 'SIGTERM');
+        await waitFor('h0 draining', () => cluster.status(0).draining, 3000, 20);
+        const during = await cluster.load({ targets: [{ address: hostAddress(0) }], requests: 100, concurrency: 4 });
+        const conns = await held;
+        assert.equal(await exit, 0);
+        assert.equal(during.errors, 0);
+        assert.equal(during.servedBy['0'], 100, `new connections while draining went to ${JSON.stringify(during.servedBy)}`);
+        assertHeld(conns, { only: (c) => c.servedBy !== '0', minOk: 12, atLeast: 1 });
+      } finally {
+        await ensureRunning(0);
+      }
+    });
+
+  });
+}
