@@ -11,7 +11,7 @@ import { waitFor } from './support/wait';
 describe('61.cluster.dualstack', () => {
   let cluster: Cluster;
   before(async () => {
-    cluster = await Cluster.create({ hosts: 4, policy: 'load', slots: 4, serviceMs: 20, webHost: '::', tag: 'ds', config: { load: { threshold: 6 } } });
+    cluster = await Cluster.create({ hosts: 4, policy: 'load', slots: 4, serviceMs: 20, webHost: '::', tag: 'ds', config: { load: { threshold: 10 } } });
   });
   after(async () => {
     await cluster?.destroy();
@@ -20,9 +20,11 @@ describe('61.cluster.dualstack', () => {
   test('a host with open connections on a dual-stack server reports them as its load, and its peers see it', async () => {
     const held = cluster.holdOpen({ address: hostAddress(1), connections: 12, intervalMs: 200 });
     try {
-      // Whatever h1 kept (about load.threshold, 6; the rest it forwarded): the
-      // sockets h1's own server holds. The threshold is above the 4 asserted,
-      // so a count off by a socket or two (a health check's) changes nothing.
+      // Whatever h1 kept (about load.threshold, 10; the rest it forwarded): the
+      // sockets h1's own server holds. The threshold is well above the 4
+      // asserted: between two exact counts h1 counts every TCP socket of its
+      // namespace, and the test's own /status requests and the health checks
+      // are some (seen: 3 kept at a threshold of 6 on a busy machine).
       await waitFor('h1 measures its connections', () => cluster.status(1).load >= 4, 5000);
       await waitFor('h0 hears h1\'s load', () => cluster.status(0).peers.find((p) => p.id === 1)!.load >= 4, 5000);
     } finally {
