@@ -14,6 +14,7 @@ import path from 'node:path';
 import { Engine, type EngineOptions } from '../lib/native';
 import { parseIpv4 } from '../lib/ipv4';
 import { Testbed } from '../test/support/netns';
+import { tcpPacket } from './scale';
 import { startQueueDriver, type DriverSpec, type SnapshotMode } from '../test/support/queue-driver';
 
 const HOST = '198.18.0.1';
@@ -37,23 +38,9 @@ function flowWords(count: number): Uint32Array {
   };
   const engine = new Engine(options);
   engine.setLookupTable(new Uint16Array(251));
-  // IPv4 + TCP, SYN, from 198.19.x.y:port (checksums are not checked on this path).
-  const packet = new Uint8Array(40);
-  const v = new DataView(packet.buffer);
+  const client = parseIpv4('198.19.0.0');
   for (let i = 0; i < count; i++) {
-    v.setUint8(0, 0x45);
-    v.setUint16(2, 40);
-    v.setUint8(8, 64);
-    v.setUint8(9, 6);
-    v.setUint32(12, (parseIpv4('198.19.0.0') + Math.floor(i / 50_000)) >>> 0);
-    v.setUint32(16, service);
-    v.setUint16(20, 10_000 + (i % 50_000));
-    v.setUint16(22, 80);
-    v.setUint32(24, i);
-    v.setUint8(32, 0x50);
-    v.setUint8(33, 0x02);
-    v.setUint16(34, 65535);
-    engine.process(packet, true, 1000);
+    engine.process(tcpPacket((client + Math.floor(i / 50_000)) >>> 0, 10_000 + (i % 50_000), service, 80, 0x02), false, 1000);
   }
   return engine.exportFlows(1000);
 }

@@ -48,19 +48,17 @@ Outcome Engine::IcmpAboutOwnSegment(IcmpError& m, uint32_t nowMs) {
   const uint16_t target = hashed ? HashTarget(key.clientAddr, key.clientPort) : flows_.At(idx).target;
   out.target = target;
   if (target == config_.self) return out;
+  out.action = Action::kForward;
+  out.note = Note::kIcmpForwarded;
   if (config_.kernelForward) {
     // Unchanged: the serving host holds this address on lo and relates the
     // error to its socket itself.
-    out.action = Action::kForward;
     out.mark = PeerMark(target);
-    out.note = Note::kIcmpForwarded;
     return out;
   }
   SetIcmpDestination(&m, config_.clusterAddr[target]);
-  out.action = Action::kForward;
   out.mangled = true;
   out.mark = config_.forwardMark;
-  out.note = Note::kIcmpForwarded;
   return out;
 }
 
