@@ -7,18 +7,8 @@ import { ConfigError, loadConfig, peerPortRange } from '../lib/config';
 import { schema } from '../lib/config-schema';
 import { leaves } from '../scripts/config-docs';
 import { clusterConfig, writeConfig } from './support/configs';
+import { EPHEMERAL_RANGE, load, refuses } from './support/config-checks';
 
-const ephemeralRange: [number, number] = [32768, 60999];
-const load = (config: unknown, env: NodeJS.ProcessEnv = {}) => loadConfig({ file: writeConfig(config), env, ephemeralRange });
-
-function refuses(config: unknown, key: string, reason: RegExp, env: NodeJS.ProcessEnv = {}): void {
-  assert.throws(() => load(config, env), (err: unknown) => {
-    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
-    assert.equal(err.key, key);
-    assert.match(err.reason, reason);
-    return true;
-  });
-}
 
 test('50.config: a valid file loads with defaults filled in and frozen', () => {
   const c = load(clusterConfig(1, { hosts: 3 }));
@@ -67,7 +57,7 @@ const bad: Array<[string, () => unknown, string, RegExp]> = [
 test('50.config: direct and tunnel load with a cluster address of its own per host', () => {
   for (const mode of ['direct', 'tunnel']) {
     const file = writeConfig({ ...clusterConfig(0, { hosts: 2 }), hosts: [{ id: 0, service: '198.18.0.1', cluster: '198.18.1.1' }, { id: 1, service: '198.18.0.2', cluster: '198.18.1.2' }], clusterCidr: '198.18.1.0/24', mode });
-    assert.equal(loadConfig({ file, env: {}, ephemeralRange }).mode, mode);
+    assert.equal(loadConfig({ file, env: {}, ephemeralRange: EPHEMERAL_RANGE }).mode, mode);
   }
 });
 
@@ -78,14 +68,14 @@ for (const [name, make, key, reason] of bad) {
 test('50.config: a file that is not JSON names --config and the parse error', () => {
   const file = writeConfig({});
   require('node:fs').writeFileSync(file, '{ not json');
-  assert.throws(() => loadConfig({ file, env: {}, ephemeralRange }), (e: unknown) => e instanceof ConfigError && e.key === '--config' && /not valid JSON/.test(e.reason));
+  assert.throws(() => loadConfig({ file, env: {}, ephemeralRange: EPHEMERAL_RANGE }), (e: unknown) => e instanceof ConfigError && e.key === '--config' && /not valid JSON/.test(e.reason));
 });
 
 // What an operator meets on the second day: every way a configuration can be
 // wrong is a ConfigError that names the key and says why (issue 14).
 
 test('50.config: no configuration at all says what is missing, naming --config', () => {
-  assert.throws(() => loadConfig({ env: {}, ephemeralRange }), (e: unknown) => {
+  assert.throws(() => loadConfig({ env: {}, ephemeralRange: EPHEMERAL_RANGE }), (e: unknown) => {
     assert.ok(e instanceof ConfigError, `expected ConfigError, got ${String(e)}`);
     assert.equal(e.key, '--config');
     assert.match(e.reason, /no configuration: give --config FILE or set DPR_CONFIG/);

@@ -5,25 +5,15 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ConfigError, loadConfig, peerPortRange } from '../lib/config';
+import { peerPortRange } from '../lib/config';
 import { etcdOptions, lastKnown, memberCheck } from '../lib/membership';
 import { writeClaim } from '../lib/membership/claim-file';
 import { renderRules } from '../lib/rules';
-import { clusterConfig, writeConfig } from './support/configs';
+import { clusterConfig } from './support/configs';
+import { load, refuses } from './support/config-checks';
 import winston from 'winston';
 
-const ephemeralRange: [number, number] = [32768, 60999];
-const load = (config: unknown, env: NodeJS.ProcessEnv = {}) => loadConfig({ file: writeConfig(config), env, ephemeralRange });
 const quiet = winston.createLogger({ silent: true });
-
-function refuses(config: unknown, key: string, reason: RegExp, env: NodeJS.ProcessEnv = {}): void {
-  assert.throws(() => load(config, env), (err: unknown) => {
-    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
-    assert.equal(err.key, key);
-    assert.match(err.reason, reason);
-    return true;
-  });
-}
 
 /** This host only: its addresses, the etcd servers, the shared key. */
 function etcdHost(extra: Record<string, unknown> = {}, etcd: Record<string, unknown> = {}): Record<string, unknown> {

@@ -1,25 +1,14 @@
 // hosts[].weight (issue 13): read, checked and defaulted by the configuration.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConfigError, loadConfig } from '../lib/config';
-import { clusterConfig, writeConfig } from './support/configs';
+import { clusterConfig } from './support/configs';
+import { load, refuses } from './support/config-checks';
 
-const ephemeralRange: [number, number] = [32768, 60999];
-const load = (config: unknown, env: NodeJS.ProcessEnv = {}) => loadConfig({ file: writeConfig(config), env, ephemeralRange });
 
 function withWeights(weights: ReadonlyArray<unknown>): Record<string, unknown> {
   const c = clusterConfig(0, { hosts: weights.length });
   c.hosts = (c.hosts as Array<Record<string, unknown>>).map((h, i) => (weights[i] === undefined ? h : { ...h, weight: weights[i] }));
   return c;
-}
-
-function refuses(config: unknown, key: string, reason: RegExp, env: NodeJS.ProcessEnv = {}): void {
-  assert.throws(() => load(config, env), (err: unknown) => {
-    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
-    assert.equal(err.key, key);
-    assert.match(err.reason, reason);
-    return true;
-  });
 }
 
 test('52.config.weights: a host without weight gets weight 1, and weight 1 may be written out', () => {
