@@ -135,11 +135,13 @@ function rules(opts: { config?: string; format: string }): void {
   const config = loadOrExit(opts.config);
   const r = renderRules(lastKnown(config));
   switch (opts.format) {
-    case 'restore': process.stdout.write(r.restore); break;
+    // iptables-restore input; a dual-stack host's ip6tables input is its own format (both feed one tool each).
+    case 'restore': process.stdout.write(r.restore + (r.ipv6 ? '# and for ip6tables-restore: dpr rules --format restore6\n' : '')); break;
+    case 'restore6': process.stdout.write(r.ipv6?.restore ?? '# no IPv6 addresses in hosts: no ip6tables rules\n'); break;
     case 'script': process.stdout.write(renderInstallScript(r)); break;
     case 'json': process.stdout.write(JSON.stringify(r, null, 2) + '\n'); break;
     default:
-      process.stderr.write(`dpr: --format must be restore, script or json, not '${opts.format}'\n`);
+      process.stderr.write(`dpr: --format must be restore, restore6, script or json, not '${opts.format}'\n`);
       process.exit(EXIT.config);
   }
 }
@@ -178,7 +180,7 @@ function installCommand(opts: { config?: string }): void {
     process.stderr.write(`dpr: install failed, nothing changed: ${(err as Error).message}\n`);
     process.exit(EXIT.failure);
   }
-  process.stdout.write(`dpr: installed: chains ${Object.values(r.chains).flat().join(', ')}, ${r.sysctls.length} sysctls, ${r.localAddresses.length} restore addresses on lo (iptables -t raw -S DPR_PRE to see the rules)\n`);
+  process.stdout.write(`dpr: installed: chains ${Object.values(r.chains).flat().join(', ')}, ${r.sysctls.length} sysctls, ${r.localAddresses.length} restore addresses on lo${r.ipv6 ? `; IPv6: chains ${Object.values(r.ipv6.chains).flat().join(', ')}, ${r.ipv6.localAddresses.length} restore addresses on lo` : ''} (iptables -t raw -S DPR_PRE${r.ipv6 ? ', ip6tables -t raw -S DPR_PRE' : ''} to see the rules)\n`);
 }
 
 /** iptables/uninstall.sh: everything of ours is found by name, so no configuration is needed. */
@@ -315,7 +317,7 @@ program.command('check').description('validate a configuration and print the rul
   .addOption(configOption).action(check);
 program.command('rules').description('print the iptables rules for this host')
   .addOption(configOption)
-  .option('-f, --format <format>', 'restore | script | json', 'restore')
+  .option('-f, --format <format>', 'restore | restore6 | script | json', 'restore')
   .action(rules);
 program.command('install').description('install the rules, sysctls and restore addresses, all or nothing (what iptables/install.sh runs)')
   .addOption(configOption).action(installCommand);
