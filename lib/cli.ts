@@ -193,7 +193,7 @@ function uninstallCommand(): void {
     process.stderr.write(`dpr: uninstall failed: ${(err as Error).message}\n`);
     process.exit(EXIT.failure);
   }
-  process.stdout.write('dpr: removed: DPR_* chains and their jumps, lo:dpr addresses; sysctls set back to their values before the first install\n');
+  process.stdout.write('dpr: removed: DPR_* chains and their jumps (iptables and ip6tables), lo:dpr addresses and the IPv6 ones DPR_LO6 named; sysctls set back to their values before the first install\n');
 }
 
 function endpointOrExit(config: Readonly<DprConfig>): Endpoint {

@@ -66,6 +66,7 @@ export function renderRules(c: DprConfig): RuleSet {
   const [first, last] = peerPortRange(c);
   const ports = c.servicePorts.join(',');
   const others = (c.hosts ?? []).filter((h) => h.id !== c.self);
+  const ipv6 = renderRules6(c);
   const restore = [
     '*raw',
     ':DPR_PRE - [0:0]',
@@ -141,7 +142,7 @@ export function renderRules(c: DprConfig): RuleSet {
     ],
     localAddresses: others.map((h) => restoreAddress(c, h.id)),
     kernel: null,
-    ipv6: renderRules6(c),
+    ipv6,
     chains: { raw: ['DPR_PRE', 'DPR_ENTRY', 'DPR_SERVE'], nat: ['DPR_NAT'], filter: ['DPR_FORWARD', 'DPR_INPUT'], mangle: ['DPR_POST'] },
     sysctls: [
       // The entry host routes rewritten packets on to the serving host.
@@ -157,7 +158,7 @@ export function renderRules(c: DprConfig): RuleSet {
       // `all` alone would change an interface that differed. (IPv6 has no
       // send_redirects: lib/rules6.ts drops the redirects instead, and no
       // rp_filter sysctl.)
-      ...(renderRules6(c) ? [['net.ipv6.conf.*.forwarding', '1'] as [string, string]] : []),
+      ...(ipv6 ? [['net.ipv6.conf.*.forwarding', '1'] as [string, string]] : []),
     ],
   };
 }
