@@ -93,3 +93,23 @@ describe('61.cluster.ipv6.load', () => {
     assert.deepEqual(st.addresses, { service: hostAddress(0), cluster: hostAddress(0), service6: hostAddress6(0), cluster6: hostAddress6(0) });
   });
 });
+
+describe('61.cluster.ipv6.split', () => {
+  let cluster: Cluster;
+  before(async () => {
+    // IPv6 cluster addresses on a back network of their own (2001:2:0:1::/64), apart from the service addresses.
+    cluster = await Cluster.create({ hosts: 2, policy: 'hash', ipv6: true, networks: 'split', tag: 'v6s' });
+  });
+  after(async () => {
+    await cluster?.destroy();
+  });
+
+  test('forwarded IPv6 connections cross the back network to the peer\'s cluster6 and are answered as the host dialled', async () => {
+    const s = await cluster.load({ targets: [{ address: hostAddress6(0) }], requests: 200, concurrency: 8 });
+    console.log(`ipv6 split: ${JSON.stringify(s.servedBy)}, errors ${s.errors}`);
+    assert.equal(s.errors, 0, `errors: ${JSON.stringify(s.errorKinds)}`);
+    assert.equal(s.addressMismatch, 0);
+    assert.ok((s.servedBy['1'] ?? 0) > 0, 'nothing forwarded to h1');
+    assert.ok(cluster.status(1).serve!.actions.restore > 0, 'h1 restored nothing');
+  });
+});
