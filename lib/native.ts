@@ -27,7 +27,7 @@ export type Note =
   | 'rst_in_window' | 'rst_out_of_window' | 'syn_on_flow' | 'syn_redecided'
   | 'peer_mac_unknown' | 'bad_peer_mac'
   | 'icmp_forwarded' | 'icmp_local' | 'icmp_no_flow' | 'icmp_restored' | 'icmp_not_ours'
-  | 'oversize' | 'reused_here';
+  | 'oversize' | 'reused_here' | 'host_gone';
 
 export interface FlowTimeouts {
   synMs: number;
@@ -198,6 +198,8 @@ export interface NativeEngine {
   setDraining(draining: boolean): void;
   /** Serve role: each host id's MAC address, 6 bytes each (zeros: not known). */
   setPeerMacs(macs: Uint8Array): void;
+  /** A reload's host lists, as NativeQueue.setHosts. */
+  setHosts(serviceAddrs: Uint32Array, clusterAddrs: Uint32Array, serviceAddrs6?: Uint32Array, clusterAddrs6?: Uint32Array): void;
   hashTarget(clientAddr: number, clientPort: number): number;
   sweep(budget: number, nowMs: number): number;
   stats(): EngineStats;

@@ -62,6 +62,7 @@ const char* NoteName(Note n) {
     case Note::kIcmpNotOurs: return "icmp_not_ours";
     case Note::kOversize: return "oversize";
     case Note::kReusedHere: return "reused_here";
+    case Note::kHostGone: return "host_gone";
     case Note::kCount: break;
   }
   return "unknown";
@@ -305,7 +306,7 @@ Outcome Engine::ProcessEntry(BasicTcpPacket<Addr>& p, bool csumNotReady, uint32_
     TrackSegment(flows, idx, p, nowMs);
   }
   out = Route(p, target, portIndex, csumNotReady);
-  out.note = note;
+  if (out.note == Note::kNone) out.note = note;  // Route says host_gone first
   return out;
 }
 
@@ -341,7 +342,7 @@ Outcome Engine::SynOnFlow(BasicTcpPacket<Addr>& p, const BasicFlowKey<Addr>& key
     flows.Touch(index, nowMs);
   }
   Outcome out = Route(p, target, portIndex, csumNotReady);
-  out.note = note;
+  if (out.note == Note::kNone) out.note = note;
   return out;
 }
 
@@ -353,7 +354,7 @@ Outcome Engine::NoFlow(BasicTcpPacket<Addr>& p, int portIndex, bool csumNotReady
   Outcome out;
   if (config_.policy == Policy::kHash) {
     out = Route(p, HashTarget(p.saddr, p.sport), portIndex, csumNotReady);
-    out.note = Note::kNoFlowHashed;
+    if (out.note == Note::kNone) out.note = Note::kNoFlowHashed;
     return out;
   }
   out.note = Note::kNoFlow;
@@ -402,7 +403,7 @@ Outcome Engine::NewFlow(BasicTcpPacket<Addr>& p, const BasicFlowKey<Addr>& key, 
   CountNewFlow(target);
   HandOff(key, target);
   Outcome out = Route(p, target, portIndex, csumNotReady);
-  out.note = r != InsertResult::kOk ? NoteFor(r) : note;
+  if (out.note == Note::kNone) out.note = r != InsertResult::kOk ? NoteFor(r) : note;
   return out;
 }
 
@@ -436,6 +437,14 @@ Outcome Engine::Route(BasicTcpPacket<Addr>& p, uint16_t target, int portIndex, b
   Outcome out;
   out.target = target;
   if (target == config_.self) return out;
+  // A flow whose host a reload took away (its addresses, or its id past a
+  // shorter list) has nowhere to go: the local stack answers it (a reset,
+  // which ends the connection at once instead of a silent drop).
+  if (!Reachable<Addr>(target)) {
+    out.target = config_.self;
+    out.note = Note::kHostGone;
+    return out;
+  }
   if (config_.kernelForward) {
     out.action = Action::kForward;  // NF_REPEAT, unchanged: the mark routes it (untracked, like a rewritten one)
     out.mark = PeerMark(target);

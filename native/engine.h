@@ -105,6 +105,7 @@ enum class Note : uint8_t {
   kOversize,        // larger than the queue's copy (GRO, reassembly): dropped if it goes to another host, else for the local stack
   kReusedHere,      // entry: a new connection on the 4-tuple of a closing or reset forwarded flow whose SYN went
                     // around the engine (SYN limit, full queue): served here; the stale entry is dropped
+  kHostGone,        // entry: a packet of a flow whose serving host a reload removed: for the local stack (it resets it)
   kCount
 };
 
@@ -239,6 +240,12 @@ class Engine {
   template <typename Addr>
   bool Known(size_t id) const {
     return id < ServiceAddrs<Addr>().size() && !IsNoAddress(ServiceAddrs<Addr>()[id]);
+  }
+  // Packets of this family can be sent to host `id`: it is in the list
+  // (IPv4 and, for IPv6, IPv6 too) with a cluster address.
+  template <typename Addr>
+  bool Reachable(size_t id) const {
+    return Known<uint32_t>(id) && Known<Addr>(id) && id < ClusterAddrs<Addr>().size() && !IsNoAddress(ClusterAddrs<Addr>()[id]);
   }
 
   template <typename Addr>

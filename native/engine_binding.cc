@@ -29,6 +29,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                         InstanceMethod<&EngineWrap::SetLookupTable>("setLookupTable"),
                         InstanceMethod<&EngineWrap::SetDraining>("setDraining"),
                         InstanceMethod<&EngineWrap::SetPeerMacs>("setPeerMacs"),
+                        InstanceMethod<&EngineWrap::SetHosts>("setHosts"),
                         InstanceMethod<&EngineWrap::HashTarget>("hashTarget"),
                         InstanceMethod<&EngineWrap::Sweep>("sweep"),
                         InstanceMethod<&EngineWrap::Stats>("stats"),
@@ -117,6 +118,26 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   void SetDraining(const Napi::CallbackInfo& info) { engine_->SetDraining(info[0].ToBoolean()); }
 
   void SetPeerMacs(const Napi::CallbackInfo& info) { engine_->SetPeerMacs(ReadMacs(info.Env(), info[0])); }
+
+  // setHosts(serviceAddrs, clusterAddrs, serviceAddrs6?, clusterAddrs6?), as a Queue's.
+  void SetHosts(const Napi::CallbackInfo& info) {
+    for (int i = 0; i < 2; ++i) {
+      if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
+        ThrowError(info.Env(), "EINVAL", 0, "setHosts(serviceAddrs, clusterAddrs): both must be Uint32Arrays");
+      }
+    }
+    std::vector<uint32_t> s, c;
+    for (uint32_t v : Words(info[0].As<Napi::Uint32Array>())) s.push_back(htonl(v));
+    for (uint32_t v : Words(info[1].As<Napi::Uint32Array>())) c.push_back(htonl(v));
+    try {
+      engine_->SetHosts(std::move(s), std::move(c), ReadIp6List(info.Env(), info[2], "setHosts: serviceAddrs6"),
+                        ReadIp6List(info.Env(), info[3], "setHosts: clusterAddrs6"));
+    } catch (const std::invalid_argument& err) {
+      ThrowError(info.Env(), "EINVAL", 0, err.what());
+    }
+  }
+
+  static std::vector<uint32_t> Words(const Napi::Uint32Array& a) { return std::vector<uint32_t>(a.Data(), a.Data() + a.ElementLength()); }
 
   Napi::Value HashTarget(const Napi::CallbackInfo& info) {
     const uint16_t t = engine_->HashTarget(htonl(info[0].As<Napi::Number>().Uint32Value()),

@@ -54,6 +54,10 @@ Outcome Engine::IcmpAboutOwnSegment(BasicIcmpError<Addr>& m, uint32_t nowMs) {
   const uint16_t target = hashed ? HashTarget(key.clientAddr, key.clientPort) : flows.At(idx).target;
   out.target = target;
   if (target == config_.self) return out;
+  if (!Reachable<Addr>(target)) {
+    out.target = config_.self;  // its host is gone (a reload): the local stack has no socket for it either
+    return out;
+  }
   out.action = Action::kForward;
   out.note = Note::kIcmpForwarded;
   if (config_.kernelForward) {

@@ -9,7 +9,7 @@ const zeroNotes: Record<Note, number> = {
   not_service: 0, not_peer_port: 0, bad_origin: 0, no_flow: 0, no_flow_hashed: 0, table_full: 0, kept_for_local_socket: 0,
   draining: 0, probe_limit: 0, rst_in_window: 0, rst_out_of_window: 0, syn_on_flow: 0, syn_redecided: 0,
   peer_mac_unknown: 0, bad_peer_mac: 0, icmp_forwarded: 0, icmp_local: 0, icmp_no_flow: 0, icmp_restored: 0,
-  icmp_not_ours: 0, oversize: 0, reused_here: 0,
+  icmp_not_ours: 0, oversize: 0, reused_here: 0, host_gone: 0,
 };
 const zeroMalformed: Record<Malformed, number> = {
   truncated_ip: 0, not_ipv4: 0, bad_ihl: 0, bad_total_length: 0, fragment: 0, not_tcp: 0, truncated_tcp: 0, bad_tcp_offset: 0,
