@@ -5,6 +5,9 @@ export const DATAPATH = {
   self: '198.18.0.1',
   /** Host 1, where rewritten packets go; the host under test blackholes it. */
   peer: '198.18.0.2',
+  /** The same for the IPv6 variant (2001:2::/48, inside the bench's namespaces only). */
+  self6: '2001:2::1',
+  peer6: '2001:2::2',
   servicePort: 80,
   /** P(origin 0, port index 0) = peerPortBase: what the rewrite puts in the destination port. */
   peerPortBase: 20000,

@@ -2,10 +2,12 @@
 // (host 0) with the hash policy, its lookup table forcing every new flow to
 // host 1 (`--path rewrite`: the forward path) or to itself (`--path local`:
 // accept). Prints "ready" once bound; on SIGTERM prints one JSON line with the
-// packet count and the full stats() snapshot.
+// packet count and the full stats() snapshot. `--family 6`: the hosts have
+// IPv6 addresses too, and the SYNs come over IPv6.
 //
-//   node dist/bench/datapath-dpr.js --queue 0 --path rewrite|local [--maxlen L] [--rcvbuf BYTES]
+//   node dist/bench/datapath-dpr.js --queue 0 --path rewrite|local [--family 4|6] [--maxlen L] [--rcvbuf BYTES]
 import { parseIpv4 } from '../lib/ipv4';
+import { addrs6 } from '../test/support/fixture-engines';
 import { Queue, type EngineOptions, type QueueOptions, type QueueStats } from '../lib/native';
 import { DATAPATH } from './datapath-config';
 
@@ -18,18 +20,20 @@ interface Args {
   path: 'rewrite' | 'local';
   maxLen: number;
   rcvBufBytes: number;
+  family: 4 | 6;
 }
 
-const USAGE = 'usage: datapath-dpr --queue N --path rewrite|local [--maxlen L] [--rcvbuf BYTES]';
+const USAGE = 'usage: datapath-dpr --queue N --path rewrite|local [--family 4|6] [--maxlen L] [--rcvbuf BYTES]';
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { queueNum: 0, path: 'rewrite', maxLen: 4096, rcvBufBytes: 8 << 20 };
+  const args: Args = { queueNum: 0, path: 'rewrite', maxLen: 4096, rcvBufBytes: 8 << 20, family: 4 };
   let sawPath = false;
   for (let i = 0; i < argv.length; i += 2) {
     const [key, value] = [argv[i], argv[i + 1] ?? ''];
     const num = /^\d+$/.test(value) ? Number(value) : NaN;
     if (key === '--path' && (value === 'rewrite' || value === 'local')) [args.path, sawPath] = [value, true];
     else if (key === '--queue' && num <= 65535) args.queueNum = num;
+    else if (key === '--family' && (num === 4 || num === 6)) args.family = num;
     else if (key === '--maxlen' && num >= 1) args.maxLen = num;
     else if (key === '--rcvbuf' && num >= 4096 && num < 2 ** 31) args.rcvBufBytes = num;
     else throw new Error(`${USAGE} (bad '${key} ${value}')`);
@@ -38,14 +42,16 @@ function parseArgs(argv: string[]): Args {
   return args;
 }
 
-function engineOptions(): EngineOptions {
+function engineOptions(family: 4 | 6): EngineOptions {
   const hosts = [parseIpv4(DATAPATH.self), parseIpv4(DATAPATH.peer)];
+  const hosts6 = family === 6 ? { serviceAddrs6: addrs6([DATAPATH.self6, DATAPATH.peer6]), clusterAddrs6: addrs6([DATAPATH.self6, DATAPATH.peer6]) } : {};
   return {
     role: 'entry',
     policy: 'hash',
     self: 0,
     serviceAddrs: Uint32Array.from(hosts),
     clusterAddrs: Uint32Array.from(hosts),
+    ...hosts6,
     servicePorts: Uint16Array.of(DATAPATH.servicePort),
     peerPortBase: DATAPATH.peerPortBase,
     forwardMark: DATAPATH.forwardMark,
@@ -63,7 +69,7 @@ function queueOptions(args: Args): QueueOptions {
 
 function main(): void {
   const args = parseArgs(process.argv.slice(2));
-  const queue = new Queue(queueOptions(args), engineOptions());
+  const queue = new Queue(queueOptions(args), engineOptions(args.family));
   queue.setLookupTable(new Uint16Array(LOOKUP_SLOTS).fill(args.path === 'rewrite' ? 1 : 0));
   queue.start();
   // Nothing runs in JavaScript until SIGTERM: the bench times the queue

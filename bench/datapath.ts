@@ -38,6 +38,8 @@ export interface DatapathVariant {
   description: string;
   consumer: Consumer;
   mode: Mode;
+  /** IP version of the SYNs and the rules (absent: 4). */
+  family?: 4 | 6;
 }
 
 export interface DatapathSize {
@@ -91,6 +93,7 @@ export const BIN = {
 };
 
 const SENDER = '198.18.0.10';
+const SENDER6 = '2001:2::10';
 const QUEUE_NUM = 0;
 // The consumer gets a core to itself; the harness and the sender share the other.
 const SENDER_CPU = '0';
@@ -115,8 +118,8 @@ const mark = `0x${DATAPATH.forwardMark.toString(16)}`;
  * The INPUT drop stops the local path (and fail-open overflow) cheaply,
  * before a TCP reset would load the sender's core.
  */
-function rules(consumer: Consumer): string {
-  const service = `-p tcp -d ${DATAPATH.self} --dport ${DATAPATH.servicePort}`;
+function rules(consumer: Consumer, family: 4 | 6): string {
+  const service = `-p tcp -d ${family === 6 ? DATAPATH.self6 : DATAPATH.self} --dport ${DATAPATH.servicePort}`;
   const target = consumer === 'none' ? '-j DROP' : `-j NFQUEUE --queue-num ${QUEUE_NUM}`;
   return [
     '*raw',
@@ -131,7 +134,7 @@ function rules(consumer: Consumer): string {
   ].join('\n');
 }
 
-function buildBed(consumer: Consumer): Testbed {
+function buildBed(consumer: Consumer, family: 4 | 6): Testbed {
   const bed = Testbed.create(
     [
       { name: 'snd', addrs: [`${SENDER}/24`] },
@@ -144,7 +147,17 @@ function buildBed(consumer: Consumer): Testbed {
   bed.sysctl('host', 'net.ipv4.conf.all.rp_filter', 0);
   bed.sysctl('host', 'net.ipv4.conf.eth0.rp_filter', 0);
   bed.exec('host', ['ip', 'route', 'add', 'blackhole', `${DATAPATH.peer}/32`]);
-  bed.exec('host', ['iptables-restore', '--noflush'], rules(consumer));
+  if (family === 6) {
+    // The same shape in IPv6 (nodad: usable at once).
+    bed.exec('snd', ['ip', 'addr', 'add', `${SENDER6}/64`, 'dev', 'eth0', 'nodad']);
+    bed.exec('host', ['ip', 'addr', 'add', `${DATAPATH.self6}/64`, 'dev', 'eth0', 'nodad']);
+    bed.sysctl('host', 'net.ipv6.conf.all.forwarding', 1);
+    bed.exec('host', ['ip', '-6', 'route', 'add', 'blackhole', `${DATAPATH.peer6}/128`]);
+    bed.exec('host', ['ip6tables-restore', '--noflush'], rules(consumer, 6));
+    bed.exec('snd', ['ping', '-6', '-c', '1', '-W', '2', DATAPATH.self6]);
+    return bed;
+  }
+  bed.exec('host', ['iptables-restore', '--noflush'], rules(consumer, 4));
   // Resolve the neighbour first: SYNs queued behind ARP would be dropped.
   bed.exec('snd', ['ping', '-c', '1', '-W', '2', DATAPATH.self]);
   return bed;
@@ -157,7 +170,8 @@ function consumerArgv(v: DatapathVariant): string[] {
     return [...pin, BIN.plainConsumer, ...queue, '--mode', v.mode, '--to', DATAPATH.peer,
       '--port', `${DATAPATH.peerPortBase}`, '--mark', mark];
   }
-  return [...pin, process.execPath, BIN.dprConsumer, ...queue, '--path', v.mode === 'rewrite' ? 'rewrite' : 'local'];
+  return [...pin, process.execPath, BIN.dprConsumer, ...queue, '--path', v.mode === 'rewrite' ? 'rewrite' : 'local',
+    '--family', String(v.family ?? 4)];
 }
 
 interface Running {
@@ -199,9 +213,10 @@ async function stopConsumer(c: Running): Promise<Record<string, unknown>> {
 }
 
 /** Sends `count` SYNs over BACKLOG distinct 4-tuples, always starting from the same first one. */
-async function flood(bed: Testbed, count: number): Promise<SenderReport> {
-  const argv = ['taskset', '-c', SENDER_CPU, BIN.synFlood, '--dst', DATAPATH.self, '--dport', `${DATAPATH.servicePort}`,
-    '--src', '198.18.0.16', '--flows', `${BACKLOG}`, '--count', `${count}`, '--seconds', '20'];
+async function flood(bed: Testbed, count: number, family: 4 | 6): Promise<SenderReport> {
+  const [dst, src] = family === 6 ? [DATAPATH.self6, '2001:2::1:0'] : [DATAPATH.self, '198.18.0.16'];
+  const argv = ['taskset', '-c', SENDER_CPU, BIN.synFlood, '--dst', dst, '--dport', `${DATAPATH.servicePort}`,
+    '--src', src, '--flows', `${BACKLOG}`, '--count', `${count}`, '--seconds', '20'];
   const child = bed.spawn('snd', argv);
   let out = '';
   let err = '';
@@ -284,16 +299,16 @@ function drainRate(points: Point[]): { pps: number; packets: number; seconds: nu
 }
 
 /** Packets counted by the first rule of `chain` that ends in `target`. */
-function ruleCount(bed: Testbed, table: string, chain: string, target: string): number {
-  const out = bed.exec('host', ['iptables', '-t', table, '-L', chain, '-v', '-x', '-n']);
+function ruleCount(bed: Testbed, table: string, chain: string, target: string, family: 4 | 6): number {
+  const out = bed.exec('host', [family === 6 ? 'ip6tables' : 'iptables', '-t', table, '-L', chain, '-v', '-x', '-n']);
   const row = out.split('\n').map((l) => l.trim().split(/\s+/)).find((f) => f[2] === target);
   return row ? Number(row[0]) : 0;
 }
 
 /** Stop, fill, resume, drain: one backlog's worth of verdicts, timed. */
-async function cycle(bed: Testbed, consumer: Running): Promise<Cycle> {
+async function cycle(bed: Testbed, consumer: Running, family: 4 | 6): Promise<Cycle> {
   consumer.child.kill('SIGSTOP');
-  const sender = await flood(bed, BACKLOG);
+  const sender = await flood(bed, BACKLOG, family);
   const backlog = await settledBacklog(consumer.pid);
   const before = schedNs(consumer.pid);
   const rate = drainRate(await drainCurve(consumer));
@@ -317,13 +332,13 @@ async function measureQueued(bed: Testbed, v: DatapathVariant, size: DatapathSiz
   let proc: QueueProc;
   let report: Record<string, unknown>;
   try {
-    for (let i = 0; i < size.cycles; i++) cycles.push(await cycle(bed, consumer));
+    for (let i = 0; i < size.cycles; i++) cycles.push(await cycle(bed, consumer, v.family ?? 4));
     proc = queueProc(consumer.pid);
   } finally {
     report = await stopConsumer(consumer);
   }
   // Locally accepted packets reach INPUT too; only the rest is overflow.
-  const atInput = ruleCount(bed, 'filter', 'INPUT', 'DROP');
+  const atInput = ruleCount(bed, 'filter', 'INPUT', 'DROP', v.family ?? 4);
   const accepted = v.mode === 'accept' ? Number(report['packets']) : 0;
   const cpuSeconds = sum(cycles, (c) => c.cpuSeconds);
   const wallSeconds = sum(cycles, (c) => c.seconds);
@@ -339,9 +354,9 @@ async function measureQueued(bed: Testbed, v: DatapathVariant, size: DatapathSiz
   };
 }
 
-async function measureKernelOnly(bed: Testbed, size: DatapathSize): Promise<DatapathSample> {
-  const sender = await flood(bed, BACKLOG * size.cycles);
-  const dropped = ruleCount(bed, 'raw', 'PREROUTING', 'DROP');
+async function measureKernelOnly(bed: Testbed, size: DatapathSize, family: 4 | 6): Promise<DatapathSample> {
+  const sender = await flood(bed, BACKLOG * size.cycles, family);
+  const dropped = ruleCount(bed, 'raw', 'PREROUTING', 'DROP', family);
   const pps = dropped / sender.seconds;
   const cpuPps = dropped / sender.cpuSeconds;
   return {
@@ -359,9 +374,9 @@ async function measureKernelOnly(bed: Testbed, size: DatapathSize): Promise<Data
 
 /** Builds the bed, measures one variant once, removes the bed even on failure. */
 export async function runDatapath(v: DatapathVariant, size: DatapathSize): Promise<DatapathSample> {
-  const bed = buildBed(v.consumer);
+  const bed = buildBed(v.consumer, v.family ?? 4);
   try {
-    return v.consumer === 'none' ? await measureKernelOnly(bed, size) : await measureQueued(bed, v, size);
+    return v.consumer === 'none' ? await measureKernelOnly(bed, size, v.family ?? 4) : await measureQueued(bed, v, size);
   } finally {
     await bed.destroy();
   }

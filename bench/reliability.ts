@@ -84,9 +84,9 @@ async function waitUntil(cond: () => boolean, timeoutMs: number): Promise<void> 
   }
 }
 
-/** CPU of every idle daemon of a 4-host cluster with the product defaults, after a warm-up, all threads. */
-async function runIdle(o: TrialOptions): Promise<Measurement> {
-  return withCluster({ hosts: 4, tag: 'rid', config: { peers: PRODUCT_PEERS, flows: { snapshotMs: schema.flows.snapshotMs.default } } }, async (cluster) => {
+/** CPU of every idle daemon of a 4-host cluster with the product defaults, after a warm-up, all threads (`ipv6`: dual-stack, health checks over both families). */
+async function runIdle(o: TrialOptions, ipv6 = false): Promise<Measurement> {
+  return withCluster({ hosts: 4, tag: 'rid', ipv6, config: { peers: PRODUCT_PEERS, flows: { snapshotMs: schema.flows.snapshotMs.default } } }, async (cluster) => {
     const warmMs = o.quick ? 10_000 : 30_000;
     const spanMs = o.quick ? 20_000 : 60_000;
     await sleep(warmMs);
@@ -245,7 +245,7 @@ async function runRestart(policy: 'hash' | 'load'): Promise<Measurement> {
   });
 }
 
-type Kind = 'peer-death' | 'webserver-death-hash' | 'webserver-death-load' | 'idle' | 'syn-flood' | 'malformed' | 'overflow' | 'restart-hash' | 'restart-load';
+type Kind = 'peer-death' | 'webserver-death-hash' | 'webserver-death-load' | 'idle' | 'idle-ipv6' | 'syn-flood' | 'malformed' | 'overflow' | 'restart-hash' | 'restart-load';
 const variants: ReadonlyArray<Variant & { kind: Kind }> = [
   { name: 'peer-death', kind: 'peer-death', baseline: null, unit: 'ms p99 until no new connection goes to a dead host', secondaryUnit: 'ms p50',
     description: '3 hosts, hash policy, the product\'s heartbeat defaults; a new connection to h0 every 10 ms; h2 dies (daemon and web server SIGKILLed): time from the kill to the start of the last new connection that still went to h2; h2 revived between deaths' },
@@ -255,6 +255,8 @@ const variants: ReadonlyArray<Variant & { kind: Kind }> = [
     description: 'the same with the load policy, 4 hosts, 50 ms per request, load.threshold 2 (h0 forwards; a dead server looks idlest)' },
   { name: 'idle', kind: 'idle', baseline: null, unit: 'ms of CPU per second, median idle daemon', secondaryUnit: 'ms/s, busiest idle daemon',
     description: '4 hosts, the product defaults (heartbeats 100 ms, health checks on), no traffic; every thread of each daemon (/proc/PID/stat), after a warm-up' },
+  { name: 'idle-ipv6', kind: 'idle-ipv6', baseline: 'idle', unit: 'ms of CPU per second, median idle daemon', secondaryUnit: 'ms/s, busiest idle daemon',
+    description: 'the same on a dual-stack cluster (issue 15): IPv6 addresses on every host, health checks over IPv4 and IPv6' },
   { name: 'syn-flood', kind: 'syn-flood', baseline: null, unit: '% of new connections that succeeded', secondaryUnit: 'MiB daemon RSS growth',
     description: 'spoofed SYNs (bench/c/syn_flood) at h0 from addresses no host has, every one a new 4-tuple, in bursts 500 ms apart, while 24 long-lived connections run and a load opens new ones (6 at a time, 15 s client timeout)' },
   { name: 'malformed', kind: 'malformed', baseline: null, unit: 'bad packets sent', secondaryUnit: 'errors of the normal load',
@@ -337,6 +339,7 @@ export const reliability: Trial = {
     if (v.kind === 'webserver-death-hash') return runPeerDeath(o, 'webserver', 'hash');
     if (v.kind === 'webserver-death-load') return runPeerDeath(o, 'webserver', 'load');
     if (v.kind === 'idle') return runIdle(o);
+    if (v.kind === 'idle-ipv6') return runIdle(o, true);
     if (v.kind === 'syn-flood') return runSynFlood(o);
     if (v.kind === 'malformed') return runMalformedVariant(o);
     if (v.kind === 'restart-hash') return runRestart('hash');

@@ -44,7 +44,9 @@ async function start(opts: { config?: string; skipChecks?: boolean }): Promise<v
   const file = loadOrExit(opts.config);
   setLogLevel(file.log.level);
   const log = logger('main');
-  const checks = preflight(thisHost(file).service, file.servicePorts, renderRules(lastKnown(file)).jumps);
+  const rendered = renderRules(lastKnown(file));
+  const six = file.hosts?.find((h) => h.id === file.self)?.service6;
+  const checks = preflight(thisHost(file).service, file.servicePorts, rendered.jumps, six ? { service6: six, jumps: rendered.ipv6?.jumps ?? [] } : undefined);
   for (const w of checks.warnings) log.warn(w);
   if (checks.problems.length && !opts.skipChecks) {
     for (const p of checks.problems) log.error(p);
@@ -135,11 +137,13 @@ function rules(opts: { config?: string; format: string }): void {
   const config = loadOrExit(opts.config);
   const r = renderRules(lastKnown(config));
   switch (opts.format) {
-    case 'restore': process.stdout.write(r.restore); break;
+    // iptables-restore input; a dual-stack host's ip6tables input is its own format (both feed one tool each).
+    case 'restore': process.stdout.write(r.restore + (r.ipv6 ? '# and for ip6tables-restore: dpr rules --format restore6\n' : '')); break;
+    case 'restore6': process.stdout.write(r.ipv6?.restore ?? '# no IPv6 addresses in hosts: no ip6tables rules\n'); break;
     case 'script': process.stdout.write(renderInstallScript(r)); break;
     case 'json': process.stdout.write(JSON.stringify(r, null, 2) + '\n'); break;
     default:
-      process.stderr.write(`dpr: --format must be restore, script or json, not '${opts.format}'\n`);
+      process.stderr.write(`dpr: --format must be restore, restore6, script or json, not '${opts.format}'\n`);
       process.exit(EXIT.config);
   }
 }
@@ -178,7 +182,7 @@ function installCommand(opts: { config?: string }): void {
     process.stderr.write(`dpr: install failed, nothing changed: ${(err as Error).message}\n`);
     process.exit(EXIT.failure);
   }
-  process.stdout.write(`dpr: installed: chains ${Object.values(r.chains).flat().join(', ')}, ${r.sysctls.length} sysctls, ${r.localAddresses.length} restore addresses on lo (iptables -t raw -S DPR_PRE to see the rules)\n`);
+  process.stdout.write(`dpr: installed: chains ${Object.values(r.chains).flat().join(', ')}, ${r.sysctls.length} sysctls, ${r.localAddresses.length} restore addresses on lo${r.ipv6 ? `; IPv6: chains ${Object.values(r.ipv6.chains).flat().join(', ')}, ${r.ipv6.localAddresses.length} restore addresses on lo` : ''} (iptables -t raw -S DPR_PRE${r.ipv6 ? ', ip6tables -t raw -S DPR_PRE' : ''} to see the rules)\n`);
 }
 
 /** iptables/uninstall.sh: everything of ours is found by name, so no configuration is needed. */
@@ -189,7 +193,7 @@ function uninstallCommand(): void {
     process.stderr.write(`dpr: uninstall failed: ${(err as Error).message}\n`);
     process.exit(EXIT.failure);
   }
-  process.stdout.write('dpr: removed: DPR_* chains and their jumps, lo:dpr addresses; sysctls set back to their values before the first install\n');
+  process.stdout.write('dpr: removed: DPR_* chains and their jumps (iptables and ip6tables), lo:dpr addresses and the IPv6 ones DPR_LO6 named; sysctls set back to their values before the first install\n');
 }
 
 function endpointOrExit(config: Readonly<DprConfig>): Endpoint {
@@ -224,7 +228,8 @@ async function status(opts: { config?: string; json?: boolean }): Promise<void> 
   const [first, second] = await sampleTwice(ep).catch(fail);
   // An etcd host's file knows only this host: peers' addresses come from the daemon.
   const addresses = new Map(config.hosts === null ? [[second.status.self, thisHost(config).cluster]] : config.hosts.map((h) => [h.id, h.cluster]));
-  const view = buildView(first, second, addresses);
+  const addresses6 = new Map((config.hosts ?? []).flatMap((h) => (h.cluster6 ? [[h.id, h.cluster6] as [number, string]] : [])));
+  const view = buildView(first, second, addresses, addresses6);
   process.stdout.write(opts.json ? JSON.stringify(view, null, 2) + '\n' : renderText(view));
 }
 
@@ -315,7 +320,7 @@ program.command('check').description('validate a configuration and print the rul
   .addOption(configOption).action(check);
 program.command('rules').description('print the iptables rules for this host')
   .addOption(configOption)
-  .option('-f, --format <format>', 'restore | script | json', 'restore')
+  .option('-f, --format <format>', 'restore | restore6 | script | json', 'restore')
   .action(rules);
 program.command('install').description('install the rules, sysctls and restore addresses, all or nothing (what iptables/install.sh runs)')
   .addOption(configOption).action(installCommand);

@@ -3,6 +3,7 @@
 // configuration reference is generated from it (scripts/config-docs.ts).
 import convict from 'convict';
 import { parseCidr, parseIpv4 } from './ipv4';
+import { parseCidr6, parseIpv6, unusableIpv6 } from './ipv6';
 import { MAX_WEIGHT } from './maglev';
 
 export interface HostEntry {
@@ -18,10 +19,30 @@ export interface HostEntry {
    * ones go on (drain by weight).
    */
   weight: number;
+  /** IPv6 service address (dual-stack, rewrite mode): every host has one and `cluster6`, or none does. */
+  service6?: string;
+  /** IPv6 cluster address: where peers forward IPv6 connections to; in `clusterCidr6`. */
+  cluster6?: string;
 }
 
 /** The fields a host entry may have. */
-const HOST_FIELDS = ['id', 'service', 'cluster', 'weight'];
+const HOST_FIELDS = ['id', 'service', 'cluster', 'weight', 'service6', 'cluster6'];
+
+/** hosts[i].service6 / .cluster6, when present: a usable IPv6 address (lib/config.ts checks the cluster-wide rules). */
+function checkHost6(o: Record<string, unknown>, i: number): void {
+  for (const k of ['service6', 'cluster6'] as const) {
+    if (o[k] === undefined) continue;
+    if (typeof o[k] !== 'string') throw new Error(`hosts[${i}].${k} must be an IPv6 address string`);
+    let v: bigint;
+    try {
+      v = parseIpv6(o[k] as string);
+    } catch {
+      throw new Error(`hosts[${i}].${k} '${String(o[k])}' is not an IPv6 address`);
+    }
+    const why = unusableIpv6(v);
+    if (why) throw new Error(`hosts[${i}].${k} ${String(o[k])} ${why}`);
+  }
+}
 
 function checkHost(h: unknown, i: number): void {
   if (typeof h !== 'object' || h === null) throw new Error(`hosts[${i}] must be an object {id, service, cluster}`);
@@ -40,6 +61,7 @@ function checkHost(h: unknown, i: number): void {
   if (o.weight !== undefined && (!Number.isInteger(o.weight) || (o.weight as number) < 0 || (o.weight as number) > MAX_WEIGHT)) {
     throw new Error(`hosts[${i}].weight must be an integer 0..${MAX_WEIGHT} (0: no new connections), got ${JSON.stringify(o.weight)}`);
   }
+  checkHost6(o, i);
   const extra = Object.keys(o).filter((k) => !HOST_FIELDS.includes(k));
   if (extra.length) throw new Error(`hosts[${i}] has unknown field '${extra[0]}'`);
 }
@@ -109,6 +131,26 @@ convict.addFormats({
       required(value);
       if (typeof value !== 'string') throw new Error('must be an IPv4 CIDR such as 198.18.0.0/24');
       parseCidr(value);
+    },
+  },
+  // Empty: no IPv6 (lib/config.ts requires it when hosts have IPv6 addresses).
+  'cidr6-or-empty': {
+    validate(value: unknown) {
+      if (value === '') return;
+      if (typeof value !== 'string') throw new Error('must be an IPv6 CIDR such as 2001:db8:1::/64, or empty');
+      parseCidr6(value);
+    },
+  },
+  cidr6: {
+    validate(value: unknown) {
+      if (typeof value !== 'string') throw new Error('must be an IPv6 CIDR such as fd02:b4eb:33f2::/64');
+      parseCidr6(value);
+    },
+  },
+  ipv6: {
+    validate(value: unknown) {
+      if (typeof value !== 'string') throw new Error('must be an IPv6 address');
+      parseIpv6(value);
     },
   },
   ipv4: {
@@ -185,7 +227,7 @@ export const schema = {
     env: 'DPR_SELF',
   },
   hosts: {
-    doc: `Every host of the cluster: \`[{id, service, cluster, weight}]\`. \`service\` is the address clients connect to; \`cluster\` the address peers reach it at (may be equal). \`weight\` (optional, integer 0..${MAX_WEIGHT}, default 1) is the host's relative capacity: its share of the Maglev table (hash policy) and the divisor of its load (load policy) follow it; 0 takes it out of new connections while its established ones go on (drain by weight, live with \`dpr reload\`). The same list on every host. Required with \`membership.source\` \`static\`; not allowed with \`etcd\`, where the list comes from etcd.`,
+    doc: `Every host of the cluster: \`[{id, service, cluster, weight, service6, cluster6}]\`. \`service\` is the address clients connect to; \`cluster\` the address peers reach it at (may be equal). \`weight\` (optional, integer 0..${MAX_WEIGHT}, default 1) is the host's relative capacity: its share of the Maglev table (hash policy) and the divisor of its load (load policy) follow it; 0 takes it out of new connections while its established ones go on (drain by weight, live with \`dpr reload\`). \`service6\` and \`cluster6\` (optional, IPv6, \`rewrite\` mode only): the host's IPv6 service and cluster addresses; every host has both or none does. The same list on every host. Required with \`membership.source\` \`static\`; not allowed with \`etcd\`, where the list comes from etcd.`,
     format: 'hosts',
     default: null as unknown as HostEntry[],
     env: 'DPR_HOSTS',
@@ -237,6 +279,18 @@ export const schema = {
     default: '169.254.77.0/24',
     env: 'DPR_RESTORE_CIDR',
   },
+  clusterCidr6: {
+    doc: 'The network of the IPv6 cluster addresses: every host\'s `cluster6` must lie in it. Required when the hosts have IPv6 addresses (`service6`, `cluster6`); empty: no IPv6. See "IPv6" in docs/operations.md.',
+    format: 'cidr6-or-empty',
+    default: '',
+    env: 'DPR_CLUSTER_CIDR6',
+  },
+  restoreCidr6: {
+    doc: 'As `restoreCidr`, for IPv6 connections: network + id + 1 per entry host, put on `lo` by install.sh. The default is a unique local block (RFC 4193, fc00::/7, never routed on the Internet) with a random global id, so it clashes with no site\'s own ULA by chance; not link-local (fe80::/10), whose addresses have the scope of one link. Used only when the hosts have IPv6 addresses; pick a block used nowhere else.',
+    format: 'cidr6',
+    default: 'fd02:b4eb:33f2::/64',
+    env: 'DPR_RESTORE_CIDR6',
+  },
   policy: {
     doc: "How a new connection's host is chosen: `hash` (Maglev over client address and port, all native) or `load` (stay local up to `load.threshold` per weight or the cluster mean x 1.1, else the lighter of two peers; decided natively too, from this host's count and peers' heartbeats).",
     format: ['hash', 'load'] as const,
@@ -262,7 +316,7 @@ export const schema = {
     entry: { doc: 'NFQUEUE number for new connections (SYNs) and ICMP errors arriving at the service address. Bound with fail-open: when it is full, or no daemon runs, they are served here.', format: 'queue-num', default: 0, env: 'DPR_QUEUE_ENTRY' },
     flows: { doc: 'NFQUEUE number for the later packets of connections this host does not serve itself (the forwarded ones). Bound without fail-open: when it is full, or no daemon runs, they are dropped and TCP sends them again; the local stack would reset them.', format: 'queue-num', default: 2, env: 'DPR_QUEUE_FLOWS' },
     serve: { doc: 'NFQUEUE number for packets forwarded by peers to the peer ports.', format: 'queue-num', default: 1, env: 'DPR_QUEUE_SERVE' },
-    synLimit: { doc: '`load` policy: new connections (SYNs) sent to the entry queue per second, at most; past that (a SYN flood) the kernel serves them here directly, as when the queue is full, so a flood costs what it costs a host without dpr. 0: no limit. Not applied with `hash` (see docs/design-notes.md).', format: 'nat', default: 10000, env: 'DPR_QUEUE_SYN_LIMIT' },
+    synLimit: { doc: '`load` policy: new connections (SYNs) sent to the entry queue per second, at most; past that (a SYN flood) the kernel serves them here directly, as when the queue is full, so a flood costs what it costs a host without dpr. IPv4 and IPv6 SYNs are counted apart (one limit each). 0: no limit. Not applied with `hash` (see docs/design-notes.md).', format: 'nat', default: 10000, env: 'DPR_QUEUE_SYN_LIMIT' },
     maxLen: { doc: 'Packets the kernel holds per queue number; past that the entry and serve queues let packets through unrouted (fail-open), the flows queue drops them.', format: 'positive-int', default: 4096, env: 'DPR_QUEUE_MAX_LEN' },
     batchSize: { doc: 'Packets received per system call (recvmmsg); verdicts of one batch leave in one send.', format: 'positive-int', default: 64, env: 'DPR_QUEUE_BATCH' },
     rcvBufBytes: { doc: 'Netlink receive buffer per queue (SO_RCVBUFFORCE).', format: 'positive-int', default: 8388608, env: 'DPR_QUEUE_RCVBUF' },
@@ -289,6 +343,7 @@ export const schema = {
   health: {
     type: { doc: 'How this host checks its own web service, on every service port: `tcp` (a connect), `http` (a GET of `health.http.path`, answered with one of `health.http.statuses`), or `none` (always healthy). A host whose check fails gets no new connections, and forwards the ones that reach it to healthy peers.', format: ['tcp', 'http', 'none'] as const, default: 'tcp', env: 'DPR_HEALTH_TYPE' },
     address: { doc: 'Address the checks connect to (the web server listens on the wildcard address, so loopback reaches it).', format: 'ipv4', default: '127.0.0.1', env: 'DPR_HEALTH_ADDRESS' },
+    address6: { doc: 'When the hosts have IPv6 addresses: the address the IPv6 checks connect to, beside `health.address` (each port is checked on both; a failure on either makes the port fail, so a host whose IPv6 service fails is unhealthy). Loopback: a check to the service address itself would go through the entry rules.', format: 'ipv6', default: '::1', env: 'DPR_HEALTH_ADDRESS6' },
     intervalMs: { doc: 'Time from the end of one check of a port to the start of the next, while the port is healthy (HAProxy\'s `inter`).', format: 'positive-int', default: 2000, env: 'DPR_HEALTH_INTERVAL_MS' },
     fastIntervalMs: { doc: 'The same while a port is unhealthy or its last check failed (HAProxy\'s `fastinter`): a server that comes back is taken back within `rise` x this.', format: 'positive-int', default: 250, env: 'DPR_HEALTH_FAST_INTERVAL_MS' },
     timeoutMs: { doc: 'A check not answered within this fails.', format: 'positive-int', default: 1000, env: 'DPR_HEALTH_TIMEOUT_MS' },

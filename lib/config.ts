@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import convict from 'convict';
 import { schema, type HostEntry, type SchemaConfig } from './config-schema';
 import { cidrContains, formatIpv4, parseCidr, parseIpv4 } from './ipv4';
+import { canonicalIpv6, cidr6Contains, formatIpv6, parseCidr6, parseIpv6 } from './ipv6';
 import { loadKey } from './keys';
 import { MAX_WEIGHT } from './maglev';
 
@@ -78,7 +79,7 @@ export function loadConfig(options: LoadOptions = {}): Readonly<DprConfig> {
     throw fromConvict(err as Error);
   }
   const config = conf.getProperties() as unknown as DprConfig;
-  if (config.hosts !== null) config.hosts = config.hosts.map((h) => ({ ...h, weight: h.weight ?? DEFAULT_WEIGHT }));
+  if (config.hosts !== null) config.hosts = config.hosts.map(withDefaults);
   checkCrossKeys(config, options.ephemeralRange ?? readEphemeralRange());
   if (options.checkKey ?? true) {
     checkKey(config);
@@ -158,10 +159,20 @@ function withConfigErrors<T>(f: () => T): T {
   }
 }
 
-/** Keys earlier versions had, and why they are gone: a file that still sets one is told so. */
+/** Keys earlier versions had, and why they are gone (or not there yet): a file that sets one is told so. */
 const REMOVED_KEYS: Record<string, string> = {
   'load.decisionTimeoutMs': 'removed: the load policy decides in the data path now, nothing waits for a decision; delete the key',
+  'membership.service6': 'IPv6 is not in etcd membership yet: etcd records carry IPv4 addresses only (IPv6 needs membership.source static, hosts[].service6)',
+  'membership.cluster6': 'IPv6 is not in etcd membership yet: etcd records carry IPv4 addresses only (IPv6 needs membership.source static, hosts[].cluster6)',
 };
+
+/** A host entry as the rest of dpr reads it: its weight filled in, IPv6 addresses in their canonical form (RFC 5952). */
+function withDefaults(h: HostEntry): HostEntry {
+  const out: HostEntry = { ...h, weight: h.weight ?? DEFAULT_WEIGHT };
+  if (h.service6 !== undefined) out.service6 = canonicalIpv6(h.service6);
+  if (h.cluster6 !== undefined) out.cluster6 = canonicalIpv6(h.cluster6);
+  return out;
+}
 
 /** convict reports 'key: reason' lines; keep the first one's key. */
 function fromConvict(err: Error): ConfigError {
@@ -284,6 +295,7 @@ function checkAddresses(c: DprConfig): void {
 export function checkMembers(c: DprConfig): void {
   checkHostIds(c);
   checkAddresses(c);
+  checkIpv6(c);
   checkMode(c);
 }
 
@@ -298,6 +310,7 @@ export function checkCrossKeys(c: DprConfig, ephemeral: [number, number]): void 
     checkHostIds(c);
   }
   checkAddresses(c);
+  checkIpv6(c);
   checkMode(c);
   const range = peerPortRange(c);
   const rangeText = `peer ports ${range[0]}-${range[1]}`;
@@ -336,6 +349,45 @@ export function checkCrossKeys(c: DprConfig, ephemeral: [number, number]): void 
   if (c.peers.routersBetween > 32) throw new ConfigError('peers.routersBetween', 'must be at most 32');
   if (c.peers.deadAfterMs <= c.peers.heartbeatMs) {
     throw new ConfigError('peers.deadAfterMs', `must be longer than peers.heartbeatMs (${c.peers.heartbeatMs})`);
+  }
+}
+
+/** True when the hosts have IPv6 addresses (checkIpv6: then every host has both). */
+export function hasIpv6(c: Pick<DprConfig, 'hosts'>): boolean {
+  return (c.hosts ?? []).some((h) => h.service6 !== undefined || h.cluster6 !== undefined);
+}
+
+const NEEDS_PEERS6 = 'an IPv6 service address needs IPv6 peers to forward to: IPv6 is cluster-wide, every host has both service6 and cluster6 or none does';
+
+/**
+ * Dual-stack (issue 15): every host has service6 and cluster6 or none does,
+ * each cluster6 in clusterCidr6, no address twice, restoreCidr6 apart from
+ * them all and large enough. IPv6 runs in rewrite mode only so far.
+ */
+function checkIpv6(c: DprConfig): void {
+  if (!hasIpv6(c)) return;
+  const first = c.hosts.findIndex((h) => h.service6 !== undefined || h.cluster6 !== undefined);
+  for (const [i, h] of c.hosts.entries()) {
+    for (const k of ['service6', 'cluster6'] as const) {
+      if (h[k] === undefined) throw new ConfigError(`hosts[${i}].${k}`, `is missing while hosts[${first}] has IPv6 addresses; ${NEEDS_PEERS6}`);
+    }
+  }
+  if (c.mode !== 'rewrite') throw new ConfigError('mode', `'${c.mode}' with IPv6 addresses (hosts[${first}].service6): IPv6 runs in mode 'rewrite' only so far`);
+  if (!c.clusterCidr6) throw new ConfigError('clusterCidr6', 'is required when the hosts have IPv6 addresses: every cluster6 must lie in it');
+  const cidr = parseCidr6(c.clusterCidr6);
+  const restore = parseCidr6(c.restoreCidr6);
+  if (2n ** BigInt(128 - restore.prefix) < BigInt(maxHostId(c) + 2)) {
+    throw new ConfigError('restoreCidr6', `${c.restoreCidr6} is too small for host ids up to ${maxHostId(c)}`);
+  }
+  const seen = new Map<string, string>();
+  for (const [i, h] of c.hosts.entries()) {
+    if (!cidr6Contains(cidr, parseIpv6(h.cluster6!))) throw new ConfigError(`hosts[${i}].cluster6`, `${h.cluster6} is outside clusterCidr6 ${c.clusterCidr6}`);
+    for (const k of ['service6', 'cluster6'] as const) {
+      const prev = seen.get(`${k}:${h[k]}`);
+      if (prev) throw new ConfigError(`hosts[${i}].${k}`, `${h[k]} is also ${prev}`);
+      seen.set(`${k}:${h[k]}`, `hosts[${i}].${k}`);
+      if (cidr6Contains(restore, parseIpv6(h[k]!))) throw new ConfigError('restoreCidr6', `contains hosts[${i}].${k} ${h[k]}`);
+    }
   }
 }
 
@@ -386,8 +438,9 @@ export function selfHost(c: DprConfig): HostEntry {
  * which a serving host holds on lo (the kernel modes; those of the listed
  * hosts among `peers`).
  */
-export function forwardedInAddresses(c: Pick<DprConfig, 'restoreCidr' | 'hosts' | 'mode'>, peers: readonly number[]): Set<string> {
-  if (c.mode === 'rewrite') return new Set(peers.map((id) => restoreAddress(c, id)));
+export function forwardedInAddresses(c: Pick<DprConfig, 'restoreCidr' | 'restoreCidr6' | 'hosts' | 'mode'>, peers: readonly number[]): Set<string> {
+  // IPv6 ones as lib/proc-tcp.ts prints them: canonical (RFC 5952).
+  if (c.mode === 'rewrite') return new Set(peers.flatMap((id) => (hasIpv6(c) ? [restoreAddress(c, id), restoreAddress6(c, id)] : [restoreAddress(c, id)])));
   return new Set((c.hosts ?? []).filter((h) => peers.includes(h.id)).map((h) => h.service));
 }
 
@@ -397,6 +450,11 @@ export function forwardedInAddresses(c: Pick<DprConfig, 'restoreCidr' | 'hosts' 
  */
 export function thisHost(c: DprConfig): { service: string; cluster: string } {
   return c.hosts === null ? { service: c.membership.service, cluster: c.membership.cluster } : selfHost(c);
+}
+
+/** The local IPv6 address a serving host gives IPv6 connections forwarded by host `origin` (canonical form). */
+export function restoreAddress6(c: Pick<DprConfig, 'restoreCidr6'>, origin: number): string {
+  return formatIpv6(parseCidr6(c.restoreCidr6).network + BigInt(origin + 1));
 }
 
 /** The local address a serving host gives connections forwarded by host `origin`. */

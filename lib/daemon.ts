@@ -15,7 +15,7 @@ import { renderRules } from './rules';
 import { AnomalyLog } from './anomalies';
 import { eligibleHosts, sameEligibility, type Eligibility } from './eligibility';
 import { FlowSnapshots, type RestoredFlows } from './flow-snapshots';
-import { HealthChecker, makeProbe, type HealthStatus, type Probe } from './health';
+import { HealthChecker, makeDualProbe, makeProbe, type HealthStatus, type Probe } from './health';
 import { forwardedInConnections } from './host';
 import { LoadMeter } from './load-meter';
 import { LoopLag } from './loop-lag';
@@ -25,7 +25,7 @@ import { logger, setLogLevel, type Logger } from './log';
 import { Queue, type NativeQueue, type QueueStats } from './native';
 import { loadKeys } from './keys';
 import { Peers, type PeerView } from './peers';
-import { engineOptions, queueOptions } from './plan';
+import { engineOptions, hostAddresses, queueOptions } from './plan';
 import { createPolicy, type RoutingPolicy } from './policy';
 
 export interface DaemonStatus {
@@ -49,6 +49,8 @@ export interface DaemonStatus {
   /** The longest the event loop ran a 1-s timer late over the last 10 s. */
   eventLoopLagMaxMs: number;
   mode?: DprConfig['mode'];
+  /** This host's addresses (IPv6 ones on a dual-stack cluster, canonical). */
+  addresses?: { service: string; cluster: string; service6?: string; cluster6?: string };
   /** Kernel modes, in /status and /metrics only (statusWithKernel): the kernel's forwarded flows. */
   kernel?: KernelFlows | null;
   /** Where the host list comes from and how that goes (set by lib/membership/member.ts, which runs the daemon). */
@@ -208,7 +210,9 @@ export class Daemon extends EventEmitter {
 
   private makeHealth(c: Readonly<DprConfig>): HealthChecker {
     const settings = { ...c.health, ports: c.servicePorts };
-    const health = new HealthChecker(settings, this.parts.probe ?? makeProbe(settings, selfHost(c).service), logger('health'));
+    const me = selfHost(c);
+    const probe = this.parts.probe ?? (me.service6 ? makeDualProbe(settings, me.service, c.health.address6, me.service6) : makeProbe(settings, me.service));
+    const health = new HealthChecker(settings, probe, logger('health'));
     // setLocal announces the change at once.
     health.on('change', (healthy) => {
       this.peers?.setLocal({ healthy });
@@ -282,8 +286,8 @@ export class Daemon extends EventEmitter {
       if (plan.live.some((k) => k === 'hosts' || k === 'clusterCidr')) {
         (this.parts.applyRules ?? ((c) => install(renderRules(c))))(tables);
       }
-      const service = engineOptions(tables, 'entry');
-      for (const q of [this.entry, this.serve]) q?.setHosts(service.serviceAddrs, service.clusterAddrs);
+      const a = hostAddresses(tables);
+      for (const q of [this.entry, this.serve]) q?.setHosts(a.serviceAddrs, a.clusterAddrs, a.serviceAddrs6, a.clusterAddrs6);
     } catch (err) {
       return this.refuse('hosts', (err as Error).message);
     }
@@ -388,7 +392,13 @@ export class Daemon extends EventEmitter {
       restored: this.restored,
       eventLoopLagMaxMs: Math.round(this.loopLag.maxMs()),
       mode: this.config.mode,
+      addresses: this.addresses(),
     };
+  }
+
+  private addresses(): NonNullable<DaemonStatus['addresses']> {
+    const h = selfHost(this.config);
+    return { service: h.service, cluster: h.cluster, ...(h.service6 ? { service6: h.service6, cluster6: h.cluster6 } : {}) };
   }
 
   /** status() and, in the kernel modes, what the kernel counts (a few ms: for operators and scrapes). */

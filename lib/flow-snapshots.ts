@@ -1,4 +1,4 @@
-// The flow table kept across restarts (lib/flow-state.ts is the file format):
+// The flow tables (IPv4 and IPv6) kept across restarts (lib/flow-state.ts is the file format):
 // read back before the entry queue starts, saved every `flows.snapshotMs`
 // while running (for a crash) and once at exit. A snapshot is skipped when no
 // packet passed the entry queue since the last one: the table only aged, and
@@ -26,7 +26,8 @@ export class FlowSnapshots {
     if (!this.file) return { flows: 0, forwarded: 0 };
     const saved = loadFlows(this.file);
     if (!saved) return { flows: 0, forwarded: 0 };
-    const taken = entry.importFlows(saved.words);
+    // A file with IPv6 flows read by a host without IPv6 (it left the cluster's IPv6): the engine takes none of them.
+    const taken = entry.importFlows(saved.words) + (saved.words6.length ? entry.importFlows6(saved.words6) : 0);
     const f = entry.stats().flows.forwarded;
     const restored = { flows: taken, forwarded: f.syn + f.established + f.closing };
     this.log.info('flow table restored', { file: this.file, ...restored, savedAgoMs: saved.savedAgoMs });
@@ -56,7 +57,9 @@ export class FlowSnapshots {
       await previous;
       try {
         // Off the event loop: 1M flows take the queue thread tens of ms to walk.
-        await saveFlows(this.file, await entry.exportFlowsAsync());
+        // Both walks in the queue thread, one after the other; IPv6 beside IPv4 in one file.
+        const words = await entry.exportFlowsAsync();
+        await saveFlows(this.file, words, await entry.exportFlows6Async());
         this.packetsAtSave = packets;
         this.saves++;
       } catch (err) {

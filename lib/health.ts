@@ -104,6 +104,24 @@ export function makeProbe(s: HealthSettings, serviceAddress: string): Probe {
   });
 }
 
+/**
+ * Dual-stack: each check is made over IPv4 and IPv6 (`address6`, the
+ * service's IPv6 address for the HTTP Host header), and fails when either
+ * does: a host that cannot serve IPv6 clients is unhealthy for new
+ * connections of both families, the simplest rule that sends no client to a
+ * host that cannot serve it. The error names the family that failed.
+ */
+export function makeDualProbe(s: HealthSettings, serviceAddress: string, address6: string, serviceAddress6: string): Probe {
+  const v4 = makeProbe(s, serviceAddress);
+  const v6 = makeProbe({ ...s, address: address6 }, `[${serviceAddress6}]`);
+  return async (port) => {
+    const [a, b] = await Promise.all([v4(port), v6(port)]);
+    if (!a.ok) return { ok: false, error: `IPv4: ${a.error ?? 'failed'}` };
+    if (!b.ok) return { ok: false, error: `IPv6: ${b.error ?? 'failed'}` };
+    return { ok: true };
+  };
+}
+
 export class HealthChecker extends EventEmitter<HealthEvents> {
   private readonly ports: PortHealth[];
   private readonly timers = new Map<number, NodeJS.Timeout>();

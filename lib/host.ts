@@ -96,9 +96,9 @@ function hasNetAdmin(): boolean {
   return m ? (BigInt(`0x${m[1]}`) & (1n << 12n)) !== 0n : false;
 }
 
-function iptablesHas(table: string, args: string[]): boolean {
+function iptablesHas(table: string, args: string[], tool = 'iptables'): boolean {
   try {
-    execFileSync('iptables', ['-w', '-t', table, ...args], { stdio: 'ignore' });
+    execFileSync(tool, ['-w', '-t', table, ...args], { stdio: 'ignore' });
     return true;
   } catch {
     return false;
@@ -117,8 +117,31 @@ export interface Preflight {
   warnings: string[];
 }
 
+/**
+ * A dual-stack host: IPv6 forwarding on, the ip6tables rules in, and no
+ * listener bound to the IPv6 service address itself (it would claim
+ * forwarded IPv6 flows, as one bound to the IPv4 address does).
+ */
+function preflight6(ipv6: { service6: string; jumps: ReadonlyArray<{ table: string; chain: string; target: string }> }, servicePorts: readonly number[], out: Preflight): void {
+  if (readSysctl('net.ipv6.conf.all.forwarding') !== '1') {
+    out.problems.push('net.ipv6.conf.all.forwarding is not 1: rewritten IPv6 packets cannot be routed to peers (iptables/install.sh sets it)');
+  }
+  if (!ipv6.jumps.every((j) => iptablesHas(j.table, ['-C', j.chain, '-j', j.target], 'ip6tables'))) {
+    out.problems.push('the dpr ip6tables rules are not installed: run iptables/install.sh CONFIG first');
+  }
+  const listeners = listenersOf(servicePorts);
+  for (const port of servicePorts) {
+    const onPort = listeners.filter((l) => l.port === port);
+    if (onPort.some((l) => l.family === 6 && l.address === ipv6.service6)) {
+      out.problems.push(`the web server listens on [${ipv6.service6}]:${port}; dpr needs it on the wildcard address ([::]:${port}), or forwarded IPv6 connections would be taken by this host`);
+    } else if (!onPort.some((l) => l.family === 6 && l.address === '::')) {
+      out.warnings.push(`nothing listens on [::]:${port} yet; IPv6 connections routed to this host will be refused until the web server listens there`);
+    }
+  }
+}
+
 /** Everything the daemon needs from the host, each with the fix in its message. */
-export function preflight(serviceAddress: string, servicePorts: readonly number[], jumps: ReadonlyArray<{ table: string; chain: string; target: string }> = DEFAULT_JUMPS): Preflight {
+export function preflight(serviceAddress: string, servicePorts: readonly number[], jumps: ReadonlyArray<{ table: string; chain: string; target: string }> = DEFAULT_JUMPS, ipv6?: { service6: string; jumps: ReadonlyArray<{ table: string; chain: string; target: string }> }): Preflight {
   const problems: string[] = [];
   const warnings: string[] = [];
   if (!hasNetAdmin()) problems.push('dpr needs root or CAP_NET_ADMIN to bind NFQUEUE queues');
@@ -145,5 +168,6 @@ export function preflight(serviceAddress: string, servicePorts: readonly number[
   const listeners = checkListeners(serviceAddress, servicePorts);
   problems.push(...listeners.problems);
   warnings.push(...listeners.warnings);
+  if (ipv6) preflight6(ipv6, servicePorts, { problems, warnings });
   return { problems, warnings };
 }

@@ -1,21 +1,30 @@
 // Installing dpr on a host, all or nothing, and removing all of it again
 // (`dpr install` / `dpr uninstall`, run by iptables/install.sh and uninstall.sh).
 //
-// Order: the rules first (one iptables-restore), then the sysctls, then the
-// restore addresses on lo. iptables-restore commits table by table (measured:
+// Order: the rules first (one iptables-restore, then one ip6tables-restore
+// for a dual-stack cluster), then the sysctls, then the restore addresses on lo. iptables-restore commits table by table (measured:
 // a refused rule in `filter` leaves `raw` committed), so every step that
 // changed something leaves an undo, and a failure anywhere runs them back to
 // front: the host is left as it was.
 //
-// What is ours: chains named DPR_* and the rules in built-in chains that jump
-// to them; addresses on lo with the label lo:dpr; the sysctls of RuleSet, whose
+// What is ours: chains named DPR_* (iptables and ip6tables) and the rules in
+// built-in chains that jump to them; addresses on lo with the label lo:dpr,
+// and the IPv6 ones that the ip6tables chain DPR_LO6 names (IPv6 addresses
+// take no label); the sysctls of RuleSet, whose
 // values from before the first install are kept in the rule comments of the
 // chain DPR_SAVED (never jumped to). There they live exactly as long as what
 // they describe, per network namespace, and need no file.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import type { RuleSet } from './rules';
+import { LO6_CHAIN, LO6_TABLE, type RuleSet6 } from './rules6';
 import { applyKernelPath, removeKernelPath } from './install-kernel';
+
+/** Which tool reads and writes the tables: iptables (4) or ip6tables (6). */
+type Family = 4 | 6;
+const SAVE: Record<Family, string> = { 4: 'iptables-save', 6: 'ip6tables-save' };
+const RESTORE: Record<Family, string> = { 4: 'iptables-restore', 6: 'ip6tables-restore' };
+const ALL_TABLES = ['raw', 'mangle', 'nat', 'filter'];
 
 export const ADDRESS_LABEL = 'lo:dpr';
 export const SAVED_CHAIN = 'DPR_SAVED';
@@ -56,8 +65,8 @@ export function parseTable(saved: string): TableState {
  * The tables as they are now. One iptables-save of every table: `-t mangle`
  * would create the table (with the nft backend) just by looking at it.
  */
-function readTables(names: string[]): Map<string, TableState> {
-  const text = run('iptables-save', []);
+function readTables(names: string[], family: Family = 4): Map<string, TableState> {
+  const text = run(SAVE[family], []);
   const out = new Map<string, TableState>();
   for (const part of text.split(/^\*/m).slice(1)) {
     const table = part.slice(0, part.indexOf('\n'));
@@ -96,7 +105,7 @@ function sectionsOf(restore: string): Map<string, { decls: string[]; lines: stri
 }
 
 /** The rules, the missing jumps and (first install only) the saved sysctl values, as one input. */
-export function installInput(r: RuleSet, before: Map<string, TableState>, savedSysctls: Map<string, string>): string {
+export function installInput(r: Pick<RuleSet, 'restore' | 'jumps'>, before: Map<string, TableState>, savedSysctls: Map<string, string>): string {
   const tables = sectionsOf(r.restore);
   for (const j of r.jumps) {
     if (!before.get(j.table)?.jumps.includes(`-A ${j.chain} -j ${j.target}`)) {
@@ -177,8 +186,8 @@ function tablesOf(r: RuleSet): string[] {
   return [...new Set([...Object.keys(r.chains), ...r.jumps.map((j) => j.table), SAVED_TABLE])];
 }
 
-const restore = (input: string): void => {
-  if (input.trim()) run('iptables-restore', ['-w', '--noflush'], input);
+const restore = (input: string, family: Family = 4): void => {
+  if (input.trim()) run(RESTORE[family], ['-w', '--noflush'], input);
 };
 
 /** Installs the rule set; on any failure undoes what it did and throws. */
@@ -194,11 +203,14 @@ export function install(r: RuleSet, log: (line: string) => void = () => {}): voi
     const old = new Map(sysctls.map(([k]) => [k, readSysctl(k)]));
     restore(installInput(r, before, old));
     undo.push(['rules', () => restore(rollbackInput(before, readTables(tables)))]);
+    // Before the sysctls: IPv6 forwarding comes on with its redirects already dropped.
+    const before6 = installRules6(r.ipv6, undo);
     for (const [k, v] of sysctls) {
       undo.push([k, () => writeSysctl(k, old.get(k)!)]);
       writeSysctl(k, v);
     }
     setAddresses(r.localAddresses, undo);
+    setAddresses6(r.ipv6?.localAddresses ?? [], before6, undo);
   } catch (err) {
     log(`dpr: install failed: ${(err as Error).message}; undoing what it changed`);
     for (const [what, f] of undo.reverse()) {
@@ -209,6 +221,58 @@ export function install(r: RuleSet, log: (line: string) => void = () => {}): voi
       }
     }
     throw err;
+  }
+}
+
+/**
+ * The ip6tables rules; without IPv6 in the configuration, those an earlier
+ * install left (the cluster dropped IPv6) go. Returns the tables as they were,
+ * for setAddresses6. Where ip6tables cannot be read and nothing is wanted of
+ * it (a kernel without IPv6), there is nothing to do.
+ */
+function installRules6(r6: RuleSet6 | null, undo: Array<[string, () => void]>): Map<string, TableState> {
+  let before: Map<string, TableState>;
+  try {
+    before = readTables(ALL_TABLES, 6);
+  } catch (err) {
+    if (r6) throw err;
+    return new Map();
+  }
+  const input = r6 ? installInput(r6, before, new Map()) : removalInput(before);
+  restore(input, 6);
+  undo.push(['ip6tables rules', () => restore(rollbackInput(before, readTables(ALL_TABLES, 6)), 6)]);
+  return before;
+}
+
+/** The IPv6 addresses DPR_LO6's comments name: the ones dpr put on lo. */
+export function lo6Listed(tables: Map<string, TableState>): string[] {
+  return (tables.get(LO6_TABLE)?.chains.get(LO6_CHAIN) ?? []).flatMap((r) => /--comment "?lo=([0-9a-f:.]+)"?/.exec(r)?.[1] ?? []);
+}
+
+function loAddresses6(): string[] {
+  const links = JSON.parse(run('ip', ['-6', '-j', 'addr', 'show', 'dev', 'lo'])) as Array<{ addr_info: Array<{ local: string }> }>;
+  return links.flatMap((l) => l.addr_info.map((a) => a.local));
+}
+
+/**
+ * Our IPv6 addresses on lo become exactly `wanted`. IPv6 addresses take no
+ * label, so what is ours is what DPR_LO6 listed before this install; an
+ * address in `wanted` that someone else put on lo stops the install (as a
+ * clash of restoreCidr6 with a block in use).
+ */
+function setAddresses6(wanted: string[], before: Map<string, TableState>, undo: Array<[string, () => void]>): void {
+  if (!wanted.length && !lo6Listed(before).length) return;
+  const present = loAddresses6();
+  const mine = lo6Listed(before).filter((a) => present.includes(a));
+  for (const a of wanted) {
+    if (mine.includes(a)) continue;
+    if (present.includes(a)) throw new Error(`${a} is on lo already, not put there by dpr: restoreCidr6 must be a block used nowhere else`);
+    undo.push([`address ${a}`, () => run('ip', ['-6', 'addr', 'del', `${a}/128`, 'dev', 'lo'])]);
+    run('ip', ['-6', 'addr', 'replace', `${a}/128`, 'dev', 'lo']);
+  }
+  for (const a of mine.filter((m) => !wanted.includes(m))) {
+    undo.push([`address ${a}`, () => run('ip', ['-6', 'addr', 'add', `${a}/128`, 'dev', 'lo'])]);
+    run('ip', ['-6', 'addr', 'del', `${a}/128`, 'dev', 'lo']);
   }
 }
 
@@ -234,9 +298,10 @@ function setAddresses(wanted: string[], undo: Array<[string, () => void]>): void
  * address, and puts back the sysctl values saved at the first install.
  */
 export function uninstall(log: (line: string) => void = () => {}): void {
-  const now = readTables(['raw', 'mangle', 'nat', 'filter']);
+  const now = readTables(ALL_TABLES);
   const saved = readSaved(now.get(SAVED_TABLE)?.chains.get(SAVED_CHAIN) ?? []);
   restore(removalInput(now));
+  uninstall6();
   removeKernelPath();
   for (const [k, v] of saved) {
     try {
@@ -247,4 +312,19 @@ export function uninstall(log: (line: string) => void = () => {}): void {
     }
   }
   for (const a of loAddresses().filter((x) => x.label === ADDRESS_LABEL)) run('ip', ['addr', 'del', `${a.local}/32`, 'dev', 'lo']);
+}
+
+/** The IPv6 part: every DPR_* chain of ip6tables, the addresses DPR_LO6 names. Nothing where ip6tables cannot be read (no IPv6). */
+function uninstall6(): void {
+  let now: Map<string, TableState>;
+  try {
+    now = readTables(ALL_TABLES, 6);
+  } catch {
+    return;
+  }
+  const listed = lo6Listed(now);
+  restore(removalInput(now), 6);
+  if (!listed.length) return;
+  const present = loAddresses6();
+  for (const a of listed.filter((x) => present.includes(x))) run('ip', ['-6', 'addr', 'del', `${a}/128`, 'dev', 'lo']);
 }

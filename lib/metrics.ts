@@ -35,8 +35,11 @@ export function createMetrics(daemon: Pick<Daemon, 'status'> & Partial<Pick<Daem
   const mirror = new Mirror();
 
   const packets = new Counter({ name: 'dpr_packets_total', help: 'Packets through the queues, by queue and verdict action.', labelNames: ['queue', 'action'], registers: [registry] });
-  const malformed = new Counter({ name: 'dpr_malformed_packets_total', help: 'Packets accepted unchanged because they could not be parsed as IPv4 TCP, by reason.', labelNames: ['queue', 'reason'], registers: [registry] });
+  const malformed = new Counter({ name: 'dpr_malformed_packets_total', help: 'Packets accepted unchanged because they could not be parsed as IPv4 or IPv6 TCP, by reason.', labelNames: ['queue', 'reason'], registers: [registry] });
   const connections = new Counter({ name: 'dpr_connections_total', help: 'New connections by decision (local or forwarded) and serving peer.', labelNames: ['decision', 'peer'], registers: [registry] });
+  const ipv6Packets = new Counter({ name: 'dpr_ipv6_packets_total', help: 'Of the packets through the queues, the IPv6 ones, by queue (dual-stack hosts).', labelNames: ['queue'], registers: [registry] });
+  const ipv6Flows = new Gauge({ name: 'dpr_ipv6_flows', help: 'Of the flows in the entry flow table, the IPv6 ones.', registers: [registry] });
+  const addressInfo = new Gauge({ name: 'dpr_address_info', help: 'Always 1: this host\'s addresses, by family (4, 6) and role (service, cluster).', labelNames: ['family', 'role', 'address'], registers: [registry] });
   const flows = new Gauge({ name: 'dpr_flows', help: 'Flows in the entry flow table, by state.', labelNames: ['state'], registers: [registry] });
   const peerUp = new Gauge({ name: 'dpr_peer_up', help: '1 while heartbeats arrive from the peer.', labelNames: ['peer'], registers: [registry] });
   const peerHealthy = new Gauge({ name: 'dpr_peer_healthy', help: '1 while the host\'s web service passes its health checks (for a peer: as its last heartbeat said; this host is labelled with its own id).', labelNames: ['peer'], registers: [registry] });
@@ -63,6 +66,7 @@ export function createMetrics(daemon: Pick<Daemon, 'status'> & Partial<Pick<Daem
     for (const kind of ['recvErrors', 'enobufs', 'sendErrors', 'verdictErrors'] as const) {
       mirror.set(queueErrors, { queue: name, kind }, q.queue[kind]);
     }
+    if (q.ipv6) mirror.set(ipv6Packets, { queue: name }, q.ipv6.packets);
     mirror.set(batches, { queue: name }, q.queue.batches);
     mirror.set(batchPackets, { queue: name }, q.queue.batchPackets);
   };
@@ -81,10 +85,17 @@ export function createMetrics(daemon: Pick<Daemon, 'status'> & Partial<Pick<Daem
       if (s.entry) {
         const f = s.entry.flows;
         for (const state of ['pending', 'syn', 'established', 'closing'] as const) flows.set({ state }, f[state]);
+        if (s.entry.ipv6) ipv6Flows.set(s.entry.ipv6.flows);
         // Native counts every decision, hash or load, by the host that serves it.
         s.entry.newFlows.byHost.forEach((v, host) => {
           if (v > 0) mirror.set(connections, { decision: host === s.self ? 'local' : 'forwarded', peer: String(host) }, v);
         });
+      }
+      const a = s.addresses;
+      if (a) {
+        for (const [family, role, address] of [['4', 'service', a.service], ['4', 'cluster', a.cluster], ['6', 'service', a.service6], ['6', 'cluster', a.cluster6]] as const) {
+          if (address) addressInfo.set({ family, role, address }, 1);
+        }
       }
       peerLoad.set({ peer: String(s.self) }, s.load);
       peerHealthy.set({ peer: String(s.self) }, s.health.healthy ? 1 : 0);

@@ -19,14 +19,15 @@ export type PolicyName = 'hash' | 'load';
 export type Action = 'accept' | 'forward' | 'restore' | 'drop';
 export type Malformed =
   | 'truncated_ip' | 'not_ipv4' | 'bad_ihl' | 'bad_total_length' | 'fragment'
-  | 'not_tcp' | 'truncated_tcp' | 'bad_tcp_offset';
+  | 'not_tcp' | 'truncated_tcp' | 'bad_tcp_offset'
+  | 'truncated_ipv6' | 'bad_ipv6_ext';
 export type Note =
   | 'not_service' | 'not_peer_port' | 'bad_origin' | 'no_flow' | 'no_flow_hashed'
   | 'table_full' | 'kept_for_local_socket' | 'draining' | 'probe_limit'
   | 'rst_in_window' | 'rst_out_of_window' | 'syn_on_flow' | 'syn_redecided'
   | 'peer_mac_unknown' | 'bad_peer_mac'
   | 'icmp_forwarded' | 'icmp_local' | 'icmp_no_flow' | 'icmp_restored' | 'icmp_not_ours'
-  | 'oversize' | 'reused_here';
+  | 'oversize' | 'reused_here' | 'host_gone';
 
 export interface FlowTimeouts {
   synMs: number;
@@ -46,6 +47,14 @@ export interface EngineOptions {
   /** Indexed by host id, IPv4 as unsigned 32-bit numbers; 0 = no host with that id. */
   serviceAddrs: Uint32Array;
   clusterAddrs: Uint32Array;
+  /**
+   * IPv6, indexed like serviceAddrs: 4 words per host id, each the big-endian
+   * value of 4 address bytes (2001:2::a = [0x20010002, 0, 0, 0xa]); all zero:
+   * that host has no IPv6. Absent, or zero for `self`: the engine handles no
+   * IPv6 (such packets count as `not_ipv4` and pass unchanged).
+   */
+  serviceAddrs6?: Uint32Array;
+  clusterAddrs6?: Uint32Array;
   servicePorts: Uint16Array;
   peerPortBase: number;
   forwardMark: number;
@@ -114,6 +123,8 @@ export interface EngineStats {
     /** Flows a RST within the client's window moved to `reset`. */
     closed: number;
   };
+  /** Of packets, the IPv6 ones (a host with IPv6 only); of the flows above, those in the IPv6 table. */
+  ipv6: { packets: number; flows: number };
 }
 
 export interface QueueStats extends EngineStats {
@@ -155,6 +166,8 @@ export interface EngineInfo {
   bytesPerFlowAtMax: number;
   /** The farthest any flow sits from its home slot (0: at home). */
   longestProbe: number;
+  /** The IPv6 table, on a host with IPv6 (its entries are 36 bytes). */
+  ipv6?: { flows: number; entryBytes: number; longestProbe: number; bytesPerFlowAtMax: number };
 }
 
 export interface PacketMeta {
@@ -185,24 +198,40 @@ export interface NativeEngine {
   setDraining(draining: boolean): void;
   /** Serve role: each host id's MAC address, 6 bytes each (zeros: not known). */
   setPeerMacs(macs: Uint8Array): void;
+  /** A reload's host lists, as NativeQueue.setHosts. */
+  setHosts(serviceAddrs: Uint32Array, clusterAddrs: Uint32Array, serviceAddrs6?: Uint32Array, clusterAddrs6?: Uint32Array): void;
   hashTarget(clientAddr: number, clientPort: number): number;
   sweep(budget: number, nowMs: number): number;
   stats(): EngineStats;
   info(): EngineInfo;
   exportFlows(nowMs: number): Uint32Array;
   importFlows(words: Uint32Array, nowMs: number): number;
+  /** The IPv6 table, FLOW_WORDS6 per flow (empty without IPv6). */
+  exportFlows6(nowMs: number): Uint32Array;
+  importFlows6(words: Uint32Array, nowMs: number): number;
 }
 
-/** Words per flow in exportFlows()/importFlows(). */
+/**
+ * Words per flow in exportFlows()/importFlows(): client address, service
+ * address (as they lie in the packet: on this little-endian machine a word
+ * reads byte-swapped), clientPort << 16 | servicePort, target << 16 | state,
+ * the client's next sequence number, age in ms.
+ */
 export const FLOW_WORDS = 6;
+/** The same for IPv6 (exportFlows6()): the two addresses take 4 words each. */
+export const FLOW_WORDS6 = 12;
 
 export interface NativeQueue {
   start(): void;
   stop(): void;
   setLookupTable(table: Uint16Array): void;
   setDraining(draining: boolean): void;
-  /** A reload changed the hosts: addresses indexed by id (0: none); this host's own must not change. */
-  setHosts(serviceAddrs: Uint32Array, clusterAddrs: Uint32Array): void;
+  /**
+   * A reload changed the hosts: addresses indexed by id (0: none); this
+   * host's own must not change. The IPv6 lists as EngineOptions.serviceAddrs6
+   * (absent or empty: no host has IPv6).
+   */
+  setHosts(serviceAddrs: Uint32Array, clusterAddrs: Uint32Array, serviceAddrs6?: Uint32Array, clusterAddrs6?: Uint32Array): void;
   /** Serve role: each host id's MAC address, 6 bytes each (zeros: not known). */
   setPeerMacs(macs: Uint8Array): void;
   /** Load policy: hosts[].weight by host id (ids past the end weigh 1). */
@@ -224,6 +253,10 @@ export interface NativeQueue {
   exportFlowsAsync(): Promise<Uint32Array>;
   /** Before start() only; returns how many flows were taken. */
   importFlows(words: Uint32Array): number;
+  /** The IPv6 table likewise, FLOW_WORDS6 per flow (empty without IPv6). */
+  exportFlows6(): Uint32Array;
+  exportFlows6Async(): Promise<Uint32Array>;
+  importFlows6(words: Uint32Array): number;
   /** Packets the queue has seen (stats().packets), cheaply. */
   packets(): number;
   readonly running: boolean;

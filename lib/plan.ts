@@ -3,7 +3,9 @@
 import { createHmac } from 'node:crypto';
 import type { DprConfig } from './config';
 import type { EngineOptions, QueueOptions, Role } from './native';
+import { hasIpv6 } from './config';
 import { parseIpv4 } from './ipv4';
+import { ipv6Words, parseIpv6 } from './ipv6';
 import { SET_PREFIX } from './kernel-path';
 
 /**
@@ -15,8 +17,8 @@ export function maglevKey(peersKey: Buffer): Uint8Array {
   return new Uint8Array(createHmac('sha256', peersKey).update('dpr maglev hash key').digest().subarray(0, 16));
 }
 
-/** `peersKey`: the shared key, from which the entry engine's Maglev key is derived. */
-export function engineOptions(c: DprConfig, role: Role, peersKey?: Buffer): EngineOptions {
+/** The hosts' addresses as the addon takes them (EngineOptions, NativeQueue.setHosts), indexed by id. */
+export function hostAddresses(c: Pick<DprConfig, 'hosts'>): Pick<EngineOptions, 'serviceAddrs' | 'clusterAddrs' | 'serviceAddrs6' | 'clusterAddrs6'> {
   const size = Math.max(...c.hosts.map((h) => h.id)) + 1;
   const serviceAddrs = new Uint32Array(size);
   const clusterAddrs = new Uint32Array(size);
@@ -24,12 +26,24 @@ export function engineOptions(c: DprConfig, role: Role, peersKey?: Buffer): Engi
     serviceAddrs[h.id] = parseIpv4(h.service);
     clusterAddrs[h.id] = parseIpv4(h.cluster);
   }
+  if (!hasIpv6(c)) return { serviceAddrs, clusterAddrs };
+  // Four big-endian words per id; all zero: no such host.
+  const serviceAddrs6 = new Uint32Array(size * 4);
+  const clusterAddrs6 = new Uint32Array(size * 4);
+  for (const h of c.hosts) {
+    serviceAddrs6.set(ipv6Words(parseIpv6(h.service6!)), h.id * 4);
+    clusterAddrs6.set(ipv6Words(parseIpv6(h.cluster6!)), h.id * 4);
+  }
+  return { serviceAddrs, clusterAddrs, serviceAddrs6, clusterAddrs6 };
+}
+
+/** `peersKey`: the shared key, from which the entry engine's Maglev key is derived. */
+export function engineOptions(c: DprConfig, role: Role, peersKey?: Buffer): EngineOptions {
   return {
     role,
     policy: c.policy,
     self: c.self,
-    serviceAddrs,
-    clusterAddrs,
+    ...hostAddresses(c),
     servicePorts: Uint16Array.from(c.servicePorts),
     peerPortBase: c.peerPortBase,
     forwardMark: c.marks.forward,

@@ -31,6 +31,7 @@
 import type { DprConfig } from './config';
 import { peerPortRange, restoreAddress, thisHost } from './config';
 import { entryKernelRules, LINK_PREFIX, peerMark, renderKernelPath, ROUTE_PROTO, type KernelPath } from './kernel-path';
+import { renderRules6, type RuleSet6 } from './rules6';
 
 export interface Jump {
   table: 'raw' | 'nat' | 'filter' | 'mangle';
@@ -50,6 +51,8 @@ export interface RuleSet {
   /** Our chains, by table, for removal. */
   chains: Record<Jump['table'], string[]>;
   sysctls: Array<[string, string]>;
+  /** The ip6tables rules and IPv6 restore addresses of a dual-stack cluster (lib/rules6.ts); null without IPv6. */
+  ipv6: RuleSet6 | null;
 }
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
@@ -63,6 +66,7 @@ export function renderRules(c: DprConfig): RuleSet {
   const [first, last] = peerPortRange(c);
   const ports = c.servicePorts.join(',');
   const others = (c.hosts ?? []).filter((h) => h.id !== c.self);
+  const ipv6 = renderRules6(c);
   const restore = [
     '*raw',
     ':DPR_PRE - [0:0]',
@@ -138,6 +142,7 @@ export function renderRules(c: DprConfig): RuleSet {
     ],
     localAddresses: others.map((h) => restoreAddress(c, h.id)),
     kernel: null,
+    ipv6,
     chains: { raw: ['DPR_PRE', 'DPR_ENTRY', 'DPR_SERVE'], nat: ['DPR_NAT'], filter: ['DPR_FORWARD', 'DPR_INPUT'], mangle: ['DPR_POST'] },
     sysctls: [
       // The entry host routes rewritten packets on to the serving host.
@@ -148,6 +153,12 @@ export function renderRules(c: DprConfig): RuleSet {
       // The serving host receives the client's address from the entry host's
       // link; loose mode keeps that working across routed networks.
       ['net.ipv4.conf.all.rp_filter', '2'],
+      // IPv6 routes rewritten packets too. Every interface's value is saved,
+      // not only `all`'s: writing `all` sets every interface, so putting back
+      // `all` alone would change an interface that differed. (IPv6 has no
+      // send_redirects: lib/rules6.ts drops the redirects instead, and no
+      // rp_filter sysctl.)
+      ...(ipv6 ? [['net.ipv6.conf.*.forwarding', '1'] as [string, string]] : []),
     ],
   };
 }
@@ -210,6 +221,8 @@ function renderKernelRules(c: DprConfig): RuleSet {
     ],
     localAddresses: others.map((h) => h.service),
     kernel,
+    // lib/config.ts refuses IPv6 addresses in the kernel modes.
+    ipv6: null,
     chains: {
       raw: ['DPR_PRE', 'DPR_ENTRY', ...entry.decls.map((d) => d.slice(1, d.indexOf(' ')))],
       nat: [],
@@ -295,6 +308,13 @@ export function renderInstallScript(r: RuleSet): string {
   for (const j of r.jumps) {
     lines.push(`iptables -w -t ${j.table} -C ${j.chain} -j ${j.target} 2>/dev/null || iptables -w -t ${j.table} -I ${j.chain} 1 -j ${j.target}`);
   }
+  // Before the sysctls, as lib/install.ts: forwarding comes on with the redirects already dropped.
+  if (r.ipv6) {
+    lines.push("ip6tables-restore -w --noflush <<'EOF'", r.ipv6.restore.trimEnd(), 'EOF');
+    for (const j of r.ipv6.jumps) {
+      lines.push(`ip6tables -w -t ${j.table} -C ${j.chain} -j ${j.target} 2>/dev/null || ip6tables -w -t ${j.table} -I ${j.chain} 1 -j ${j.target}`);
+    }
+  }
   for (const [k, v] of r.sysctls) {
     if (k.includes('*')) {
       const glob = `/proc/sys/${k.replace(/\./g, '/')}`;
@@ -304,5 +324,6 @@ export function renderInstallScript(r: RuleSet): string {
     }
   }
   for (const a of r.localAddresses) lines.push(`ip addr replace ${a}/32 dev lo label lo:dpr`);
+  for (const a of r.ipv6?.localAddresses ?? []) lines.push(`ip -6 addr replace ${a}/128 dev lo`);
   return lines.join('\n') + '\n';
 }

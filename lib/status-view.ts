@@ -10,6 +10,8 @@ export interface HostRow {
   self: boolean;
   /** Cluster address; null when the configuration does not name this host. */
   address: string | null;
+  /** IPv6 cluster address, on a dual-stack cluster; else null. */
+  address6: string | null;
   up: boolean;
   /** Its web service passes its health checks (for a peer: as its last heartbeat said). */
   healthy: boolean;
@@ -39,6 +41,8 @@ export interface StatusView {
   hosts: HostRow[];
   /** The entry flow table; `forwarded` are those another host serves. */
   flows: (FlowCounts & { forwarded: FlowCounts }) | null;
+  /** Dual-stack: this host's IPv6 service address, the IPv6 packets through both queues, the IPv6 flows of the entry table; null without IPv6. */
+  ipv6: { service: string; packets: number; flows: number } | null;
   /** New connections per second over the sample, decided here: served here, or forwarded to a peer. */
   connectionsPerSecond: { local: number; forwarded: number } | null;
   sampleMs: number;
@@ -74,14 +78,24 @@ function rates(a: Sample, b: Sample): StatusView['connectionsPerSecond'] {
   return { local: per(ea.newFlows.local, eb.newFlows.local), forwarded: per(ea.newFlows.forwarded, eb.newFlows.forwarded) };
 }
 
-/** `addresses` maps host id to cluster address (from the configuration). */
-export function buildView(first: Sample, second: Sample, addresses: ReadonlyMap<number, string>): StatusView {
+/** The IPv6 part of the view, from the daemon's own addresses and the queues' IPv6 counters. */
+function ipv6Of(s: DaemonStatus): StatusView['ipv6'] {
+  if (!s.addresses?.service6) return null;
+  return {
+    service: s.addresses.service6,
+    packets: (s.entry?.ipv6?.packets ?? 0) + (s.serve?.ipv6?.packets ?? 0),
+    flows: s.entry?.ipv6?.flows ?? 0,
+  };
+}
+
+/** `addresses` maps host id to cluster address (from the configuration), `addresses6` to IPv6 cluster address. */
+export function buildView(first: Sample, second: Sample, addresses: ReadonlyMap<number, string>, addresses6: ReadonlyMap<number, string> = new Map()): StatusView {
   const s = second.status;
   const me: HostRow = {
-    id: s.self, self: true, address: addresses.get(s.self) ?? null, up: true, healthy: s.health.healthy, load: s.load, draining: s.draining, heartbeatAgeMs: null,
+    id: s.self, self: true, address: addresses.get(s.self) ?? null, address6: addresses6.get(s.self) ?? null, up: true, healthy: s.health.healthy, load: s.load, draining: s.draining, heartbeatAgeMs: null,
   };
   const peers: HostRow[] = s.peers.map((p) => ({
-    id: p.id, self: false, address: p.address, up: p.up, healthy: p.healthy, load: p.load, draining: p.draining, heartbeatAgeMs: p.lastHeardMs,
+    id: p.id, self: false, address: p.address, address6: addresses6.get(p.id) ?? null, up: p.up, healthy: p.healthy, load: p.load, draining: p.draining, heartbeatAgeMs: p.lastHeardMs,
   }));
   const rejected = s.heartbeats?.rejected;
   return {
@@ -94,6 +108,7 @@ export function buildView(first: Sample, second: Sample, addresses: ReadonlyMap<
     health: s.health,
     hosts: [me, ...peers].sort((x, y) => x.id - y.id),
     flows: s.entry ? { ...pickFlows(s.entry.flows), forwarded: pickFlows(s.entry.flows.forwarded) } : null,
+    ipv6: ipv6Of(s),
     connectionsPerSecond: rates(first, second),
     sampleMs: second.at - first.at,
     at: second.at,
@@ -141,11 +156,14 @@ export function table(rows: string[][]): string {
 }
 
 function hostTable(v: StatusView): string {
-  const rows = [['HOST', 'ADDRESS', 'STATE', 'HEALTH', 'LOAD', 'DRAINING', 'LAST HEARTBEAT']];
+  // The IPv6 column only where a host has an IPv6 address.
+  const six = v.hosts.some((h) => h.address6 !== null);
+  const rows = [['HOST', 'ADDRESS', ...(six ? ['IPV6 ADDRESS'] : []), 'STATE', 'HEALTH', 'LOAD', 'DRAINING', 'LAST HEARTBEAT']];
   for (const h of v.hosts) {
     rows.push([
       h.self ? `${h.id} (this)` : String(h.id),
       h.address ?? '-',
+      ...(six ? [h.address6 ?? '-'] : []),
       h.up ? 'up' : 'down',
       h.up ? (h.healthy ? 'healthy' : 'UNHEALTHY') : '-',
       String(h.load),
@@ -169,6 +187,7 @@ export function renderText(v: StatusView): string {
     lines.push(['flows', counts(v.flows)]);
     lines.push(['  of which forwarded', counts(v.flows.forwarded)]);
   }
+  if (v.ipv6) lines.push(['IPv6', `service ${v.ipv6.service}: ${v.ipv6.flows} flows, ${v.ipv6.packets} packets`]);
   if (v.kernel) {
     // After the SYN the kernel routes forwarded flows: the flow table above only sees SYNs.
     const per = v.kernel.byPeer.map((p) => `${p.id}: ${p.entries}`).join(', ');

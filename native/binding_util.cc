@@ -1,5 +1,7 @@
 #include "binding_util.h"
 
+#include <cstring>
+
 #include <arpa/inet.h>
 
 #include <algorithm>
@@ -78,6 +80,22 @@ void ThrowError(Napi::Env env, const std::string& code, int errnum, const std::s
   throw MakeError(env, code, errnum, message);
 }
 
+std::vector<Ip6> ReadIp6List(Napi::Env env, const Napi::Value& v, const char* what) {
+  std::vector<Ip6> out;
+  if (v.IsUndefined()) return out;
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
+      v.As<Napi::Uint32Array>().ElementLength() % 4 != 0) {
+    ThrowError(env, "EINVAL", 0, std::string(what) + " must be a Uint32Array of 4 words per host id");
+  }
+  auto a = v.As<Napi::Uint32Array>();
+  out.resize(a.ElementLength() / 4);
+  for (size_t i = 0; i < a.ElementLength(); ++i) {
+    const uint32_t w = htonl(a[i]);  // the word's value read big-endian: its bytes in packet order
+    std::memcpy(out[i / 4].b + (i % 4) * 4, &w, 4);
+  }
+  return out;
+}
+
 EngineConfig ReadEngineConfig(Napi::Env env, const Napi::Object& o) {
   EngineConfig c;
   const std::string role = Str(env, o, "role");
@@ -99,6 +117,8 @@ EngineConfig ReadEngineConfig(Napi::Env env, const Napi::Object& o) {
   for (size_t i = 0; i < service.ElementLength(); ++i) c.serviceAddr.push_back(htonl(service[i]));
   for (size_t i = 0; i < cluster.ElementLength(); ++i) c.clusterAddr.push_back(htonl(cluster[i]));
   for (size_t i = 0; i < ports.ElementLength(); ++i) c.servicePorts.push_back(ports[i]);
+  c.serviceAddr6 = ReadIp6List(env, o.Get("serviceAddrs6"), "serviceAddrs6");
+  c.clusterAddr6 = ReadIp6List(env, o.Get("clusterAddrs6"), "clusterAddrs6");
   c.peerPortBase = static_cast<uint16_t>(U32(env, o, "peerPortBase"));
   c.forwardMark = U32(env, o, "forwardMark");
   c.serveMark = U32(env, o, "serveMark");
@@ -208,6 +228,12 @@ Napi::Object EngineSnapshot(Napi::Env env, EngineCounters& c) {
   flows.Set("expired", num(c.flowsExpired.Get()));
   flows.Set("closed", num(c.flowsClosed.Get()));
   s.Set("flows", flows);
+  Napi::Object ipv6 = Napi::Object::New(env);
+  uint64_t flows6 = 0;
+  for (size_t i = 1; i < static_cast<size_t>(FlowState::kCount); ++i) flows6 += c.flowsByState6[i].load(std::memory_order_relaxed);
+  ipv6.Set("packets", num(c.packets6.Get()));
+  ipv6.Set("flows", num(flows6));
+  s.Set("ipv6", ipv6);
   return s;
 }
 

@@ -19,6 +19,9 @@ void SetErrorClass(Napi::Env env, Napi::Function ctor);
 Napi::Error MakeError(Napi::Env env, const std::string& code, int errnum, const std::string& message);
 
 EngineConfig ReadEngineConfig(Napi::Env env, const Napi::Object& o);
+// IPv6 addresses by host id: a Uint32Array of 4 words each, every word the
+// big-endian value of 4 address bytes (absent: an empty list).
+std::vector<Ip6> ReadIp6List(Napi::Env env, const Napi::Value& v, const char* what);
 QueueOptions ReadQueueOptions(Napi::Env env, const Napi::Object& o);
 // setPeerMacs(macs: Uint8Array): 6 bytes per host id.
 std::vector<uint8_t> ReadMacs(Napi::Env env, const Napi::Value& v);

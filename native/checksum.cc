@@ -60,6 +60,39 @@ void ChecksumReplace16(uint8_t* field, uint16_t from, uint16_t to) {
   std::memcpy(field, &out, 2);
 }
 
+void ChecksumReplace128(uint8_t* field, const Ip6& from, const Ip6& to) {
+  uint16_t hc;
+  std::memcpy(&hc, field, 2);
+  uint32_t sum = static_cast<uint16_t>(~hc);
+  for (size_t i = 0; i < 16; i += 2) {
+    uint16_t f, t;
+    std::memcpy(&f, from.b + i, 2);
+    std::memcpy(&t, to.b + i, 2);
+    sum += static_cast<uint16_t>(~f);
+    sum += t;
+  }
+  const uint16_t out = ChecksumFold(sum);
+  std::memcpy(field, &out, 2);
+}
+
+void TcpChecksumFull(TcpPacket6* p) {
+  const size_t tcpLength = p->ipLength - p->ipHeaderLength;
+  p->tcp[16] = 0;
+  p->tcp[17] = 0;
+  uint8_t pseudo[40];
+  std::memcpy(pseudo, p->ip + 8, 32);  // source and destination address
+  pseudo[32] = static_cast<uint8_t>(tcpLength >> 24);
+  pseudo[33] = static_cast<uint8_t>(tcpLength >> 16);
+  pseudo[34] = static_cast<uint8_t>(tcpLength >> 8);
+  pseudo[35] = static_cast<uint8_t>(tcpLength);
+  pseudo[36] = pseudo[37] = pseudo[38] = 0;
+  pseudo[39] = 6;
+  uint32_t sum = ChecksumAdd(pseudo, sizeof pseudo, 0);
+  sum = ChecksumAdd(p->tcp, tcpLength, sum);
+  const uint16_t out = ChecksumFold(sum);
+  std::memcpy(p->tcp + 16, &out, 2);
+}
+
 void TcpChecksumFull(TcpPacket* p) {
   const size_t tcpLength = p->ipLength - p->ipHeaderLength;
   p->tcp[16] = 0;

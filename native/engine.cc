@@ -62,6 +62,7 @@ const char* NoteName(Note n) {
     case Note::kIcmpNotOurs: return "icmp_not_ours";
     case Note::kOversize: return "oversize";
     case Note::kReusedHere: return "reused_here";
+    case Note::kHostGone: return "host_gone";
     case Note::kCount: break;
   }
   return "unknown";
@@ -84,6 +85,14 @@ EngineConfig Engine::Validated(EngineConfig config) {
   if (config.forwardMark == 0 || config.serveMark == 0) {
     throw std::invalid_argument("marks must be non-zero");
   }
+  const bool ipv6 = !config.serviceAddr6.empty() || !config.clusterAddr6.empty();
+  if (ipv6 && (config.serviceAddr6.size() != hosts || config.clusterAddr6.size() != hosts)) {
+    throw std::invalid_argument("serviceAddr6 and clusterAddr6 must be empty or list the same hosts as serviceAddr");
+  }
+  if (ipv6 && IsNoAddress(config.serviceAddr6[config.self]) != IsNoAddress(config.clusterAddr6[config.self])) {
+    throw std::invalid_argument("this host needs both an IPv6 service and cluster address, or neither");
+  }
+  if (config.kernelForward && ipv6) throw std::invalid_argument("IPv6 runs in rewrite mode only");
   if (config.kernelForward) {
     const uint32_t m = config.peerMarkMask;
     // Room for every id below `hosts` once shifted to the mask's lowest bit.
@@ -101,29 +110,53 @@ Engine::Engine(EngineConfig config)
              config_.flowKey.IsZero() ? RandomSipKey() : config_.flowKey),
       loadDecider_(config_.randomSeed) {
   flows_.SetLocalTarget(config_.self);
+  if (!config_.serviceAddr6.empty() && !IsNoAddress(config_.serviceAddr6[config_.self])) {
+    // Its own table (a 36-byte entry), the same bounds, and the one count of
+    // open forwards the load policy reads, over both families.
+    flows6_ = std::make_unique<FlowTable6>(config_.maxFlows, config_.maxEmbryonic, config_.timeouts,
+                                           config_.serviceAddr6[config_.self],
+                                           config_.flowKey.IsZero() ? RandomSipKey() : config_.flowKey,
+                                           flows_.sharedOpenRemote());
+    flows6_->SetLocalTarget(config_.self);
+  }
   loadDecider_.SetThreshold(config_.loadThreshold);
   // Every possible id: a reload that adds a host never resizes what other threads read.
   counters_.newFlowsByTarget = std::vector<Counter>(kMaxHosts);
 }
 
 const char* Engine::HostsProblem(const EngineConfig& config, const std::vector<uint32_t>& serviceAddr,
-                                 const std::vector<uint32_t>& clusterAddr) {
+                                 const std::vector<uint32_t>& clusterAddr, const std::vector<Ip6>& serviceAddr6,
+                                 const std::vector<Ip6>& clusterAddr6) {
   const size_t hosts = serviceAddr.size();
   if (hosts == 0 || hosts != clusterAddr.size() || hosts > kMaxHosts) {
     return "serviceAddr and clusterAddr must list the same hosts, at most 256";
   }
+  const bool ipv6 = !serviceAddr6.empty() || !clusterAddr6.empty();
+  if (ipv6 && (serviceAddr6.size() != hosts || clusterAddr6.size() != hosts)) {
+    return "serviceAddr6 and clusterAddr6 must be empty or list the same hosts as serviceAddr";
+  }
   const uint16_t self = config.self;
   if (self >= hosts || serviceAddr[self] != config.serviceAddr[self] || clusterAddr[self] != config.clusterAddr[self]) {
+    return "this host's own addresses cannot change while it runs";
+  }
+  const Ip6 none{};
+  const auto own6 = [&](const std::vector<Ip6>& list) { return list.empty() ? none : list[self]; };
+  if (own6(serviceAddr6) != own6(config.serviceAddr6) || own6(clusterAddr6) != own6(config.clusterAddr6)) {
     return "this host's own addresses cannot change while it runs";
   }
   if (config.peerPortBase + hosts * config.servicePorts.size() - 1 > 65535) return "peer port range does not fit in 1..65535";
   return nullptr;
 }
 
-void Engine::SetHosts(std::vector<uint32_t> serviceAddr, std::vector<uint32_t> clusterAddr) {
-  if (const char* problem = HostsProblem(config_, serviceAddr, clusterAddr)) throw std::invalid_argument(problem);
+void Engine::SetHosts(std::vector<uint32_t> serviceAddr, std::vector<uint32_t> clusterAddr,
+                      std::vector<Ip6> serviceAddr6, std::vector<Ip6> clusterAddr6) {
+  if (const char* problem = HostsProblem(config_, serviceAddr, clusterAddr, serviceAddr6, clusterAddr6)) {
+    throw std::invalid_argument(problem);
+  }
   config_.serviceAddr = std::move(serviceAddr);
   config_.clusterAddr = std::move(clusterAddr);
+  config_.serviceAddr6 = std::move(serviceAddr6);
+  config_.clusterAddr6 = std::move(clusterAddr6);
   SetLookupTable(lookup_);  // live_ follows the new size
 }
 
@@ -147,31 +180,49 @@ int Engine::ServicePortIndex(uint16_t port) const {
   return -1;
 }
 
-uint16_t Engine::HashTarget(uint32_t clientAddr, uint16_t clientPort) const {
+template <typename Addr>
+uint16_t Engine::HashTarget(const Addr& clientAddr, uint16_t clientPort) const {
   const LookupTable* t = lookup_.get();
   if (t == nullptr || t->empty()) return config_.self;
   // Keyed: a client cannot pick the slot, so it cannot pick its serving host.
-  uint8_t in[6];
+  uint8_t in[sizeof(Addr) + 2];
   const uint16_t port = htons(clientPort);
-  std::memcpy(in, &clientAddr, 4);
-  std::memcpy(in + 4, &port, 2);
+  std::memcpy(in, &clientAddr, sizeof(Addr));
+  std::memcpy(in + sizeof(Addr), &port, 2);
   const uint16_t target = (*t)[SipHash24(hashKey_, in, sizeof in) % t->size()];
   // A table naming an unknown host would send packets nowhere: serve locally.
-  if (target >= config_.serviceAddr.size() || config_.serviceAddr[target] == 0) return config_.self;
+  // (An IPv6 client's: nor to a host without IPv6.)
+  if (!Known<uint32_t>(target) || !Known<Addr>(target)) return config_.self;
   return target;
 }
 
 Outcome Engine::Process(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_t nowMs) {
   counters_.packets.Add();
   counters_.bytes.Add(len);
-  if (meta.wireLength > len) return Counted(Oversize(buf, len, meta, nowMs));
-  TcpPacket p;
+  if (flows6_ != nullptr && len > 0 && (buf[0] >> 4) == 6) {
+    counters_.packets6.Add();
+    return Counted(ProcessFamily<Ip6>(buf, len, meta, nowMs));
+  }
+  return Counted(ProcessFamily<uint32_t>(buf, len, meta, nowMs));
+}
+
+namespace {
+ParseResult ParseTcp(uint8_t* buf, size_t len, TcpPacket* p) { return ParseTcp4(buf, len, p); }
+ParseResult ParseTcp(uint8_t* buf, size_t len, TcpPacket6* p) { return ParseTcp6(buf, len, p); }
+ParseResult ParseHeaders(uint8_t* buf, size_t len, size_t wire, TcpPacket* p) { return ParseTcp4Headers(buf, len, wire, p); }
+ParseResult ParseHeaders(uint8_t* buf, size_t len, size_t wire, TcpPacket6* p) { return ParseTcp6Headers(buf, len, wire, p); }
+}  // namespace
+
+template <typename Addr>
+Outcome Engine::ProcessFamily(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_t nowMs) {
+  if (meta.wireLength > len) return Oversize<Addr>(buf, len, meta, nowMs);
+  BasicTcpPacket<Addr> p;
   Outcome out;
-  out.parse = ParseTcp4(buf, len, &p);
-  IcmpError icmp;
-  if (out.parse == ParseResult::kNotTcp && ParseIcmpError(buf, len, &icmp)) return Counted(ProcessIcmp(icmp, meta, nowMs));
-  if (out.parse != ParseResult::kOk) return Counted(out);
-  return Counted(config_.role == Role::kEntry ? ProcessEntry(p, meta.csumNotReady, nowMs) : ProcessServe(p, meta));
+  out.parse = ParseTcp(buf, len, &p);
+  BasicIcmpError<Addr> icmp;
+  if (out.parse == ParseResult::kNotTcp && ParseIcmpError(buf, len, &icmp)) return ProcessIcmp(icmp, meta, nowMs);
+  if (out.parse != ParseResult::kOk) return out;
+  return config_.role == Role::kEntry ? ProcessEntry(p, meta.csumNotReady, nowMs) : ProcessServe(p, meta);
 }
 
 Outcome Engine::Counted(Outcome out) {
@@ -186,26 +237,28 @@ Outcome Engine::Counted(Outcome out) {
 // rewritten, and handed on unchanged the local stack would reset a forwarded
 // flow. Dropped when it belongs to another host (TCP sends it again, smaller),
 // passed on when it is this host's. The flow is not touched.
+template <typename Addr>
 Outcome Engine::Oversize(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_t nowMs) {
-  TcpPacket p;
+  BasicTcpPacket<Addr> p;
   Outcome out;
-  out.parse = ParseTcp4Headers(buf, len, meta.wireLength, &p);
+  out.parse = ParseHeaders(buf, len, meta.wireLength, &p);
   if (out.parse != ParseResult::kOk) return out;
   out.note = Note::kOversize;
   if (config_.role == Role::kServe) {
     const size_t peerPorts = config_.serviceAddr.size() * config_.servicePorts.size();
     const bool peerPort = p.dport >= config_.peerPortBase && p.dport < config_.peerPortBase + peerPorts;
-    if (p.daddr == config_.clusterAddr[config_.self] && peerPort) out.action = Action::kDrop;
+    if (p.daddr == ClusterAddrs<Addr>()[config_.self] && peerPort) out.action = Action::kDrop;
     return out;
   }
-  if (p.daddr != config_.serviceAddr[config_.self] || ServicePortIndex(p.dport) < 0) {
+  if (p.daddr != ServiceAddrs<Addr>()[config_.self] || ServicePortIndex(p.dport) < 0) {
     out.note = Note::kNotService;
     return out;
   }
-  const long idx = flows_.Find(FlowKey{p.saddr, p.daddr, p.sport, p.dport}, nowMs);
+  BasicFlowTable<Addr>& flows = Table<Addr>();
+  const long idx = flows.Find(BasicFlowKey<Addr>{p.saddr, p.daddr, p.sport, p.dport}, nowMs);
   uint16_t target = config_.self;
   if (idx >= 0) {
-    target = flows_.At(idx).target;
+    target = flows.At(idx).target;
   } else if (config_.policy == Policy::kHash) {
     target = HashTarget(p.saddr, p.sport);
   }
@@ -214,17 +267,19 @@ Outcome Engine::Oversize(uint8_t* buf, size_t len, const PacketMeta& meta, uint3
   return out;
 }
 
-Outcome Engine::ProcessEntry(TcpPacket& p, bool csumNotReady, uint32_t nowMs) {
+template <typename Addr>
+Outcome Engine::ProcessEntry(BasicTcpPacket<Addr>& p, bool csumNotReady, uint32_t nowMs) {
   Outcome out;
   const int portIndex = ServicePortIndex(p.dport);
-  if (p.daddr != config_.serviceAddr[config_.self] || portIndex < 0) {
+  if (p.daddr != ServiceAddrs<Addr>()[config_.self] || portIndex < 0) {
     out.note = Note::kNotService;
     return out;
   }
-  const FlowKey key{p.saddr, p.daddr, p.sport, p.dport};
-  const long idx = flows_.Find(key, nowMs);
+  BasicFlowTable<Addr>& flows = Table<Addr>();
+  const BasicFlowKey<Addr> key{p.saddr, p.daddr, p.sport, p.dport};
+  const long idx = flows.Find(key, nowMs);
   if (idx < 0) return p.IsSyn() ? NewFlow(p, key, portIndex, csumNotReady, nowMs) : NoFlow(p, portIndex, csumNotReady);
-  const FlowEntry& e = flows_.At(idx);
+  const auto& e = flows.At(idx);
   if (p.IsSyn()) return SynOnFlow(p, key, idx, portIndex, csumNotReady, nowMs);
   // A client reusing the 4-tuple of a finished forwarded connection, whose SYN
   // went around the engine (past queues.synLimit, or the entry queue full):
@@ -235,7 +290,7 @@ Outcome Engine::ProcessEntry(TcpPacket& p, bool csumNotReady, uint32_t nowMs) {
   // resets it.
   if ((e.state == FlowState::kClosing || e.state == FlowState::kReset) && e.target != config_.self &&
       !p.Has(kTcpRst) && !InClientWindow(e.clientNext, p.seq)) {
-    flows_.Erase(idx);
+    flows.Erase(idx);
     out.note = Note::kReusedHere;
     return out;
   }
@@ -244,14 +299,14 @@ Outcome Engine::ProcessEntry(TcpPacket& p, bool csumNotReady, uint32_t nowMs) {
   const uint16_t target = e.target;
   Note note = Note::kNone;
   if (p.Has(kTcpRst)) {
-    const bool plausible = TrackRst(flows_, idx, p, nowMs);
+    const bool plausible = TrackRst(flows, idx, p, nowMs);
     note = plausible ? Note::kRstInWindow : Note::kRstOutOfWindow;
     if (plausible) counters_.flowsClosed.Add();
   } else {
-    TrackSegment(flows_, idx, p, nowMs);
+    TrackSegment(flows, idx, p, nowMs);
   }
   out = Route(p, target, portIndex, csumNotReady);
-  out.note = note;
+  if (out.note == Note::kNone) out.note = note;  // Route says host_gone first
   return out;
 }
 
@@ -261,13 +316,17 @@ Outcome Engine::ProcessEntry(TcpPacket& p, bool csumNotReady, uint32_t nowMs) {
 // would follow it until synMs runs out), or, while this host drains, when it
 // reuses the 4-tuple of a closing forwarded flow (a new connection, which a
 // draining host keeps).
-Outcome Engine::SynOnFlow(TcpPacket& p, const FlowKey& key, long index, int portIndex, bool csumNotReady,
-                          uint32_t nowMs) {
-  const FlowEntry& e = flows_.At(index);
+template <typename Addr>
+Outcome Engine::SynOnFlow(BasicTcpPacket<Addr>& p, const BasicFlowKey<Addr>& key, long index, int portIndex,
+                          bool csumNotReady, uint32_t nowMs) {
+  BasicFlowTable<Addr>& flows = Table<Addr>();
+  const auto& e = flows.At(index);
   const bool reuseWhileDraining = draining_ && e.state == FlowState::kClosing && e.target != config_.self;
   if (e.state == FlowState::kReset || !IsLive(e.target) || reuseWhileDraining) {
-    if (handoff_ != nullptr && e.target != config_.self) handoff_->OnFlowGone(key, e.target);
-    flows_.Erase(index);
+    if constexpr (std::is_same_v<Addr, uint32_t>) {
+      if (handoff_ != nullptr && e.target != config_.self) handoff_->OnFlowGone(key, e.target);
+    }
+    flows.Erase(index);
     Outcome out = NewFlow(p, key, portIndex, csumNotReady, nowMs);
     if (out.note == Note::kNone) out.note = Note::kSynRedecided;
     return out;
@@ -278,34 +337,46 @@ Outcome Engine::SynOnFlow(TcpPacket& p, const FlowKey& key, long index, int port
   // TIME_WAIT accepts; it answers the rest with a challenge ACK.
   const Note note = e.state == FlowState::kSynSeen ? Note::kNone : Note::kSynOnFlow;
   if (e.state == FlowState::kClosing) {
-    RearmForSyn(flows_, index, p, nowMs);
+    RearmForSyn(flows, index, p, nowMs);
   } else {
-    flows_.Touch(index, nowMs);
+    flows.Touch(index, nowMs);
   }
   Outcome out = Route(p, target, portIndex, csumNotReady);
-  out.note = note;
+  if (out.note == Note::kNone) out.note = note;
   return out;
 }
 
 // Mid-flow with no entry: the hash still names the host that got the SYN
 // unless the table changed since; the load policy has nothing to go on, so
 // the local stack answers (with a reset if it has no socket).
-Outcome Engine::NoFlow(TcpPacket& p, int portIndex, bool csumNotReady) {
+template <typename Addr>
+Outcome Engine::NoFlow(BasicTcpPacket<Addr>& p, int portIndex, bool csumNotReady) {
   Outcome out;
   if (config_.policy == Policy::kHash) {
     out = Route(p, HashTarget(p.saddr, p.sport), portIndex, csumNotReady);
-    out.note = Note::kNoFlowHashed;
+    if (out.note == Note::kNone) out.note = Note::kNoFlowHashed;
     return out;
   }
   out.note = Note::kNoFlow;
   return out;
 }
 
-Outcome Engine::NewFlow(TcpPacket& p, const FlowKey& key, int portIndex, bool csumNotReady,
+template <typename Addr>
+bool Engine::KeptForLocalSocket(const BasicFlowKey<Addr>& key) const {
+  if constexpr (std::is_same_v<Addr, uint32_t>) {
+    return localSocket_ && localSocket_(key);
+  } else {
+    return localSocket6_ && localSocket6_(key);
+  }
+}
+
+template <typename Addr>
+Outcome Engine::NewFlow(BasicTcpPacket<Addr>& p, const BasicFlowKey<Addr>& key, int portIndex, bool csumNotReady,
                         uint32_t nowMs) {
+  BasicFlowTable<Addr>& flows = Table<Addr>();
   const uint32_t clientNext = p.seq + 1;
   if (draining_) {
-    flows_.Insert(key, config_.self, FlowState::kSynSeen, nowMs, clientNext);
+    flows.Insert(key, config_.self, FlowState::kSynSeen, nowMs, clientNext);
     CountNewFlow(config_.self);
     HandOff(key, config_.self);
     Outcome out;
@@ -315,15 +386,15 @@ Outcome Engine::NewFlow(TcpPacket& p, const FlowKey& key, int portIndex, bool cs
   uint16_t target = HashTarget(p.saddr, p.sport);
   Note note = Note::kNone;
   if (config_.policy == Policy::kLoad) {
-    target = loadDecider_.Decide(config_.self, target, live_, flows_, nowMs);
+    target = loadDecider_.Decide(config_.self, target, LiveFor<Addr>(), flows.openRemote(), nowMs);
     // The client reuses the 4-tuple of a connection whose TIME_WAIT is here:
     // only this host's stack takes that SYN (another host's would answer it as new, this one resets it).
-    if (target != config_.self && localSocket_ && localSocket_(key)) {
+    if (target != config_.self && KeptForLocalSocket(key)) {
       target = config_.self;
       note = Note::kKeptForLocalSocket;
     }
   }
-  const InsertResult r = flows_.Insert(key, target, FlowState::kSynSeen, nowMs, clientNext);
+  const InsertResult r = flows.Insert(key, target, FlowState::kSynSeen, nowMs, clientNext);
   // No room to remember a load decision: serve it here, where the kernel's
   // own socket lookup keeps later packets local without us. (The hash policy
   // finds a forgotten flow's host again by the hash.)
@@ -332,7 +403,7 @@ Outcome Engine::NewFlow(TcpPacket& p, const FlowKey& key, int portIndex, bool cs
   CountNewFlow(target);
   HandOff(key, target);
   Outcome out = Route(p, target, portIndex, csumNotReady);
-  out.note = r != InsertResult::kOk ? NoteFor(r) : note;
+  if (out.note == Note::kNone) out.note = r != InsertResult::kOk ? NoteFor(r) : note;
   return out;
 }
 
@@ -343,12 +414,17 @@ Outcome Engine::NewFlow(TcpPacket& p, const FlowKey& key, int portIndex, bool cs
 // connection, reused) goes, also when the new one stays here: the rules
 // would follow the set that holds it for every packet the local socket
 // lookup misses (a RST answering this host's TIME_WAIT, say).
-void Engine::HandOff(const FlowKey& key, uint16_t target) {
+template <typename Addr>
+void Engine::HandOff(const BasicFlowKey<Addr>& key, uint16_t target) {
+  if constexpr (!std::is_same_v<Addr, uint32_t>) {
+    return;  // kernel modes are IPv4 only (Validated)
+  } else {
   if (handoff_ == nullptr) return;
   for (size_t id = 0; id < config_.serviceAddr.size(); ++id) {
     if (id != target && id != config_.self && config_.serviceAddr[id] != 0) handoff_->OnFlowGone(key, static_cast<uint16_t>(id));
   }
   if (target != config_.self) handoff_->OnForwardDecided(key, target, config_.timeouts.synMs, false);
+  }
 }
 
 uint32_t Engine::PeerMark(uint16_t target) const {
@@ -356,10 +432,19 @@ uint32_t Engine::PeerMark(uint16_t target) const {
   return config_.forwardMark | ((static_cast<uint32_t>(target) << __builtin_ctz(m)) & m);
 }
 
-Outcome Engine::Route(TcpPacket& p, uint16_t target, int portIndex, bool csumNotReady) {
+template <typename Addr>
+Outcome Engine::Route(BasicTcpPacket<Addr>& p, uint16_t target, int portIndex, bool csumNotReady) {
   Outcome out;
   out.target = target;
   if (target == config_.self) return out;
+  // A flow whose host a reload took away (its addresses, or its id past a
+  // shorter list) has nowhere to go: the local stack answers it (a reset,
+  // which ends the connection at once instead of a silent drop).
+  if (!Reachable<Addr>(target)) {
+    out.target = config_.self;
+    out.note = Note::kHostGone;
+    return out;
+  }
   if (config_.kernelForward) {
     out.action = Action::kForward;  // NF_REPEAT, unchanged: the mark routes it (untracked, like a rewritten one)
     out.mark = PeerMark(target);
@@ -370,18 +455,19 @@ Outcome Engine::Route(TcpPacket& p, uint16_t target, int portIndex, bool csumNot
       static_cast<uint16_t>(config_.peerPortBase + config_.self * nPorts + portIndex);
   // The TTL is set to 255 after the kernel's forwarding decrement (mangle
   // POSTROUTING, lib/rules.ts): set here, it would leave at 254.
-  Rewrite(p, config_.clusterAddr[target], peerPort, csumNotReady);
+  Rewrite(p, ClusterAddrs<Addr>()[target], peerPort, csumNotReady);
   out.action = Action::kForward;
   out.mangled = true;
   out.mark = config_.forwardMark;
   return out;
 }
 
-Outcome Engine::ProcessServe(TcpPacket& p, const PacketMeta& meta) {
+template <typename Addr>
+Outcome Engine::ProcessServe(BasicTcpPacket<Addr>& p, const PacketMeta& meta) {
   Outcome out;
   const size_t hosts = config_.serviceAddr.size();
   const size_t nPorts = config_.servicePorts.size();
-  if (p.daddr != config_.clusterAddr[config_.self] || p.dport < config_.peerPortBase ||
+  if (p.daddr != ClusterAddrs<Addr>()[config_.self] || p.dport < config_.peerPortBase ||
       p.dport >= config_.peerPortBase + hosts * nPorts) {
     out.note = Note::kNotPeerPort;
     return out;
@@ -390,7 +476,7 @@ Outcome Engine::ProcessServe(TcpPacket& p, const PacketMeta& meta) {
   const size_t offset = p.dport - config_.peerPortBase;
   const size_t origin = offset / nPorts;
   const size_t k = offset % nPorts;
-  if (origin == config_.self || config_.serviceAddr[origin] == 0) {
+  if (origin == config_.self || !Known<uint32_t>(origin) || !Known<Addr>(origin)) {
     out.note = Note::kBadOrigin;
     return out;
   }
@@ -399,7 +485,7 @@ Outcome Engine::ProcessServe(TcpPacket& p, const PacketMeta& meta) {
     out.action = Action::kDrop;
     return out;
   }
-  Rewrite(p, config_.serviceAddr[origin], config_.servicePorts[k], meta.csumNotReady);
+  Rewrite(p, ServiceAddrs<Addr>()[origin], config_.servicePorts[k], meta.csumNotReady);
   out.action = Action::kRestore;
   out.mangled = true;
   out.mark = config_.serveMark;
@@ -407,12 +493,14 @@ Outcome Engine::ProcessServe(TcpPacket& p, const PacketMeta& meta) {
   return out;
 }
 
-void Engine::Rewrite(TcpPacket& p, uint32_t daddr, uint16_t dport, bool csumNotReady) {
-  const uint32_t oldAddr = p.daddr;
+template <typename Addr>
+void Engine::Rewrite(BasicTcpPacket<Addr>& p, const Addr& daddr, uint16_t dport, bool csumNotReady) {
+  const Addr oldAddr = p.daddr;
   const uint16_t oldPortNet = htons(p.dport);
   const uint16_t newPortNet = htons(dport);
   SetDestination(&p, daddr, dport);
-  ChecksumReplace32(p.ip + 10, oldAddr, daddr);
+  // IPv6 has no header checksum; the TCP pseudo-header holds the address either way.
+  if constexpr (std::is_same_v<Addr, uint32_t>) ChecksumReplace32(p.ip + 10, oldAddr, daddr);
   if (csumNotReady) {
     // The field holds only the pseudo-header sum and the kernel will not finish
     // it once we hand back new bytes (nfqnl_mangle sets CHECKSUM_NONE): an
@@ -420,18 +508,39 @@ void Engine::Rewrite(TcpPacket& p, uint32_t daddr, uint16_t dport, bool csumNotR
     TcpChecksumFull(&p);
     counters_.csumFull.Add();
   } else {
-    ChecksumReplace32(p.tcp + 16, oldAddr, daddr);
+    if constexpr (std::is_same_v<Addr, uint32_t>) {
+      ChecksumReplace32(p.tcp + 16, oldAddr, daddr);
+    } else {
+      ChecksumReplace128(p.tcp + 16, oldAddr, daddr);
+    }
     ChecksumReplace16(p.tcp + 16, oldPortNet, newPortNet);
     counters_.csumIncremental.Add();
   }
 }
 
-std::vector<uint32_t> Engine::ExportFlows(uint32_t nowMs) const {
+namespace {
+// An address as export words: IPv4 one word, IPv6 four, as they lie in the packet.
+void PushAddr(std::vector<uint32_t>& out, uint32_t a) { out.push_back(a); }
+void PushAddr(std::vector<uint32_t>& out, const Ip6& a) {
+  for (size_t i = 0; i < 16; i += 4) {
+    uint32_t w;
+    std::memcpy(&w, a.b + i, 4);
+    out.push_back(w);
+  }
+}
+void ReadAddr(const uint32_t* w, uint32_t* a) { *a = w[0]; }
+void ReadAddr(const uint32_t* w, Ip6* a) { std::memcpy(a->b, w, 16); }
+}  // namespace
+
+template <typename Addr>
+std::vector<uint32_t> Engine::Export(const BasicFlowTable<Addr>& table, uint32_t nowMs) const {
   std::vector<uint32_t> out;
-  out.reserve(flows_.size() * kFlowWords);
-  flows_.ForEach([&](const FlowEntry& e) {
-    out.push_back(e.clientAddr);
-    out.push_back(config_.serviceAddr[config_.self]);
+  constexpr size_t kWords = 4 + 2 * sizeof(Addr) / 4;
+  out.reserve(table.size() * kWords);
+  const Addr service = ServiceAddrs<Addr>()[config_.self];
+  table.ForEach([&](const BasicFlowEntry<Addr>& e) {
+    PushAddr(out, e.clientAddr);
+    PushAddr(out, service);
     out.push_back(static_cast<uint32_t>(e.clientPort) << 16 | e.servicePort);
     out.push_back(static_cast<uint32_t>(e.target) << 16 | static_cast<uint32_t>(e.state));
     out.push_back(e.clientNext);
@@ -440,30 +549,53 @@ std::vector<uint32_t> Engine::ExportFlows(uint32_t nowMs) const {
   return out;
 }
 
-size_t Engine::ImportFlows(const uint32_t* words, size_t count, uint32_t nowMs) {
+std::vector<uint32_t> Engine::ExportFlows(uint32_t nowMs) const { return Export(flows_, nowMs); }
+
+std::vector<uint32_t> Engine::ExportFlows6(uint32_t nowMs) const {
+  return flows6_ ? Export(*flows6_, nowMs) : std::vector<uint32_t>{};
+}
+
+size_t Engine::ImportFlows(const uint32_t* words, size_t count, uint32_t nowMs) { return Import<uint32_t>(words, count, nowMs); }
+
+size_t Engine::ImportFlows6(const uint32_t* words, size_t count, uint32_t nowMs) {
+  return flows6_ ? Import<Ip6>(words, count, nowMs) : 0;
+}
+
+template <typename Addr>
+size_t Engine::Import(const uint32_t* words, size_t count, uint32_t nowMs) {
+  constexpr size_t kAddrWords = sizeof(Addr) / 4;
+  constexpr size_t kWords = 4 + 2 * kAddrWords;
+  static_assert(kWords == (sizeof(Addr) == 4 ? kFlowWords : kFlowWords6), "export layout");
+  BasicFlowTable<Addr>& flows = Table<Addr>();
   size_t taken = 0;
-  for (size_t i = 0; i + kFlowWords <= count * kFlowWords; i += kFlowWords) {
-    const FlowKey key{words[i], words[i + 1], static_cast<uint16_t>(words[i + 2] >> 16),
-                      static_cast<uint16_t>(words[i + 2] & 0xffff)};
-    const uint16_t target = static_cast<uint16_t>(words[i + 3] >> 16);
-    const uint32_t stateWord = words[i + 3] & 0xffff;
-    const uint32_t clientNext = words[i + 4];
-    const uint32_t age = words[i + 5];
+  for (size_t i = 0; i + kWords <= count * kWords; i += kWords) {
+    BasicFlowKey<Addr> key{};
+    ReadAddr(words + i, &key.clientAddr);
+    ReadAddr(words + i + kAddrWords, &key.serviceAddr);
+    const uint32_t* w = words + i + 2 * kAddrWords;
+    key.clientPort = static_cast<uint16_t>(w[0] >> 16);
+    key.servicePort = static_cast<uint16_t>(w[0] & 0xffff);
+    const uint16_t target = static_cast<uint16_t>(w[1] >> 16);
+    const uint32_t stateWord = w[1] & 0xffff;
+    const uint32_t clientNext = w[2];
+    const uint32_t age = w[3];
     if (stateWord < static_cast<uint32_t>(FlowState::kSynSeen) || stateWord >= static_cast<uint32_t>(FlowState::kCount)) continue;
-    if (target >= config_.serviceAddr.size() || config_.serviceAddr[target] == 0) continue;
-    if (key.serviceAddr != config_.serviceAddr[config_.self] || ServicePortIndex(key.servicePort) < 0) continue;
-    if (flows_.Find(key, nowMs) >= 0) continue;
+    if (!Known<uint32_t>(target) || !Known<Addr>(target)) continue;
+    if (key.serviceAddr != ServiceAddrs<Addr>()[config_.self] || ServicePortIndex(key.servicePort) < 0) continue;
+    if (flows.Find(key, nowMs) >= 0) continue;
     // Inserted with its age, so the usual timeouts (and the sweep) apply.
     // (A flow on probation comes back without its first ACK number: the
     // next ACK then counts as progress.)
-    if (flows_.Insert(key, target, static_cast<FlowState>(stateWord), nowMs - age, clientNext) != InsertResult::kOk) continue;
-    const long idx = flows_.Find(key, nowMs);  // drops it again if it has expired
+    if (flows.Insert(key, target, static_cast<FlowState>(stateWord), nowMs - age, clientNext) != InsertResult::kOk) continue;
+    const long idx = flows.Find(key, nowMs);  // drops it again if it has expired
     if (idx < 0) continue;
     ++taken;
     // Kernel modes: its ipset entry outlives the daemon by itself; put back
     // only one that is missing (the sets made anew), never shortening one.
-    if (handoff_ != nullptr && target != config_.self) {
-      handoff_->OnForwardDecided(key, target, TimeLeft(config_.timeouts, static_cast<FlowState>(stateWord), age), true);
+    if constexpr (std::is_same_v<Addr, uint32_t>) {
+      if (handoff_ != nullptr && target != config_.self) {
+        handoff_->OnForwardDecided(key, target, TimeLeft(config_.timeouts, static_cast<FlowState>(stateWord), age), true);
+      }
     }
   }
   PublishFlowCounts();
@@ -492,28 +624,50 @@ void Engine::SetPeerMacs(const std::vector<uint8_t>& macs) {
 void Engine::SetLookupTable(std::shared_ptr<const LookupTable> table) {
   lookup_ = std::move(table);
   live_.assign(config_.serviceAddr.size(), false);
+  live6_.assign(config_.serviceAddr.size(), false);
   if (lookup_ == nullptr) {
     live_.clear();
+    live6_.clear();
     return;
   }
-  // A hole (no address: a removed host, a bad push) is never a load candidate.
+  // A hole (no address: a removed host, a bad push) is never a load candidate;
+  // nor, for an IPv6 connection, a host without IPv6.
   for (const uint16_t host : *lookup_) {
-    if (host < live_.size() && config_.serviceAddr[host] != 0) live_[host] = true;
+    if (host < live_.size() && config_.serviceAddr[host] != 0) {
+      live_[host] = true;
+      live6_[host] = Known<Ip6>(host) && !IsNoAddress(config_.clusterAddr6[host]);
+    }
   }
 }
 
 size_t Engine::Sweep(size_t budget, uint32_t nowMs) {
-  const size_t removed = flows_.Sweep(budget, nowMs);
-  counters_.flowsExpired.v.store(flows_.expired(), std::memory_order_relaxed);
+  size_t removed = flows_.Sweep(budget, nowMs);
+  uint64_t expired = flows_.expired();
+  if (flows6_) {
+    removed += flows6_->Sweep(budget, nowMs);
+    expired += flows6_->expired();
+  }
+  counters_.flowsExpired.v.store(expired, std::memory_order_relaxed);
   PublishFlowCounts();
   return removed;
 }
 
 void Engine::PublishFlowCounts() {
   for (size_t s = 0; s < static_cast<size_t>(FlowState::kCount); ++s) {
-    counters_.flowsByState[s].store(flows_.CountIn(static_cast<FlowState>(s)), std::memory_order_relaxed);
-    counters_.remoteFlowsByState[s].store(flows_.RemoteIn(static_cast<FlowState>(s)), std::memory_order_relaxed);
+    const auto state = static_cast<FlowState>(s);
+    const size_t six = flows6_ ? flows6_->CountIn(state) : 0;
+    const size_t sixRemote = flows6_ ? flows6_->RemoteIn(state) : 0;
+    counters_.flowsByState[s].store(flows_.CountIn(state) + six, std::memory_order_relaxed);
+    counters_.remoteFlowsByState[s].store(flows_.RemoteIn(state) + sixRemote, std::memory_order_relaxed);
+    counters_.flowsByState6[s].store(six, std::memory_order_relaxed);
   }
 }
+
+#define DPR_ENGINE_FAMILY(Addr)                                                                   \
+  template Outcome Engine::ProcessFamily<Addr>(uint8_t*, size_t, const PacketMeta&, uint32_t); \
+  template uint16_t Engine::HashTarget(const Addr&, uint16_t) const;
+DPR_ENGINE_FAMILY(uint32_t)
+DPR_ENGINE_FAMILY(Ip6)
+#undef DPR_ENGINE_FAMILY
 
 }  // namespace dpr

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "flow_handoff.h"
@@ -29,6 +30,12 @@ struct EngineConfig {
   // Indexed by host id; 0 marks an id that is not in the cluster. Network order.
   std::vector<uint32_t> serviceAddr;
   std::vector<uint32_t> clusterAddr;
+  // IPv6, indexed like the IPv4 lists (empty, or as long; all zero: that
+  // host has no IPv6 address). This host has IPv6 when its own service6 is
+  // set: then IPv6 packets get a flow table of their own (FlowTable6) and
+  // the same treatment, forwarded only to hosts with IPv6 addresses.
+  std::vector<Ip6> serviceAddr6;
+  std::vector<Ip6> clusterAddr6;
   std::vector<uint16_t> servicePorts;  // host order
   uint16_t peerPortBase = 0;
   uint32_t forwardMark = 0;  // on rewritten entry packets: the chain untracks and accepts them
@@ -98,6 +105,7 @@ enum class Note : uint8_t {
   kOversize,        // larger than the queue's copy (GRO, reassembly): dropped if it goes to another host, else for the local stack
   kReusedHere,      // entry: a new connection on the 4-tuple of a closing or reset forwarded flow whose SYN went
                     // around the engine (SYN limit, full queue): served here; the stale entry is dropped
+  kHostGone,        // entry: a packet of a flow whose serving host a reload removed: for the local stack (it resets it)
   kCount
 };
 
@@ -130,6 +138,7 @@ struct Counter {
 struct EngineCounters {
   Counter packets;
   Counter bytes;
+  Counter packets6;  // of packets, the IPv6 ones this host handles (it has IPv6)
   Counter byAction[static_cast<size_t>(Action::kCount)];
   Counter byParse[static_cast<size_t>(ParseResult::kCount)];
   Counter byNote[static_cast<size_t>(Note::kCount)];
@@ -142,6 +151,8 @@ struct EngineCounters {
   Counter flowsClosed;      // moved to kReset by a plausible RST
   std::atomic<uint64_t> flowsByState[static_cast<size_t>(FlowState::kCount)] = {};
   std::atomic<uint64_t> remoteFlowsByState[static_cast<size_t>(FlowState::kCount)] = {};
+  // Of flowsByState, those of the IPv6 table.
+  std::atomic<uint64_t> flowsByState6[static_cast<size_t>(FlowState::kCount)] = {};
 };
 
 // A Maglev lookup table: slot -> host id. Built in TypeScript, read here.
@@ -166,16 +177,25 @@ class Engine {
   // Re-inserts exported flows; skips any that do not fit this host's
   // configuration or have expired. Returns how many were taken.
   size_t ImportFlows(const uint32_t* words, size_t count, uint32_t nowMs);
+  // The IPv6 table likewise, kFlowWords6 per flow: the client address (4
+  // words as they lie in the packet), the service address (4), then as for
+  // IPv4. Empty without IPv6.
+  static constexpr size_t kFlowWords6 = 12;
+  std::vector<uint32_t> ExportFlows6(uint32_t nowMs) const;
+  size_t ImportFlows6(const uint32_t* words, size_t count, uint32_t nowMs);
 
   // The table also says which hosts are live: those it names.
   void SetLookupTable(std::shared_ptr<const LookupTable> table);
   // The cluster changed (a reload): every host's addresses, indexed by id,
   // 0 for none. This host's own must stay as they are; throws otherwise
   // (HostsProblem says why beforehand).
-  void SetHosts(std::vector<uint32_t> serviceAddr, std::vector<uint32_t> clusterAddr);
+  // The IPv6 lists may be empty (no host has IPv6) or as long as the others.
+  void SetHosts(std::vector<uint32_t> serviceAddr, std::vector<uint32_t> clusterAddr,
+                std::vector<Ip6> serviceAddr6 = {}, std::vector<Ip6> clusterAddr6 = {});
   // Why SetHosts would refuse these lists for `config`, or null.
   static const char* HostsProblem(const EngineConfig& config, const std::vector<uint32_t>& serviceAddr,
-                                  const std::vector<uint32_t>& clusterAddr);
+                                  const std::vector<uint32_t>& clusterAddr, const std::vector<Ip6>& serviceAddr6 = {},
+                                  const std::vector<Ip6>& clusterAddr6 = {});
   // Serve role: the MAC address of each host id, 6 bytes each (zeros: not
   // known); shorter lists leave the rest unknown.
   void SetPeerMacs(const std::vector<uint8_t>& macs);
@@ -191,51 +211,122 @@ class Engine {
   // Load policy: whether a 4-tuple still has a socket here (a TIME_WAIT the
   // new connection reuses): such a connection stays, whatever the loads say.
   using LocalSocketProbe = std::function<bool(const FlowKey&)>;
+  using LocalSocketProbe6 = std::function<bool(const FlowKey6&)>;
   void SetLocalSocketProbe(LocalSocketProbe probe) { localSocket_ = std::move(probe); }
+  void SetLocalSocketProbe6(LocalSocketProbe6 probe) { localSocket6_ = std::move(probe); }
   bool draining() const { return draining_; }
   size_t Sweep(size_t budget, uint32_t nowMs);
 
   const EngineConfig& config() const { return config_; }
   EngineCounters& counters() { return counters_; }
   const FlowTable& flows() const { return flows_; }
+  // Null when this host has no IPv6 address.
+  const FlowTable6* flows6() const { return flows6_.get(); }
+  bool HasIpv6() const { return flows6_ != nullptr; }
 
   // The host the hash policy picks for a client (exposed for tests and bench).
-  uint16_t HashTarget(uint32_t clientAddr, uint16_t clientPort) const;
+  template <typename Addr>
+  uint16_t HashTarget(const Addr& clientAddr, uint16_t clientPort) const;
 
  private:
-  Outcome ProcessEntry(TcpPacket& p, bool csumNotReady, uint32_t nowMs);
-  Outcome ProcessServe(TcpPacket& p, const PacketMeta& meta);
-  Outcome ProcessIcmp(IcmpError& m, const PacketMeta& meta, uint32_t nowMs);
+  // Each family's addresses and table (Addr: uint32_t or Ip6).
+  template <typename Addr>
+  const std::vector<Addr>& ServiceAddrs() const;
+  template <typename Addr>
+  const std::vector<Addr>& ClusterAddrs() const;
+  template <typename Addr>
+  BasicFlowTable<Addr>& Table();
+  // A host id names a host of this family (its service address is set).
+  template <typename Addr>
+  bool Known(size_t id) const {
+    return id < ServiceAddrs<Addr>().size() && !IsNoAddress(ServiceAddrs<Addr>()[id]);
+  }
+  // Packets of this family can be sent to host `id`: it is in the list
+  // (IPv4 and, for IPv6, IPv6 too) with a cluster address.
+  template <typename Addr>
+  bool Reachable(size_t id) const {
+    return Known<uint32_t>(id) && Known<Addr>(id) && id < ClusterAddrs<Addr>().size() && !IsNoAddress(ClusterAddrs<Addr>()[id]);
+  }
+
+  template <typename Addr>
+  Outcome ProcessFamily(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_t nowMs);
+  template <typename Addr>
+  Outcome ProcessEntry(BasicTcpPacket<Addr>& p, bool csumNotReady, uint32_t nowMs);
+  template <typename Addr>
+  Outcome ProcessServe(BasicTcpPacket<Addr>& p, const PacketMeta& meta);
+  template <typename Addr>
+  Outcome ProcessIcmp(BasicIcmpError<Addr>& m, const PacketMeta& meta, uint32_t nowMs);
+  template <typename Addr>
   Outcome Oversize(uint8_t* buf, size_t len, const PacketMeta& meta, uint32_t nowMs);
   Outcome Counted(Outcome out);
-  Outcome IcmpAboutOwnSegment(IcmpError& m, uint32_t nowMs);
-  Outcome IcmpFromPeer(IcmpError& m, size_t origin, const PacketMeta& meta);
-  int HostOfServiceAddr(uint32_t addr) const;
+  template <typename Addr>
+  Outcome IcmpAboutOwnSegment(BasicIcmpError<Addr>& m, uint32_t nowMs);
+  template <typename Addr>
+  Outcome IcmpFromPeer(BasicIcmpError<Addr>& m, size_t origin, const PacketMeta& meta);
+  template <typename Addr>
+  int HostOfServiceAddr(const Addr& addr) const;
   Note CheckPeerMac(size_t origin, const uint8_t* srcMac) const;
-  Outcome NewFlow(TcpPacket& p, const FlowKey& key, int portIndex, bool csumNotReady, uint32_t nowMs);
-  Outcome SynOnFlow(TcpPacket& p, const FlowKey& key, long index, int portIndex, bool csumNotReady, uint32_t nowMs);
-  Outcome NoFlow(TcpPacket& p, int portIndex, bool csumNotReady);
-  Outcome Route(TcpPacket& p, uint16_t target, int portIndex, bool csumNotReady);
+  template <typename Addr>
+  Outcome NewFlow(BasicTcpPacket<Addr>& p, const BasicFlowKey<Addr>& key, int portIndex, bool csumNotReady, uint32_t nowMs);
+  template <typename Addr>
+  Outcome SynOnFlow(BasicTcpPacket<Addr>& p, const BasicFlowKey<Addr>& key, long index, int portIndex, bool csumNotReady,
+                    uint32_t nowMs);
+  template <typename Addr>
+  Outcome NoFlow(BasicTcpPacket<Addr>& p, int portIndex, bool csumNotReady);
+  template <typename Addr>
+  Outcome Route(BasicTcpPacket<Addr>& p, uint16_t target, int portIndex, bool csumNotReady);
+  template <typename Addr>
+  bool KeptForLocalSocket(const BasicFlowKey<Addr>& key) const;
   static EngineConfig Validated(EngineConfig config);
   static Note NoteFor(InsertResult r);
   int ServicePortIndex(uint16_t port) const;
-  void Rewrite(TcpPacket& p, uint32_t daddr, uint16_t dport, bool csumNotReady);
+  template <typename Addr>
+  void Rewrite(BasicTcpPacket<Addr>& p, const Addr& daddr, uint16_t dport, bool csumNotReady);
   void PublishFlowCounts();
   void CountNewFlow(uint16_t target);
-  void HandOff(const FlowKey& key, uint16_t target);
+  template <typename Addr>
+  void HandOff(const BasicFlowKey<Addr>& key, uint16_t target);
+  template <typename Addr>
+  std::vector<uint32_t> Export(const BasicFlowTable<Addr>& table, uint32_t nowMs) const;
+  template <typename Addr>
+  size_t Import(const uint32_t* words, size_t count, uint32_t nowMs);
 
   EngineConfig config_;
   SipKey hashKey_;
   FlowTable flows_;
+  std::unique_ptr<FlowTable6> flows6_;
   std::shared_ptr<const LookupTable> lookup_;
   std::vector<bool> live_;  // by host id; empty: no table yet, all count as live
+  std::vector<bool> live6_;  // of those, the hosts with IPv6 addresses: the candidates for an IPv6 connection
+  template <typename Addr>
+  const std::vector<bool>& LiveFor() const {
+    if constexpr (std::is_same_v<Addr, uint32_t>) {
+      return live_;
+    } else {
+      return live6_;
+    }
+  }
   bool IsLive(uint16_t host) const { return live_.empty() || (host < live_.size() && live_[host]); }
   bool draining_ = false;
   std::vector<uint8_t> peerMacs_;  // 6 bytes per host id
   FlowHandoff* handoff_ = nullptr;
   LoadDecider loadDecider_;
   LocalSocketProbe localSocket_;
+  LocalSocketProbe6 localSocket6_;
   EngineCounters counters_;
 };
+
+template <>
+inline const std::vector<uint32_t>& Engine::ServiceAddrs<uint32_t>() const { return config_.serviceAddr; }
+template <>
+inline const std::vector<Ip6>& Engine::ServiceAddrs<Ip6>() const { return config_.serviceAddr6; }
+template <>
+inline const std::vector<uint32_t>& Engine::ClusterAddrs<uint32_t>() const { return config_.clusterAddr; }
+template <>
+inline const std::vector<Ip6>& Engine::ClusterAddrs<Ip6>() const { return config_.clusterAddr6; }
+template <>
+inline FlowTable& Engine::Table<uint32_t>() { return flows_; }
+template <>
+inline FlowTable6& Engine::Table<Ip6>() { return *flows6_; }
 
 }  // namespace dpr

@@ -29,11 +29,14 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                         InstanceMethod<&EngineWrap::SetLookupTable>("setLookupTable"),
                         InstanceMethod<&EngineWrap::SetDraining>("setDraining"),
                         InstanceMethod<&EngineWrap::SetPeerMacs>("setPeerMacs"),
+                        InstanceMethod<&EngineWrap::SetHosts>("setHosts"),
                         InstanceMethod<&EngineWrap::HashTarget>("hashTarget"),
                         InstanceMethod<&EngineWrap::Sweep>("sweep"),
                         InstanceMethod<&EngineWrap::Stats>("stats"),
                         InstanceMethod<&EngineWrap::ExportFlows>("exportFlows"),
                         InstanceMethod<&EngineWrap::ImportFlows>("importFlows"),
+                        InstanceMethod<&EngineWrap::ExportFlows6>("exportFlows6"),
+                        InstanceMethod<&EngineWrap::ImportFlows6>("importFlows6"),
                         InstanceMethod<&EngineWrap::Info>("info")});
   }
 
@@ -100,7 +103,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value LoadBoard(const Napi::CallbackInfo& info) { return WrapLoadBoard(info.Env(), board_); }
 
   Napi::Value LoadEstimate(const Napi::CallbackInfo& info) {
-    const double e = engine_->loadDecider().Estimate(static_cast<uint16_t>(info[0].As<Napi::Number>().Uint32Value()), engine_->flows());
+    const double e = engine_->loadDecider().Estimate(static_cast<uint16_t>(info[0].As<Napi::Number>().Uint32Value()), engine_->flows().openRemote());
     return Napi::Number::New(info.Env(), e);
   }
 
@@ -116,6 +119,26 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
   void SetPeerMacs(const Napi::CallbackInfo& info) { engine_->SetPeerMacs(ReadMacs(info.Env(), info[0])); }
 
+  // setHosts(serviceAddrs, clusterAddrs, serviceAddrs6?, clusterAddrs6?), as a Queue's.
+  void SetHosts(const Napi::CallbackInfo& info) {
+    for (int i = 0; i < 2; ++i) {
+      if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
+        ThrowError(info.Env(), "EINVAL", 0, "setHosts(serviceAddrs, clusterAddrs): both must be Uint32Arrays");
+      }
+    }
+    std::vector<uint32_t> s, c;
+    for (uint32_t v : Words(info[0].As<Napi::Uint32Array>())) s.push_back(htonl(v));
+    for (uint32_t v : Words(info[1].As<Napi::Uint32Array>())) c.push_back(htonl(v));
+    try {
+      engine_->SetHosts(std::move(s), std::move(c), ReadIp6List(info.Env(), info[2], "setHosts: serviceAddrs6"),
+                        ReadIp6List(info.Env(), info[3], "setHosts: clusterAddrs6"));
+    } catch (const std::invalid_argument& err) {
+      ThrowError(info.Env(), "EINVAL", 0, err.what());
+    }
+  }
+
+  static std::vector<uint32_t> Words(const Napi::Uint32Array& a) { return std::vector<uint32_t>(a.Data(), a.Data() + a.ElementLength()); }
+
   Napi::Value HashTarget(const Napi::CallbackInfo& info) {
     const uint16_t t = engine_->HashTarget(htonl(info[0].As<Napi::Number>().Uint32Value()),
                                            static_cast<uint16_t>(info[1].As<Napi::Number>().Uint32Value()));
@@ -127,20 +150,27 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return Napi::Number::New(info.Env(), static_cast<double>(removed));
   }
 
-  Napi::Value ExportFlows(const Napi::CallbackInfo& info) {
-    const std::vector<uint32_t> words = engine_->ExportFlows(info[0].As<Napi::Number>().Uint32Value());
+  Napi::Value ExportFlows(const Napi::CallbackInfo& info) { return ExportFamily(info, 4); }
+  Napi::Value ExportFlows6(const Napi::CallbackInfo& info) { return ExportFamily(info, 6); }
+  Napi::Value ImportFlows(const Napi::CallbackInfo& info) { return ImportFamily(info, 4); }
+  Napi::Value ImportFlows6(const Napi::CallbackInfo& info) { return ImportFamily(info, 6); }
+
+  Napi::Value ExportFamily(const Napi::CallbackInfo& info, int family) {
+    const uint32_t now = info[0].As<Napi::Number>().Uint32Value();
+    const std::vector<uint32_t> words = family == 6 ? engine_->ExportFlows6(now) : engine_->ExportFlows(now);
     Napi::Uint32Array out = Napi::Uint32Array::New(info.Env(), words.size());
     std::copy(words.begin(), words.end(), out.Data());
     return out;
   }
 
-  Napi::Value ImportFlows(const Napi::CallbackInfo& info) {
+  Napi::Value ImportFamily(const Napi::CallbackInfo& info, int family) {
     if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
       ThrowError(info.Env(), "EINVAL", 0, "importFlows(words, nowMs): words must be a Uint32Array");
     }
     auto words = info[0].As<Napi::Uint32Array>();
-    const size_t n = engine_->ImportFlows(words.Data(), words.ElementLength() / Engine::kFlowWords,
-                                          info[1].As<Napi::Number>().Uint32Value());
+    const uint32_t now = info[1].As<Napi::Number>().Uint32Value();
+    const size_t n = family == 6 ? engine_->ImportFlows6(words.Data(), words.ElementLength() / Engine::kFlowWords6, now)
+                                 : engine_->ImportFlows(words.Data(), words.ElementLength() / Engine::kFlowWords, now);
     return Napi::Number::New(info.Env(), static_cast<double>(n));
   }
 
@@ -159,6 +189,14 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     o.Set("entryBytes", Napi::Number::New(env, static_cast<double>(sizeof(FlowEntry))));
     o.Set("longestProbe", Napi::Number::New(env, static_cast<double>(f.LongestProbe())));
     o.Set("bytesPerFlowAtMax", Napi::Number::New(env, static_cast<double>(f.BytesPerFlowAtMax())));
+    if (const FlowTable6* f6 = engine_->flows6()) {
+      Napi::Object six = Napi::Object::New(env);
+      six.Set("flows", Napi::Number::New(env, static_cast<double>(f6->size())));
+      six.Set("entryBytes", Napi::Number::New(env, static_cast<double>(sizeof(FlowEntry6))));
+      six.Set("longestProbe", Napi::Number::New(env, static_cast<double>(f6->LongestProbe())));
+      six.Set("bytesPerFlowAtMax", Napi::Number::New(env, static_cast<double>(f6->BytesPerFlowAtMax())));
+      o.Set("ipv6", six);
+    }
     return o;
   }
 

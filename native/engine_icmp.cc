@@ -1,5 +1,6 @@
-// The engine's ICMP path (native/icmp.h): destination-unreachable errors about
-// segments the cluster sent. Two kinds reach a host:
+// The engine's ICMP path (native/icmp.h): destination-unreachable (and, for
+// ICMPv6, packet-too-big) errors about segments the cluster sent, the same
+// way for both families. Two kinds reach a host:
 //  - about a segment sent as this host's service address: the entry host
 //    looks the flow up from the quoted header (client = quoted destination)
 //    and, if another host serves it, points the outer header at that host's
@@ -14,17 +15,20 @@
 
 namespace dpr {
 
-int Engine::HostOfServiceAddr(uint32_t addr) const {
-  for (size_t id = 0; id < config_.serviceAddr.size(); ++id) {
-    if (config_.serviceAddr[id] == addr && addr != 0) return static_cast<int>(id);
+template <typename Addr>
+int Engine::HostOfServiceAddr(const Addr& addr) const {
+  const std::vector<Addr>& service = ServiceAddrs<Addr>();
+  for (size_t id = 0; id < service.size(); ++id) {
+    if (service[id] == addr && !IsNoAddress(addr)) return static_cast<int>(id);
   }
   return -1;
 }
 
-Outcome Engine::ProcessIcmp(IcmpError& m, const PacketMeta& meta, uint32_t nowMs) {
+template <typename Addr>
+Outcome Engine::ProcessIcmp(BasicIcmpError<Addr>& m, const PacketMeta& meta, uint32_t nowMs) {
   Outcome out;
   out.note = Note::kIcmpNotOurs;
-  const bool toUs = m.daddr == config_.serviceAddr[config_.self] || m.daddr == config_.clusterAddr[config_.self];
+  const bool toUs = m.daddr == ServiceAddrs<Addr>()[config_.self] || m.daddr == ClusterAddrs<Addr>()[config_.self];
   if (!toUs || ServicePortIndex(m.innerSport) < 0) return out;
   const int origin = HostOfServiceAddr(m.innerSaddr);
   if (origin < 0) return out;
@@ -32,12 +36,14 @@ Outcome Engine::ProcessIcmp(IcmpError& m, const PacketMeta& meta, uint32_t nowMs
   return IcmpFromPeer(m, static_cast<size_t>(origin), meta);
 }
 
-Outcome Engine::IcmpAboutOwnSegment(IcmpError& m, uint32_t nowMs) {
+template <typename Addr>
+Outcome Engine::IcmpAboutOwnSegment(BasicIcmpError<Addr>& m, uint32_t nowMs) {
   Outcome out;
   out.note = Note::kIcmpLocal;
-  if (config_.role != Role::kEntry || m.daddr != config_.serviceAddr[config_.self]) return out;
-  const FlowKey key{m.innerDaddr, m.innerSaddr, m.innerDport, m.innerSport};
-  const long idx = flows_.Find(key, nowMs);
+  if (config_.role != Role::kEntry || m.daddr != ServiceAddrs<Addr>()[config_.self]) return out;
+  BasicFlowTable<Addr>& flows = Table<Addr>();
+  const BasicFlowKey<Addr> key{m.innerDaddr, m.innerSaddr, m.innerDport, m.innerSport};
+  const long idx = flows.Find(key, nowMs);
   // Kernel modes: a forwarded flow's entry here lasts only until its SYN
   // timeout (the kernel carries it after that); the hash still names its host.
   const bool hashed = idx < 0 && config_.kernelForward && config_.policy == Policy::kHash;
@@ -45,9 +51,13 @@ Outcome Engine::IcmpAboutOwnSegment(IcmpError& m, uint32_t nowMs) {
     out.note = Note::kIcmpNoFlow;
     return out;
   }
-  const uint16_t target = hashed ? HashTarget(key.clientAddr, key.clientPort) : flows_.At(idx).target;
+  const uint16_t target = hashed ? HashTarget(key.clientAddr, key.clientPort) : flows.At(idx).target;
   out.target = target;
   if (target == config_.self) return out;
+  if (!Reachable<Addr>(target)) {
+    out.target = config_.self;  // its host is gone (a reload): the local stack has no socket for it either
+    return out;
+  }
   out.action = Action::kForward;
   out.note = Note::kIcmpForwarded;
   if (config_.kernelForward) {
@@ -56,13 +66,14 @@ Outcome Engine::IcmpAboutOwnSegment(IcmpError& m, uint32_t nowMs) {
     out.mark = PeerMark(target);
     return out;
   }
-  SetIcmpDestination(&m, config_.clusterAddr[target]);
+  SetIcmpDestination(&m, ClusterAddrs<Addr>()[target]);
   out.mangled = true;
   out.mark = config_.forwardMark;
   return out;
 }
 
-Outcome Engine::IcmpFromPeer(IcmpError& m, size_t origin, const PacketMeta& meta) {
+template <typename Addr>
+Outcome Engine::IcmpFromPeer(BasicIcmpError<Addr>& m, size_t origin, const PacketMeta& meta) {
   Outcome out;
   out.note = Note::kIcmpNotOurs;
   if (m.ttl <= 254 - config_.routersBetween) return out;
@@ -71,7 +82,7 @@ Outcome Engine::IcmpFromPeer(IcmpError& m, size_t origin, const PacketMeta& meta
     out.action = Action::kDrop;
     return out;
   }
-  SetIcmpDestination(&m, config_.serviceAddr[origin]);
+  SetIcmpDestination(&m, ServiceAddrs<Addr>()[origin]);
   out.action = Action::kRestore;
   out.mangled = true;
   out.mark = config_.serveMark;
@@ -79,5 +90,8 @@ Outcome Engine::IcmpFromPeer(IcmpError& m, size_t origin, const PacketMeta& meta
   out.note = Note::kIcmpRestored;
   return out;
 }
+
+template Outcome Engine::ProcessIcmp(IcmpError&, const PacketMeta&, uint32_t);
+template Outcome Engine::ProcessIcmp(Icmp6Error&, const PacketMeta&, uint32_t);
 
 }  // namespace dpr

@@ -21,28 +21,37 @@ const char* FlowStateName(FlowState s) {
   return "unknown";
 }
 
-FlowTable::FlowTable(size_t maxFlows, size_t maxEmbryonic, FlowTimeouts timeouts, uint32_t serviceAddr, SipKey key)
-    : maxFlows_(maxFlows), maxEmbryonic_(maxEmbryonic), timeouts_(timeouts), serviceAddr_(serviceAddr), key_(key) {
+template <typename Addr>
+BasicFlowTable<Addr>::BasicFlowTable(size_t maxFlows, size_t maxEmbryonic, FlowTimeouts timeouts, Addr serviceAddr,
+                                     SipKey key, std::shared_ptr<OpenRemoteCounts> openRemote)
+    : maxFlows_(maxFlows),
+      maxEmbryonic_(maxEmbryonic),
+      timeouts_(timeouts),
+      serviceAddr_(serviceAddr),
+      key_(key),
+      openRemote_(openRemote ? std::move(openRemote) : std::make_shared<OpenRemoteCounts>()) {
   if (maxFlows == 0) throw std::invalid_argument("flow table size must be > 0");
   // Smallest power of two that keeps the load factor at or under 3/4.
   size_t cap = 16;
   while (cap * 3 < maxFlows * 4) cap <<= 1;
-  slots_.assign(cap, FlowEntry{});
+  slots_.assign(cap, Entry{});
   mask_ = cap - 1;
 }
 
-size_t FlowTable::Home(const FlowKey& key) const {
+template <typename Addr>
+size_t BasicFlowTable<Addr>::Home(const Key& key) const {
   // The service address is the same for every entry: only the rest is hashed.
-  uint8_t in[8];
+  uint8_t in[sizeof(Addr) + 4];
   const uint16_t cport = htons(key.clientPort);
   const uint16_t sport = htons(key.servicePort);
-  std::memcpy(in, &key.clientAddr, 4);
-  std::memcpy(in + 4, &cport, 2);
-  std::memcpy(in + 6, &sport, 2);
+  std::memcpy(in, &key.clientAddr, sizeof(Addr));
+  std::memcpy(in + sizeof(Addr), &cport, 2);
+  std::memcpy(in + sizeof(Addr) + 2, &sport, 2);
   return static_cast<size_t>(SipHash24(key_, in, sizeof in)) & mask_;
 }
 
-bool FlowTable::Expired(const FlowEntry& e, uint32_t nowMs) const {
+template <typename Addr>
+bool BasicFlowTable<Addr>::Expired(const Entry& e, uint32_t nowMs) const {
   uint32_t limit = 0;
   switch (e.state) {
     case FlowState::kPending: limit = timeouts_.pendingMs; break;
@@ -56,11 +65,12 @@ bool FlowTable::Expired(const FlowEntry& e, uint32_t nowMs) const {
   return static_cast<int32_t>(nowMs - e.lastSeenMs) > static_cast<int32_t>(limit);
 }
 
-long FlowTable::Find(const FlowKey& key, uint32_t nowMs) {
+template <typename Addr>
+long BasicFlowTable<Addr>::Find(const Key& key, uint32_t nowMs) {
   if (key.serviceAddr != serviceAddr_) return -1;
   size_t i = Home(key);
   for (size_t d = 0; d < kMaxProbe; ++d, i = Next(i)) {
-    FlowEntry& e = slots_[i];
+    Entry& e = slots_[i];
     // Robin Hood order: past an entry nearer its home than we are, the key is absent.
     if (e.state == FlowState::kFree || e.probe < d) return -1;
     if (Holds(e, key)) {
@@ -75,8 +85,9 @@ long FlowTable::Find(const FlowKey& key, uint32_t nowMs) {
   return -1;
 }
 
-InsertResult FlowTable::Insert(const FlowKey& key, uint16_t target, FlowState state, uint32_t nowMs,
-                               uint32_t clientNext) {
+template <typename Addr>
+InsertResult BasicFlowTable<Addr>::Insert(const Key& key, uint16_t target, FlowState state, uint32_t nowMs,
+                                          uint32_t clientNext) {
   if (size_ >= maxFlows_ || key.serviceAddr != serviceAddr_) return InsertResult::kFull;
   if (IsEmbryonic(state) && Embryonic() >= maxEmbryonic_) return InsertResult::kEmbryonicFull;
   // Where it goes: the first free slot, or the first entry nearer its home
@@ -101,21 +112,23 @@ InsertResult FlowTable::Insert(const FlowKey& key, uint16_t target, FlowState st
     slots_[j] = slots_[Prev(j)];
     ++slots_[j].probe;
   }
-  slots_[at] = FlowEntry{key.clientAddr, key.clientPort, key.servicePort, nowMs, clientNext, 0,
+  slots_[at] = Entry{key.clientAddr, key.clientPort, key.servicePort, nowMs, clientNext, 0,
                          static_cast<uint8_t>(target), state, static_cast<uint8_t>(d), 0};
   ++size_;
   Count(slots_[at], +1);
   return InsertResult::kOk;
 }
 
-void FlowTable::SetState(long index, FlowState state) {
-  FlowEntry& e = slots_[index];
+template <typename Addr>
+void BasicFlowTable<Addr>::SetState(long index, FlowState state) {
+  Entry& e = slots_[index];
   Count(e, -1);
   e.state = state;
   Count(e, +1);
 }
 
-void FlowTable::Erase(long index) {
+template <typename Addr>
+void BasicFlowTable<Addr>::Erase(long index) {
   size_t hole = static_cast<size_t>(index);
   Count(slots_[hole], -1);
   --size_;
@@ -126,14 +139,15 @@ void FlowTable::Erase(long index) {
     --slots_[hole].probe;
     hole = j;
   }
-  slots_[hole] = FlowEntry{};
+  slots_[hole] = Entry{};
 }
 
-size_t FlowTable::Sweep(size_t budget, uint32_t nowMs) {
+template <typename Addr>
+size_t BasicFlowTable<Addr>::Sweep(size_t budget, uint32_t nowMs) {
   size_t removed = 0;
   for (size_t n = 0; n < budget && size_ > 0; ++n) {
     const size_t i = sweepHand_;
-    FlowEntry& e = slots_[i];
+    Entry& e = slots_[i];
     if (e.state != FlowState::kFree && Expired(e, nowMs)) {
       Erase(static_cast<long>(i));
       ++removed;
@@ -145,26 +159,28 @@ size_t FlowTable::Sweep(size_t budget, uint32_t nowMs) {
   return removed;
 }
 
-size_t FlowTable::LongestProbe() const {
+template <typename Addr>
+size_t BasicFlowTable<Addr>::LongestProbe() const {
   size_t longest = 0;
-  for (const FlowEntry& e : slots_) {
+  for (const Entry& e : slots_) {
     if (e.state != FlowState::kFree && e.probe > longest) longest = e.probe;
   }
   return longest;
 }
 
-bool FlowTable::Verify() const {
+template <typename Addr>
+bool BasicFlowTable<Addr>::Verify() const {
   size_t live = 0;
   size_t byState[static_cast<size_t>(FlowState::kCount)] = {};
   for (size_t i = 0; i < slots_.size(); ++i) {
-    const FlowEntry& e = slots_[i];
+    const Entry& e = slots_[i];
     if (e.state == FlowState::kFree) continue;
     if (static_cast<size_t>(e.state) >= static_cast<size_t>(FlowState::kCount)) return false;
     ++live;
     ++byState[static_cast<size_t>(e.state)];
     if (e.probe >= kMaxProbe || ((i - Home(KeyOf(e))) & mask_) != e.probe) return false;
     // The run is unbroken back to home, and in Robin Hood order.
-    const FlowEntry& before = slots_[Prev(i)];
+    const Entry& before = slots_[Prev(i)];
     if (e.probe > 0 && (before.state == FlowState::kFree || before.probe + 1u < e.probe)) return false;
   }
   if (live != size_) return false;
@@ -173,5 +189,8 @@ bool FlowTable::Verify() const {
   }
   return true;
 }
+
+template class BasicFlowTable<uint32_t>;
+template class BasicFlowTable<Ip6>;
 
 }  // namespace dpr

@@ -9,7 +9,8 @@ bool InClientWindow(uint32_t clientNext, uint32_t seq) {
 
 namespace {
 
-FlowState Progress(const FlowEntry& e, const TcpPacket& p) {
+template <typename Addr>
+FlowState Progress(const BasicFlowEntry<Addr>& e, const BasicTcpPacket<Addr>& p) {
   if (p.Has(kTcpFin)) return FlowState::kClosing;
   const bool data = p.PayloadLength() > 0;
   switch (e.state) {
@@ -27,8 +28,9 @@ FlowState Progress(const FlowEntry& e, const TcpPacket& p) {
 
 }  // namespace
 
-void TrackSegment(FlowTable& flows, long index, const TcpPacket& p, uint32_t nowMs) {
-  FlowEntry& e = flows.At(index);
+template <typename Addr>
+void TrackSegment(BasicFlowTable<Addr>& flows, long index, const BasicTcpPacket<Addr>& p, uint32_t nowMs) {
+  auto& e = flows.At(index);
   flows.Touch(index, nowMs);
   if (InClientWindow(e.clientNext, p.seq)) {
     const uint32_t end = p.seq + static_cast<uint32_t>(p.PayloadLength()) + (p.Has(kTcpFin) ? 1 : 0);
@@ -40,19 +42,29 @@ void TrackSegment(FlowTable& flows, long index, const TcpPacket& p, uint32_t now
   flows.SetState(index, next);
 }
 
-bool TrackRst(FlowTable& flows, long index, const TcpPacket& p, uint32_t nowMs) {
-  FlowEntry& e = flows.At(index);
+template <typename Addr>
+bool TrackRst(BasicFlowTable<Addr>& flows, long index, const BasicTcpPacket<Addr>& p, uint32_t nowMs) {
+  auto& e = flows.At(index);
   if (!InClientWindow(e.clientNext, p.seq)) return false;
   flows.Touch(index, nowMs);
   if (e.state != FlowState::kReset) flows.SetState(index, FlowState::kReset);
   return true;
 }
 
-void RearmForSyn(FlowTable& flows, long index, const TcpPacket& p, uint32_t nowMs) {
-  FlowEntry& e = flows.At(index);
+template <typename Addr>
+void RearmForSyn(BasicFlowTable<Addr>& flows, long index, const BasicTcpPacket<Addr>& p, uint32_t nowMs) {
+  auto& e = flows.At(index);
   flows.Touch(index, nowMs);
   e.clientNext = p.seq + 1;
   if (flows.Embryonic() < flows.maxEmbryonic()) flows.SetState(index, FlowState::kSynSeen);
 }
+
+#define DPR_FLOW_TRACK(Addr)                                                                           \
+  template void TrackSegment(BasicFlowTable<Addr>&, long, const BasicTcpPacket<Addr>&, uint32_t); \
+  template bool TrackRst(BasicFlowTable<Addr>&, long, const BasicTcpPacket<Addr>&, uint32_t);     \
+  template void RearmForSyn(BasicFlowTable<Addr>&, long, const BasicTcpPacket<Addr>&, uint32_t);
+DPR_FLOW_TRACK(uint32_t)
+DPR_FLOW_TRACK(Ip6)
+#undef DPR_FLOW_TRACK
 
 }  // namespace dpr

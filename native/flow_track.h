@@ -27,15 +27,18 @@ bool InClientWindow(uint32_t clientNext, uint32_t seq);
 // and the state: a bare ACK puts a new flow on probation, data, a FIN or a
 // second ACK number make it established; after a RST, any such segment means
 // the serving host kept the connection.
-void TrackSegment(FlowTable& flows, long index, const TcpPacket& p, uint32_t nowMs);
+template <typename Addr>
+void TrackSegment(BasicFlowTable<Addr>& flows, long index, const BasicTcpPacket<Addr>& p, uint32_t nowMs);
 
 // A RST within the window moves the flow to kReset (kept, short timeout) and
 // returns true; any other leaves the flow untouched.
-bool TrackRst(FlowTable& flows, long index, const TcpPacket& p, uint32_t nowMs);
+template <typename Addr>
+bool TrackRst(BasicFlowTable<Addr>& flows, long index, const BasicTcpPacket<Addr>& p, uint32_t nowMs);
 
 // A SYN on a flow in kClosing: a client reusing the 4-tuple (the serving
 // host's TIME_WAIT accepts it). Same host; the tracking starts over from its
 // sequence number, as a new embryonic flow if the budget has room.
-void RearmForSyn(FlowTable& flows, long index, const TcpPacket& p, uint32_t nowMs);
+template <typename Addr>
+void RearmForSyn(BasicFlowTable<Addr>& flows, long index, const BasicTcpPacket<Addr>& p, uint32_t nowMs);
 
 }  // namespace dpr

@@ -17,9 +17,9 @@ double LoadDecider::Random() {
   return static_cast<double>((rng_ * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
 }
 
-double LoadDecider::Estimate(uint16_t id, const FlowTable& flows) {
+double LoadDecider::Estimate(uint16_t id, const OpenRemoteCounts& opens) {
   if (id >= PeerLoadBoard::kHosts) return 0;
-  const int64_t open = flows.OpenRemote(id);
+  const int64_t open = opens.Get(id);
   const uint32_t generation = board_ ? board_->Generation(id) : 0;
   // A new report counts what was open when the peer measured; before any
   // report (generation 0, base 0), what we sent is all we know of.
@@ -32,7 +32,7 @@ double LoadDecider::Estimate(uint16_t id, const FlowTable& flows) {
   return estimate > 0 ? static_cast<double>(estimate) : 0;
 }
 
-uint16_t LoadDecider::Decide(uint16_t self, uint16_t hashTarget, const std::vector<bool>& live, const FlowTable& flows,
+uint16_t LoadDecider::Decide(uint16_t self, uint16_t hashTarget, const std::vector<bool>& live, const OpenRemoteCounts& opens,
                              uint32_t nowMs) {
   scratch_.clear();
   for (size_t id = 0; id < live.size() && id < PeerLoadBoard::kHosts; ++id) {
@@ -40,7 +40,7 @@ uint16_t LoadDecider::Decide(uint16_t self, uint16_t hashTarget, const std::vect
     scratch_.push_back(Contender{static_cast<uint16_t>(id), WeightOf(static_cast<uint16_t>(id)), 0});
   }
   if (scratch_.empty()) return self;
-  for (Contender& c : scratch_) c.load = Estimate(c.id, flows);
+  for (Contender& c : scratch_) c.load = Estimate(c.id, opens);
   LoadSituation s;
   s.self = self;
   s.ownWeight = WeightOf(self);

@@ -30,9 +30,9 @@ class LoadDecider {
   OwnLoad& own() { return own_; }
 
   // `live`: by host id, the hosts the table names (empty: no table, this host alone).
-  uint16_t Decide(uint16_t self, uint16_t hashTarget, const std::vector<bool>& live, const FlowTable& flows, uint32_t nowMs);
+  uint16_t Decide(uint16_t self, uint16_t hashTarget, const std::vector<bool>& live, const OpenRemoteCounts& opens, uint32_t nowMs);
   // A peer's load now, as well as we know it (also for tests).
-  double Estimate(uint16_t id, const FlowTable& flows);
+  double Estimate(uint16_t id, const OpenRemoteCounts& opens);
 
  private:
   uint32_t WeightOf(uint16_t id) const { return id < weights_.size() ? weights_[id] : 1; }

@@ -64,12 +64,8 @@ Queue::Queue(QueueOptions options, EngineConfig engine)
   ownMarkBits_ = engine_.config().forwardMark | engine_.config().serveMark | engine_.config().peerMarkMask;
   if (engine_.config().role == Role::kEntry) {
     engine_.loadDecider().SetBoard(board_);
-    engine_.SetLocalSocketProbe([this](const FlowKey& key) {
-      const uint64_t errors = localSockets_.errors();
-      const bool exists = localSockets_.Exists(key);
-      counters_.sockDiagErrors.Add(localSockets_.errors() - errors);
-      return exists;
-    });
+    engine_.SetLocalSocketProbe([this](const FlowKey& key) { return HasLocalSocket(key); });
+    engine_.SetLocalSocketProbe6([this](const FlowKey6& key) { return HasLocalSocket(key); });
   }
   if (!options_.ipsetPrefix.empty()) {
     if (engine_.config().role != Role::kEntry || !engine_.config().kernelForward) {
@@ -139,14 +135,27 @@ void Queue::SetLookupTable(std::shared_ptr<const LookupTable> table) {
   Control();
 }
 
-void Queue::SetHosts(std::vector<uint32_t> serviceAddr, std::vector<uint32_t> clusterAddr) {
+template <typename Key>
+bool Queue::HasLocalSocket(const Key& key) {
+  const uint64_t errors = localSockets_.errors();
+  const bool exists = localSockets_.Exists(key);
+  counters_.sockDiagErrors.Add(localSockets_.errors() - errors);
+  return exists;
+}
+
+void Queue::SetHosts(std::vector<uint32_t> serviceAddr, std::vector<uint32_t> clusterAddr, std::vector<Ip6> serviceAddr6,
+                     std::vector<Ip6> clusterAddr6) {
   // Checked here, in the caller's thread, so a bad list throws to JavaScript
   // instead of being dropped in the queue thread.
-  if (const char* problem = Engine::HostsProblem(fixed_, serviceAddr, clusterAddr)) throw QueueError("EINVAL", EINVAL, problem);
+  if (const char* problem = Engine::HostsProblem(fixed_, serviceAddr, clusterAddr, serviceAddr6, clusterAddr6)) {
+    throw QueueError("EINVAL", EINVAL, problem);
+  }
   {
     std::lock_guard<std::mutex> lock(mutex_);
     pendingService_ = std::move(serviceAddr);
     pendingCluster_ = std::move(clusterAddr);
+    pendingService6_ = std::move(serviceAddr6);
+    pendingCluster6_ = std::move(clusterAddr6);
     hostsChanged_ = true;
   }
   Control();
@@ -170,12 +179,13 @@ void Queue::SetDraining(bool draining) {
   Control();
 }
 
-std::vector<uint32_t> Queue::ExportFlows() {
+std::vector<uint32_t> Queue::ExportFlows(int family) {
   // One export at a time: callers may be on different threads (exportFlowsAsync).
   std::lock_guard<std::mutex> one(exportMutex_);
-  if (!running_.load()) return engine_.ExportFlows(MonotonicMs());
+  if (!running_.load()) return family == 6 ? engine_.ExportFlows6(MonotonicMs()) : engine_.ExportFlows(MonotonicMs());
   std::unique_lock<std::mutex> lock(mutex_);
   exportRequested_ = true;
+  exportFamily_ = family;
   exportReady_ = false;
   controlDirty_ = true;
   Wake();
@@ -186,9 +196,9 @@ std::vector<uint32_t> Queue::ExportFlows() {
   return std::move(exported_);
 }
 
-size_t Queue::ImportFlows(const uint32_t* words, size_t count) {
+size_t Queue::ImportFlows(const uint32_t* words, size_t count, int family) {
   if (running_.load()) throw QueueError("EBUSY", EBUSY, "flows can only be imported before the queue starts");
-  const size_t taken = engine_.ImportFlows(words, count, MonotonicMs());
+  const size_t taken = family == 6 ? engine_.ImportFlows6(words, count, MonotonicMs()) : engine_.ImportFlows(words, count, MonotonicMs());
   FlushKernel();
   return taken;
 }
@@ -241,7 +251,8 @@ void Queue::ApplyControl(uint32_t nowMs) {
       drainingChanged_ = false;
     }
     if (hostsChanged_) {
-      engine_.SetHosts(std::move(pendingService_), std::move(pendingCluster_));
+      engine_.SetHosts(std::move(pendingService_), std::move(pendingCluster_), std::move(pendingService6_),
+                       std::move(pendingCluster6_));
       hostsChanged_ = false;
     }
     if (weightsChanged_) {
@@ -253,7 +264,7 @@ void Queue::ApplyControl(uint32_t nowMs) {
       thresholdChanged_ = false;
     }
     if (exportRequested_) {
-      exported_ = engine_.ExportFlows(nowMs);
+      exported_ = exportFamily_ == 6 ? engine_.ExportFlows6(nowMs) : engine_.ExportFlows(nowMs);
       exportRequested_ = false;
       exportReady_ = true;
       exportDone_.notify_all();

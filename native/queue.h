@@ -75,14 +75,16 @@ class Queue {
 
   void SetLookupTable(std::shared_ptr<const LookupTable> table);
   // A reload changed the hosts (Engine::SetHosts); applied between two batches.
-  void SetHosts(std::vector<uint32_t> serviceAddr, std::vector<uint32_t> clusterAddr);
+  void SetHosts(std::vector<uint32_t> serviceAddr, std::vector<uint32_t> clusterAddr, std::vector<Ip6> serviceAddr6 = {},
+                std::vector<Ip6> clusterAddr6 = {});
   // Serve role: each host id's MAC address, 6 bytes each (zeros: unknown).
   void SetPeerMacs(std::vector<uint8_t> macs);
   // A copy of the flow table (see Engine::ExportFlows); safe while running:
   // the queue thread makes it between two receive rounds.
-  std::vector<uint32_t> ExportFlows();
+  // `family` 4: the IPv4 table (Engine::ExportFlows); 6: the IPv6 one (ExportFlows6).
+  std::vector<uint32_t> ExportFlows(int family = 4);
   // Only before Start(): throws QueueError otherwise.
-  size_t ImportFlows(const uint32_t* words, size_t count);
+  size_t ImportFlows(const uint32_t* words, size_t count, int family = 4);
   void SetDraining(bool draining);
   // Load policy: hosts[].weight by host id, and load.threshold.
   void SetWeights(std::vector<uint8_t> weights);
@@ -117,6 +119,8 @@ class Queue {
   void ApplyControl(uint32_t nowMs);
   void SweepSlice(uint32_t nowMs);
   void Wake();
+  template <typename Key>
+  bool HasLocalSocket(const Key& key);
 
   QueueOptions options_;
   // What SetHosts checks against, fixed at construction: the engine's own
@@ -156,6 +160,8 @@ class Queue {
   bool drainingChanged_ = false;
   std::vector<uint32_t> pendingService_;
   std::vector<uint32_t> pendingCluster_;
+  std::vector<Ip6> pendingService6_;
+  std::vector<Ip6> pendingCluster6_;
   bool hostsChanged_ = false;
   std::vector<uint8_t> pendingWeights_;
   bool weightsChanged_ = false;
@@ -163,6 +169,7 @@ class Queue {
   bool thresholdChanged_ = false;
   bool exportRequested_ = false;
   bool exportReady_ = false;
+  int exportFamily_ = 4;
   std::vector<uint32_t> exported_;
   std::condition_variable exportDone_;
   std::mutex exportMutex_;

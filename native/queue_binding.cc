@@ -19,15 +19,15 @@ namespace {
 
 class ExportWorker : public Napi::AsyncWorker {
  public:
-  ExportWorker(Napi::Env env, Napi::Object owner, dpr::Queue* queue)
-      : Napi::AsyncWorker(env, "dpr.exportFlows"), owner_(Napi::Persistent(owner)), queue_(queue),
+  ExportWorker(Napi::Env env, Napi::Object owner, dpr::Queue* queue, int family)
+      : Napi::AsyncWorker(env, "dpr.exportFlows"), owner_(Napi::Persistent(owner)), queue_(queue), family_(family),
         deferred_(Napi::Promise::Deferred::New(env)) {}
   ~ExportWorker() override { delete words_; }
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
     try {
-      words_ = new std::vector<uint32_t>(queue_->ExportFlows());
+      words_ = new std::vector<uint32_t>(queue_->ExportFlows(family_));
     } catch (const QueueError& err) {
       code_ = err.code;
       errnum_ = err.errnum;
@@ -58,6 +58,7 @@ class ExportWorker : public Napi::AsyncWorker {
  private:
   Napi::ObjectReference owner_;  // the Queue stays alive while its export runs
   dpr::Queue* queue_;
+  int family_;
   Napi::Promise::Deferred deferred_;
   std::vector<uint32_t>* words_ = nullptr;
   std::string code_;
@@ -81,6 +82,9 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
                         InstanceMethod<&QueueWrap::ExportFlows>("exportFlows"),
                         InstanceMethod<&QueueWrap::ExportFlowsAsync>("exportFlowsAsync"),
                         InstanceMethod<&QueueWrap::ImportFlows>("importFlows"),
+                        InstanceMethod<&QueueWrap::ExportFlows6>("exportFlows6"),
+                        InstanceMethod<&QueueWrap::ExportFlows6Async>("exportFlows6Async"),
+                        InstanceMethod<&QueueWrap::ImportFlows6>("importFlows6"),
                         InstanceMethod<&QueueWrap::Packets>("packets"),
                         InstanceAccessor<&QueueWrap::Running>("running")});
   }
@@ -129,7 +133,8 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
 
   void SetDraining(const Napi::CallbackInfo& info) { queue_->SetDraining(info[0].ToBoolean()); }
 
-  // setHosts(serviceAddrs: Uint32Array, clusterAddrs: Uint32Array), host order, indexed by id.
+  // setHosts(serviceAddrs: Uint32Array, clusterAddrs: Uint32Array, serviceAddrs6?, clusterAddrs6?),
+  // host order, indexed by id; the IPv6 lists 4 words per id (ReadIp6List).
   void SetHosts(const Napi::CallbackInfo& info) {
     for (int i = 0; i < 2; ++i) {
       if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
@@ -141,8 +146,10 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
     std::vector<uint32_t> s, c;
     for (size_t i = 0; i < service.ElementLength(); ++i) s.push_back(htonl(service[i]));
     for (size_t i = 0; i < cluster.ElementLength(); ++i) c.push_back(htonl(cluster[i]));
+    std::vector<Ip6> s6 = ReadIp6List(info.Env(), info[2], "setHosts: serviceAddrs6");
+    std::vector<Ip6> c6 = ReadIp6List(info.Env(), info[3], "setHosts: clusterAddrs6");
     try {
-      queue_->SetHosts(std::move(s), std::move(c));
+      queue_->SetHosts(std::move(s), std::move(c), std::move(s6), std::move(c6));
     } catch (const QueueError& err) {
       ThrowError(info.Env(), err.code, err.errnum, err.what());
     }
@@ -167,9 +174,12 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
   // loadBoard(): an opaque handle a PeerLink publishes peers' reports to (PeerLink.feedLoads).
   Napi::Value LoadBoard(const Napi::CallbackInfo& info) { return WrapLoadBoard(info.Env(), queue_->loadBoard()); }
 
-  Napi::Value ExportFlows(const Napi::CallbackInfo& info) {
+  Napi::Value ExportFlows(const Napi::CallbackInfo& info) { return ExportFamily(info, 4); }
+  Napi::Value ExportFlows6(const Napi::CallbackInfo& info) { return ExportFamily(info, 6); }
+
+  Napi::Value ExportFamily(const Napi::CallbackInfo& info, int family) {
     try {
-      const std::vector<uint32_t> words = queue_->ExportFlows();
+      const std::vector<uint32_t> words = queue_->ExportFlows(family);
       Napi::Uint32Array out = Napi::Uint32Array::New(info.Env(), words.size());
       std::copy(words.begin(), words.end(), out.Data());
       return out;
@@ -181,20 +191,27 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
   // The same, with the wait and the copy on a worker thread: the event loop
   // goes on while the queue thread walks the table (1M flows: tens of ms),
   // and the words are handed over without a copy.
-  Napi::Value ExportFlowsAsync(const Napi::CallbackInfo& info) {
-    auto* worker = new ExportWorker(info.Env(), info.This().As<Napi::Object>(), queue_.get());
+  Napi::Value ExportFlowsAsync(const Napi::CallbackInfo& info) { return ExportAsync(info, 4); }
+  Napi::Value ExportFlows6Async(const Napi::CallbackInfo& info) { return ExportAsync(info, 6); }
+
+  Napi::Value ExportAsync(const Napi::CallbackInfo& info, int family) {
+    auto* worker = new ExportWorker(info.Env(), info.This().As<Napi::Object>(), queue_.get(), family);
     Napi::Promise promise = worker->Promise();
     worker->Queue();
     return promise;
   }
 
-  Napi::Value ImportFlows(const Napi::CallbackInfo& info) {
+  Napi::Value ImportFlows(const Napi::CallbackInfo& info) { return ImportFamily(info, 4); }
+  Napi::Value ImportFlows6(const Napi::CallbackInfo& info) { return ImportFamily(info, 6); }
+
+  Napi::Value ImportFamily(const Napi::CallbackInfo& info, int family) {
     if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
       ThrowError(info.Env(), "EINVAL", 0, "importFlows(words): words must be a Uint32Array");
     }
     auto words = info[0].As<Napi::Uint32Array>();
+    const size_t perFlow = family == 6 ? Engine::kFlowWords6 : Engine::kFlowWords;
     try {
-      const size_t n = queue_->ImportFlows(words.Data(), words.ElementLength() / Engine::kFlowWords);
+      const size_t n = queue_->ImportFlows(words.Data(), words.ElementLength() / perFlow, family);
       return Napi::Number::New(info.Env(), static_cast<double>(n));
     } catch (const QueueError& err) {
       ThrowError(info.Env(), err.code, err.errnum, err.what());

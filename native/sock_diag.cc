@@ -121,23 +121,34 @@ bool LocalSockets::Exists(const FlowKey& key) {
     ++errors_;
     return false;
   }
-  return ExistsAs(AF_INET, key) || ExistsAs(AF_INET6, key);
+  const uint32_t service[4] = {key.serviceAddr, 0, 0, 0};
+  const uint32_t client[4] = {key.clientAddr, 0, 0, 0};
+  if (ExistsAs(AF_INET, service, client, key.servicePort, key.clientPort)) return true;
+  // ::ffff:a.b.c.d, as a dual-stack socket holds an IPv4 peer.
+  const uint32_t service6[4] = {0, 0, htonl(0xffff), key.serviceAddr};
+  const uint32_t client6[4] = {0, 0, htonl(0xffff), key.clientAddr};
+  return ExistsAs(AF_INET6, service6, client6, key.servicePort, key.clientPort);
 }
 
-bool LocalSockets::ExistsAs(int family, const FlowKey& key) {
+bool LocalSockets::Exists(const FlowKey6& key) {
+  if (fd_ < 0) {
+    ++errors_;
+    return false;
+  }
+  uint32_t service[4], client[4];
+  std::memcpy(service, key.serviceAddr.b, 16);
+  std::memcpy(client, key.clientAddr.b, 16);
+  return ExistsAs(AF_INET6, service, client, key.servicePort, key.clientPort);
+}
+
+bool LocalSockets::ExistsAs(int family, const uint32_t service[4], const uint32_t client[4], uint16_t servicePort,
+                            uint16_t clientPort) {
   // No NLM_F_DUMP: an exact lookup, sockets of any state.
   DiagRequest msg = MakeRequest(family, NLM_F_REQUEST, ~0u, ++seq_);
-  msg.req.id.idiag_sport = htons(key.servicePort);
-  msg.req.id.idiag_dport = htons(key.clientPort);
-  if (family == AF_INET) {
-    msg.req.id.idiag_src[0] = key.serviceAddr;
-    msg.req.id.idiag_dst[0] = key.clientAddr;
-  } else {
-    // ::ffff:a.b.c.d, as a dual-stack socket holds an IPv4 peer.
-    msg.req.id.idiag_src[2] = msg.req.id.idiag_dst[2] = htonl(0xffff);
-    msg.req.id.idiag_src[3] = key.serviceAddr;
-    msg.req.id.idiag_dst[3] = key.clientAddr;
-  }
+  msg.req.id.idiag_sport = htons(servicePort);
+  msg.req.id.idiag_dport = htons(clientPort);
+  std::memcpy(msg.req.id.idiag_src, service, 16);
+  std::memcpy(msg.req.id.idiag_dst, client, 16);
   msg.req.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
   msg.req.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
   sockaddr_nl kernel{};
@@ -160,8 +171,9 @@ bool LocalSockets::ExistsAs(int family, const FlowKey& key) {
       // An exact lookup falls back to listeners (inet_lookup); only a socket
       // of this very connection counts.
       const auto* m = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
-      const uint32_t peer = family == AF_INET ? m->id.idiag_dst[0] : m->id.idiag_dst[3];
-      return m->idiag_state != kTcpListen && m->id.idiag_dport == htons(key.clientPort) && peer == key.clientAddr;
+      const size_t addrBytes = family == AF_INET ? 4 : 16;
+      return m->idiag_state != kTcpListen && m->id.idiag_dport == htons(clientPort) &&
+             std::memcmp(m->id.idiag_dst, client, addrBytes) == 0;
     }
     if (h->nlmsg_type == NLMSG_ERROR) {
       const auto* e = static_cast<const nlmsgerr*>(NLMSG_DATA(h));

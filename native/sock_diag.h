@@ -26,10 +26,12 @@ class LocalSockets {
   // dual-stack listener (v4-mapped addresses). On any error answers false
   // (and counts it): the flow is then routed as decided.
   bool Exists(const FlowKey& key);
+  // The same for an IPv6 flow (IPv6 sockets only).
+  bool Exists(const FlowKey6& key);
   uint64_t errors() const { return errors_; }
 
  private:
-  bool ExistsAs(int family, const FlowKey& key);
+  bool ExistsAs(int family, const uint32_t service[4], const uint32_t client[4], uint16_t servicePort, uint16_t clientPort);
 
   int fd_ = -1;
   uint32_t seq_ = 0;

@@ -49,12 +49,53 @@ function pseudoSum(b: Uint8Array, tcpLength: number): number {
   return sum16(pseudo);
 }
 
+/** IPv6: the upper-layer header after the extension headers a segment may carry, or null. */
+function ipv6Upper(b: Uint8Array): { at: number; next: number; end: number } | null {
+  if (b.length < 40 || b[0]! >> 4 !== 6) return null;
+  const end = 40 + ((b[4]! << 8) | b[5]!);
+  if (end > b.length) return null;
+  let next = b[6]!;
+  let at = 40;
+  while (next === 0 || next === 43 || next === 60) {
+    if (at + 8 > end) return null;
+    const len = (b[at + 1]! + 1) * 8;
+    next = b[at]!;
+    at += len;
+  }
+  return at <= end ? { at, next, end } : null;
+}
+
+function pseudoSum6(b: Uint8Array, length: number, next: number): number {
+  const pseudo = new Uint8Array(40);
+  pseudo.set(b.subarray(8, 40));
+  new DataView(pseudo.buffer).setUint32(32, length);
+  pseudo[39] = next;
+  return sum16(pseudo);
+}
+
+/** verifyChecksums for IPv6: no header checksum; TCP and ICMPv6 both cover the pseudo-header. */
+function verifyChecksums6(f: PacketFixture, out: Uint8Array, mangled: boolean): { ip: boolean; tcp: boolean } {
+  const u = ipv6Upper(out);
+  if (u === null || (u.next !== 6 && u.next !== 58) || u.end - u.at < (u.next === 6 ? 20 : 8)) return { ip: false, tcp: false };
+  const body = out.subarray(u.at, u.end);
+  const pseudo = pseudoSum6(out, body.length, u.next);
+  if (u.next === 58) {
+    assert.equal(sum16(body, pseudo), 0xffff, 'ICMPv6 checksum does not verify');
+  } else if (f.csumNotReady && !mangled) {
+    assert.equal((body[16]! << 8) | body[17]!, pseudo, 'untouched partial checksum must stay the pseudo-header sum');
+  } else {
+    assert.equal(sum16(body, pseudo), 0xffff, 'TCP checksum (IPv6) does not verify');
+  }
+  return { ip: true, tcp: true };
+}
+
 /**
  * Checks the output's checksums. A rewritten packet must carry finished sums;
  * an untouched one keeps what it came with (for a partial input, the bare
  * pseudo-header sum the kernel will finish). Returns what was checked.
  */
 function verifyChecksums(f: PacketFixture, out: Uint8Array, mangled: boolean): { ip: boolean; tcp: boolean } {
+  if (out.length > 0 && out[0]! >> 4 === 6) return verifyChecksums6(f, out, mangled);
   const ip = ipv4(out);
   if (ip === null) return { ip: false, tcp: false };
   assert.equal(sum16(out.subarray(0, ip.ihl)), 0xffff, 'IPv4 header checksum does not verify');
@@ -83,6 +124,10 @@ test('10.packet: the fixture set is there and covers every action and both check
   for (const a of ['accept', 'forward', 'restore', 'drop']) assert.ok(actions.has(a as never), `no fixture expects '${a}'`);
   assert.ok(fixtures.some((x) => x.fixture.csumNotReady) && fixtures.some((x) => !x.fixture.csumNotReady));
   assert.ok(fixtures.some((x) => x.fixture.expected.malformed !== null), 'no malformed-input fixture');
+  // IPv6 beside IPv4: rewritten both ways, and its own malformed reasons.
+  const v6 = fixtures.filter((x) => x.fixture.input.startsWith('6'));
+  for (const a of ['accept', 'forward', 'restore']) assert.ok(v6.some((x) => x.fixture.expected.action === a), `no IPv6 fixture expects '${a}'`);
+  for (const r of ['truncated_ipv6', 'bad_ipv6_ext']) assert.ok(v6.some((x) => x.fixture.expected.malformed === r), `no IPv6 fixture for '${r}'`);
 });
 
 for (const { file, fixture: f } of fixtures) {
@@ -97,6 +142,6 @@ for (const { file, fixture: f } of fixtures) {
     assert.equal(outcome.mangled, e.output !== f.input, `${file}: mangled must say whether bytes changed`);
     assert.equal(output.length, fromHex(f.input).length, `${file}: length changed`);
     const checked = verifyChecksums(f, output, outcome.mangled);
-    if (outcome.mangled) assert.ok(checked.ip && checked.tcp, `${file}: a rewritten packet must be checkable TCP/IPv4 (or ICMP)`);
+    if (outcome.mangled) assert.ok(checked.ip && checked.tcp, `${file}: a rewritten packet must be checkable TCP over IPv4 or IPv6 (or ICMP)`);
   });
 }

@@ -27,11 +27,13 @@ test('13.anomalies: a burst of malformed packets gives one warning with the coun
   const engine = new Engine(baseOptions());
   anomalies.check('entry', asQueueStats(engine));
   for (let i = 0; i < 1000; i++) engine.process(new Uint8Array(10), false, 0); // truncated IP
-  for (let i = 0; i < 7; i++) engine.process(Uint8Array.from([0x60, ...new Array(39).fill(0)]), false, 0); // IPv6
+  for (let i = 0; i < 7; i++) engine.process(Uint8Array.from([0x50, ...new Array(39).fill(0)]), false, 0); // version 5
+  for (let i = 0; i < 3; i++) engine.process(Uint8Array.from([0x60, ...new Array(38).fill(0)]), false, 0); // IPv6, 39 bytes
   anomalies.check('entry', asQueueStats(engine));
   assert.equal(capture.lines.length, 1);
   assert.equal(capture.lines[0]!['malformed.truncated_ip'], 1000);
   assert.equal(capture.lines[0]!['malformed.not_ipv4'], 7);
+  assert.equal(capture.lines[0]!['malformed.truncated_ipv6'], 3);
   anomalies.check('entry', asQueueStats(engine));
   assert.equal(capture.lines.length, 1, 'nothing grew: nothing logged');
 });

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { renderInstallScript, renderRules } from '../lib/rules';
 import { loadConfig } from '../lib/config';
 import { Testbed } from './support/netns';
-import { clusterConfig, writeConfig } from './support/configs';
+import { clusterConfig, dualStack, writeConfig } from './support/configs';
 
 const root = path.resolve(__dirname, '..', '..');
 const install = path.join(root, 'iptables', 'install.sh');
@@ -163,7 +163,102 @@ test('51.rules: a step the kernel refuses after the rules went in leaves the hos
 test('51.rules: every iptables command dpr renders waits for the xtables lock (-w)', () => {
   const config = loadConfig({ file: writeConfig(clusterConfig(0, { hosts: 3 })), env: {}, ephemeralRange: [32768, 60999] });
   const script = renderInstallScript(renderRules(config));
-  const calls = script.match(/\biptables(-restore)? [^|;\n]*/g) ?? [];
+  const calls: string[] = script.match(/\bip6?tables(-restore)? [^|;\n]*/g) ?? [];
   assert.ok(calls.length >= 4, script);
+  const dual = loadConfig({ file: writeConfig(dualStack(clusterConfig(0, { hosts: 3 }))), env: {}, ephemeralRange: [32768, 60999] });
+  const calls6 = renderInstallScript(renderRules(dual)).match(/\bip6tables(-restore)? [^|;\n]*/g) ?? [];
+  assert.ok(calls6.length >= 6, 'no ip6tables commands for a dual-stack host');
+  calls.push(...calls6);
   for (const call of calls) assert.match(call, / -w\b/, `no -w: ${call}`);
+});
+
+/** What install.sh may touch of IPv6: ip6tables rules and chains, IPv6 addresses, the forwarding sysctls. */
+function saved6(bed: Testbed, host: string): string {
+  let table = '';
+  const out: string[] = [];
+  for (const line of bed.exec(host, ['ip6tables-save']).split('\n')) {
+    if (line.startsWith('*')) table = line.slice(1);
+    const userChain = line.startsWith(':') && !/^:(PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) /.test(line);
+    if (line.startsWith('-A') || userChain) out.push(`${table}: ${line.replace(/\[\d+:\d+\]/, '')}`);
+  }
+  return out.join('\n');
+}
+
+function hostState6(bed: Testbed, host: string): string {
+  // Without link-local addresses: the kernel adds those itself, whenever a link comes up.
+  const addrs = bed.exec(host, ['ip', '-6', '-o', 'addr']).split('\n').filter((l) => !/ scope link /.test(l)).join('\n');
+  return `${saved6(bed, host)}\n${addrs}\n${bed.exec(host, ['sh', '-c', 'grep -H . /proc/sys/net/ipv6/conf/*/forwarding'])}`;
+}
+
+test('51.rules: a dual-stack host gets the ip6tables rules too, twice the same; uninstall leaves nothing of either family', async () => {
+  const bed = Testbed.create([{ name: 'a', addrs: ['198.18.0.1/24', '2001:2::1/64'] }], 'r');
+  try {
+    // Someone else's IPv6 rule, and an interface whose forwarding differs from `all`'s.
+    bed.exec('a', ['ip6tables', '-t', 'raw', '-A', 'PREROUTING', '-p', 'udp', '--dport', '9', '-j', 'ACCEPT']);
+    bed.sysctl('a', 'net.ipv6.conf.lo.forwarding', 1);
+    const before = `${hostState(bed, 'a')}\n${hostState6(bed, 'a')}`;
+    const config = writeConfig(dualStack(clusterConfig(0, { hosts: 3 })));
+    bed.exec('a', ['bash', install, config]);
+    const once = saved6(bed, 'a');
+    bed.exec('a', ['bash', install, config]);
+    assert.equal(saved6(bed, 'a'), once, 'a second install changed the IPv6 rules');
+    // The same chains, the same queue numbers as IPv4, IPv6's words for the checks.
+    assert.match(once, /raw: -A PREROUTING -j DPR_PRE/);
+    assert.match(once, /raw: -A DPR_PRE -d 2001:2::1\/128 -p tcp -m multiport --dports 80 -j DPR_ENTRY/);
+    assert.match(once, /raw: -A DPR_PRE -d 2001:2::1\/128 -p ipv6-icmp -m icmp6 --icmpv6-type 1 -j NFQUEUE --queue-num 0 --queue-bypass/);
+    assert.match(once, /raw: -A DPR_PRE -d 2001:2::1\/128 -p ipv6-icmp -m icmp6 --icmpv6-type 2 -j NFQUEUE --queue-num 0 --queue-bypass/);
+    assert.match(once, /raw: -A DPR_ENTRY -p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -m socket -j ACCEPT/);
+    assert.match(once, /raw: -A DPR_ENTRY -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j NFQUEUE --queue-num 0 --queue-bypass/);
+    assert.match(once, /raw: -A DPR_ENTRY -j NFQUEUE --queue-num 2$/m);
+    assert.match(once, /raw: -A DPR_SERVE -m hl --hl-gt 254 -j NFQUEUE --queue-num 1$/m);
+    assert.match(once, /nat: -A DPR_NAT -d 2001:2::2\/128 -m mark --mark 0x2000000\/0x2000000 -j DNAT --to-destination 2001:2:0:ff::2/);
+    assert.match(once, /filter: -A OUTPUT -j DPR_OUTPUT/);
+    assert.match(once, /filter: -A DPR_OUTPUT -p ipv6-icmp -m icmp6 --icmpv6-type 137 -j DROP/);
+    assert.match(once, /mangle: -A DPR_POST -m mark --mark 0x1000000\/0x1000000 -j HL --hl-set 255/);
+    const lo6 = bed.exec('a', ['ip', '-6', '-o', 'addr', 'show', 'dev', 'lo']);
+    assert.match(lo6, /2001:2:0:ff::2\/128/);
+    assert.match(lo6, /2001:2:0:ff::3\/128/);
+    assert.equal(bed.exec('a', ['sysctl', '-n', 'net.ipv6.conf.eth0.forwarding']).trim(), '1');
+    // IPv4 as before.
+    assert.match(saved(bed, 'a'), /raw: -A DPR_PRE -d 198\.18\.0\.1\/32 -p tcp -m multiport --dports 80 -j DPR_ENTRY/);
+
+    bed.exec('a', ['bash', uninstall, config]);
+    assert.equal(`${hostState(bed, 'a')}\n${hostState6(bed, 'a')}`, before, 'uninstall left something of ours, or removed too much');
+  } finally {
+    await bed.destroy();
+  }
+});
+
+test('51.rules: IPv6 restore addresses follow the host list, and a reinstall without IPv6 takes the IPv6 rules away', async () => {
+  const bed = Testbed.create([{ name: 'a', addrs: ['198.18.0.1/24', '2001:2::1/64'] }], 'r');
+  try {
+    const lo6 = () => bed.exec('a', ['ip', '-6', '-o', 'addr', 'show', 'dev', 'lo']);
+    const before6 = hostState6(bed, 'a');
+    bed.exec('a', ['bash', install, writeConfig(dualStack(clusterConfig(0, { hosts: 3 })))]);
+    bed.exec('a', ['bash', install, writeConfig(dualStack(clusterConfig(0, { hosts: 2 })))]);
+    assert.match(lo6(), /2001:2:0:ff::2\/128/);
+    assert.doesNotMatch(lo6(), /2001:2:0:ff::3/, 'the IPv6 restore address of the removed host 2 stayed');
+    // The same cluster without IPv6: nothing of ip6tables stays, IPv4 stays installed.
+    const v4only = writeConfig(clusterConfig(0, { hosts: 2 }));
+    bed.exec('a', ['bash', install, v4only]);
+    assert.doesNotMatch(saved6(bed, 'a'), /DPR_/);
+    assert.doesNotMatch(lo6(), /2001:2:0:ff::/);
+    assert.match(saved(bed, 'a'), /-A PREROUTING -j DPR_PRE/);
+    bed.exec('a', ['bash', uninstall, v4only]);
+    assert.equal(hostState6(bed, 'a'), before6);
+  } finally {
+    await bed.destroy();
+  }
+});
+
+test('51.rules: an IPv6 restore address someone else holds on lo stops the install, and both families are left as they were', async () => {
+  const bed = Testbed.create([{ name: 'a', addrs: ['198.18.0.1/24', '2001:2::1/64'] }], 'r');
+  try {
+    bed.exec('a', ['ip', '-6', 'addr', 'add', '2001:2:0:ff::3/128', 'dev', 'lo']);
+    const before = `${hostState(bed, 'a')}\n${hostState6(bed, 'a')}`;
+    assert.throws(() => bed.exec('a', ['bash', install, writeConfig(dualStack(clusterConfig(0, { hosts: 3 })))]), /2001:2:0:ff::3 is on lo already, not put there by dpr/);
+    assert.equal(`${hostState(bed, 'a')}\n${hostState6(bed, 'a')}`, before);
+  } finally {
+    await bed.destroy();
+  }
 });

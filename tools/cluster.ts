@@ -23,6 +23,8 @@ const INSTALL = path.join(ROOT, 'iptables', 'install.sh');
 const UNINSTALL = path.join(ROOT, 'iptables', 'uninstall.sh');
 
 export const CLIENT_ADDRESS = '198.18.0.200';
+/** The client's IPv6 address in a dual-stack cluster (`ipv6: true`; 2001:2::/48 only). */
+export const CLIENT_ADDRESS6 = '2001:2::c8';
 /** The peers key every host of a test cluster shares (so a bench can derive the Maglev key the daemons use). */
 export const CLUSTER_KEY = '5eb63bbbe01eeed093cb22bb8f5acdc3';
 /** A host's service address: what the client dials. */
@@ -32,6 +34,13 @@ export const backAddress = (id: number): string => `198.18.1.${id + 1}`;
 /** A host's cluster address in a `networks: 'routed'` cluster: a subnet of its own, behind the router. */
 export const routedAddress = (id: number): string => `198.18.${8 + id}.1`;
 const routerAddress = (id: number): string => `198.18.${8 + id}.254`;
+/** A host's IPv6 service address in a dual-stack cluster: what an IPv6 client dials. */
+export const hostAddress6 = (id: number): string => `2001:2::${(id + 1).toString(16)}`;
+/** A host's IPv6 cluster address on the back network of a dual-stack `networks: 'split'` cluster. */
+export const backAddress6 = (id: number): string => `2001:2:0:1::${(id + 1).toString(16)}`;
+/** The IPv6 restore block of test clusters (the default is no test address). */
+const RESTORE_CIDR6 = '2001:2:0:ff::/64';
+const CLUSTER_CIDR6: Record<'one' | 'split', string> = { one: '2001:2::/64', split: '2001:2:0:1::/64' };
 
 /** The cluster addresses of each layout, and the network that holds them. */
 function clusterAddressOf(networks: Networks, id: number): string {
@@ -52,8 +61,15 @@ export interface ClusterOptions {
   /** Web server capacity by host id, where it differs from `slots` (a heterogeneous cluster). */
   slotsByHost?: number[];
   serviceMs?: number;
-  /** Where the web servers listen: '0.0.0.0' (default), or '::' (dual-stack: IPv4 clients on IPv6 sockets). */
+  /** Where the web servers listen: '0.0.0.0' (default; '::' with `ipv6`), or '::' (dual-stack: IPv4 clients on IPv6 sockets). */
   webHost?: '0.0.0.0' | '::';
+  /**
+   * Dual-stack (issue 15): every host also has hostAddress6(id) as service6
+   * and, as cluster6, the same ('one') or backAddress6(id) ('split'); the
+   * client also has CLIENT_ADDRESS6. Not with 'routed' nor etcd (dpr has no
+   * IPv6 there yet).
+   */
+  ipv6?: boolean;
   /**
    * The hosts in the configuration at the start (default: all): the others
    * have their namespace and web server but no rules, no daemon, and are in
@@ -110,7 +126,7 @@ export class Cluster {
   private readonly tmp: string;
 
   private constructor(
-    readonly options: Required<Omit<ClusterOptions, 'config' | 'tag' | 'extraHosts' | 'members' | 'web' | 'weights' | 'etcd' | 'slotsByHost'>> & Pick<ClusterOptions, 'config' | 'web' | 'etcd' | 'slotsByHost'>,
+    readonly options: Required<Omit<ClusterOptions, 'config' | 'tag' | 'extraHosts' | 'members' | 'web' | 'weights' | 'etcd' | 'slotsByHost' | 'ipv6'>> & Pick<ClusterOptions, 'config' | 'web' | 'etcd' | 'slotsByHost' | 'ipv6'>,
     tag: string,
     extraHosts: NonNullable<ClusterOptions['extraHosts']> = [],
     members?: number[],
@@ -118,13 +134,15 @@ export class Cluster {
   ) {
     this.members = members ?? Array.from({ length: options.hosts }, (_, id) => id);
     this.weights = weights;
+    const six = options.ipv6 === true;
+    if (six && (options.networks === 'routed' || options.etcd)) throw new Error('cluster: ipv6 works with networks one and split, static membership');
     this.bed = Testbed.create(
       [
-        { name: 'client', addrs: [`${CLIENT_ADDRESS}/24`] },
+        { name: 'client', addrs: [`${CLIENT_ADDRESS}/24`, ...(six ? [`${CLIENT_ADDRESS6}/64`] : [])] },
         ...Array.from({ length: options.hosts }, (_, id) => ({
           name: hostName(id),
-          addrs: [`${hostAddress(id)}/24`],
-          nics: options.networks === 'split' ? [{ bridge: 'back', addrs: [`${backAddress(id)}/24`] }]
+          addrs: [`${hostAddress(id)}/24`, ...(six ? [`${hostAddress6(id)}/64`] : [])],
+          nics: options.networks === 'split' ? [{ bridge: 'back', addrs: [`${backAddress(id)}/24`, ...(six ? [`${backAddress6(id)}/64`] : [])] }]
             : options.networks === 'routed' ? [{ bridge: `back${id}`, addrs: [`${routedAddress(id)}/24`] }] : [],
         })),
         ...(options.networks === 'routed'
@@ -144,7 +162,7 @@ export class Cluster {
 
   static async create(o: ClusterOptions): Promise<Cluster> {
     const c = new Cluster(
-      { hosts: o.hosts, policy: o.policy ?? 'hash', slots: o.slots ?? 16, serviceMs: o.serviceMs ?? 2, webHost: o.webHost ?? '0.0.0.0', dpr: o.dpr ?? true, networks: o.networks ?? 'one', config: o.config, web: o.web, etcd: o.etcd, slotsByHost: o.slotsByHost },
+      { hosts: o.hosts, policy: o.policy ?? 'hash', slots: o.slots ?? 16, serviceMs: o.serviceMs ?? 2, webHost: o.webHost ?? (o.ipv6 ? '::' : '0.0.0.0'), dpr: o.dpr ?? true, networks: o.networks ?? 'one', config: o.config, web: o.web, etcd: o.etcd, slotsByHost: o.slotsByHost, ipv6: o.ipv6 },
       o.tag ?? 'c',
       o.extraHosts,
       o.members,
@@ -160,13 +178,16 @@ export class Cluster {
   }
 
   configFor(id: number): Record<string, unknown> {
+    const six = this.options.ipv6 === true;
     const hosts = this.members.map((i) => ({
       id: i, service: hostAddress(i), cluster: clusterAddressOf(this.options.networks, i),
       ...(this.weights?.[i] !== undefined ? { weight: this.weights[i] } : {}),
+      ...(six ? { service6: hostAddress6(i), cluster6: this.options.networks === 'split' ? backAddress6(i) : hostAddress6(i) } : {}),
     }));
     const base: Record<string, unknown> = {
       ...(this.etcd ? this.etcdMembership(id) : { self: id, hosts }),
       clusterCidr: CLUSTER_CIDR[this.options.networks],
+      ...(six ? { clusterCidr6: CLUSTER_CIDR6[this.options.networks as 'one' | 'split'], restoreCidr6: RESTORE_CIDR6 } : {}),
       policy: this.options.policy,
       peers: { key: CLUSTER_KEY, heartbeatMs: 100, deadAfterMs: 500 },
       drain: { timeoutMs: 10000 },

@@ -25,7 +25,8 @@ interface Options {
 
 let healthStatus = 200;
 
-const MAX_SIZE = 4 << 20;
+// Large enough for the 8 MiB transfers of test/63.cluster.ipv6.
+const MAX_SIZE = 8 << 20;
 
 export function startWebServer(o: Options): http.Server {
   let busy = 0;

@@ -26,6 +26,17 @@ export function clusterConfig(self: number, shape: ClusterShape, extra: Record<s
   };
 }
 
+/** Test IPv6 addresses (2001:2::/48 only): host `id`'s service6 and cluster6 on network `net`. */
+export const address6 = (id: number, net = 0): string => `2001:2:0:${net.toString(16)}::${(id + 1).toString(16)}`;
+/** The IPv6 restore block of test configurations (set explicitly: the default is no test address). */
+export const TEST_RESTORE_CIDR6 = '2001:2:0:ff::/64';
+
+/** `config` (from clusterConfig) made dual-stack: every host gets service6 = cluster6 = address6(id, net). */
+export function dualStack(config: Record<string, unknown>, net = 0): Record<string, unknown> {
+  const hosts = (config.hosts as Array<Record<string, unknown>>).map((h) => ({ ...h, service6: address6(h.id as number, net), cluster6: address6(h.id as number, net) }));
+  return { ...config, hosts, clusterCidr6: '2001:2::/48', restoreCidr6: TEST_RESTORE_CIDR6 };
+}
+
 // One folder per test process for every config it writes, removed when the
 // process exits (also when a test fails).
 let folder: string | null = null;

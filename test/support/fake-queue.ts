@@ -9,10 +9,11 @@ const zeroNotes: Record<Note, number> = {
   not_service: 0, not_peer_port: 0, bad_origin: 0, no_flow: 0, no_flow_hashed: 0, table_full: 0, kept_for_local_socket: 0,
   draining: 0, probe_limit: 0, rst_in_window: 0, rst_out_of_window: 0, syn_on_flow: 0, syn_redecided: 0,
   peer_mac_unknown: 0, bad_peer_mac: 0, icmp_forwarded: 0, icmp_local: 0, icmp_no_flow: 0, icmp_restored: 0,
-  icmp_not_ours: 0, oversize: 0, reused_here: 0,
+  icmp_not_ours: 0, oversize: 0, reused_here: 0, host_gone: 0,
 };
 const zeroMalformed: Record<Malformed, number> = {
   truncated_ip: 0, not_ipv4: 0, bad_ihl: 0, bad_total_length: 0, fragment: 0, not_tcp: 0, truncated_tcp: 0, bad_tcp_offset: 0,
+  truncated_ipv6: 0, bad_ipv6_ext: 0,
 };
 
 function zeroStats(queueNum: number): QueueStats {
@@ -24,6 +25,7 @@ function zeroStats(queueNum: number): QueueStats {
     newFlows: { local: 0, forwarded: 0, byHost: [] },
     checksums: { full: 0, incremental: 0 },
     flows: { ...zeroFlows, forwarded: { ...zeroFlows }, expired: 0, closed: 0 },
+    ipv6: { packets: 0, flows: 0 },
     queue: {
       batches: 0, batchPackets: 0, batchMax: 0, roundsCut: 0, recvErrors: 0, enobufs: 0, eintr: 0, sendErrors: 0,
       batchesSplit: 0, sendLimit: 0, verdictErrors: 0, startupAccepted: 0, startupDropped: 0, sockDiagErrors: 0,
@@ -36,8 +38,9 @@ export class FakeQueue implements NativeQueue {
   static readonly made: FakeQueue[] = [];
   readonly tables: number[][] = [];
   readonly draining: boolean[] = [];
-  /** Every host list pushed by a reload: [serviceAddrs, clusterAddrs]. */
+  /** Every host list pushed by a reload: [serviceAddrs, clusterAddrs]; the IPv6 lists beside (empty: none). */
   readonly hosts: Array<[number[], number[]]> = [];
+  readonly hosts6: Array<[number[], number[]]> = [];
   /** Every weight list pushed (by host id), every threshold, every load count as [value, inUse]. */
   readonly weights: number[][] = [];
   readonly thresholds: number[] = [];
@@ -75,8 +78,9 @@ export class FakeQueue implements NativeQueue {
   setDraining(draining: boolean): void {
     this.draining.push(draining);
   }
-  setHosts(serviceAddrs: Uint32Array, clusterAddrs: Uint32Array): void {
+  setHosts(serviceAddrs: Uint32Array, clusterAddrs: Uint32Array, serviceAddrs6?: Uint32Array, clusterAddrs6?: Uint32Array): void {
     this.hosts.push([[...serviceAddrs], [...clusterAddrs]]);
+    this.hosts6.push([[...(serviceAddrs6 ?? [])], [...(clusterAddrs6 ?? [])]]);
   }
   setPeerMacs(macs: Uint8Array): void {
     this.peerMacs.push([...macs]);
@@ -108,6 +112,15 @@ export class FakeQueue implements NativeQueue {
     return Promise.resolve(new Uint32Array(0));
   }
   importFlows(): number {
+    return 0;
+  }
+  exportFlows6(): Uint32Array {
+    return new Uint32Array(0);
+  }
+  exportFlows6Async(): Promise<Uint32Array> {
+    return Promise.resolve(new Uint32Array(0));
+  }
+  importFlows6(): number {
     return 0;
   }
   packets(): number {

@@ -3,8 +3,9 @@
 import { parseIpv4 } from '../../lib/ipv4';
 import { Engine, type EngineOptions, type NativeEngine } from '../../lib/native';
 import {
-  CLUSTER, FORWARD_MARK, PEER_MACS, PEER_PORT_BASE, SERVE_MARK, SERVICE, SERVICE_PORTS, type EngineName,
+  CLUSTER, CLUSTER6, FORWARD_MARK, PEER_MACS, PEER_PORT_BASE, SERVE_MARK, SERVICE, SERVICE6, SERVICE_PORTS, type EngineName,
 } from './cluster';
+import { ipv6Bytes } from './packet-builder';
 
 /** A MAC address as 6 bytes. */
 export function macBytes(mac: string): Uint8Array {
@@ -15,14 +16,31 @@ function addrs(list: readonly (string | null)[]): Uint32Array {
   return Uint32Array.from(list, (a) => (a === null ? 0 : parseIpv4(a)));
 }
 
-/** Options shared by every set-up; callers override what their case needs. */
+/** IPv6 addresses as EngineOptions wants them: 4 big-endian words per host id, zeros for none. */
+export function addrs6(list: readonly (string | null)[]): Uint32Array {
+  const out = new Uint32Array(list.length * 4);
+  list.forEach((a, id) => {
+    if (a === null) return;
+    const b = ipv6Bytes(a);
+    const view = new DataView(b.buffer);
+    for (let w = 0; w < 4; w += 1) out[id * 4 + w] = view.getUint32(w * 4);
+  });
+  return out;
+}
+
+/**
+ * Options shared by every set-up; callers override what their case needs. A
+ * caller that brings its own IPv4 host list and no IPv6 one gets none.
+ */
 export function baseOptions(over: Partial<EngineOptions> = {}): EngineOptions {
+  const ipv6 = over.serviceAddrs === undefined || over.serviceAddrs6 !== undefined;
   return {
     role: 'entry',
     policy: 'hash',
     self: 0,
     serviceAddrs: addrs(SERVICE),
     clusterAddrs: addrs(CLUSTER),
+    ...(ipv6 ? { serviceAddrs6: addrs6(SERVICE6), clusterAddrs6: addrs6(CLUSTER6) } : {}),
     servicePorts: Uint16Array.from(SERVICE_PORTS),
     peerPortBase: PEER_PORT_BASE,
     forwardMark: FORWARD_MARK,
@@ -70,6 +88,11 @@ export function makeEngine(name: EngineName): NativeEngine {
       // As the load meter and a heartbeat would say it (no sockets-in-use count: the value stands).
       e.calibrateLoad(name === 'entry-load-busy' ? 50 : 0, -1);
       e.publishPeerLoad(1, 0);
+      return e;
+    }
+    case 'entry-ipv4-only': {
+      const e = new Engine(baseOptions({ serviceAddrs6: undefined, clusterAddrs6: undefined }));
+      e.setLookupTable(uniformTable(1));
       return e;
     }
     case 'serve':

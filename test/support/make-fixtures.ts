@@ -7,11 +7,12 @@ import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Action, Malformed, Note } from '../../lib/native';
 import {
-  ACK, FIN, PSH, RST, SYN, SYN_OPTIONS, buildIcmp4, buildIpv6, buildTcp4, buildUdp4,
-  setIpField16, textPayload, toHex, withIhl, withTcpDataOffset, type ChecksumMode, type TcpSpec,
+  ACK, FIN, PSH, RST, SYN, SYN_OPTIONS, buildIcmp4, buildIcmp6, buildIpv6, buildTcp4, buildTcp6, buildUdp4, buildUdp6, fillTcp6Checksum,
+  setIpField16, textPayload, toHex, withIhl, withTcpDataOffset, type ChecksumMode, type Tcp6Spec, type TcpSpec,
 } from './packet-builder';
 import {
-  CLIENT, CLUSTER, FORWARD_MARK, OTHER_MAC, OUTSIDER, PEER_MACS, SERVE_MARK, SERVICE, addr, peerPort, type EngineName,
+  CLIENT, CLIENT6, CLUSTER, CLUSTER6, FORWARD_MARK, OTHER_MAC, OUTSIDER, PEER_MACS, SERVE_MARK, SERVICE, SERVICE6, addr, peerPort,
+  type EngineName,
 } from './cluster';
 import { fixtureDir, type FixtureStep, type PacketFixture } from './fixture-format';
 
@@ -280,9 +281,167 @@ function malformedCases(): Case[] {
     m('bad-fragment-offset', 'fragment: a later fragment (offset 185) is passed on', setIpField16(good, 6, 185), 'fragment'),
     m('bad-icmp-echo', 'not TCP: an ICMP echo request to the service address',
       buildIcmp4(OUTSIDER, S0, 8, 0, textPayload(16)), 'not_tcp'),
-    m('bad-ipv6', 'not IPv4: version 6', buildIpv6(bare.slice(20)), 'not_ipv4'),
+    { ...m('bad-ipv6', 'not IPv4: version 6 on a host without IPv6', buildIpv6(bare.slice(20)), 'not_ipv4'), engine: 'entry-ipv4-only' },
     m('bad-tcp-doff-small', 'malformed: TCP data offset 4', withTcpDataOffset(bare, 4), 'bad_tcp_offset'),
     m('bad-tcp-doff-beyond', 'malformed: TCP data offset 15 in a 20-byte segment', withTcpDataOffset(bare, 15), 'bad_tcp_offset'),
+  ];
+}
+
+// IPv6: the same cluster's IPv6 addresses (test/support/cluster.ts).
+const S6_0 = addr(SERVICE6, 0);
+const S6_1 = addr(SERVICE6, 1);
+const S6_2 = addr(SERVICE6, 2);
+const C6_1 = addr(CLUSTER6, 1);
+const HOP_BY_HOP = 0, ROUTING = 43, FRAGMENT = 44, DEST_OPTIONS = 60, ESP = 50;
+
+function toEntry6(over: Partial<Tcp6Spec> = {}): Tcp6Spec {
+  return { src: CLIENT6, dst: S6_0, sport: 40001, dport: 80, flags: SYN, seq: 1000, tcpOptions: SYN_OPTIONS, ...over };
+}
+function toServe6(origin: number, k: number, over: Partial<Tcp6Spec> = {}): Tcp6Spec {
+  return toEntry6({ dst: C6_1, dport: peerPort(origin, k), ...over });
+}
+const forwarded6 = (spec: Tcp6Spec, k = 0): Uint8Array => buildTcp6({ ...spec, dst: C6_1, dport: peerPort(0, k) }, 'full');
+const restored6 = (spec: Tcp6Spec, service: string, port: number): Uint8Array => buildTcp6({ ...spec, dst: service, dport: port }, 'full');
+const step6 = (spec: Tcp6Spec, mode: ChecksumMode = 'full'): FixtureStep =>
+  ({ input: toHex(buildTcp6(spec, mode)), csumNotReady: mode === 'partial' });
+
+const syn6 = toEntry6();
+const ack6 = toEntry6({ flags: ACK, seq: 1001, ack: 5001, tcpOptions: [] });
+const data6 = toEntry6({ flags: ACK | PSH, seq: 1001, ack: 5001, tcpOptions: [], payload: textPayload(45) });
+const fin6 = toEntry6({ flags: FIN | ACK, seq: 1046, ack: 5001, tcpOptions: [] });
+const rst6 = toEntry6({ flags: RST | ACK, seq: 1046, ack: 5001, tcpOptions: [] });
+const established6 = [step6(syn6), step6(ack6), step6(data6)];
+// Hop-by-hop options (a router alert and padding) and destination options (PadN): skipped, kept.
+const withExt = (spec: Tcp6Spec): Tcp6Spec => ({ ...spec, ext: [{ type: HOP_BY_HOP, body: [5, 2, 0, 0, 1, 0] }, { type: DEST_OPTIONS, body: [1, 4, 0, 0, 0, 0] }] });
+
+function ipv6Cases(): Case[] {
+  return [
+    { slug: 'v6-entry-local-syn', description: 'IPv6, entry: a SYN the hash keeps local is accepted unchanged',
+      engine: 'entry-hash-local', input: buildTcp6(syn6), action: 'accept' },
+    { slug: 'v6-entry-forward-syn', description: "IPv6, entry: a SYN hashed to a peer is rewritten to the peer's IPv6 cluster address and peer port",
+      engine: 'entry-hash-to-peer', input: buildTcp6(syn6), action: 'forward', output: forwarded6(syn6) },
+    { slug: 'v6-entry-forward-syn-443', description: 'IPv6, entry: a SYN to the second service port goes to peer port P(A,1)',
+      engine: 'entry-hash-to-peer', input: buildTcp6({ ...syn6, dport: 443 }), action: 'forward', output: forwarded6({ ...syn6, dport: 443 }, 1) },
+    { slug: 'v6-entry-forward-data', description: 'IPv6, entry: data after the SYN follows the flow to the peer (odd payload length)',
+      engine: 'entry-hash-to-peer', steps: [step6(syn6)], input: buildTcp6(data6), action: 'forward', output: forwarded6(data6) },
+    { slug: 'v6-entry-forward-fin', description: 'IPv6, entry: a FIN of a forwarded flow is forwarded',
+      engine: 'entry-hash-to-peer', steps: established6, input: buildTcp6(fin6), action: 'forward', output: forwarded6(fin6) },
+    { slug: 'v6-entry-forward-rst', description: "IPv6, entry: a RST at the client's next sequence number is forwarded (the flow waits in reset)",
+      engine: 'entry-hash-to-peer', steps: established6, input: buildTcp6(rst6), action: 'forward', note: 'rst_in_window', output: forwarded6(rst6) },
+    { slug: 'v6-entry-no-flow-hashed', description: 'IPv6, entry: a mid-flow packet with no entry is routed by the hash table',
+      engine: 'entry-hash-to-peer', input: buildTcp6(ack6), action: 'forward', note: 'no_flow_hashed', output: forwarded6(ack6) },
+    { slug: 'v6-entry-local-flow-data', description: 'IPv6, entry: data of a flow kept local is accepted unchanged',
+      engine: 'entry-hash-local', steps: [step6(syn6)], input: buildTcp6(data6), action: 'accept' },
+    { slug: 'v6-entry-ext-headers', description: 'IPv6, entry: hop-by-hop and destination options are skipped and kept; the segment is forwarded',
+      engine: 'entry-hash-to-peer', input: buildTcp6(withExt(syn6)), action: 'forward', output: forwarded6(withExt(syn6)) },
+    { slug: 'v6-entry-routing-done', description: 'IPv6, entry: a routing header with no segments left is skipped; the segment is forwarded',
+      engine: 'entry-hash-to-peer', input: buildTcp6({ ...syn6, ext: [{ type: ROUTING, body: [4, 0] }] }), action: 'forward',
+      output: forwarded6({ ...syn6, ext: [{ type: ROUTING, body: [4, 0] }] }) },
+    { slug: 'v6-entry-routing-segments-left', description: 'IPv6: a routing header with segments left is not this hop\'s to rewrite: passed on',
+      engine: 'entry-hash-to-peer', input: buildTcp6({ ...syn6, ext: [{ type: ROUTING, body: [4, 1] }] }), action: 'accept', malformed: 'bad_ipv6_ext' },
+    { slug: 'v6-entry-fragment', description: 'IPv6: a fragment header (ports may be absent) is passed on',
+      engine: 'entry-hash-to-peer', input: buildTcp6({ ...syn6, ext: [{ type: FRAGMENT, body: [0, 1, 0, 0, 0, 7] }] }), action: 'accept', malformed: 'fragment' },
+    { slug: 'v6-entry-esp', description: 'IPv6: ESP (not TCP as far as the data path can see) is passed on',
+      engine: 'entry-hash-to-peer', input: buildTcp6({ ...syn6, ext: [{ type: ESP, body: [0, 0, 0, 0, 0, 0] }] }), action: 'accept', malformed: 'not_tcp' },
+    { slug: 'v6-entry-not-service-addr', description: "IPv6, entry: a segment to another host's IPv6 service address is not touched",
+      engine: 'entry-hash-to-peer', input: buildTcp6({ ...syn6, dst: S6_1 }), action: 'accept', note: 'not_service' },
+    { slug: 'v6-entry-partial-forward', description: 'IPv6, partial checksum: a forwarded SYN leaves with a full TCP checksum',
+      engine: 'entry-hash-to-peer', csumNotReady: true, input: buildTcp6(syn6, 'partial'), action: 'forward', output: forwarded6(syn6) },
+    { slug: 'v6-entry-partial-data', description: 'IPv6, partial checksum: forwarded data after extension headers leaves with a full one',
+      engine: 'entry-hash-to-peer', csumNotReady: true, steps: [step6(syn6, 'partial')],
+      input: buildTcp6(withExt(data6), 'partial'), action: 'forward', output: forwarded6(withExt(data6)) },
+    { slug: 'v6-entry-partial-local', description: 'IPv6, partial checksum: a local SYN keeps its partial sum for the kernel to finish',
+      engine: 'entry-hash-local', csumNotReady: true, input: buildTcp6(syn6, 'partial'), action: 'accept' },
+    { slug: 'v6-load-syn-forwarded', description: 'IPv6, load: a busy host sends a new SYN to the idle peer',
+      engine: 'entry-load-busy', input: buildTcp6(syn6), action: 'forward', output: forwarded6(syn6) },
+    { slug: 'v6-load-syn-local', description: 'IPv6, load: a host no busier than its peer keeps a new SYN',
+      engine: 'entry-load-idle', input: buildTcp6(syn6), action: 'accept' },
+    { slug: 'v6-entry-draining-syn', description: 'IPv6, entry: while draining a new SYN stays local',
+      engine: 'entry-draining', input: buildTcp6(syn6), action: 'accept', note: 'draining' },
+    { slug: 'v6-oversize-forwarded-flow', description: 'IPv6, oversize: a packet of a forwarded flow larger than the copy is dropped (TCP resends)',
+      engine: 'entry-hash-to-peer', steps: established6, wireLength: 65535,
+      input: buildTcp6({ ...data6, seq: 1046, payload: textPayload(65535 - 60) }).slice(0, 200), action: 'drop', note: 'oversize' },
+    { slug: 'v6-oversize-local-flow', description: 'IPv6, oversize: a packet of a flow served here goes on unchanged',
+      engine: 'entry-hash-local', steps: [step6(syn6)], wireLength: 65535,
+      input: buildTcp6({ ...data6, payload: textPayload(65535 - 60) }).slice(0, 200), action: 'accept', note: 'oversize' },
+    ...ipv6ServeCases(), ...ipv6IcmpCases(), ...ipv6MalformedCases(),
+  ];
+}
+
+function ipv6ServeCases(): Case[] {
+  const sSyn = toServe6(0, 0);
+  const sData = toServe6(0, 0, { flags: ACK | PSH, seq: 1001, ack: 5001, tcpOptions: [], payload: textPayload(45) });
+  const s443From2 = toServe6(2, 1);
+  return [
+    { slug: 'v6-serve-restore-syn', description: "IPv6, serve: a forwarded SYN is restored to host 0's IPv6 service address, port 80, and marked",
+      engine: 'serve', input: buildTcp6(sSyn), action: 'restore', output: restored6(sSyn, S6_0, 80) },
+    { slug: 'v6-serve-restore-data', description: 'IPv6, serve: forwarded data is restored (odd payload length)',
+      engine: 'serve', input: buildTcp6(sData), action: 'restore', output: restored6(sData, S6_0, 80) },
+    { slug: 'v6-serve-restore-partial', description: 'IPv6, serve, partial checksum: a restored segment leaves with a full TCP checksum',
+      engine: 'serve', csumNotReady: true, input: buildTcp6(sData, 'partial'), action: 'restore', output: restored6(sData, S6_0, 80) },
+    { slug: 'v6-serve-restore-origin2-443', description: "IPv6, serve: peer port P(2,1) restores host 2's IPv6 address and port 443",
+      engine: 'serve', input: buildTcp6(s443From2), action: 'restore', output: restored6(s443From2, S6_2, 443) },
+    { slug: 'v6-serve-bad-origin-hole', description: 'IPv6, serve: a peer port naming a host id with no address is refused',
+      engine: 'serve', input: buildTcp6(toServe6(3, 0)), action: 'accept', note: 'bad_origin' },
+    { slug: 'v6-serve-not-cluster-addr', description: 'IPv6, serve: a peer port on an address other than our IPv6 cluster address is not touched',
+      engine: 'serve', input: buildTcp6(toServe6(0, 0, { dst: S6_1 })), action: 'accept', note: 'not_peer_port' },
+  ];
+}
+
+// "Packet too big" from a router on the client's path, about a segment the
+// serving host sent as host 0: S6_0:80 -> client:40001 (its first 60 bytes).
+const answer6 = buildTcp6({ src: S6_0, dst: CLIENT6, sport: 80, dport: 40001, flags: ACK | PSH, seq: 5001, ack: 1046, payload: textPayload(1400) }).slice(0, 60);
+const ROUTER6 = '2001:2:0:200::1';
+const tooBig = (dst: string, hopLimit?: number): Uint8Array => buildIcmp6(ROUTER6, dst, 2, 0, answer6, { rest: 1280, hopLimit });
+
+function ipv6IcmpCases(): Case[] {
+  return [
+    { slug: 'v6-icmp-too-big-forwarded', description: "ICMPv6: packet too big about a forwarded flow's answer goes on to its serving host (checksum follows the new destination)",
+      engine: 'entry-hash-to-peer', steps: established6, input: tooBig(S6_0), action: 'forward', note: 'icmp_forwarded', output: tooBig(C6_1) },
+    { slug: 'v6-icmp-unreachable-forwarded', description: 'ICMPv6: destination unreachable about a forwarded flow goes on too',
+      engine: 'entry-hash-to-peer', steps: established6, input: buildIcmp6(ROUTER6, S6_0, 1, 3, answer6), action: 'forward', note: 'icmp_forwarded',
+      output: buildIcmp6(ROUTER6, C6_1, 1, 3, answer6) },
+    { slug: 'v6-icmp-too-big-local', description: 'ICMPv6: packet too big about a flow served here is for the local stack',
+      engine: 'entry-hash-local', steps: [step6(syn6)], input: tooBig(S6_0), action: 'accept', note: 'icmp_local' },
+    { slug: 'v6-icmp-too-big-no-flow', description: 'ICMPv6: packet too big about no known flow is left to the local stack',
+      engine: 'entry-hash-to-peer', input: tooBig(S6_0), action: 'accept', note: 'icmp_no_flow' },
+    { slug: 'v6-icmp-restore-from-peer', description: "ICMPv6, serving host: an error host 0 forwarded (hop limit 255) gets host 0's service address back",
+      engine: 'serve', input: tooBig(C6_1, 255), action: 'restore', note: 'icmp_restored', output: tooBig(S6_0, 255) },
+    { slug: 'v6-icmp-from-peer-low-hops', description: "ICMPv6, serving host: such an error without a peer's hop limit is left alone",
+      engine: 'serve', input: tooBig(C6_1, 64), action: 'accept', note: 'icmp_not_ours' },
+    { slug: 'v6-icmp-echo', description: 'ICMPv6: an echo request is no error about a segment: passed on',
+      engine: 'entry-hash-to-peer', input: buildIcmp6(ROUTER6, S6_0, 128, 0, textPayload(16)), action: 'accept', malformed: 'not_tcp' },
+  ];
+}
+
+function ipv6MalformedCases(): Case[] {
+  const bare = buildTcp6({ ...syn6, tcpOptions: [] }); // 60 bytes: 40 IPv6 + 20 TCP
+  const withPayloadLength = (p: Uint8Array, n: number): Uint8Array => {
+    const q = p.slice();
+    q[4] = n >>> 8;
+    q[5] = n & 0xff;
+    return q;
+  };
+  const m = (slug: string, description: string, input: Uint8Array, malformed: Malformed): Case =>
+    ({ slug, description, engine: 'entry-hash-to-peer', input, action: 'accept', malformed });
+  const doff = (words: number): Uint8Array => {
+    const q = bare.slice();
+    q[52] = words << 4;
+    fillTcp6Checksum(q);
+    return q;
+  };
+  return [
+    m('v6-bad-truncated', 'IPv6 malformed: 39 bytes, shorter than an IPv6 header', bare.slice(0, 39), 'truncated_ipv6'),
+    m('v6-bad-payload-beyond', 'IPv6 malformed: a payload length beyond the buffer', withPayloadLength(bare, 100), 'truncated_ipv6'),
+    m('v6-bad-jumbo', 'IPv6 malformed: payload length 0 (a jumbogram) is not rewritten', withPayloadLength(bare, 0), 'truncated_ipv6'),
+    m('v6-bad-truncated-tcp', 'IPv6 malformed: a payload length leaving 12 bytes of TCP header', withPayloadLength(bare.slice(0, 52), 12), 'truncated_tcp'),
+    m('v6-bad-ext-beyond', 'IPv6 malformed: an extension header running past the packet',
+      withPayloadLength(buildTcp6({ ...syn6, tcpOptions: [], ext: [{ type: HOP_BY_HOP, body: new Array<number>(14).fill(0) }] }).slice(0, 48), 8), 'bad_ipv6_ext'),
+    m('v6-bad-ext-chain', 'IPv6 malformed: more extension headers than a segment carries (9 destination options)',
+      buildTcp6({ ...syn6, ext: new Array(9).fill({ type: DEST_OPTIONS }) }), 'bad_ipv6_ext'),
+    m('v6-bad-tcp-doff-small', 'IPv6 malformed: TCP data offset 4', doff(4), 'bad_tcp_offset'),
+    m('v6-bad-tcp-doff-beyond', 'IPv6 malformed: TCP data offset 15 in a 20-byte segment', doff(15), 'bad_tcp_offset'),
+    m('v6-bad-udp', 'IPv6, not TCP: a UDP datagram to the service address and port', buildUdp6(CLIENT6, S6_0, 40001, 80, textPayload(11)), 'not_tcp'),
   ];
 }
 
@@ -310,7 +469,7 @@ function toFixture(c: Case): PacketFixture {
 export function allCases(): Case[] {
   return [
     ...forwardingCases(), ...loadPolicyCases(), ...serveCases(), ...peerMacCases(), ...icmpCases(), ...oversizeCases(),
-    ...partialChecksumCases(), ...ipOptionCases(), ...malformedCases(),
+    ...partialChecksumCases(), ...ipOptionCases(), ...malformedCases(), ...ipv6Cases(),
   ];
 }
 

@@ -7,11 +7,12 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { transcript, watch } from './lines';
+import { cidr6Contains, parseCidr6, parseIpv6 } from '../../lib/ipv6';
 
 export interface HostPlan {
   /** Short name, unique in the bed: 'client', 'a', 'b', ... */
   name: string;
-  /** Addresses with prefix length on the host's eth0 (bridge br0), from 198.18.0.0/15 only. */
+  /** Addresses with prefix length on the host's eth0 (bridge br0), from 198.18.0.0/15 or 2001:2::/48 only. */
   addrs: string[];
   /** More interfaces, eth1, eth2, ..., each on the named bridge of the switch (made on first use). */
   nics?: Array<{ bridge: string; addrs: string[] }>;
@@ -37,11 +38,20 @@ function run(cmd: string, args: string[], input?: string): string {
   return execFileSync(cmd, args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
+const TEST_RANGE6 = parseCidr6('2001:2::/48');
+
 function assertTestRange(cidr: string): void {
   const [addr] = cidr.split('/');
+  if (addr!.includes(':')) {
+    if (!cidr6Contains(TEST_RANGE6, parseIpv6(addr!))) throw new Error(`test IPv6 addresses must be in 2001:2::/48, got ${cidr}`);
+    return;
+  }
   const [a, b] = addr!.split('.').map(Number);
   if (a !== 198 || (b !== 18 && b !== 19)) throw new Error(`test addresses must be in 198.18.0.0/15, got ${cidr}`);
 }
+
+/** `ip addr add` arguments: IPv6 ones without duplicate address detection, so they work at once (no tentative second). */
+const addrArgs = (a: string, dev: string): string[] => ['addr', 'add', a, 'dev', dev, ...(a.includes(':') ? ['nodad'] : [])];
 
 export class Testbed {
   readonly prefix: string;
@@ -101,7 +111,7 @@ export class Testbed {
         run('ip', ['-n', ns, 'link', 'add', dev, 'type', 'veth', 'peer', 'name', port]);
         run('ip', ['-n', ns, 'link', 'set', port, 'netns', sw]);
         run('ip', ['-n', sw, 'link', 'set', port, 'master', bridge(nic.bridge), 'up']);
-        for (const a of nic.addrs) run('ip', ['-n', ns, 'addr', 'add', a, 'dev', dev]);
+        for (const a of nic.addrs) run('ip', ['-n', ns, ...addrArgs(a, dev)]);
         run('ip', ['-n', ns, 'link', 'set', dev, 'up']);
       });
     });

@@ -1,4 +1,4 @@
-// Builders for IPv4 + TCP test packets, written apart from the addon so that a
+// Builders for IPv4 and IPv6 + TCP test packets, written apart from the addon so that a
 // fixture's expected bytes come from a second implementation: every checksum
 // here is computed from scratch, byte by byte, in network order (the addon
 // sums 32-bit words in memory order and updates incrementally).
@@ -166,6 +166,126 @@ export function buildIcmp4(src: string, dst: string, type: number, code: number,
   return p;
 }
 
+/**
+ * An IPv6 address as its 16 bytes: written here from RFC 4291 section 2.2
+ * (groups, one "::"), apart from lib/ipv6.ts, so the fixtures check it too.
+ */
+export function ipv6Bytes(text: string): Uint8Array {
+  const halves = text.split('::');
+  if (halves.length > 2) throw new Error(`bad IPv6 address ${text}`);
+  const groups = (h: string): number[] => (h === '' ? [] : h.split(':').map((g) => {
+    if (!/^[0-9a-f]{1,4}$/i.test(g)) throw new Error(`bad IPv6 address ${text}`);
+    return parseInt(g, 16);
+  }));
+  const head = groups(halves[0]!);
+  const tail = halves.length === 2 ? groups(halves[1]!) : [];
+  const fill = 8 - head.length - tail.length;
+  if (fill < (halves.length === 2 ? 1 : 0) || (halves.length === 1 && fill !== 0)) throw new Error(`bad IPv6 address ${text}`);
+  const all = [...head, ...new Array<number>(fill).fill(0), ...tail];
+  const out = new Uint8Array(16);
+  all.forEach((g, i) => put16(out, i * 2, g));
+  return out;
+}
+
+/** An IPv6 extension header: its type (next-header value) and its body after the first two bytes. */
+export interface Ipv6Ext {
+  type: number;
+  /** Bytes after next-header and length; padded with zeros to a multiple of 8 with those two. */
+  body?: number[];
+}
+
+export interface Tcp6Spec extends Omit<TcpSpec, 'ipOptions' | 'ttl' | 'id'> {
+  hopLimit?: number;
+  ext?: Ipv6Ext[];
+}
+
+/** The IPv6 pseudo-header sum of RFC 8200 section 8.1: both addresses, the upper-layer length, next header. */
+export function pseudoHeaderSum6(packet: Uint8Array, upperLength: number, next: number): number {
+  const pseudo = new Uint8Array(40);
+  pseudo.set(packet.subarray(8, 40), 0);
+  put32(pseudo, 32, upperLength);
+  pseudo[39] = next;
+  return onesSum(pseudo);
+}
+
+/** The IPv6 header and extension headers; returns the packet and where the upper-layer header starts. */
+function ipv6Frame(src: string, dst: string, hopLimit: number, ext: Ipv6Ext[], upper: number, upperLength: number): { p: Uint8Array; at: number } {
+  const exts = ext.map((e) => {
+    const raw = [0, 0, ...(e.body ?? [])];
+    while (raw.length % 8 !== 0) raw.push(0);
+    raw[1] = raw.length / 8 - 1;
+    return { type: e.type, raw };
+  });
+  const extBytes = exts.reduce((n, e) => n + e.raw.length, 0);
+  const p = new Uint8Array(40 + extBytes + upperLength);
+  p[0] = 0x60;
+  put16(p, 4, extBytes + upperLength);
+  p[6] = exts.length > 0 ? exts[0]!.type : upper;
+  p[7] = hopLimit;
+  p.set(ipv6Bytes(src), 8);
+  p.set(ipv6Bytes(dst), 24);
+  let at = 40;
+  exts.forEach((e, i) => {
+    e.raw[0] = i + 1 < exts.length ? exts[i + 1]!.type : upper;
+    p.set(e.raw, at);
+    at += e.raw.length;
+  });
+  return { p, at };
+}
+
+/** An IPv6 + TCP packet (after any extension headers), its checksum filled as `mode` says. */
+export function buildTcp6(spec: Tcp6Spec, mode: ChecksumMode = 'full'): Uint8Array {
+  const tcpOpts = pad4(spec.tcpOptions ?? []);
+  const payload = spec.payload ?? new Uint8Array(0);
+  const doff = TCP_HEADER + tcpOpts.length;
+  const { p, at: t } = ipv6Frame(spec.src, spec.dst, spec.hopLimit ?? 64, spec.ext ?? [], 6, doff + payload.length);
+  put16(p, t, spec.sport);
+  put16(p, t + 2, spec.dport);
+  put32(p, t + 4, spec.seq ?? 1000);
+  put32(p, t + 8, spec.ack ?? 0);
+  p[t + 12] = (doff / 4) << 4;
+  p[t + 13] = spec.flags;
+  put16(p, t + 14, spec.window ?? 64240);
+  p.set(tcpOpts, t + TCP_HEADER);
+  p.set(payload, t + doff);
+  const pseudo = pseudoHeaderSum6(p, p.length - t, 6);
+  put16(p, t + 16, mode === 'partial' ? pseudo : ~onesSum(p.subarray(t), pseudo) & 0xffff);
+  return p;
+}
+
+/** Re-fills the TCP checksum of an IPv6 packet with no extension headers (malformed-packet cases). */
+export function fillTcp6Checksum(p: Uint8Array): void {
+  const t = 40;
+  if (p.length < t + 18) return;
+  put16(p, t + 16, 0);
+  put16(p, t + 16, ~onesSum(p.subarray(t), pseudoHeaderSum6(p, p.length - t, 6)) & 0xffff);
+}
+
+/** A UDP datagram over IPv6 with its (mandatory) checksum. */
+export function buildUdp6(src: string, dst: string, sport: number, dport: number, payload: Uint8Array): Uint8Array {
+  const { p, at } = ipv6Frame(src, dst, 64, [], 17, 8 + payload.length);
+  put16(p, at, sport);
+  put16(p, at + 2, dport);
+  put16(p, at + 4, 8 + payload.length);
+  p.set(payload, at + 8);
+  put16(p, at + 6, ~onesSum(p.subarray(at), pseudoHeaderSum6(p, p.length - at, 17)) & 0xffff);
+  return p;
+}
+
+/**
+ * An ICMPv6 message quoting `quoted` (RFC 4443); `rest` is the second word
+ * (the MTU of "packet too big"). Its checksum covers the IPv6 pseudo-header.
+ */
+export function buildIcmp6(src: string, dst: string, type: number, code: number, quoted: Uint8Array, o: { hopLimit?: number; rest?: number } = {}): Uint8Array {
+  const { p, at } = ipv6Frame(src, dst, o.hopLimit ?? 64, [], 58, 8 + quoted.length);
+  p[at] = type;
+  p[at + 1] = code;
+  put32(p, at + 4, o.rest ?? 0);
+  p.set(quoted, at + 8);
+  put16(p, at + 2, ~onesSum(p.subarray(at), pseudoHeaderSum6(p, p.length - at, 58)) & 0xffff);
+  return p;
+}
+
 /** A minimal IPv6 header (version 6) carrying `tcpSegment`, for the not-IPv4 case. */
 export function buildIpv6(tcpSegment: Uint8Array): Uint8Array {
   const p = new Uint8Array(40 + tcpSegment.length);
@@ -181,6 +301,7 @@ export function buildIpv6(tcpSegment: Uint8Array): Uint8Array {
   p.set(p.subarray(8, 24), 24);
   p[39] = 2;
   p.set(tcpSegment, 40);
+  fillTcp6Checksum(p);
   return p;
 }
 

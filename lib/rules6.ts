@@ -1,0 +1,126 @@
+// The ip6tables counterpart of the rewrite-mode rules (lib/rules.ts), for
+// dual-stack hosts (hosts[].service6 / .cluster6). The same chains in the
+// same ip6tables tables, with IPv6's words for the same checks:
+//   - TTL is the hop limit: `-m hl --hl-gt` on the peer ports (GTSM),
+//     `HL --hl-set 255` in mangle POSTROUTING;
+//   - ICMP destination unreachable is ICMPv6 type 1, and "fragmentation
+//     needed" has a type of its own, packet too big (2): both go to the entry
+//     queue (fail-open), which hands those about forwarded flows on;
+//   - the restore addresses come from restoreCidr6, DNAT in ip6tables' nat.
+// The queue numbers are the IPv4 ones: NFQUEUE numbers belong to the network
+// namespace, not to a family (measured on this kernel: one consumer of queue
+// 7 received the packets of an iptables and an ip6tables rule, one id
+// sequence), so one thread per role serves both families.
+//
+// IPv6 has no send_redirects: a forwarding host sends an ICMPv6 redirect
+// (type 137) whenever it forwards a packet out of the interface it came in
+// on (measured here: sent, and received by the client, with one interface
+// and forwarding=1), which is what an entry host does with every rewritten
+// packet. DPR_OUTPUT drops outgoing redirects: a web host forwards nothing
+// but dpr's packets (forwarding was off before dpr), so none of them is
+// anybody else's.
+//
+// Heartbeats stay on IPv4: no DPR_INPUT rule for them here.
+import type { DprConfig } from './config';
+import { hasIpv6, peerPortRange, restoreAddress6 } from './config';
+import type { Jump } from './rules';
+
+export interface RuleSet6 {
+  /** Input for `ip6tables-restore --noflush`. */
+  restore: string;
+  jumps: Jump[];
+  /** IPv6 restore addresses, one per other host, on lo (as /128). */
+  localAddresses: string[];
+  chains: Record<Jump['table'], string[]>;
+}
+
+/**
+ * Never jumped to: its rules' comments name the IPv6 addresses dpr put on lo
+ * (IPv6 addresses take no label, iproute2 here sets no address protocol), so
+ * that uninstall finds exactly those.
+ */
+export const LO6_CHAIN = 'DPR_LO6';
+export const LO6_TABLE = 'raw';
+
+const hex = (n: number): string => `0x${n.toString(16)}`;
+
+/** The IPv6 rules of this host, or null when the hosts have no IPv6 addresses. */
+export function renderRules6(c: DprConfig): RuleSet6 | null {
+  if (!hasIpv6(c) || c.mode !== 'rewrite') return null;
+  const me = c.hosts.find((h) => h.id === c.self)!;
+  const s6 = me.service6!;
+  const c6 = me.cluster6!;
+  const fwd = `${hex(c.marks.forward)}/${hex(c.marks.forward)}`;
+  const srv = `${hex(c.marks.serve)}/${hex(c.marks.serve)}`;
+  const [first, last] = peerPortRange(c);
+  const ports = c.servicePorts.join(',');
+  const hl = 254 - c.peers.routersBetween;
+  const others = c.hosts.filter((h) => h.id !== c.self);
+  const local = others.map((h) => restoreAddress6(c, h.id));
+  const icmp = (dst: string, tail: string): string[] => [1, 2].map((type) => `-A DPR_PRE -d ${dst}/128 -p ipv6-icmp -m icmp6 --icmpv6-type ${type} ${tail}`);
+  const restore = [
+    '*raw',
+    ':DPR_PRE - [0:0]',
+    ':DPR_ENTRY - [0:0]',
+    ':DPR_SERVE - [0:0]',
+    `:${LO6_CHAIN} - [0:0]`,
+    ...local.map((a) => `-A ${LO6_CHAIN} -m comment --comment "lo=${a}"`),
+    // As for IPv4: the mark ends the NF_REPEAT loop, and no conntrack entry.
+    `-A DPR_PRE -m mark --mark ${fwd} -j CT --notrack`,
+    `-A DPR_PRE -m mark --mark ${fwd} -j ACCEPT`,
+    ...icmp(s6, `-j NFQUEUE --queue-num ${c.queues.entry} --queue-bypass`),
+    ...(c6 !== s6 ? icmp(c6, `-m hl --hl-gt ${hl} -j NFQUEUE --queue-num ${c.queues.serve} --queue-bypass`) : []),
+    `-A DPR_PRE -d ${s6}/128 -p tcp -m multiport --dports ${ports} -j DPR_ENTRY`,
+    `-A DPR_PRE -d ${c6}/128 -p tcp -m tcp --dport ${first}:${last} -j DPR_SERVE`,
+    '-A DPR_ENTRY -p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -m socket -j ACCEPT',
+    ...synRules6(c),
+    `-A DPR_ENTRY -j NFQUEUE --queue-num ${c.queues.flows}`,
+    `-A DPR_SERVE -m hl --hl-gt ${hl} -j NFQUEUE --queue-num ${c.queues.serve}`,
+    '-A DPR_SERVE -j DROP',
+    'COMMIT',
+    '*nat',
+    ':DPR_NAT - [0:0]',
+    ...others.map((h) => `-A DPR_NAT -d ${h.service6}/128 -m mark --mark ${srv} -j DNAT --to-destination ${restoreAddress6(c, h.id)}`),
+    'COMMIT',
+    '*filter',
+    ':DPR_FORWARD - [0:0]',
+    `-A DPR_FORWARD -m mark --mark ${srv} -j DROP`,
+    `-A DPR_FORWARD -m mark --mark ${fwd} -j ACCEPT`,
+    ':DPR_INPUT - [0:0]',
+    `-A DPR_INPUT -m mark --mark ${srv} -j ACCEPT`,
+    ':DPR_OUTPUT - [0:0]',
+    // See the head of this file: IPv6's send_redirects=0.
+    '-A DPR_OUTPUT -p ipv6-icmp -m icmp6 --icmpv6-type 137 -j DROP',
+    'COMMIT',
+    '*mangle',
+    ':DPR_POST - [0:0]',
+    `-A DPR_POST -m mark --mark ${fwd} -j HL --hl-set 255`,
+    'COMMIT',
+    '',
+  ].join('\n');
+  return {
+    restore,
+    jumps: [
+      { table: 'raw', chain: 'PREROUTING', target: 'DPR_PRE' },
+      { table: 'nat', chain: 'PREROUTING', target: 'DPR_NAT' },
+      { table: 'filter', chain: 'FORWARD', target: 'DPR_FORWARD' },
+      { table: 'filter', chain: 'INPUT', target: 'DPR_INPUT' },
+      { table: 'filter', chain: 'OUTPUT', target: 'DPR_OUTPUT' },
+      { table: 'mangle', chain: 'POSTROUTING', target: 'DPR_POST' },
+    ],
+    localAddresses: local,
+    chains: { raw: ['DPR_PRE', 'DPR_ENTRY', 'DPR_SERVE', LO6_CHAIN], nat: ['DPR_NAT'], filter: ['DPR_FORWARD', 'DPR_INPUT', 'DPR_OUTPUT'], mangle: ['DPR_POST'] },
+  };
+}
+
+/** As lib/rules.ts synRules, in a hashlimit table of its own (xt_hashlimit keys its tables by name and family). */
+function synRules6(c: DprConfig): string[] {
+  const syn = '-A DPR_ENTRY -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN';
+  const queue = `-j NFQUEUE --queue-num ${c.queues.entry} --queue-bypass`;
+  if (c.queues.synLimit === 0 || c.policy !== 'load') return [`${syn} ${queue}`];
+  const burst = Math.max(1, Math.ceil(c.queues.synLimit / 10));
+  return [
+    `${syn} -m hashlimit --hashlimit-upto ${c.queues.synLimit}/sec --hashlimit-burst ${burst} --hashlimit-name dpr_syn6_${c.queues.entry} ${queue}`,
+    `${syn} -j ACCEPT`,
+  ];
+}

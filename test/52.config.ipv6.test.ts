@@ -1,0 +1,139 @@
+// Dual-stack hosts (issue 15): hosts[].service6 / .cluster6, clusterCidr6,
+// restoreCidr6, read and checked by the configuration; lib/ipv6.ts's forms.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { forwardedInAddresses, hasIpv6, restoreAddress6 } from '../lib/config';
+import { canonicalIpv6, cidr6Contains, formatIpv6, fromIpv6Words, ipv6Bytes, ipv6Words, parseCidr6, parseIpv6 } from '../lib/ipv6';
+import { clusterConfig } from './support/configs';
+import { load, refuses } from './support/config-checks';
+
+/** An N-host dual-stack cluster: host i is 2001:2::(i+1) for both service6 and cluster6 unless `split`. */
+function dual(hosts: number, extra: Record<string, unknown> = {}, split = false): Record<string, unknown> {
+  const c = clusterConfig(0, { hosts }, { clusterCidr6: '2001:2::/48', restoreCidr6: '2001:2:ff::/64', ...extra });
+  c.hosts = (c.hosts as Array<Record<string, unknown>>).map((h, i) => ({
+    ...h,
+    service6: `2001:2::${(i + 1).toString(16)}`,
+    cluster6: split ? `2001:2:0:1::${(i + 1).toString(16)}` : `2001:2::${(i + 1).toString(16)}`,
+  }));
+  return c;
+}
+
+const hostsOf = (c: Record<string, unknown>): Array<Record<string, unknown>> => c.hosts as Array<Record<string, unknown>>;
+
+test('52.config.ipv6: RFC 5952 canonical text, whatever the spelling', () => {
+  const cases: Array<[string, string]> = [
+    ['2001:0002:0000:0000:0000:0000:0000:000A', '2001:2::a'],
+    ['2001:2:0:0:1:0:0:1', '2001:2::1:0:0:1'], // the first of two equal runs
+    ['2001:2:0:1:0:0:0:1', '2001:2:0:1::1'], // the longest run, not the first
+    ['2001:2:0:1:2:3:4:5', '2001:2:0:1:2:3:4:5'], // one zero group is not shortened
+    ['::', '::'],
+    ['::1', '::1'],
+    ['fe80::', 'fe80::'],
+    ['::ffff:198.18.0.1', '::ffff:198.18.0.1'],
+    ['2001:2::198.18.0.1', '2001:2::c612:1'],
+  ];
+  for (const [text, want] of cases) assert.equal(canonicalIpv6(text), want, text);
+  for (const bad of ['', ':', '1:2:3:4:5:6:7', '1:2:3:4:5:6:7:8:9', '1::2::3', '12345::', 'g::1', '::1/64', '[::1]', '1.2.3.4', '::1.2.3', 'fe80::1%eth0', '1:2:3:4:5:6:7::8']) {
+    assert.throws(() => parseIpv6(bad), /not an IPv6 address/, bad);
+  }
+});
+
+test('52.config.ipv6: the addon form is four big-endian words (2001:2::a = [0x20010002, 0, 0, 0xa]), and back', () => {
+  const a = parseIpv6('2001:2::a');
+  assert.deepEqual(ipv6Words(a), [0x20010002, 0, 0, 0xa]);
+  assert.deepEqual(ipv6Words(parseIpv6('ffff:ffff::8000:0')), [0xffffffff, 0, 0, 0x80000000]);
+  assert.deepEqual([...ipv6Bytes(a)], [0x20, 0x01, 0, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0a]);
+  assert.equal(formatIpv6(fromIpv6Words(Uint32Array.from([0x20010002, 0, 1, 0xfffe]))), '2001:2::1:0:fffe');
+  const cidr = parseCidr6('2001:2:ffff::1/32');
+  assert.equal(formatIpv6(cidr.network), '2001:2::');
+  assert.ok(cidr6Contains(cidr, parseIpv6('2001:2:ffff::2')));
+  assert.ok(!cidr6Contains(cidr, parseIpv6('2001:3::1')));
+  for (const bad of ['2001:2::/129', '2001:2::', '2001:2::/x', '198.18.0.0/24', '2001:2::/48/1']) assert.throws(() => parseCidr6(bad), /not an IPv6 CIDR/, bad);
+});
+
+test('52.config.ipv6: a dual-stack cluster loads, its IPv6 addresses in canonical form; an IPv4-only one has none', () => {
+  const c = dual(3);
+  hostsOf(c)[1]!.service6 = '2001:0002:0:0::0002';
+  const cfg = load(c);
+  assert.deepEqual(cfg.hosts.map((h) => [h.service6, h.cluster6]), [['2001:2::1', '2001:2::1'], ['2001:2::2', '2001:2::2'], ['2001:2::3', '2001:2::3']]);
+  assert.equal(hasIpv6(cfg), true);
+  assert.equal(cfg.clusterCidr6, '2001:2::/48');
+  const v4 = load(clusterConfig(0, { hosts: 2 }));
+  assert.equal(hasIpv6(v4), false);
+  assert.equal(v4.clusterCidr6, '');
+  assert.equal(v4.restoreCidr6, 'fd02:b4eb:33f2::/64');
+  assert.equal(v4.hosts[0]!.service6, undefined);
+});
+
+test('52.config.ipv6: IPv6 is cluster-wide: a host without service6 or cluster6 among IPv6 hosts is named, with the reason', () => {
+  const noService = dual(3);
+  delete hostsOf(noService)[2]!.service6;
+  refuses(noService, 'hosts[2].service6', /is missing while hosts\[0\] has IPv6 addresses; an IPv6 service address needs IPv6 peers to forward to/);
+  const noCluster = dual(3);
+  delete hostsOf(noCluster)[1]!.cluster6;
+  refuses(noCluster, 'hosts[1].cluster6', /an IPv6 service address needs IPv6 peers to forward to/);
+  const onlyLast = clusterConfig(0, { hosts: 2 }, { clusterCidr6: '2001:2::/48' });
+  hostsOf(onlyLast)[1]!.service6 = '2001:2::2';
+  hostsOf(onlyLast)[1]!.cluster6 = '2001:2::2';
+  refuses(onlyLast, 'hosts[0].service6', /is missing while hosts\[1\] has IPv6 addresses/);
+});
+
+test('52.config.ipv6: an address that is not IPv6, or no host address, is refused naming the field', () => {
+  for (const [value, reason] of [
+    ['198.18.0.1', /hosts\[1\]\.service6 '198\.18\.0\.1' is not an IPv6 address/],
+    [42, /hosts\[1\]\.service6 must be an IPv6 address string/],
+    ['::', /is the unspecified address/],
+    ['::1', /is the loopback address/],
+    ['ff02::1', /is a multicast address/],
+    ['fe80::1', /is link-local/],
+    ['::ffff:198.18.0.9', /is IPv4-mapped/],
+  ] as const) {
+    const c = dual(2);
+    hostsOf(c)[1]!.service6 = value;
+    refuses(c, 'hosts', reason);
+  }
+});
+
+test('52.config.ipv6: clusterCidr6 is required with IPv6 hosts and holds every cluster6', () => {
+  refuses(dual(2, { clusterCidr6: '' }), 'clusterCidr6', /is required when the hosts have IPv6 addresses: every cluster6 must lie in it/);
+  refuses(dual(2, { clusterCidr6: '2001:2:0:1::/64' }), 'hosts[0].cluster6', /2001:2::1 is outside clusterCidr6 2001:2:0:1::\/64/);
+  assert.equal(load(dual(2, { clusterCidr6: '2001:2:0:1::/64' }, true)).hosts[1]!.cluster6, '2001:2:0:1::2');
+  refuses(dual(2, { clusterCidr6: '198.18.0.0/24' }), 'clusterCidr6', /not an IPv6 CIDR/);
+});
+
+test('52.config.ipv6: no IPv6 address twice (in any spelling)', () => {
+  const c = dual(3);
+  hostsOf(c)[2]!.service6 = '2001:2:0::0:1';
+  refuses(c, 'hosts[2].service6', /2001:2::1 is also hosts\[0\]\.service6/);
+  const d = dual(2, {}, true);
+  hostsOf(d)[1]!.cluster6 = '2001:2:0:1:0::1';
+  refuses(d, 'hosts[1].cluster6', /is also hosts\[0\]\.cluster6/);
+});
+
+test('52.config.ipv6: restoreCidr6 must not hold a host address and must have room for every host id', () => {
+  refuses(dual(2, { restoreCidr6: '2001:2::/64' }), 'restoreCidr6', /contains hosts\[0\]\.service6 2001:2::1/);
+  refuses(dual(3, { restoreCidr6: '2001:2:ff::/127' }), 'restoreCidr6', /too small for host ids up to 2/);
+  refuses(dual(2, { restoreCidr6: 'fd00::' }), 'restoreCidr6', /not an IPv6 CIDR/);
+});
+
+test('52.config.ipv6: IPv6 runs in rewrite mode only so far: direct and tunnel with IPv6 addresses are refused', () => {
+  for (const mode of ['direct', 'tunnel']) {
+    const c = dual(2, { mode }, true);
+    for (const [i, h] of hostsOf(c).entries()) h.cluster = `198.18.1.${i + 1}`;
+    c.clusterCidr = '198.18.1.0/24';
+    refuses(c, 'mode', new RegExp(`'${mode}' with IPv6 addresses \\(hosts\\[0\\]\\.service6\\): IPv6 runs in mode 'rewrite' only so far`));
+  }
+});
+
+test('52.config.ipv6: etcd membership takes no IPv6 address yet, and says so', () => {
+  const etcd = { membership: { source: 'etcd', service: '198.18.0.1', cluster: '198.18.0.1', service6: '2001:2::1', etcd: { endpoints: ['http://198.18.0.250:2379'] } }, clusterCidr: '198.18.0.0/24', peers: { key: '00112233445566778899aabbccddeeff' } };
+  refuses(etcd, 'membership.service6', /IPv6 is not in etcd membership yet/);
+});
+
+test('52.config.ipv6: forwarded-in addresses include the IPv6 restore addresses (network + id + 1, canonical)', () => {
+  const cfg = load(dual(3));
+  assert.equal(restoreAddress6(cfg, 0), '2001:2:ff::1');
+  assert.equal(restoreAddress6(cfg, 254), '2001:2:ff::ff');
+  assert.deepEqual([...forwardedInAddresses(cfg, [1, 2])].sort(), ['169.254.77.2', '169.254.77.3', '2001:2:ff::2', '2001:2:ff::3']);
+  assert.deepEqual([...forwardedInAddresses(load(clusterConfig(0, { hosts: 3 })), [1])], ['169.254.77.2']);
+});
