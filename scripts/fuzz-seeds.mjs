@@ -22,10 +22,15 @@ const EX_MACS = 0x01;
 const EX_SRC_MAC = 0x02;
 const EX_SRC_HOST0 = 0x04;
 const EX_OVERSIZE = 0x08;
+const EX_IPV4_ONLY = 0x20; // a cluster without IPv6 addresses
+const EX_HOST2_NO6 = 0x40; // host 2 has IPv4 addresses only
+const EX_SELF_NO6 = 0x80; // this host has IPv4 addresses only
+const TABLE_BITS = 3 << 6;
 const HOST0_MAC = '02:00:5e:10:00:10'; // test/support/cluster.ts PEER_MACS[0]
 
 function extras(f) {
   let x = f.engine === 'serve-macs' ? EX_MACS : 0;
+  if (f.engine === 'entry-ipv4-only') x |= EX_IPV4_ONLY;
   if (f.srcMac) x |= EX_SRC_MAC | (f.srcMac === HOST0_MAC ? EX_SRC_HOST0 : 0);
   if (f.wireLength) x |= EX_OVERSIZE;
   return x;
@@ -40,6 +45,7 @@ const ENGINES = {
   'entry-draining': DRAINING | TABLE_PEER,
   serve: SERVE,
   'serve-macs': SERVE,
+  'entry-ipv4-only': TABLE_PEER, // and EX_IPV4_ONLY in byte 1
 };
 
 // Clock advances a record can ask for (kAdvanceMs): the largest not above `ms`.
@@ -73,11 +79,25 @@ function multiSeed(f, selector) {
   return Buffer.concat([Buffer.from([selector | MULTI, x]), ...records]);
 }
 
-// A copy of an IPv4 + TCP packet with another client port and flags; the
-// harness re-fills the checksums (FIX), so they need not be right here.
+// Where the TCP header starts: after the IPv4 header, or after the IPv6
+// header and the extension headers a segment may carry (hop-by-hop 0,
+// routing 43, destination options 60).
+function tcpOffset(b) {
+  if (b[0] >> 4 === 4) return (b[0] & 0x0f) * 4;
+  let next = b[6];
+  let at = 40;
+  while (next === 0 || next === 43 || next === 60) {
+    next = b[at];
+    at += (b[at + 1] + 1) * 8;
+  }
+  return at;
+}
+
+// A copy of an IPv4 or IPv6 TCP packet with another client port and flags;
+// the harness re-fills the checksums (FIX), so they need not be right here.
 function variant(hex, port, flags) {
   const b = Buffer.from(hex, 'hex');
-  const tcp = (b[0] & 0x0f) * 4;
+  const tcp = tcpOffset(b);
   b.writeUInt16BE(port, tcp);
   b[tcp + 13] = flags;
   return b.toString('hex');
@@ -98,7 +118,25 @@ function floodSeeds(f) {
   }
   const ageOut = record(variant(f.input, 30000, ACK), { advanceMs: 1000000 });
   ageOut[0] |= 0x10; // sweep after
-  return [synFlood, filled].map((rs) => Buffer.concat([Buffer.from([ENGINES[f.engine] | MULTI | FIX, 0]), ...rs, ageOut]));
+  return [synFlood, filled].map((rs) => Buffer.concat([Buffer.from([ENGINES[f.engine] | MULTI | FIX, extras(f)]), ...rs, ageOut]));
+}
+
+// An IPv6 SYN behind `n` destination-options headers (8 bytes each: PadN),
+// around the limit of headers the parser follows (packet.h kMaxIpv6Ext, 8):
+// mutation alone seldom builds a chain that long with every next header right.
+const MAX_IPV6_EXT = 8;
+function deepChain(hex, n) {
+  const b = Buffer.from(hex, 'hex');
+  const proto = b[6];
+  const ext = Buffer.alloc(8 * n);
+  for (let i = 0; i < n; i += 1) {
+    ext[8 * i] = i + 1 < n ? 60 : proto;
+    ext.set([1, 4], 8 * i + 2); // PadN, 4 bytes
+  }
+  const out = Buffer.concat([b.subarray(0, 40), ext, b.subarray(40)]);
+  out[6] = 60;
+  out.writeUInt16BE(out.length - 40, 4);
+  return out;
 }
 
 function main() {
@@ -107,7 +145,13 @@ function main() {
   rmSync(seedDir, { recursive: true, force: true });
   mkdirSync(seedDir, { recursive: true });
   let n = 0;
-  const write = (name, bytes) => { writeFileSync(path.join(seedDir, name), bytes); n += 1; };
+  let n6 = 0;
+  // An IPv6 seed: its packet (the first record's, for a multi-record one) is version 6.
+  const write = (name, bytes) => {
+    writeFileSync(path.join(seedDir, name), bytes);
+    n += 1;
+    if (bytes[(bytes[0] & MULTI) ? 5 : 2] >> 4 === 6) n6 += 1;
+  };
   for (const file of readdirSync(fixtureDir).filter((x) => x.endsWith('.json')).sort()) {
     const f = JSON.parse(readFileSync(path.join(fixtureDir, file), 'utf8'));
     const selector = ENGINES[f.engine];
@@ -121,8 +165,20 @@ function main() {
     if (/-(entry-forward-syn|load-syn-defer|entry-draining-syn)$/.test(base)) {
       floodSeeds(f).forEach((seed, i) => write(`${base}.flood${i}.bin`, seed));
     }
+    // IPv6 packets on partly dual-stack clusters: host 2 without IPv6 under
+    // the Maglev table (which names host 2: never an IPv6 target then), and
+    // this host without IPv6 (every IPv6 packet not_ipv4).
+    if (input[0] >> 4 === 6 && f.engine !== 'entry-ipv4-only') {
+      write(`${base}.host2v4.bin`, Buffer.concat([Buffer.from([(single & ~TABLE_BITS) | FIX, extras(f) | EX_HOST2_NO6]), input]));
+      write(`${base}.selfv4.bin`, Buffer.concat([Buffer.from([single | FIX, extras(f) | EX_SELF_NO6]), input]));
+    }
+    if (input[0] >> 4 === 6 && input[6] === 6 && /-entry-forward-syn$/.test(base)) {
+      for (const n of [MAX_IPV6_EXT, MAX_IPV6_EXT + 1]) {
+        write(`${base}.ext${n}.bin`, Buffer.concat([Buffer.from([single | FIX, extras(f)]), deepChain(f.input, n)]));
+      }
+    }
   }
-  console.log(`fuzz-seeds: ${n} seeds from ${fixtureDir}`);
+  console.log(`fuzz-seeds: ${n} seeds (${n6} IPv6) from ${fixtureDir}`);
 }
 
 main();

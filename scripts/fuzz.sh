@@ -20,11 +20,11 @@ bin=build/fuzz/fuzz_engine
 # Corpus, seeds, log and crash inputs live in fuzz-out/ (git-ignored): node-gyp
 # rebuild wipes build/, and the corpus is worth keeping between runs.
 work=fuzz-out
-sources=(native/packet.cc native/checksum.cc native/siphash.cc native/flow_table.cc native/flow_track.cc native/load_choice.cc native/load_decider.cc native/own_load.cc native/icmp.cc native/engine.cc native/engine_icmp.cc native/fuzz/fuzz_engine.cc)
+sources=(native/packet.cc native/checksum.cc native/siphash.cc native/flow_table.cc native/flow_track.cc native/load_choice.cc native/load_decider.cc native/own_load.cc native/icmp.cc native/engine.cc native/engine_icmp.cc native/fuzz/check_ipv6.cc native/fuzz/fuzz_engine.cc)
 mkdir -p "$work/corpus" "$(dirname "$bin")"
 
 # Only the engine sources: no Node-API, no netlink, so nothing else needs the sanitizers.
-if [[ ! -x $bin || -n $(find "${sources[@]}" native/*.h -newer "$bin" -print -quit) ]]; then
+if [[ ! -x $bin || -n $(find "${sources[@]}" native/*.h native/fuzz/*.h -newer "$bin" -print -quit) ]]; then
   echo "fuzz: building $bin"
   clang++ -std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
     -fno-omit-frame-pointer -Wall -Wextra -Inative -o "$bin" "${sources[@]}"

@@ -1,6 +1,7 @@
 // libFuzzer target for the data path: parse, flow table (keyed, Robin Hood,
 // bounded), flow tracking (RST window, probation), rewrite, checksums, ICMP
-// errors, oversize packets, the peer-MAC check. Built by scripts/fuzz.sh
+// errors, oversize packets, the peer-MAC check, for IPv4 and IPv6 (the
+// IPv6 checks: check_ipv6.cc; the set-up: harness.h). Built by scripts/fuzz.sh
 // from the engine sources alone (no Node-API, no netlink) under ASan and
 // UBSan. Besides memory errors it traps on broken invariants: a rewritten
 // packet must re-parse, change only the destination and the checksums, and
@@ -18,6 +19,9 @@
 //   bit 1 packets carry a source MAC   bit 2 ... host 0's (else a stranger's)
 //   bit 3 every packet is larger than its copy (NFQA_CAP_LEN: 65,535 bytes)
 //   bit 4 peers.routersBetween 1 (else 0)
+// and which hosts have IPv6 addresses (else all three, dual-stack):
+//   bit 5 none (an IPv4-only cluster: IPv6 packets are not_ipv4, untouched)
+//   bit 6 all but host 2         bit 7 all but this host (which has no IPv6 path then)
 // Single mode: the rest is one packet. It is processed, processed again as a
 // retransmission, and the table swept later on.
 // Multi mode: the rest is records [ctrl][len hi][len lo][len bytes], one packet
@@ -26,116 +30,19 @@
 //   bit 4 sweep after   bits 5-7 clock advance before (kAdvanceMs)
 // The load policy decides on loads the harness publishes: this host's and
 // its peers' (a peer report, as the heartbeat thread would), from bits 2-3.
-// The cluster matches test/support/cluster.ts, so fixtures make good seeds.
-#include <arpa/inet.h>
-
+// The cluster matches test/support/cluster.ts (SERVICE/CLUSTER and
+// SERVICE6/CLUSTER6), so fixtures make good seeds.
 #include <cstddef>
 #include <cstdint>
-#include <algorithm>
 #include <cstring>
 #include <memory>
-#include <utility>
 #include <vector>
 
-#include "../engine.h"
+#include "harness.h"
 #include "reference.h"
 
+namespace fuzz {
 namespace {
-
-using dpr::Action;
-using dpr::Engine;
-using dpr::EngineConfig;
-using dpr::Outcome;
-
-constexpr uint8_t kSelServe = 0x01;
-constexpr uint8_t kSelLoad = 0x02;
-constexpr uint8_t kSelCsum = 0x04;
-constexpr uint8_t kSelDraining = 0x08;
-constexpr uint8_t kSelFix = 0x10;
-constexpr uint8_t kSelMulti = 0x20;
-constexpr uint8_t kExMacs = 0x01;
-constexpr uint8_t kExSrcMac = 0x02;
-constexpr uint8_t kExSrcIsHost0 = 0x04;
-constexpr uint8_t kExOversize = 0x08;
-constexpr uint8_t kExRouter = 0x10;
-constexpr uint8_t kMacs[3][6] = {{2, 0, 0x5e, 0, 0, 0x10}, {2, 0, 0x5e, 0, 0, 0x11}, {}};  // host 2: not resolved
-constexpr uint8_t kStranger[6] = {2, 0, 0x5e, 0, 0, 0x99};
-constexpr size_t kMaxRecords = 64;
-constexpr uint32_t kAdvanceMs[8] = {0, 1, 100, 1001, 10001, 130000, 1000000, 0x80000000u};
-
-void Require(bool cond) {
-  if (!cond) __builtin_trap();
-}
-
-// splitmix64's finalizer: spreads the fuzzer's own Maglev offsets and skips.
-uint64_t Mix64(uint64_t x) {
-  x ^= x >> 30;
-  x *= 0xbf58476d1ce4e5b9ULL;
-  x ^= x >> 27;
-  x *= 0x94d049bb133111ebULL;
-  x ^= x >> 31;
-  return x;
-}
-
-uint32_t Addr(uint8_t a, uint8_t b, uint8_t c, uint8_t d) {
-  return htonl((uint32_t{a} << 24) | (uint32_t{b} << 16) | (uint32_t{c} << 8) | d);
-}
-
-EngineConfig MakeConfig(uint8_t sel, uint8_t extras) {
-  EngineConfig c;
-  c.role = (sel & kSelServe) ? dpr::Role::kServe : dpr::Role::kEntry;
-  c.policy = (sel & kSelLoad) ? dpr::Policy::kLoad : dpr::Policy::kHash;
-  c.self = (sel & kSelServe) ? 1 : 0;
-  // Host 3 is a hole, as in the fixtures: peer ports naming it must be refused.
-  c.serviceAddr = {Addr(198, 18, 0, 10), Addr(198, 18, 0, 11), Addr(198, 18, 0, 12), 0};
-  c.clusterAddr = {Addr(198, 19, 0, 10), Addr(198, 19, 0, 11), Addr(198, 19, 0, 12), 0};
-  c.servicePorts = {80, 443};
-  c.peerPortBase = 20000;
-  c.forwardMark = 0x100;
-  c.serveMark = 0x200;
-  // Small, so inserts hit both budgets and probe runs wrap around the table.
-  c.maxFlows = 12;
-  c.maxEmbryonic = 6;
-  c.checkPeerMacs = (extras & kExMacs) != 0;
-  c.routersBetween = (extras & kExRouter) ? 1 : 0;
-  // Fixed keys: an input must replay the same way.
-  c.hashKey = dpr::SipKey{0x0706050403020100ULL, 0x0f0e0d0c0b0a0908ULL};
-  c.flowKey = dpr::SipKey{0x1716151413121110ULL, 0x1f1e1d1c1b1a1918ULL};
-  return c;
-}
-
-// Maglev population (Eisenbud et al., NSDI 2016): each host walks its own
-// permutation of the slots and claims the next free one, in turns.
-std::vector<uint16_t> Maglev(uint16_t hosts, size_t size) {
-  std::vector<uint16_t> table(size, 0xffff);
-  std::vector<size_t> offset(hosts), skip(hosts), next(hosts, 0);
-  for (uint16_t h = 0; h < hosts; ++h) {
-    offset[h] = Mix64(h + 1) % size;
-    skip[h] = Mix64(h + 1001) % (size - 1) + 1;
-  }
-  for (size_t filled = 0; filled < size;) {
-    for (uint16_t h = 0; h < hosts && filled < size; ++h) {
-      size_t slot = (offset[h] + next[h] * skip[h]) % size;
-      while (table[slot] != 0xffff) slot = (offset[h] + ++next[h] * skip[h]) % size;
-      table[slot] = h;
-      ++next[h];
-      ++filled;
-    }
-  }
-  return table;
-}
-
-// Indexed by selector bits 6-7: Maglev over the live hosts; all self; all
-// host 1; and ids that are holes or out of range (the engine must fall back).
-const std::vector<std::shared_ptr<const dpr::LookupTable>>& Tables() {
-  static const auto* tables = new std::vector<std::shared_ptr<const dpr::LookupTable>>{
-      std::make_shared<const dpr::LookupTable>(Maglev(3, 251)),
-      std::make_shared<const dpr::LookupTable>(251, 0),
-      std::make_shared<const dpr::LookupTable>(251, 1),
-      std::make_shared<const dpr::LookupTable>(dpr::LookupTable{0, 1, 2, 3, 4, 7, 0xffff}),
-  };
-  return *tables;
-}
 
 using ref::IcmpResidual;
 using ref::IpResidual;
@@ -144,54 +51,13 @@ using ref::Look;
 using ref::SameModOnes;
 using ref::TcpResidual;
 
-struct Harness {
-  uint8_t sel;
-  uint8_t extras;
-  Engine engine;
-  uint32_t now = 1000;
-  // What the harness itself did, to hold the engine's decisions and counters to.
-  std::vector<std::pair<dpr::FlowKey, uint16_t>> decided;  // load policy: where each new flow went
-  uint64_t processed = 0, bytes = 0;
-  std::shared_ptr<dpr::PeerLoadBoard> board = std::make_shared<dpr::PeerLoadBoard>();
-  Harness(uint8_t s, uint8_t x) : sel(s), extras(x), engine(MakeConfig(s, x)) {
-    engine.loadDecider().SetBoard(board);
-    SetLoads(0);
-    engine.SetLookupTable(Tables()[s >> 6]);
-    engine.SetDraining((s & kSelDraining) != 0);
-    std::vector<uint8_t> macs(4 * 6, 0);
-    for (size_t h = 0; h < 3; ++h) std::memcpy(macs.data() + h * 6, kMacs[h], 6);
-    engine.SetPeerMacs(macs);
-  }
-  const EngineConfig& cfg() const { return engine.config(); }
-  // Loads that send new flows everywhere in turn: `which` 0 keeps them here,
-  // 1-3 make this host the busiest and a different peer the lightest.
-  void SetLoads(uint8_t which) {
-    engine.loadDecider().own().Calibrate(which == 0 ? 0 : 40, -1);
-    for (uint16_t id = 0; id < 3; ++id) board->Publish(id, which == 0 ? 0 : (id + which) % 3 * 10);
-  }
-  // What the queue would have read from the kernel for a packet of `len` bytes.
-  dpr::PacketMeta Meta(size_t len, bool csumNotReady) const {
-    dpr::PacketMeta m;
-    m.csumNotReady = csumNotReady;
-    if (extras & kExSrcMac) m.srcMac = (extras & kExSrcIsHost0) ? kMacs[0] : kStranger;
-    if ((extras & kExOversize) && len > 0) m.wireLength = static_cast<uint32_t>(std::max<size_t>(len + 1, 65535));
-    return m;
-  }
-};
-
-uint16_t Port(const uint8_t* b) { return ref::Load16(b); }
+constexpr size_t kMaxRecords = 64;
+constexpr uint32_t kAdvanceMs[8] = {0, 1, 100, 1001, 10001, 130000, 1000000, 0x80000000u};
 
 // Offsets a rewrite may touch: IP checksum and destination, TCP destination
 // port and checksum (the TTL is the kernel's business: mangle POSTROUTING).
 bool MayChange(size_t i, size_t ihl) {
   return i == 10 || i == 11 || (i >= 16 && i < 20) || i == ihl + 2 || i == ihl + 3 || i == ihl + 16 || i == ihl + 17;
-}
-
-int ServicePortIndex(const EngineConfig& c, uint16_t port) {
-  for (size_t k = 0; k < c.servicePorts.size(); ++k) {
-    if (c.servicePorts[k] == port) return static_cast<int>(k);
-  }
-  return -1;
 }
 
 // The new destination must be the one DESIGN.md section 4 prescribes.
@@ -264,13 +130,6 @@ void CheckTarget(const Harness& h, const uint8_t* in, const Outcome& o) {
   Require(false);
 }
 
-int HostOf(const EngineConfig& c, uint32_t serviceAddr) {
-  for (size_t id = 0; id < c.serviceAddr.size(); ++id) {
-    if (c.serviceAddr[id] != 0 && c.serviceAddr[id] == serviceAddr) return static_cast<int>(id);
-  }
-  return -1;
-}
-
 // An ICMP error handed on: only the outer destination (and the IPv4 checksum)
 // may change. Forwarded: about a segment sent as this host, to the host that
 // serves the quoted flow. Restored: from a peer (its TTL), about a segment
@@ -294,29 +153,45 @@ void CheckIcmpMangled(const Harness& h, const uint8_t* in, const uint8_t* out, s
     if (c.policy == dpr::Policy::kHash) {
       Require(o.target == h.engine.HashTarget(q.daddr, q.dport));
     } else {
-      const dpr::FlowKey k{q.daddr, q.saddr, q.dport, q.sport};
-      Require(std::any_of(h.decided.begin(), h.decided.end(), [&](const auto& d) { return d.first == k && d.second == o.target; }));
+      Require(Decided(h.decided, dpr::FlowKey{q.daddr, q.saddr, q.dport, q.sport}, o.target));
     }
     return;
   }
-  const int origin = HostOf(c, q.saddr);
+  const int origin = HostOf(c.serviceAddr, q.saddr);
   Require(origin >= 0 && static_cast<size_t>(origin) != c.self && o.target == origin);
   Require(inDst == c.serviceAddr[c.self] || inDst == c.clusterAddr[c.self]);
   Require(in[8] > 254 - c.routersBetween);
   Require(outDst == c.serviceAddr[origin]);
 }
 
-void CheckOutcome(const Harness& h, const uint8_t* in, const uint8_t* out, size_t len, const Outcome& o,
+// The family a packet takes: IPv6 only on a host with IPv6 (else an IPv6
+// packet is just not IPv4).
+bool TakesIpv6(const Harness& h, const uint8_t* in, size_t len) {
+  return WantsIpv6(h.extras) && len > 0 && (in[0] >> 4) == 6;
+}
+
+// What Process must report for the input (reference.h), and whether the ICMP path takes it.
+Expect6 Expected(const Harness& h, const uint8_t* in, size_t len, const dpr::PacketMeta& meta) {
+  if (TakesIpv6(h, in, len)) return Expected6(in, len, meta);
+  const bool oversize = meta.wireLength > len;
+  const dpr::ParseResult tcp = ref::Classify(in, len, oversize ? meta.wireLength : len);
+  const bool icmp = !oversize && tcp == dpr::ParseResult::kNotTcp && ref::LookIcmp(in, len).ok;
+  return Expect6{icmp ? dpr::ParseResult::kOk : tcp, icmp};
+}
+
+void CheckOutcome(Harness& h, const uint8_t* in, const uint8_t* out, size_t len, const Outcome& o,
                   const dpr::PacketMeta& meta) {
   const EngineConfig& c = h.cfg();
   const bool entry = c.role == dpr::Role::kEntry;
   const bool oversize = meta.wireLength > len;
-  const dpr::ParseResult tcp = ref::Classify(in, len, oversize ? meta.wireLength : len);
-  const ref::Quote quote = oversize ? ref::Quote{} : ref::LookIcmp(in, len);
-  const bool icmp = tcp == dpr::ParseResult::kNotTcp && quote.ok;
+  const bool six = TakesIpv6(h, in, len);
+  const Expect6 e = Expected(h, in, len, meta);
+  const bool icmp = e.icmp;
   Require(static_cast<size_t>(o.action) < static_cast<size_t>(Action::kCount));
-  Require(o.parse == (icmp ? dpr::ParseResult::kOk : tcp));
+  Require(o.parse == e.parse);
   if (o.parse != dpr::ParseResult::kOk) Require(o.action == Action::kAccept && o.note == dpr::Note::kNone);
+  // A host without IPv6 leaves every IPv6 packet alone.
+  if (!six && len >= 20 && (in[0] >> 4) == 6) Require(o.parse == dpr::ParseResult::kNotIpv4);
   switch (o.action) {
     case Action::kForward: Require(entry && o.mangled && o.mark == c.forwardMark); break;
     // The entry engine restores only ICMP errors (where service and cluster address are one).
@@ -333,40 +208,39 @@ void CheckOutcome(const Harness& h, const uint8_t* in, const uint8_t* out, size_
     Require(len == 0 || std::memcmp(in, out, len) == 0);
     return;
   }
-  if (icmp) {
-    CheckIcmpMangled(h, in, out, len, o, quote);
-    return;
+  // A rewritten segment (not an ICMP error) has one TCP checksum update, of the kind the kernel's sum asks for.
+  if (!icmp) ++(meta.csumNotReady ? h.csumFull : h.csumIncremental);
+  if (six) {
+    CheckMangled6(h, in, out, len, o, meta.csumNotReady, icmp);
+  } else if (icmp) {
+    CheckIcmpMangled(h, in, out, len, o, ref::LookIcmp(in, len));
+  } else {
+    CheckMangled(h, in, out, len, o, meta.csumNotReady);
+    CheckTarget(h, in, o);
   }
-  CheckMangled(h, in, out, len, o, meta.csumNotReady);
-  CheckTarget(h, in, o);
 }
 
-// Every packet counted once; the serving side is
-// stateless and must keep no flows.
+// Every packet counted once (the IPv6 ones once more), every TCP checksum
+// update of its kind; the serving side is stateless and must keep no flows.
 void CheckCounters(Harness& h) {
   dpr::EngineCounters& c = h.engine.counters();
-  Require(c.packets.Get() == h.processed && c.bytes.Get() == h.bytes);
+  Require(c.packets.Get() == h.processed && c.bytes.Get() == h.bytes && c.packets6.Get() == h.packets6);
+  Require(c.csumFull.Get() == h.csumFull && c.csumIncremental.Get() == h.csumIncremental);
   uint64_t actions = 0;
   for (const auto& a : c.byAction) actions += a.Get();
   Require(actions == h.processed);
-  if (h.cfg().role == dpr::Role::kServe) Require(h.engine.flows().size() == 0);
-}
-
-void RememberDecision(Harness& h, const dpr::FlowKey& key, uint16_t target) {
-  for (auto& d : h.decided) {
-    if (d.first == key) {
-      d.second = target;
-      return;
-    }
+  if (h.cfg().role == dpr::Role::kServe) {
+    Require(h.engine.flows().size() == 0);
+    Require(h.engine.flows6() == nullptr || h.engine.flows6()->size() == 0);
   }
-  h.decided.emplace_back(key, target);
 }
 
-// Counts agree with the slots, budgets hold, and every live entry is found
-// from its home slot (a broken backward-shift delete would strand one).
-void CheckTable(Engine& engine) {
-  auto& flows = const_cast<dpr::FlowTable&>(engine.flows());
-  const EngineConfig& c = engine.config();
+// Counts agree with the slots, budgets hold, every live entry is found from
+// its home slot (a broken backward-shift delete would strand one), and every
+// entry's host can take the flow's family.
+template <typename Addr>
+void CheckTable(const dpr::BasicFlowTable<Addr>& table, const EngineConfig& c) {
+  auto& flows = const_cast<dpr::BasicFlowTable<Addr>&>(table);
   Require(flows.size() <= c.maxFlows);
   Require(flows.Embryonic() <= c.maxEmbryonic);
   Require(flows.Verify());
@@ -375,13 +249,55 @@ void CheckTable(Engine& engine) {
     counted += flows.CountIn(static_cast<dpr::FlowState>(s));
   }
   for (size_t i = 0; i < flows.capacity(); ++i) {
-    const dpr::FlowEntry e = flows.At(static_cast<long>(i));
+    const dpr::BasicFlowEntry<Addr> e = flows.At(static_cast<long>(i));
     if (e.state == dpr::FlowState::kFree) continue;
     ++live;
     // At its own last-seen time an entry cannot be expired, so Find is pure.
     Require(flows.Find(flows.KeyOf(e), e.lastSeenMs) == static_cast<long>(i));
+    if (e.target == c.self) continue;
+    if constexpr (sizeof(Addr) == 4) {
+      Require(e.target < c.serviceAddr.size() && c.serviceAddr[e.target] != 0 && c.clusterAddr[e.target] != 0);
+    } else {
+      Require(Has6(c, e.target));
+    }
   }
   Require(live == flows.size() && counted == live);
+}
+
+// Both tables, and the one count of open forwards per host the load policy
+// reads (OpenRemoteCounts), which must be the open remote entries of both.
+void CheckTables(Engine& engine) {
+  const EngineConfig& c = engine.config();
+  CheckTable(engine.flows(), c);
+  if (engine.flows6() != nullptr) CheckTable(*engine.flows6(), c);
+  int64_t open[4] = {};
+  auto count = [&](const auto& e) {
+    if (e.target != c.self && dpr::FlowTable::IsOpen(e.state)) ++open[e.target < 4 ? e.target : 3];
+  };
+  engine.flows().ForEach(count);
+  if (engine.flows6() != nullptr) engine.flows6()->ForEach(count);
+  for (uint16_t t = 0; t < 3; ++t) Require(engine.flows().OpenRemote(t) == open[t]);
+  Require(open[3] == 0);
+}
+
+// After a sweep the published per-state counts are those of the tables: both
+// together, and the IPv6 table's alone.
+void CheckPublished(Engine& engine) {
+  const dpr::EngineCounters& c = engine.counters();
+  const dpr::FlowTable6* six = engine.flows6();
+  for (size_t s = 0; s < static_cast<size_t>(dpr::FlowState::kCount); ++s) {
+    const auto state = static_cast<dpr::FlowState>(s);
+    const size_t n6 = six ? six->CountIn(state) : 0, r6 = six ? six->RemoteIn(state) : 0;
+    Require(c.flowsByState[s].load() == engine.flows().CountIn(state) + n6);
+    Require(c.remoteFlowsByState[s].load() == engine.flows().RemoteIn(state) + r6);
+    Require(c.flowsByState6[s].load() == n6);
+  }
+}
+
+void Sweep(Harness& h, size_t budget) {
+  h.engine.Sweep(budget, h.now);
+  CheckTables(h.engine);
+  CheckPublished(h.engine);
 }
 
 struct Step {
@@ -395,7 +311,10 @@ struct Step {
 void RunPacket(Harness& h, const uint8_t* data, size_t len, const Step& s) {
   std::unique_ptr<uint8_t[]> buf(new uint8_t[len]);
   if (len > 0) std::memcpy(buf.get(), data, len);
-  if (h.sel & kSelFix) ref::FixChecksums(buf.get(), len, s.csumNotReady);
+  if (h.sel & kSelFix) {
+    ref::FixChecksums(buf.get(), len, s.csumNotReady);
+    ref::FixChecksums6(buf.get(), len, s.csumNotReady);
+  }
   const std::vector<uint8_t> in(buf.get(), buf.get() + len);
   const dpr::PacketMeta meta = h.Meta(len, s.csumNotReady);
   if (s.setLoads) h.SetLoads(s.loads);
@@ -404,15 +323,20 @@ void RunPacket(Harness& h, const uint8_t* data, size_t len, const Step& s) {
   const Outcome o = h.engine.Process(buf.get(), len, meta, h.now);
   ++h.processed;
   h.bytes += len;
+  const bool six = TakesIpv6(h, in.data(), len);
+  if (six) ++h.packets6;
   // A new flow: where it went is where its later packets must go.
-  if (c.newFlowsLocal.Get() + c.newFlowsForwarded.Get() != newFlows) RememberDecision(h, KeyOf(in.data()), o.target);
-  CheckOutcome(h, in.data(), buf.get(), len, o, meta);
-  CheckTable(h.engine);
-  CheckCounters(h);
-  if (s.sweep) {
-    h.engine.Sweep(8, h.now);
-    CheckTable(h.engine);
+  if (c.newFlowsLocal.Get() + c.newFlowsForwarded.Get() != newFlows) {
+    if (six) {
+      RememberDecision(h.decided6, KeyOf6(in.data(), len), o.target);
+    } else {
+      RememberDecision(h.decided, KeyOf(in.data()), o.target);
+    }
   }
+  CheckOutcome(h, in.data(), buf.get(), len, o, meta);
+  CheckTables(h.engine);
+  CheckCounters(h);
+  if (s.sweep) Sweep(h, 8);
 }
 
 void RunSingle(Harness& h, const uint8_t* data, size_t len) {
@@ -424,8 +348,7 @@ void RunSingle(Harness& h, const uint8_t* data, size_t len) {
   h.now += 1;
   RunPacket(h, data, len, s);  // a retransmission meets the entry the first copy left
   h.now += 2000000;
-  h.engine.Sweep(64, h.now);
-  CheckTable(h.engine);
+  Sweep(h, 64);
 }
 
 void RunMulti(Harness& h, const uint8_t* data, size_t len) {
@@ -447,8 +370,10 @@ void RunMulti(Harness& h, const uint8_t* data, size_t len) {
 }
 
 }  // namespace
+}  // namespace fuzz
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace fuzz;  // NOLINT(build/namespaces): the harness's names, here only
   if (size < 2) return 0;
   Harness h(data[0], data[1]);
   if (data[0] & kSelMulti) {

@@ -1,10 +1,12 @@
 // A second, byte-by-byte implementation of what the fuzzer holds the engine
 // to: checksums, the packet layout, the parse result packet.h documents, and
 // the ICMP errors the engine handles (icmp.h), restated check by check from
-// the RFCs and the headers' comments, not from the engine's code.
+// the RFCs and the headers' comments, not from the engine's code. IPv4 first
+// (RFC 791, 792, 793), then IPv6 (RFC 8200, 4443).
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 
 #include "../packet.h"
@@ -127,6 +129,144 @@ inline void FixChecksums(uint8_t* b, size_t len, bool csumNotReady) {
   uint8_t* field = b + l.ihl + 16;
   Put16(field, 0);
   Put16(field, csumNotReady ? Fold(PseudoSum(b, l)) : static_cast<uint16_t>(~TcpResidual(b, l)));
+}
+
+// ---- IPv6 (RFC 8200): a 40-byte header, then a chain of extension headers.
+
+constexpr size_t kIp6Header = 40;
+constexpr uint8_t kNhHopByHop = 0, kNhTcp = 6, kNhRouting = 43, kNhFragment = 44, kNhIcmp6 = 58, kNhDestOpts = 60;
+
+// Where a chain of extension headers leads, walked as packet.h promises:
+// hop-by-hop, routing and destination options are skipped (each is
+// (Hdr Ext Len + 1) * 8 bytes, RFC 8200 4.3-4.6), a routing header with
+// segments left (byte 3) means the packet is not at its last stop yet, a
+// fragment header ends the walk as a fragment, at most kMaxIpv6Ext headers
+// are followed, and every header lies within the first `within` bytes.
+struct Chain {
+  dpr::ParseResult result = dpr::ParseResult::kOk;
+  size_t upper = 0;   // offset of the upper-layer header
+  uint8_t proto = 0;  // its protocol
+};
+
+inline Chain WalkChain(const uint8_t* b, size_t within, uint8_t next, size_t at) {
+  using R = dpr::ParseResult;
+  Chain c;
+  int followed = 0;
+  for (;;) {
+    if (next == kNhFragment) {
+      c.result = R::kFragment;
+      return c;
+    }
+    if (next != kNhHopByHop && next != kNhRouting && next != kNhDestOpts) break;
+    if (followed == dpr::kMaxIpv6Ext || within < at + 8 || within - at < (size_t{b[at + 1]} + 1) * 8 ||
+        (next == kNhRouting && b[at + 3] != 0)) {
+      c.result = R::kBadIpv6Ext;
+      return c;
+    }
+    next = b[at];
+    at += (size_t{b[at + 1]} + 1) * 8;
+    ++followed;
+  }
+  c.upper = at;
+  c.proto = next;
+  return c;
+}
+
+struct Layout6 {
+  bool ipHeader = false;  // a whole IPv6 header is present
+  bool tcp = false;       // a whole TCP segment after a chain the data path follows
+  bool icmp = false;      // or a whole ICMPv6 message (8 bytes at least)
+  size_t upper = 0;       // where it starts
+  size_t total = 0;       // 40 + payload length
+};
+
+inline Layout6 Look6(const uint8_t* b, size_t len) {
+  Layout6 l;
+  if (len < kIp6Header || (b[0] >> 4) != 6) return l;
+  l.ipHeader = true;
+  l.total = kIp6Header + Load16(b + 4);
+  if (l.total == kIp6Header || l.total > len) return l;
+  const Chain c = WalkChain(b, l.total, b[6], kIp6Header);
+  if (c.result != dpr::ParseResult::kOk) return l;
+  l.upper = c.upper;
+  l.tcp = c.proto == kNhTcp && l.total - c.upper >= 20;
+  l.icmp = c.proto == kNhIcmp6 && l.total - c.upper >= 8;
+  return l;
+}
+
+// The parse result of ParseTcp6Headers (ParseTcp6 when wire == len), as
+// packet.h states it: kTruncatedIpv6 for less than a header, a payload
+// length of 0 (jumbogram) or one beyond the packet's real length; the chain
+// as above within the datagram (and the copy); then TCP as for IPv4.
+inline dpr::ParseResult Classify6(const uint8_t* b, size_t len, size_t wire) {
+  using R = dpr::ParseResult;
+  if (len < kIp6Header) return R::kTruncatedIpv6;
+  if ((b[0] >> 4) != 6) return R::kNotIpv4;
+  const size_t payload = Load16(b + 4);
+  const size_t total = kIp6Header + payload;
+  if (payload == 0 || total > wire) return R::kTruncatedIpv6;
+  const size_t within = std::min(total, len);
+  const Chain c = WalkChain(b, within, b[6], kIp6Header);
+  if (c.result != R::kOk) return c.result;
+  if (c.proto != kNhTcp) return R::kNotTcp;
+  if (total - c.upper < 20 || within < c.upper + 20) return R::kTruncatedTcp;
+  const size_t doff = static_cast<size_t>(b[c.upper + 12] >> 4) * 4;
+  if (doff < 20 || doff > total - c.upper || within < c.upper + doff) return R::kBadTcpOffset;
+  return R::kOk;
+}
+
+// ICMPv6 destination unreachable (type 1) or packet too big (type 2): after
+// the 8-byte header, as much of the invoking packet as fits (RFC 4443 2.4,
+// 3.1, 3.2); it must quote an IPv6 TCP segment through the same kind of
+// chain, with its ports.
+struct Quote6 {
+  bool ok = false;
+  dpr::Ip6 saddr, daddr;  // the quoted segment's
+  uint16_t sport = 0, dport = 0;
+};
+
+inline Quote6 LookIcmp6(const uint8_t* b, size_t len) {
+  Quote6 q;
+  const Layout6 l = Look6(b, len);
+  if (!l.icmp || (b[l.upper] != 1 && b[l.upper] != 2)) return q;
+  const uint8_t* in = b + l.upper + 8;
+  const size_t inLen = l.total - l.upper - 8;
+  if (inLen < kIp6Header || (in[0] >> 4) != 6) return q;
+  const Chain c = WalkChain(in, inLen, in[6], kIp6Header);
+  if (c.result != dpr::ParseResult::kOk || c.proto != kNhTcp || inLen < c.upper + 8) return q;
+  q.ok = true;
+  std::memcpy(q.saddr.b, in + 8, 16);
+  std::memcpy(q.daddr.b, in + 24, 16);
+  q.sport = Load16(in + c.upper);
+  q.dport = Load16(in + c.upper + 2);
+  return q;
+}
+
+// RFC 8200 8.1: both addresses, the upper-layer length as 32 bits, three
+// zero bytes and the next header (the final destination is the header's:
+// no routing header with segments left gets this far).
+inline uint32_t PseudoSum6(const uint8_t* b, const Layout6& l, uint8_t proto) {
+  const uint32_t upperLen = static_cast<uint32_t>(l.total - l.upper);
+  return SumBytes(b + 8, 32, (upperLen >> 16) + (upperLen & 0xffff) + proto);
+}
+inline uint16_t Residual6(const uint8_t* b, const Layout6& l, uint8_t proto) {
+  return Fold(SumBytes(b + l.upper, l.total - l.upper, PseudoSum6(b, l, proto)));
+}
+inline uint16_t Tcp6Residual(const uint8_t* b, const Layout6& l) { return Residual6(b, l, kNhTcp); }
+// ICMPv6, unlike ICMP, covers a pseudo-header (RFC 4443 2.3).
+inline uint16_t Icmp6Residual(const uint8_t* b, const Layout6& l) { return Residual6(b, l, kNhIcmp6); }
+
+// As FixChecksums, for IPv6 (no header checksum).
+inline void FixChecksums6(uint8_t* b, size_t len, bool csumNotReady) {
+  const Layout6 l = Look6(b, len);
+  if (l.icmp) {
+    Put16(b + l.upper + 2, 0);
+    Put16(b + l.upper + 2, static_cast<uint16_t>(~Icmp6Residual(b, l)));
+  }
+  if (!l.tcp) return;
+  uint8_t* field = b + l.upper + 16;
+  Put16(field, 0);
+  Put16(field, csumNotReady ? Fold(PseudoSum6(b, l, kNhTcp)) : static_cast<uint16_t>(~Tcp6Residual(b, l)));
 }
 
 }  // namespace ref
