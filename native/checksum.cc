@@ -75,38 +75,41 @@ void ChecksumReplace128(uint8_t* field, const Ip6& from, const Ip6& to) {
   std::memcpy(field, &out, 2);
 }
 
-void TcpChecksumFull(TcpPacket6* p) {
+namespace {
+// The TCP checksum over `pseudo` (the family's pseudo-header) and the segment.
+template <typename Addr>
+void FillTcpChecksum(BasicTcpPacket<Addr>* p, const uint8_t* pseudo, size_t pseudoLength) {
   const size_t tcpLength = p->ipLength - p->ipHeaderLength;
   p->tcp[16] = 0;
   p->tcp[17] = 0;
-  uint8_t pseudo[40];
+  uint32_t sum = ChecksumAdd(pseudo, pseudoLength, 0);
+  sum = ChecksumAdd(p->tcp, tcpLength, sum);
+  const uint16_t out = ChecksumFold(sum);
+  std::memcpy(p->tcp + 16, &out, 2);
+}
+}  // namespace
+
+void TcpChecksumFull(TcpPacket6* p) {
+  const size_t tcpLength = p->ipLength - p->ipHeaderLength;
+  uint8_t pseudo[40] = {};
   std::memcpy(pseudo, p->ip + 8, 32);  // source and destination address
   pseudo[32] = static_cast<uint8_t>(tcpLength >> 24);
   pseudo[33] = static_cast<uint8_t>(tcpLength >> 16);
   pseudo[34] = static_cast<uint8_t>(tcpLength >> 8);
   pseudo[35] = static_cast<uint8_t>(tcpLength);
-  pseudo[36] = pseudo[37] = pseudo[38] = 0;
   pseudo[39] = 6;
-  uint32_t sum = ChecksumAdd(pseudo, sizeof pseudo, 0);
-  sum = ChecksumAdd(p->tcp, tcpLength, sum);
-  const uint16_t out = ChecksumFold(sum);
-  std::memcpy(p->tcp + 16, &out, 2);
+  FillTcpChecksum(p, pseudo, sizeof pseudo);
 }
 
 void TcpChecksumFull(TcpPacket* p) {
   const size_t tcpLength = p->ipLength - p->ipHeaderLength;
-  p->tcp[16] = 0;
-  p->tcp[17] = 0;
   uint8_t pseudo[12];
   std::memcpy(pseudo, p->ip + 12, 8);  // source and destination address
   pseudo[8] = 0;
   pseudo[9] = 6;
   pseudo[10] = static_cast<uint8_t>(tcpLength >> 8);
   pseudo[11] = static_cast<uint8_t>(tcpLength);
-  uint32_t sum = ChecksumAdd(pseudo, sizeof pseudo, 0);
-  sum = ChecksumAdd(p->tcp, tcpLength, sum);
-  const uint16_t out = ChecksumFold(sum);
-  std::memcpy(p->tcp + 16, &out, 2);
+  FillTcpChecksum(p, pseudo, sizeof pseudo);
 }
 
 }  // namespace dpr

@@ -37,6 +37,32 @@ const char* ParseResultName(ParseResult r) {
 
 ParseResult ParseTcp4(uint8_t* buf, size_t len, TcpPacket* out) { return ParseTcp4Headers(buf, len, len, out); }
 
+namespace {
+// Both families from the TCP header on: the segment at `at` of a datagram
+// of `total` bytes, of which `len` are here; addresses at `src`/`dst`.
+template <typename Addr>
+ParseResult ParseTcpAt(uint8_t* buf, size_t len, size_t total, size_t at, size_t src, size_t dst,
+                       BasicTcpPacket<Addr>* out) {
+  if (total - at < 20 || at + 20 > len) return ParseResult::kTruncatedTcp;
+  uint8_t* tcp = buf + at;
+  const size_t doff = static_cast<size_t>(tcp[12] >> 4) * 4;
+  if (doff < 20 || doff > total - at || at + doff > len) return ParseResult::kBadTcpOffset;
+  out->ip = buf;
+  out->ipLength = total;
+  out->ipHeaderLength = at;
+  out->tcp = tcp;
+  std::memcpy(&out->saddr, buf + src, sizeof(Addr));
+  std::memcpy(&out->daddr, buf + dst, sizeof(Addr));
+  out->sport = Load16(tcp);
+  out->dport = Load16(tcp + 2);
+  out->flags = tcp[13];
+  out->seq = Load32(tcp + 4);
+  out->ack = Load32(tcp + 8);
+  out->tcpHeaderLength = doff;
+  return ParseResult::kOk;
+}
+}  // namespace
+
 ParseResult ParseTcp4Headers(uint8_t* buf, size_t len, size_t wireLength, TcpPacket* out) {
   if (buf == nullptr || len < 20) return ParseResult::kTruncatedIp;
   if ((buf[0] >> 4) != 4) return ParseResult::kNotIpv4;
@@ -50,50 +76,12 @@ ParseResult ParseTcp4Headers(uint8_t* buf, size_t len, size_t wireLength, TcpPac
   const uint16_t frag = Load16(buf + 6);
   if ((frag & 0x3fff) != 0) return ParseResult::kFragment;  // MF or offset
   if (buf[9] != 6) return ParseResult::kNotTcp;
-  if (total - ihl < 20 || ihl + 20 > len) return ParseResult::kTruncatedTcp;
-  uint8_t* tcp = buf + ihl;
-  const size_t doff = static_cast<size_t>(tcp[12] >> 4) * 4;
-  if (doff < 20 || doff > total - ihl || ihl + doff > len) return ParseResult::kBadTcpOffset;
-
-  out->ip = buf;
-  out->ipLength = total;
-  out->ipHeaderLength = ihl;
-  out->tcp = tcp;
-  std::memcpy(&out->saddr, buf + 12, 4);
-  std::memcpy(&out->daddr, buf + 16, 4);
-  out->sport = Load16(tcp);
-  out->dport = Load16(tcp + 2);
-  out->flags = tcp[13];
-  out->seq = Load32(tcp + 4);
-  out->ack = Load32(tcp + 8);
-  out->tcpHeaderLength = doff;
-  return ParseResult::kOk;
+  return ParseTcpAt(buf, len, total, ihl, 12, 16, out);
 }
 
 namespace {
 constexpr size_t kIpv6Header = 40;
 constexpr uint8_t kHopByHop = 0, kRouting = 43, kFragmentHeader = 44, kDestOptions = 60, kProtoTcp = 6;
-
-// The TCP header at `at`, checked as for IPv4.
-ParseResult ParseTcpAt(uint8_t* buf, size_t len, size_t total, size_t at, TcpPacket6* out) {
-  if (total - at < 20 || at + 20 > len) return ParseResult::kTruncatedTcp;
-  uint8_t* tcp = buf + at;
-  const size_t doff = static_cast<size_t>(tcp[12] >> 4) * 4;
-  if (doff < 20 || doff > total - at || at + doff > len) return ParseResult::kBadTcpOffset;
-  out->ip = buf;
-  out->ipLength = total;
-  out->ipHeaderLength = at;
-  out->tcp = tcp;
-  std::memcpy(out->saddr.b, buf + 8, 16);
-  std::memcpy(out->daddr.b, buf + 24, 16);
-  out->sport = Load16(tcp);
-  out->dport = Load16(tcp + 2);
-  out->flags = tcp[13];
-  out->seq = Load32(tcp + 4);
-  out->ack = Load32(tcp + 8);
-  out->tcpHeaderLength = doff;
-  return ParseResult::kOk;
-}
 }  // namespace
 
 ParseResult SkipIpv6Ext(const uint8_t* buf, size_t len, uint8_t next, size_t* at, uint8_t* proto) {
@@ -134,7 +122,7 @@ ParseResult ParseTcp6Headers(uint8_t* buf, size_t len, size_t wireLength, TcpPac
   const ParseResult ext = SkipIpv6Ext(buf, within, buf[6], &at, &proto);
   if (ext != ParseResult::kOk) return ext;
   if (proto != kProtoTcp) return ParseResult::kNotTcp;
-  return ParseTcpAt(buf, within, total, at, out);
+  return ParseTcpAt(buf, within, total, at, 8, 24, out);
 }
 
 void SetDestination(TcpPacket6* p, const Ip6& daddr, uint16_t dport) {
