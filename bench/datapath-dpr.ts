@@ -7,7 +7,7 @@
 //
 //   node dist/bench/datapath-dpr.js --queue 0 --path rewrite|local [--family 4|6] [--maxlen L] [--rcvbuf BYTES]
 import { parseIpv4 } from '../lib/ipv4';
-import { addrs6 } from '../test/support/fixture-engines';
+import { ipv6Words, parseIpv6 } from '../lib/ipv6';
 import { Queue, type EngineOptions, type QueueOptions, type QueueStats } from '../lib/native';
 import { DATAPATH } from './datapath-config';
 
@@ -44,7 +44,8 @@ function parseArgs(argv: string[]): Args {
 
 function engineOptions(family: 4 | 6): EngineOptions {
   const hosts = [parseIpv4(DATAPATH.self), parseIpv4(DATAPATH.peer)];
-  const hosts6 = family === 6 ? { serviceAddrs6: addrs6([DATAPATH.self6, DATAPATH.peer6]), clusterAddrs6: addrs6([DATAPATH.self6, DATAPATH.peer6]) } : {};
+  const words6 = Uint32Array.from([DATAPATH.self6, DATAPATH.peer6].flatMap((a) => ipv6Words(parseIpv6(a))));
+  const hosts6 = family === 6 ? { serviceAddrs6: words6, clusterAddrs6: words6 } : {};
   return {
     role: 'entry',
     policy: 'hash',
