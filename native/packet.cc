@@ -93,6 +93,9 @@ ParseResult SkipIpv6Ext(const uint8_t* buf, size_t len, uint8_t next, size_t* at
       *proto = next;
       return ParseResult::kOk;
     }
+    // Hop-by-hop options come first or not at all (RFC 8200 section 4.1); a
+    // receiving stack drops them anywhere else.
+    if (next == kHopByHop && n > 0) return ParseResult::kBadIpv6Ext;
     if (n == kMaxIpv6Ext || off + 8 > len) return ParseResult::kBadIpv6Ext;
     const size_t extLen = (static_cast<size_t>(buf[off + 1]) + 1) * 8;
     if (off + extLen > len) return ParseResult::kBadIpv6Ext;

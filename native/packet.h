@@ -69,8 +69,9 @@ ParseResult ParseTcp4(uint8_t* buf, size_t len, TcpPacket* out);
 // rewritten from such a parse: the rest of the packet is not here.
 ParseResult ParseTcp4Headers(uint8_t* buf, size_t len, size_t wireLength, TcpPacket* out);
 
-// IPv6: the extension headers a TCP segment may come with (hop-by-hop,
-// routing, destination options) are skipped; a fragment header makes it
+// IPv6: the extension headers a TCP segment may come with (hop-by-hop, only
+// right after the IPv6 header; routing with no segments left; destination
+// options) are skipped; a fragment header makes it
 // kFragment (ports may be absent, as for IPv4), AH, ESP and anything unknown
 // kBadIpv6Ext: not a segment the data path can rewrite (the local stack
 // deals with it). At most kMaxIpv6Ext headers are followed.

@@ -137,7 +137,7 @@ constexpr size_t kIp6Header = 40;
 constexpr uint8_t kNhHopByHop = 0, kNhTcp = 6, kNhRouting = 43, kNhFragment = 44, kNhIcmp6 = 58, kNhDestOpts = 60;
 
 // Where a chain of extension headers leads, walked as packet.h promises:
-// hop-by-hop, routing and destination options are skipped (each is
+// hop-by-hop (only first: RFC 8200 4.1), routing and destination options are skipped (each is
 // (Hdr Ext Len + 1) * 8 bytes, RFC 8200 4.3-4.6), a routing header with
 // segments left (byte 3) means the packet is not at its last stop yet, a
 // fragment header ends the walk as a fragment, at most kMaxIpv6Ext headers
@@ -159,7 +159,7 @@ inline Chain WalkChain(const uint8_t* b, size_t within, uint8_t next, size_t at)
     }
     if (next != kNhHopByHop && next != kNhRouting && next != kNhDestOpts) break;
     if (followed == dpr::kMaxIpv6Ext || within < at + 8 || within - at < (size_t{b[at + 1]} + 1) * 8 ||
-        (next == kNhRouting && b[at + 3] != 0)) {
+        (next == kNhRouting && b[at + 3] != 0) || (next == kNhHopByHop && followed > 0)) {
       c.result = R::kBadIpv6Ext;
       return c;
     }

@@ -339,6 +339,8 @@ function ipv6Cases(): Case[] {
       output: forwarded6({ ...syn6, ext: [{ type: ROUTING, body: [4, 0] }] }) },
     { slug: 'v6-entry-routing-segments-left', description: 'IPv6: a routing header with segments left is not this hop\'s to rewrite: passed on',
       engine: 'entry-hash-to-peer', input: buildTcp6({ ...syn6, ext: [{ type: ROUTING, body: [4, 1] }] }), action: 'accept', malformed: 'bad_ipv6_ext' },
+    { slug: 'v6-entry-hop-by-hop-late', description: 'IPv6: hop-by-hop options after another extension header (RFC 8200 4.1 forbids it) are passed on',
+      engine: 'entry-hash-to-peer', input: buildTcp6({ ...syn6, ext: [{ type: DEST_OPTIONS }, { type: HOP_BY_HOP }] }), action: 'accept', malformed: 'bad_ipv6_ext' },
     { slug: 'v6-entry-fragment', description: 'IPv6: a fragment header (ports may be absent) is passed on',
       engine: 'entry-hash-to-peer', input: buildTcp6({ ...syn6, ext: [{ type: FRAGMENT, body: [0, 1, 0, 0, 0, 7] }] }), action: 'accept', malformed: 'fragment' },
     { slug: 'v6-entry-esp', description: 'IPv6: ESP (not TCP as far as the data path can see) is passed on',
