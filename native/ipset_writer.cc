@@ -22,10 +22,6 @@ std::string IpsetWriter::SetName(const std::string& prefix, uint16_t target) {
   return prefix + "to" + std::to_string(target);
 }
 
-std::string IpsetWriter::SetName6(const std::string& prefix, uint16_t target) {
-  return prefix + "6to" + std::to_string(target);
-}
-
 namespace {
 uint32_t TimeoutSec(uint32_t timeoutMs) {
   // ipset counts timeouts in seconds; 0 would mean "never" in a set with timeouts.
@@ -45,7 +41,8 @@ uint8_t FamilyOf(const FlowKey&) { return AF_INET; }
 uint8_t FamilyOf(const FlowKey6&) { return AF_INET6; }
 }  // namespace
 
-IpsetWriter::IpsetWriter(std::string prefix) : prefix_(std::move(prefix)), buf_(kBufBytes) {
+IpsetWriter::IpsetWriter(std::string prefix, std::string prefix6)
+    : prefix_(std::move(prefix)), prefix6_(std::move(prefix6)), buf_(kBufBytes) {
   nl_ = mnl_socket_open(NETLINK_NETFILTER);
   if (nl_ == nullptr) throw std::system_error(errno, std::generic_category(), "ipset netlink socket");
   if (mnl_socket_bind(nl_, 0, MNL_SOCKET_AUTOPID) < 0) {
@@ -85,18 +82,23 @@ void IpsetWriter::OnFlowGone(const FlowKey6& key, uint16_t target) {
 // entry alone and answers EEXIST.
 template <typename Key>
 void IpsetWriter::Put(uint8_t cmd, const Key& key, uint16_t target, uint32_t timeoutSec, bool exclusive) {
+  const uint8_t family = FamilyOf(key);
+  if (family == AF_INET6 && prefix6_.empty()) {
+    counters_.errors.Add();
+    counters_.lastErrno.store(ENOENT, std::memory_order_relaxed);
+    return;
+  }
   if (used_ + kMaxMessage > buf_.size()) Flush();
   nlmsghdr* nlh = mnl_nlmsg_put_header(buf_.data() + used_);
   nlh->nlmsg_type = (NFNL_SUBSYS_IPSET << 8) | cmd;
   nlh->nlmsg_flags = NLM_F_REQUEST | (exclusive ? NLM_F_EXCL : 0);
   nlh->nlmsg_seq = seq_++;
   auto* nfg = static_cast<nfgenmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(nfgenmsg)));
-  const uint8_t family = FamilyOf(key);
   nfg->nfgen_family = family;
   nfg->version = NFNETLINK_V0;
   nfg->res_id = 0;
   mnl_attr_put_u8(nlh, IPSET_ATTR_PROTOCOL, IPSET_PROTOCOL);
-  const std::string set = family == AF_INET6 ? SetName6(prefix_, target) : SetName(prefix_, target);
+  const std::string set = SetName(family == AF_INET6 ? prefix6_ : prefix_, target);
   mnl_attr_put_strz(nlh, IPSET_ATTR_SETNAME, set.c_str());
   nlattr* data = mnl_attr_nest_start(nlh, IPSET_ATTR_DATA);
   PutAddr(nlh, IPSET_ATTR_IP, key.clientAddr);
