@@ -19,7 +19,7 @@ export interface HostEntry {
    * ones go on (drain by weight).
    */
   weight: number;
-  /** IPv6 service address (dual-stack, rewrite mode): every host has one and `cluster6`, or none does. */
+  /** IPv6 service address (dual-stack, modes rewrite and direct): every host has one and `cluster6`, or none does. */
   service6?: string;
   /** IPv6 cluster address: where peers forward IPv6 connections to; in `clusterCidr6`. */
   cluster6?: string;
@@ -227,7 +227,7 @@ export const schema = {
     env: 'DPR_SELF',
   },
   hosts: {
-    doc: `Every host of the cluster: \`[{id, service, cluster, weight, service6, cluster6}]\`. \`service\` is the address clients connect to; \`cluster\` the address peers reach it at (may be equal). \`weight\` (optional, integer 0..${MAX_WEIGHT}, default 1) is the host's relative capacity: its share of the Maglev table (hash policy) and the divisor of its load (load policy) follow it; 0 takes it out of new connections while its established ones go on (drain by weight, live with \`dpr reload\`). \`service6\` and \`cluster6\` (optional, IPv6, \`rewrite\` mode only): the host's IPv6 service and cluster addresses; every host has both or none does. The same list on every host. Required with \`membership.source\` \`static\`; not allowed with \`etcd\`, where the list comes from etcd.`,
+    doc: `Every host of the cluster: \`[{id, service, cluster, weight, service6, cluster6}]\`. \`service\` is the address clients connect to; \`cluster\` the address peers reach it at (may be equal). \`weight\` (optional, integer 0..${MAX_WEIGHT}, default 1) is the host's relative capacity: its share of the Maglev table (hash policy) and the divisor of its load (load policy) follow it; 0 takes it out of new connections while its established ones go on (drain by weight, live with \`dpr reload\`). \`service6\` and \`cluster6\` (optional, IPv6, modes \`rewrite\` and \`direct\`; in \`direct\` \`cluster6\` must differ from \`service6\`): the host's IPv6 service and cluster addresses; every host has both or none does. The same list on every host. Required with \`membership.source\` \`static\`; not allowed with \`etcd\`, where the list comes from etcd.`,
     format: 'hosts',
     default: null as unknown as HostEntry[],
     env: 'DPR_HOSTS',

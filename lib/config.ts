@@ -362,7 +362,7 @@ const NEEDS_PEERS6 = 'an IPv6 service address needs IPv6 peers to forward to: IP
 /**
  * Dual-stack (issue 15): every host has service6 and cluster6 or none does,
  * each cluster6 in clusterCidr6, no address twice, restoreCidr6 apart from
- * them all and large enough. IPv6 runs in rewrite mode only so far.
+ * them all and large enough. IPv6 runs in modes rewrite and direct so far.
  */
 function checkIpv6(c: DprConfig): void {
   if (!hasIpv6(c)) return;
@@ -372,7 +372,7 @@ function checkIpv6(c: DprConfig): void {
       if (h[k] === undefined) throw new ConfigError(`hosts[${i}].${k}`, `is missing while hosts[${first}] has IPv6 addresses; ${NEEDS_PEERS6}`);
     }
   }
-  if (c.mode !== 'rewrite') throw new ConfigError('mode', `'${c.mode}' with IPv6 addresses (hosts[${first}].service6): IPv6 runs in mode 'rewrite' only so far`);
+  if (c.mode === 'tunnel') throw new ConfigError('mode', `'${c.mode}' with IPv6 addresses (hosts[${first}].service6): IPv6 runs in modes 'rewrite' and 'direct' only so far`);
   if (!c.clusterCidr6) throw new ConfigError('clusterCidr6', 'is required when the hosts have IPv6 addresses: every cluster6 must lie in it');
   const cidr = parseCidr6(c.clusterCidr6);
   const restore = parseCidr6(c.restoreCidr6);
@@ -397,6 +397,9 @@ function checkMode(c: DprConfig): void {
   for (const h of hostsToCheck(c)) {
     // Peers hold this address on lo; had it been the cluster address too, they could not reach this host.
     if (h.service === h.cluster) throw new ConfigError(`${h.label}.cluster`, `${h.cluster} is also the service address; mode '${c.mode}' needs a cluster address of its own on every host (peers hold the service addresses on lo)`);
+  }
+  for (const [i, h] of (c.hosts ?? []).entries()) {
+    if (h.service6 !== undefined && h.service6 === h.cluster6) throw new ConfigError(`hosts[${i}].cluster6`, `${h.cluster6} is also the service6 address; mode '${c.mode}' needs a cluster6 address of its own on every host (peers hold the service6 addresses on lo)`);
   }
   const m = c.marks.peerMask;
   const shift = Math.log2(m & -m);
@@ -441,7 +444,7 @@ export function selfHost(c: DprConfig): HostEntry {
 export function forwardedInAddresses(c: Pick<DprConfig, 'restoreCidr' | 'restoreCidr6' | 'hosts' | 'mode'>, peers: readonly number[]): Set<string> {
   // IPv6 ones as lib/proc-tcp.ts prints them: canonical (RFC 5952).
   if (c.mode === 'rewrite') return new Set(peers.flatMap((id) => (hasIpv6(c) ? [restoreAddress(c, id), restoreAddress6(c, id)] : [restoreAddress(c, id)])));
-  return new Set((c.hosts ?? []).filter((h) => peers.includes(h.id)).map((h) => h.service));
+  return new Set((c.hosts ?? []).filter((h) => peers.includes(h.id)).flatMap((h) => (h.service6 ? [h.service, h.service6] : [h.service])));
 }
 
 /**

@@ -1,11 +1,12 @@
 // What the kernel knows of forwarded flows in the kernel modes, for `dpr
 // status`, /metrics and drain: the entries of each peer's ipset and the
 // packets the kernel routed by them (the counters of the DPR_ENTRY rules
-// that jump to DPR_TO<id>). Read with the ipset and iptables tools: asked
+// that jump to DPR_TO<id>), both families on a dual-stack host (the
+// dpr6_to<id> sets and ip6tables' DPR_ENTRY). Read with the ipset and iptables tools: asked
 // for by operators and scrapes (about 5 ms), never per packet or per flow.
 import { execFileSync } from 'node:child_process';
-import type { DprConfig } from './config';
-import { peerSet } from './kernel-path';
+import { hasIpv6, type DprConfig } from './config';
+import { peerSet, SET_PREFIX, SET_PREFIX6 } from './kernel-path';
 
 export interface KernelPeerFlows {
   id: number;
@@ -29,9 +30,13 @@ export function readKernelFlows(c: Readonly<DprConfig>): KernelFlows | null {
   if (c.mode === 'rewrite') return null;
   try {
     const counters = new Map<number, [number, number]>();
-    for (const line of run('iptables', ['-w', '-t', 'raw', '-L', 'DPR_ENTRY', '-v', '-x', '-n']).split('\n')) {
-      const m = /^\s*(\d+)\s+(\d+)\s+DPR_TO(\d+)\s/.exec(line);
-      if (m) counters.set(Number(m[3]), [Number(m[1]), Number(m[2])]);
+    for (const tool of hasIpv6(c) ? ['iptables', 'ip6tables'] : ['iptables']) {
+      for (const line of run(tool, ['-w', '-t', 'raw', '-L', 'DPR_ENTRY', '-v', '-x', '-n']).split('\n')) {
+        const m = /^\s*(\d+)\s+(\d+)\s+DPR_TO(\d+)\s/.exec(line);
+        if (!m) continue;
+        const [p, b] = counters.get(Number(m[3])) ?? [0, 0];
+        counters.set(Number(m[3]), [p + Number(m[1]), b + Number(m[2])]);
+      }
     }
     // One call for every set's header: `Name: ...` then `Number of entries: ...`.
     const entriesOf = new Map<string, number>();
@@ -43,7 +48,8 @@ export function readKernelFlows(c: Readonly<DprConfig>): KernelFlows | null {
     }
     const byPeer = (c.hosts ?? []).filter((h) => h.id !== c.self).map((h) => {
       const [packets, bytes] = counters.get(h.id) ?? [0, 0];
-      return { id: h.id, entries: entriesOf.get(peerSet(h.id)) ?? 0, packets, bytes };
+      const entries = (entriesOf.get(peerSet(h.id)) ?? 0) + (entriesOf.get(peerSet(h.id, SET_PREFIX6)) ?? 0);
+      return { id: h.id, entries, packets, bytes };
     });
     return { entries: byPeer.reduce((a, p) => a + p.entries, 0), packets: byPeer.reduce((a, p) => a + p.packets, 0), byPeer };
   } catch {
@@ -61,10 +67,10 @@ export function openKernelFlows(c: Readonly<DprConfig>, peers: readonly number[]
   const closingS = Math.ceil(c.flows.closingTimeoutMs / 1000);
   const synS = Math.ceil(c.flows.synTimeoutMs / 1000);
   let open = 0;
-  for (const id of peers) {
+  for (const set of peers.flatMap((id) => [peerSet(id, SET_PREFIX), peerSet(id, SET_PREFIX6)])) {
     let text: string;
     try {
-      text = run('ipset', ['list', peerSet(id)]);
+      text = run('ipset', ['list', set]);
     } catch {
       continue;
     }

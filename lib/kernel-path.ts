@@ -5,13 +5,18 @@
 // from the configuration like lib/rules.ts; applied and removed by
 // lib/install.ts (all or nothing), found again by name or by ROUTE_PROTO.
 //
-// Names carry the address family (`dpr4_`), so IPv6 can add `dpr6_` beside.
-import { restoreAddress, thisHost, type DprConfig } from './config';
+// Names carry the address family: `dpr4_` sets, and on a dual-stack host
+// (hosts[].service6) `dpr6_` sets of family inet6 beside them, with `ip -6`
+// rules and routes of the same marks and table numbers (the IPv6 policy
+// routing database is a space of its own). `direct` only so far.
+import { hasIpv6, restoreAddress, thisHost, type DprConfig } from './config';
 
 /** iproute2 protocol number on our rules and routes: how uninstall finds them without a configuration. */
 export const ROUTE_PROTO = '77';
 /** Set names: `dpr4_to<id>` (flows forwarded to host id), `dpr4_fin` (hold-off after FIN/RST). */
 export const SET_PREFIX = 'dpr4_';
+/** The IPv6 sets (family inet6): `dpr6_to<id>`, `dpr6_fin`. */
+export const SET_PREFIX6 = 'dpr6_';
 /** VXLAN devices are named `dprvx<id>` (towards host id). */
 export const LINK_PREFIX = 'dprvx';
 /**
@@ -30,8 +35,9 @@ export const FIN_HOLD_OFF_S = 5;
 export const tunnelMac = (self: number, peer: number): string =>
   ['02', '64', '70', '72', self, peer].map((b) => (typeof b === 'number' ? b.toString(16).padStart(2, '0') : b)).join(':');
 
-export const peerSet = (id: number): string => `${SET_PREFIX}to${id}`;
+export const peerSet = (id: number, prefix = SET_PREFIX): string => `${prefix}to${id}`;
 export const finSet = `${SET_PREFIX}fin`;
+export const finSet6 = `${SET_PREFIX6}fin`;
 export const tunnelLink = (id: number): string => `${LINK_PREFIX}${id}`;
 
 export interface KernelPath {
@@ -51,6 +57,9 @@ export interface KernelPath {
   routes: string[][];
   /** `ip rule add` arguments, after the local rule moved to `localPref`. */
   rules: string[][];
+  /** `ip -6 route replace` / `ip -6 rule add` arguments; empty without IPv6. */
+  routes6: string[][];
+  rules6: string[][];
   localPref: number;
 }
 
@@ -77,10 +86,12 @@ export function renderKernelPath(c: DprConfig): KernelPath | null {
   // scans a few entries, not the dozen of ipset's default sizing (bench: forward).
   const hashsize = 2 ** Math.ceil(Math.log2(Math.max(1024, c.flows.max / 8)));
   const size = ['hashsize', String(hashsize), 'maxelem', String(c.flows.max)];
-  const sets = [
-    ...others.map((h) => [peerSet(h.id), 'hash:ip,port,ip', 'timeout', String(sec(c.flows.establishedTimeoutMs)), ...size]),
-    [finSet, 'hash:ip,port,ip', 'timeout', String(FIN_HOLD_OFF_S), ...size],
+  const six = hasIpv6(c);
+  const setsOf = (prefix: string, fin: string, family: string[]): string[][] => [
+    ...others.map((h) => [peerSet(h.id, prefix), 'hash:ip,port,ip', ...family, 'timeout', String(sec(c.flows.establishedTimeoutMs)), ...size]),
+    [fin, 'hash:ip,port,ip', ...family, 'timeout', String(FIN_HOLD_OFF_S), ...size],
   ];
+  const sets = [...setsOf(SET_PREFIX, finSet, []), ...(six ? setsOf(SET_PREFIX6, finSet6, ['family', 'inet6']) : [])];
   const links = c.mode === 'tunnel'
     ? others.map((h) => ['name', tunnelLink(h.id), 'address', tunnelMac(c.self, h.id), 'mtu', String(c.tunnel.mtu - 50), 'type', 'vxlan',
       'id', String(tunnelVni(c, c.self, h.id)), 'local', me.cluster, 'remote', h.cluster, 'dstport', String(c.tunnel.port), 'nolearning'])
@@ -97,7 +108,9 @@ export function renderKernelPath(c: DprConfig): KernelPath | null {
     return ['pref', String(c.routing.rulePref), 'fwmark', `${hex(m.value)}/${hex(m.mask)}`, 'lookup', String(c.routing.tableBase + h.id), 'protocol', ROUTE_PROTO];
   });
   const linkAddress = c.mode === 'tunnel' ? restoreAddress(c, c.self) : null;
-  return { sets, links, linkAddress, neighbours, routes, rules, localPref: c.routing.rulePref + 1 };
+  // lib/config.ts allows IPv6 in `direct` only: a plain next hop on the segment.
+  const routes6 = six ? others.map((h) => ['default', 'via', h.cluster6!, 'table', String(c.routing.tableBase + h.id), 'proto', ROUTE_PROTO]) : [];
+  return { sets, links, linkAddress, neighbours, routes, rules, routes6, rules6: six ? rules : [], localPref: c.routing.rulePref + 1 };
 }
 
 /**
@@ -107,13 +120,14 @@ export function renderKernelPath(c: DprConfig): KernelPath | null {
  * (ipset's SET target can renew an entry's timeout in `raw`; the entry keeps
  * no mark of its own, since a renewal would clear it: one set per peer.)
  */
-export function entryKernelRules(c: DprConfig): { decls: string[]; lines: string[] } {
+export function entryKernelRules(c: DprConfig, prefix = SET_PREFIX): { decls: string[]; lines: string[] } {
+  const fin = prefix === SET_PREFIX ? finSet : finSet6;
   const decls: string[] = [];
   const lines: string[] = [];
   const hex = (n: number): string => `0x${n.toString(16)}`;
   for (const h of (c.hosts ?? []).filter((x) => x.id !== c.self)) {
     const chain = `DPR_TO${h.id}`;
-    const set = peerSet(h.id);
+    const set = peerSet(h.id, prefix);
     const m = peerMark(c, h.id);
     const renew = (t: number): string => `-j SET --add-set ${set} src,src,dst --exist --timeout ${t}`;
     decls.push(`:${chain} - [0:0]`);
@@ -123,8 +137,8 @@ export function entryKernelRules(c: DprConfig): { decls: string[]; lines: string
       `-A ${chain} -j MARK --set-xmark ${hex(m.value)}/${hex(m.mask)}`,
       `-A ${chain} -p tcp -m tcp --tcp-flags RST RST ${renew(sec(c.flows.resetTimeoutMs))}`,
       `-A ${chain} -p tcp -m tcp --tcp-flags FIN,RST FIN ${renew(sec(c.flows.closingTimeoutMs))}`,
-      `-A ${chain} -p tcp -m tcp ! --tcp-flags FIN,RST NONE -j SET --add-set ${finSet} src,src,dst --exist`,
-      `-A ${chain} -p tcp -m tcp --tcp-flags FIN,RST NONE -m set ! --match-set ${finSet} src,src,dst ${renew(sec(c.flows.establishedTimeoutMs))}`,
+      `-A ${chain} -p tcp -m tcp ! --tcp-flags FIN,RST NONE -j SET --add-set ${fin} src,src,dst --exist`,
+      `-A ${chain} -p tcp -m tcp --tcp-flags FIN,RST NONE -m set ! --match-set ${fin} src,src,dst ${renew(sec(c.flows.establishedTimeoutMs))}`,
       `-A ${chain} -j ACCEPT`,
     );
   }

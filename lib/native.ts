@@ -91,6 +91,8 @@ export interface QueueOptions {
   batchSize: number;
   /** Kernel modes, entry: new forwarded flows are written to the ipsets `<prefix>to<id>`. */
   ipsetPrefix?: string;
+  /** The same for IPv6 flows (`<prefix6>to<id>`, family inet6); absent: the host forwards no IPv6 in a kernel mode. */
+  ipsetPrefix6?: string;
 }
 
 export interface Outcome {

@@ -6,7 +6,7 @@ import type { EngineOptions, QueueOptions, Role } from './native';
 import { hasIpv6 } from './config';
 import { parseIpv4 } from './ipv4';
 import { ipv6Words, parseIpv6 } from './ipv6';
-import { SET_PREFIX } from './kernel-path';
+import { SET_PREFIX, SET_PREFIX6 } from './kernel-path';
 
 /**
  * The Maglev hash key: the same on every host (they must agree on a client's
@@ -77,6 +77,6 @@ export function queueOptions(c: DprConfig, role: Role): QueueOptions {
     rcvBufBytes: c.queues.rcvBufBytes,
     sndBufBytes: c.queues.sndBufBytes,
     batchSize: c.queues.batchSize,
-    ...(role === 'entry' && c.mode !== 'rewrite' ? { ipsetPrefix: SET_PREFIX } : {}),
+    ...(role === 'entry' && c.mode !== 'rewrite' ? { ipsetPrefix: SET_PREFIX, ...(hasIpv6(c) ? { ipsetPrefix6: SET_PREFIX6 } : {}) } : {}),
   };
 }

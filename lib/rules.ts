@@ -178,6 +178,7 @@ function renderKernelRules(c: DprConfig): RuleSet {
   const kernel = renderKernelPath(c)!;
   const entry = entryKernelRules(c);
   const tunnel = c.mode === 'tunnel';
+  const ipv6 = renderRules6(c);
   const restore = [
     '*raw',
     ':DPR_PRE - [0:0]',
@@ -221,8 +222,8 @@ function renderKernelRules(c: DprConfig): RuleSet {
     ],
     localAddresses: others.map((h) => h.service),
     kernel,
-    // lib/config.ts refuses IPv6 addresses in the kernel modes.
-    ipv6: null,
+    // lib/config.ts refuses IPv6 addresses in `tunnel`.
+    ipv6,
     chains: {
       raw: ['DPR_PRE', 'DPR_ENTRY', ...entry.decls.map((d) => d.slice(1, d.indexOf(' ')))],
       nat: [],
@@ -241,6 +242,8 @@ function renderKernelRules(c: DprConfig): RuleSet {
       ['net.ipv4.conf.lo.arp_ignore', '1'],
       ['net.ipv4.conf.all.arp_announce', '2'],
       ['net.ipv4.conf.lo.arp_announce', '2'],
+      // IPv6 needs no arp_ignore counterpart (lib/rules6.ts).
+      ...(ipv6 ? [['net.ipv6.conf.*.forwarding', '1'] as [string, string]] : []),
     ],
   };
 }
@@ -303,6 +306,9 @@ export function renderInstallScript(r: RuleSet): string {
     for (const route of k.routes) lines.push(`ip route replace ${route.join(' ')}`);
     lines.push(`ip rule add pref ${k.localPref} lookup local protocol ${ROUTE_PROTO}`, 'ip rule del pref 0 lookup local');
     for (const rule of k.rules) lines.push(`ip rule add ${rule.join(' ')}`);
+    for (const route of k.routes6) lines.push(`ip -6 route replace ${route.join(' ')}`);
+    if (k.rules6.length) lines.push(`ip -6 rule add pref ${k.localPref} lookup local protocol ${ROUTE_PROTO}`, 'ip -6 rule del pref 0 lookup local');
+    for (const rule of k.rules6) lines.push(`ip -6 rule add ${rule.join(' ')}`);
   }
   lines.push("iptables-restore -w --noflush <<'EOF'", r.restore.trimEnd(), 'EOF');
   for (const j of r.jumps) {

@@ -1,5 +1,6 @@
-// The ip6tables counterpart of the rewrite-mode rules (lib/rules.ts), for
-// dual-stack hosts (hosts[].service6 / .cluster6). The same chains in the
+// The ip6tables counterpart of the rules of lib/rules.ts (rewrite mode, and
+// `direct`: renderKernelRules6 at the end), for dual-stack hosts
+// (hosts[].service6 / .cluster6). The same chains in the
 // same ip6tables tables, with IPv6's words for the same checks:
 //   - TTL is the hop limit: `-m hl --hl-gt` on the peer ports (GTSM),
 //     `HL --hl-set 255` in mangle POSTROUTING;
@@ -24,6 +25,7 @@
 import type { DprConfig } from './config';
 import { hasIpv6, peerPortRange, restoreAddress6 } from './config';
 import type { Jump } from './rules';
+import { entryKernelRules, SET_PREFIX6 } from './kernel-path';
 
 export interface RuleSet6 {
   /** Input for `ip6tables-restore --noflush`. */
@@ -46,7 +48,8 @@ const hex = (n: number): string => `0x${n.toString(16)}`;
 
 /** The IPv6 rules of this host, or null when the hosts have no IPv6 addresses. */
 export function renderRules6(c: DprConfig): RuleSet6 | null {
-  if (!hasIpv6(c) || c.mode !== 'rewrite') return null;
+  if (!hasIpv6(c)) return null;
+  if (c.mode !== 'rewrite') return renderKernelRules6(c);
   const me = c.hosts.find((h) => h.id === c.self)!;
   const s6 = me.service6!;
   const c6 = me.cluster6!;
@@ -123,4 +126,61 @@ function synRules6(c: DprConfig): string[] {
     `${syn} -m hashlimit --hashlimit-upto ${c.queues.synLimit}/sec --hashlimit-burst ${burst} --hashlimit-name dpr_syn6_${c.queues.entry} ${queue}`,
     `${syn} -j ACCEPT`,
   ];
+}
+
+/**
+ * `direct` mode's IPv6 rules, as renderKernelRules in lib/rules.ts: after the
+ * SYN a forwarded flow's packets match its peer's `dpr6_to<id>` set and are
+ * untracked, marked for the peer's table (`ip -6 rule`, lib/kernel-path.ts)
+ * and accepted; the serving host holds the peers' service6 addresses on lo
+ * and lets their service traffic in. IPv6 has no arp_ignore and needs none:
+ * neighbour discovery answers only for the receiving interface's addresses
+ * (docs/design-notes.md, "IPv6: the control plane's choices").
+ */
+function renderKernelRules6(c: DprConfig): RuleSet6 {
+  const me = c.hosts.find((h) => h.id === c.self)!;
+  const s6 = me.service6!;
+  const fwd = `${hex(c.marks.forward)}/${hex(c.marks.forward)}`;
+  const ports = c.servicePorts.join(',');
+  const others = c.hosts.filter((h) => h.id !== c.self);
+  const local = others.map((h) => h.service6!);
+  const entry = entryKernelRules(c, SET_PREFIX6);
+  const restore = [
+    '*raw',
+    ':DPR_PRE - [0:0]',
+    ':DPR_ENTRY - [0:0]',
+    ...entry.decls,
+    `:${LO6_CHAIN} - [0:0]`,
+    ...local.map((a) => `-A ${LO6_CHAIN} -m comment --comment "lo=${a}"`),
+    `-A DPR_PRE -m mark --mark ${fwd} -j CT --notrack`,
+    `-A DPR_PRE -m mark --mark ${fwd} -j ACCEPT`,
+    ...[1, 2].map((type) => `-A DPR_PRE -d ${s6}/128 -p ipv6-icmp -m icmp6 --icmpv6-type ${type} -j NFQUEUE --queue-num ${c.queues.entry} --queue-bypass`),
+    `-A DPR_PRE -d ${s6}/128 -p tcp -m multiport --dports ${ports} -j DPR_ENTRY`,
+    '-A DPR_ENTRY -p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -m socket -j ACCEPT',
+    ...entry.lines,
+    ...synRules6(c),
+    `-A DPR_ENTRY -j NFQUEUE --queue-num ${c.queues.flows}`,
+    'COMMIT',
+    '*filter',
+    ':DPR_FORWARD - [0:0]',
+    `-A DPR_FORWARD -m mark --mark ${fwd} -j ACCEPT`,
+    ':DPR_INPUT - [0:0]',
+    ...others.map((h) => `-A DPR_INPUT -d ${h.service6}/128 -p tcp -m multiport --dports ${ports} -j ACCEPT`),
+    ':DPR_OUTPUT - [0:0]',
+    // As in rewrite mode: forwarding out of the interface a packet came in on sends a redirect.
+    '-A DPR_OUTPUT -p ipv6-icmp -m icmp6 --icmpv6-type 137 -j DROP',
+    'COMMIT',
+    '',
+  ].join('\n');
+  return {
+    restore,
+    jumps: [
+      { table: 'raw', chain: 'PREROUTING', target: 'DPR_PRE' },
+      { table: 'filter', chain: 'FORWARD', target: 'DPR_FORWARD' },
+      { table: 'filter', chain: 'INPUT', target: 'DPR_INPUT' },
+      { table: 'filter', chain: 'OUTPUT', target: 'DPR_OUTPUT' },
+    ],
+    localAddresses: local,
+    chains: { raw: ['DPR_PRE', 'DPR_ENTRY', ...entry.decls.map((d) => d.slice(1, d.indexOf(' '))), LO6_CHAIN], nat: [], filter: ['DPR_FORWARD', 'DPR_INPUT', 'DPR_OUTPUT'], mangle: [] },
+  };
 }

@@ -162,6 +162,7 @@ QueueOptions ReadQueueOptions(Napi::Env env, const Napi::Object& o) {
   }
   q.batchSize = U32(env, o, "batchSize");
   if (!o.Get("ipsetPrefix").IsUndefined()) q.ipsetPrefix = Str(env, o, "ipsetPrefix");
+  if (!o.Get("ipsetPrefix6").IsUndefined()) q.ipsetPrefix6 = Str(env, o, "ipsetPrefix6");
   return q;
 }
 

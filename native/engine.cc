@@ -92,7 +92,6 @@ EngineConfig Engine::Validated(EngineConfig config) {
   if (ipv6 && IsNoAddress(config.serviceAddr6[config.self]) != IsNoAddress(config.clusterAddr6[config.self])) {
     throw std::invalid_argument("this host needs both an IPv6 service and cluster address, or neither");
   }
-  if (config.kernelForward && ipv6) throw std::invalid_argument("IPv6 runs in rewrite mode only");
   if (config.kernelForward) {
     const uint32_t m = config.peerMarkMask;
     // Room for every id below `hosts` once shifted to the mask's lowest bit.
@@ -323,9 +322,7 @@ Outcome Engine::SynOnFlow(BasicTcpPacket<Addr>& p, const BasicFlowKey<Addr>& key
   const auto& e = flows.At(index);
   const bool reuseWhileDraining = draining_ && e.state == FlowState::kClosing && e.target != config_.self;
   if (e.state == FlowState::kReset || !IsLive(e.target) || reuseWhileDraining) {
-    if constexpr (std::is_same_v<Addr, uint32_t>) {
-      if (handoff_ != nullptr && e.target != config_.self) handoff_->OnFlowGone(key, e.target);
-    }
+    if (handoff_ != nullptr && e.target != config_.self) handoff_->OnFlowGone(key, e.target);
     flows.Erase(index);
     Outcome out = NewFlow(p, key, portIndex, csumNotReady, nowMs);
     if (out.note == Note::kNone) out.note = Note::kSynRedecided;
@@ -416,15 +413,11 @@ Outcome Engine::NewFlow(BasicTcpPacket<Addr>& p, const BasicFlowKey<Addr>& key, 
 // lookup misses (a RST answering this host's TIME_WAIT, say).
 template <typename Addr>
 void Engine::HandOff(const BasicFlowKey<Addr>& key, uint16_t target) {
-  if constexpr (!std::is_same_v<Addr, uint32_t>) {
-    return;  // kernel modes are IPv4 only (Validated)
-  } else {
   if (handoff_ == nullptr) return;
   for (size_t id = 0; id < config_.serviceAddr.size(); ++id) {
-    if (id != target && id != config_.self && config_.serviceAddr[id] != 0) handoff_->OnFlowGone(key, static_cast<uint16_t>(id));
+    if (id != target && id != config_.self && Known<Addr>(id)) handoff_->OnFlowGone(key, static_cast<uint16_t>(id));
   }
   if (target != config_.self) handoff_->OnForwardDecided(key, target, config_.timeouts.synMs, false);
-  }
 }
 
 uint32_t Engine::PeerMark(uint16_t target) const {
@@ -592,10 +585,8 @@ size_t Engine::Import(const uint32_t* words, size_t count, uint32_t nowMs) {
     ++taken;
     // Kernel modes: its ipset entry outlives the daemon by itself; put back
     // only one that is missing (the sets made anew), never shortening one.
-    if constexpr (std::is_same_v<Addr, uint32_t>) {
-      if (handoff_ != nullptr && target != config_.self) {
-        handoff_->OnForwardDecided(key, target, TimeLeft(config_.timeouts, static_cast<FlowState>(stateWord), age), true);
-      }
+    if (handoff_ != nullptr && target != config_.self) {
+      handoff_->OnForwardDecided(key, target, TimeLeft(config_.timeouts, static_cast<FlowState>(stateWord), age), true);
     }
   }
   PublishFlowCounts();

@@ -21,6 +21,9 @@ class FlowHandoff {
   virtual void OnForwardDecided(const FlowKey& key, uint16_t target, uint32_t timeoutMs, bool keepExisting) = 0;
   // The flow no longer goes to `target` (decided afresh).
   virtual void OnFlowGone(const FlowKey& key, uint16_t target) = 0;
+  // The same for IPv6 flows (sets of their own: an ipset holds one family).
+  virtual void OnForwardDecided(const FlowKey6& key, uint16_t target, uint32_t timeoutMs, bool keepExisting) = 0;
+  virtual void OnFlowGone(const FlowKey6& key, uint16_t target) = 0;
 };
 
 }  // namespace dpr

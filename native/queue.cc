@@ -72,7 +72,7 @@ Queue::Queue(QueueOptions options, EngineConfig engine)
       throw QueueError("EINVAL", EINVAL, "only an entry queue in a kernel mode writes ipsets");
     }
     try {
-      ipset_ = std::make_unique<IpsetWriter>(options_.ipsetPrefix);
+      ipset_ = std::make_unique<IpsetWriter>(options_.ipsetPrefix, options_.ipsetPrefix6);
     } catch (const std::system_error& err) {
       throw QueueError("EIPSET", err.code().value(), err.what());
     }

@@ -48,6 +48,8 @@ struct QueueOptions {
   // Kernel modes, entry role: the prefix of the per-peer ipsets new
   // forwarded flows are written to (IpsetWriter). Empty: none.
   std::string ipsetPrefix;
+  // The same for IPv6 flows (`<ipsetPrefix6>to<id>`, family inet6). Empty: none.
+  std::string ipsetPrefix6;
 };
 
 struct QueueCounters {

@@ -116,13 +116,24 @@ test('52.config.ipv6: restoreCidr6 must not hold a host address and must have ro
   refuses(dual(2, { restoreCidr6: 'fd00::' }), 'restoreCidr6', /not an IPv6 CIDR/);
 });
 
-test('52.config.ipv6: IPv6 runs in rewrite mode only so far: direct and tunnel with IPv6 addresses are refused', () => {
-  for (const mode of ['direct', 'tunnel']) {
-    const c = dual(2, { mode }, true);
-    for (const [i, h] of hostsOf(c).entries()) h.cluster = `198.18.1.${i + 1}`;
-    c.clusterCidr = '198.18.1.0/24';
-    refuses(c, 'mode', new RegExp(`'${mode}' with IPv6 addresses \\(hosts\\[0\\]\\.service6\\): IPv6 runs in mode 'rewrite' only so far`));
-  }
+/** A dual-stack config in a kernel mode: cluster addresses of their own in both families. */
+function kernelMode(mode: string): Record<string, unknown> {
+  const c = dual(2, { mode }, true);
+  for (const [i, h] of hostsOf(c).entries()) h.cluster = `198.18.1.${i + 1}`;
+  c.clusterCidr = '198.18.1.0/24';
+  return c;
+}
+
+test('52.config.ipv6: direct takes IPv6 addresses; tunnel is refused with IPv6 so far', () => {
+  assert.equal(load(kernelMode('direct')).hosts[1]!.service6, '2001:2::2');
+  refuses(kernelMode('tunnel'), 'mode', /'tunnel' with IPv6 addresses \(hosts\[0\]\.service6\): IPv6 runs in modes 'rewrite' and 'direct' only so far/);
+});
+
+test('52.config.ipv6: direct needs a cluster6 of its own on every host (peers hold the service6 addresses on lo)', () => {
+  const c = kernelMode('direct');
+  hostsOf(c)[1]!.cluster6 = hostsOf(c)[1]!.service6;
+  c.clusterCidr6 = '2001:2::/48';
+  refuses(c, 'hosts[1].cluster6', /is also the service6 address; mode 'direct' needs/);
 });
 
 test('52.config.ipv6: etcd membership takes no IPv6 address yet, and says so', () => {

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import { Cluster, hostAddress } from '../../tools/cluster';
+import { Cluster, hostAddress, hostAddress6 } from '../../tools/cluster';
 import type { DaemonStatus } from '../../lib/daemon';
 import { portsServedBy } from './hash-ports';
 import { assertHeld, sleep, waitFor } from './wait';
@@ -23,6 +23,8 @@ export interface ModeSuite {
   networks: 'split' | 'routed';
   tag: string;
   checks: Check[];
+  /** A dual-stack cluster, every check with an IPv6 client (issue 15). */
+  ipv6?: boolean;
 }
 
 /** Queued packets of a host's two queues so far, and what its entry engine decided. */
@@ -39,7 +41,8 @@ function queued(s: DaemonStatus): { entry: number; serve: number; flows: number;
 
 /** ESTABLISHED conntrack entries in host `h` of connections to `address`:80. */
 function tracked(cluster: Cluster, h: number, address: string): number {
-  const out = cluster.bed.exec(`h${h}`, ['sh', '-c', `conntrack -L -p tcp --orig-dst ${address} --orig-port-dst 80 --state ESTABLISHED 2>/dev/null | wc -l`]);
+  const family = address.includes(':') ? 'ipv6' : 'ipv4';
+  const out = cluster.bed.exec(`h${h}`, ['sh', '-c', `conntrack -L -f ${family} -p tcp --orig-dst ${address} --orig-port-dst 80 --state ESTABLISHED 2>/dev/null | wc -l`]);
   return Number(out.trim());
 }
 
@@ -51,12 +54,16 @@ function tracked(cluster: Cluster, h: number, address: string): number {
  * "Kernel modes"): the first ACK finds h0's TIME_WAIT through -m socket.
  */
 export function modeSuite(o: ModeSuite): void {
-  describe(`62.mode.${o.mode}.${o.policy}`, () => {
+  describe(`62.mode.${o.mode}.${o.policy}${o.ipv6 ? '.ipv6' : ''}`, () => {
     let cluster: Cluster;
+    // What the client dials: h0's service address of the suite's family.
+    const dial = o.ipv6 ? hostAddress6(0) : hostAddress(0);
+    const url = o.ipv6 ? `http://[${dial}]/` : `http://${dial}/`;
+    const iptables = o.ipv6 ? 'ip6tables' : 'iptables';
     const has = (c: Check): boolean => o.checks.includes(c);
     before(async () => {
       cluster = await Cluster.create({
-        hosts: HOSTS, policy: o.policy, tag: o.tag, networks: o.networks,
+        hosts: HOSTS, policy: o.policy, tag: o.tag, networks: o.networks, ...(o.ipv6 ? { ipv6: true } : {}),
         // load: balance at any load, so an idle test cluster forwards too.
         config: {
           mode: o.mode,
@@ -78,7 +85,7 @@ export function modeSuite(o: ModeSuite): void {
       const first = cluster.status(0);
       const beforeNotes: Record<string, number> = { ...first.entry!.notes };
       const before = [first, ...[1, 2, 3].map((id) => cluster.status(id))].map(queued);
-      const s = await cluster.load({ targets: [{ address: hostAddress(0) }], requests: 800, concurrency: 12 });
+      const s = await cluster.load({ targets: [{ address: dial }], requests: 800, concurrency: 12 });
       assert.equal(s.errors, 0, `errors: ${JSON.stringify(s.errorKinds)}`);
       assert.equal(s.addressMismatch, 0);
       for (let id = 0; id < HOSTS; id++) assert.ok((s.servedBy[String(id)] ?? 0) > 0.05 * s.ok, `host ${id} served ${s.servedBy[String(id)] ?? 0} of ${s.ok}`);
@@ -112,23 +119,23 @@ export function modeSuite(o: ModeSuite): void {
       // Conntrack runs in a namespace only once a rule needs it (a host
       // firewall's -m conntrack does): without, there would be nothing to see.
       const ctRule = ['INPUT', '-m', 'conntrack', '--ctstate', 'NEW,ESTABLISHED', '-m', 'comment', '--comment', 'test: conntrack on'];
-      for (let id = 0; id < HOSTS; id++) cluster.bed.exec(`h${id}`, ['iptables', '-I', ...ctRule]);
-      const open = cluster.holdOpen({ address: hostAddress(0), connections: 24, intervalMs: 200 });
+      for (let id = 0; id < HOSTS; id++) cluster.bed.exec(`h${id}`, [iptables, '-I', ...ctRule]);
+      const open = cluster.holdOpen({ address: dial, connections: 24, intervalMs: 200 });
       let stopped = false;
       try {
         await sleep(1500);
-        const local = tracked(cluster, 0, hostAddress(0));
-        const remote = [1, 2, 3].map((id) => tracked(cluster, id, hostAddress(0)));
+        const local = tracked(cluster, 0, dial);
+        const remote = [1, 2, 3].map((id) => tracked(cluster, id, dial));
         stopped = true;
         const conns = await open.stop();
         const servedHere = conns.filter((c) => c.servedBy === '0').length;
-        console.log(`conntrack ESTABLISHED to ${hostAddress(0)}:80: h0 ${local} (it serves ${servedHere} of ${conns.length}), peers ${remote.join(', ')}`);
+        console.log(`conntrack ESTABLISHED to ${dial}:80: h0 ${local} (it serves ${servedHere} of ${conns.length}), peers ${remote.join(', ')}`);
         assert.ok(conns.length - servedHere >= 6, 'too few connections forwarded to show anything');
         assert.equal(local, servedHere, 'h0 tracks exactly the connections it serves itself');
         assert.equal(remote.reduce((a, b) => a + b, 0), conns.length - servedHere, 'the serving hosts track the forwarded ones');
       } finally {
         if (!stopped) await open.stop().catch(() => undefined);
-        for (let id = 0; id < HOSTS; id++) cluster.bed.exec(`h${id}`, ['iptables', '-D', ...ctRule]);
+        for (let id = 0; id < HOSTS; id++) cluster.bed.exec(`h${id}`, [iptables, '-D', ...ctRule]);
       }
     });
 
@@ -139,14 +146,31 @@ export function modeSuite(o: ModeSuite): void {
         const data = Buffer.alloc(8 << 20);
         for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) >>> 24;
         fs.writeFileSync(body, data);
+        const curl = (port: number, extra: string[], u: string): string =>
+          cluster.bed.exec('client', ['curl', '-sS', '-g', '--max-time', '40', '--local-port', String(port), ...extra, u]);
+        if (o.ipv6) {
+          // portsServedBy knows IPv4 clients only: up to 8 client ports, until a peer served one
+          // (below the ephemeral range, where no earlier connection left a TIME_WAIT).
+          let up = '';
+          for (let port = 12000; port < 12008 && !/^host=[123]\n/.test(up); port++) up = curl(port, ['--data-binary', `@${body}`], url);
+          assert.match(up, /^host=[123]\n/, 'no upload was forwarded');
+          assert.match(up, new RegExp(`bytes=${data.length}\nsha256=${createHash('sha256').update(data).digest('hex')}`));
+          const file = path.join(dir, 'down');
+          let down = '';
+          for (let port = 13000; port < 13008 && !/^host=[123]\n/.test(down); port++) {
+            curl(port, ['-o', file], `${url}?size=${4 << 20}`);
+            down = fs.readFileSync(file, 'latin1');
+          }
+          assert.equal(down.length, 4 << 20);
+          assert.match(down, /^host=[123]\nx+$/);
+          return;
+        }
         const [upPort, downPort] = portsServedBy(1, 2, { hosts: HOSTS });
-        const curl = (port: number, extra: string[], url: string): string =>
-          cluster.bed.exec('client', ['curl', '-sS', '--max-time', '40', '--local-port', String(port), ...extra, url]);
-        const up = curl(upPort!, ['--data-binary', `@${body}`], `http://${hostAddress(0)}/`);
+        const up = curl(upPort!, ['--data-binary', `@${body}`], url);
         assert.match(up, /^host=1\n/);
         assert.match(up, new RegExp(`bytes=${data.length}\nsha256=${createHash('sha256').update(data).digest('hex')}`));
         const file = path.join(dir, 'down');
-        curl(downPort!, ['-o', file], `http://${hostAddress(0)}/?size=${4 << 20}`);
+        curl(downPort!, ['-o', file], `${url}?size=${4 << 20}`);
         const down = fs.readFileSync(file, 'latin1');
         assert.equal(down.length, 4 << 20);
         assert.match(down, /^host=1\nx+$/);
@@ -163,12 +187,12 @@ export function modeSuite(o: ModeSuite): void {
 
     test('membership: connections served by a peer whose daemon dies go on; the peer gets no new ones until it is back', { skip: !has('membership') }, async () => {
       try {
-        const held = cluster.hold({ address: hostAddress(0), connections: 24, intervalMs: 150, durationMs: 5000 });
+        const held = cluster.hold({ address: dial, connections: 24, intervalMs: 150, durationMs: 5000 });
         await sleep(1000);
         await cluster.signalDaemon(3, 'SIGKILL');
         await waitFor('h0 drops host 3', () => !cluster.status(0).liveHosts.includes(3), 5000);
         const was = cluster.status(0).entry!;
-        const s = await cluster.load({ targets: [{ address: hostAddress(0) }], requests: 200, concurrency: 8 });
+        const s = await cluster.load({ targets: [{ address: dial }], requests: 200, concurrency: 8 });
         const now = cluster.status(0).entry!;
         const notes = Object.entries(now.notes).filter(([k, v]) => v !== was.notes[k as keyof typeof was.notes]).map(([k, v]) => `${k} +${v - was.notes[k as keyof typeof was.notes]}`);
         const why = `h0 decided ${now.newFlows.byHost.map((v, i) => v - (was.newFlows.byHost[i] ?? 0)).join('/')} by host; notes ${notes.join(', ')}; flows queue +${(now.queue.flowsPackets ?? 0) - (was.queue.flowsPackets ?? 0)}, ipset ${JSON.stringify(now.queue.ipset)}`;
@@ -189,12 +213,12 @@ export function modeSuite(o: ModeSuite): void {
       try {
         cluster.signalWebServer(2, 'SIGUSR1');
         await waitFor('h0 takes host 2 out', () => !cluster.status(0).liveHosts.includes(2), 5000);
-        const s = await cluster.load({ targets: [{ address: hostAddress(0) }], requests: 200, concurrency: 8 });
+        const s = await cluster.load({ targets: [{ address: dial }], requests: 200, concurrency: 8 });
         assert.equal(s.errors, 0);
         assert.equal(s.servedBy['2'] ?? 0, 0);
         cluster.signalWebServer(2, 'SIGUSR2');
         await waitFor('h0 takes host 2 back', () => cluster.status(0).liveHosts.includes(2), 5000);
-        const again = await cluster.load({ targets: [{ address: hostAddress(0) }], requests: 200, concurrency: 8 });
+        const again = await cluster.load({ targets: [{ address: dial }], requests: 200, concurrency: 8 });
         assert.ok((again.servedBy['2'] ?? 0) > 0);
       } finally {
         cluster.signalWebServer(2, 'SIGUSR2');
@@ -202,15 +226,15 @@ export function modeSuite(o: ModeSuite): void {
     });
     test('fail-open and restart: with the entry daemon killed its forwarded connections go on in the kernel and new ones are served here; after a restart they are forwarded again', { skip: !has('failopen') }, async () => {
       try {
-        const held = cluster.hold({ address: hostAddress(0), connections: 24, intervalMs: 150, durationMs: 6000 });
+        const held = cluster.hold({ address: dial, connections: 24, intervalMs: 150, durationMs: 6000 });
         await sleep(1000);
         await cluster.signalDaemon(0, 'SIGKILL');
-        const dead = await cluster.load({ targets: [{ address: hostAddress(0) }], requests: 100, concurrency: 4 });
+        const dead = await cluster.load({ targets: [{ address: dial }], requests: 100, concurrency: 4 });
         assert.equal(dead.errors, 0, `errors: ${JSON.stringify(dead.errorKinds)}`);
         assert.equal(dead.servedBy['0'], 100, `with no daemon, new connections went to ${JSON.stringify(dead.servedBy)}`);
         await cluster.startDaemon(0);
         await cluster.waitForMembership();
-        const back = await cluster.load({ targets: [{ address: hostAddress(0) }], requests: 200, concurrency: 8 });
+        const back = await cluster.load({ targets: [{ address: dial }], requests: 200, concurrency: 8 });
         assert.equal(back.errors, 0);
         assert.ok(Object.keys(back.servedBy).length >= 3, `after the restart: ${JSON.stringify(back.servedBy)}`);
         const conns = await held;
@@ -223,7 +247,7 @@ export function modeSuite(o: ModeSuite): void {
 
     test('SIGTERM drains: new connections stay local, forwarded ones finish, then the daemon exits 0', { skip: !has('drain') }, async () => {
       try {
-        const held = cluster.hold({ address: hostAddress(0), connections: 16, intervalMs: 150, durationMs: 3000 });
+        const held = cluster.hold({ address: dial, connections: 16, intervalMs: 150, durationMs: 3000 });
         await sleep(800);
         const exit = cluster.signalDaemon(0, 'SIGTERM');
         await waitFor('h0 draining', () => cluster.status(0).draining, 3000, 20);
@@ -231,7 +255,7 @@ export function modeSuite(o: ModeSuite): void {
         // port whose forwarded flow h0 still remembers follows that flow (the
         // engine never sees a kernel-mode flow's FIN); seen: 2 of 100.
         cluster.bed.sysctl('client', 'net.ipv4.ip_local_port_range', '61000 61999');
-        const during = await cluster.load({ targets: [{ address: hostAddress(0) }], requests: 100, concurrency: 4 })
+        const during = await cluster.load({ targets: [{ address: dial }], requests: 100, concurrency: 4 })
           .finally(() => cluster.bed.sysctl('client', 'net.ipv4.ip_local_port_range', '32768 60999'));
         const conns = await held;
         assert.equal(await exit, 0);
