@@ -274,15 +274,16 @@ function tunnelPostRules(c: DprConfig): string[] {
  * Not with the hash policy: under a flood the kernel answers with SYN cookies,
  * so such a connection has no socket until its first ACK, which -m socket then
  * misses and the engine sends where the hash says, not here (measured: 19 of
- * 100 connections reset).
+ * 100 connections reset). `family` 6: the ip6tables rules' (lib/rules6.ts),
+ * in a hashlimit table of their own (xt_hashlimit keys tables by name and family).
  */
-function synRules(c: DprConfig): string[] {
+export function synRules(c: DprConfig, family: 4 | 6 = 4): string[] {
   const syn = '-A DPR_ENTRY -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN';
   const queue = `-j NFQUEUE --queue-num ${c.queues.entry} --queue-bypass`;
   if (c.queues.synLimit === 0 || c.policy !== 'load') return [`${syn} ${queue}`];
   const burst = Math.max(1, Math.ceil(c.queues.synLimit / 10));
   return [
-    `${syn} -m hashlimit --hashlimit-upto ${c.queues.synLimit}/sec --hashlimit-burst ${burst} --hashlimit-name dpr_syn_${c.queues.entry} ${queue}`,
+    `${syn} -m hashlimit --hashlimit-upto ${c.queues.synLimit}/sec --hashlimit-burst ${burst} --hashlimit-name dpr_syn${family === 6 ? '6' : ''}_${c.queues.entry} ${queue}`,
     `${syn} -j ACCEPT`,
   ];
 }

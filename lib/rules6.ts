@@ -24,7 +24,7 @@
 // Heartbeats stay on IPv4: no DPR_INPUT rule for them here.
 import type { DprConfig } from './config';
 import { hasIpv6, peerPortRange, restoreAddress6 } from './config';
-import type { Jump } from './rules';
+import { synRules, type Jump } from './rules';
 import { entryKernelRules, SET_PREFIX6 } from './kernel-path';
 
 export interface RuleSet6 {
@@ -76,7 +76,7 @@ export function renderRules6(c: DprConfig): RuleSet6 | null {
     `-A DPR_PRE -d ${s6}/128 -p tcp -m multiport --dports ${ports} -j DPR_ENTRY`,
     `-A DPR_PRE -d ${c6}/128 -p tcp -m tcp --dport ${first}:${last} -j DPR_SERVE`,
     '-A DPR_ENTRY -p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -m socket -j ACCEPT',
-    ...synRules6(c),
+    ...synRules(c, 6),
     `-A DPR_ENTRY -j NFQUEUE --queue-num ${c.queues.flows}`,
     `-A DPR_SERVE -m hl --hl-gt ${hl} -j NFQUEUE --queue-num ${c.queues.serve}`,
     '-A DPR_SERVE -j DROP',
@@ -116,18 +116,6 @@ export function renderRules6(c: DprConfig): RuleSet6 | null {
   };
 }
 
-/** As lib/rules.ts synRules, in a hashlimit table of its own (xt_hashlimit keys its tables by name and family). */
-function synRules6(c: DprConfig): string[] {
-  const syn = '-A DPR_ENTRY -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN';
-  const queue = `-j NFQUEUE --queue-num ${c.queues.entry} --queue-bypass`;
-  if (c.queues.synLimit === 0 || c.policy !== 'load') return [`${syn} ${queue}`];
-  const burst = Math.max(1, Math.ceil(c.queues.synLimit / 10));
-  return [
-    `${syn} -m hashlimit --hashlimit-upto ${c.queues.synLimit}/sec --hashlimit-burst ${burst} --hashlimit-name dpr_syn6_${c.queues.entry} ${queue}`,
-    `${syn} -j ACCEPT`,
-  ];
-}
-
 /**
  * `direct` mode's IPv6 rules, as renderKernelRules in lib/rules.ts: after the
  * SYN a forwarded flow's packets match its peer's `dpr6_to<id>` set and are
@@ -158,7 +146,7 @@ function renderKernelRules6(c: DprConfig): RuleSet6 {
     `-A DPR_PRE -d ${s6}/128 -p tcp -m multiport --dports ${ports} -j DPR_ENTRY`,
     '-A DPR_ENTRY -p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -m socket -j ACCEPT',
     ...entry.lines,
-    ...synRules6(c),
+    ...synRules(c, 6),
     `-A DPR_ENTRY -j NFQUEUE --queue-num ${c.queues.flows}`,
     'COMMIT',
     '*filter',
