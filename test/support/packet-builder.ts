@@ -92,6 +92,20 @@ export function fillTcpChecksum(packet: Uint8Array, mode: ChecksumMode): void {
   put16(tcp, 16, mode === 'partial' ? pseudo : ~onesSum(tcp, pseudo) & 0xffff);
 }
 
+/** The TCP header, its options and the payload at `t`, for either family (the checksum field is left to the caller). */
+function writeTcp(p: Uint8Array, t: number, spec: Pick<TcpSpec, 'sport' | 'dport' | 'flags' | 'seq' | 'ack' | 'window'>, tcpOpts: number[], payload: Uint8Array): void {
+  const doff = TCP_HEADER + tcpOpts.length;
+  put16(p, t, spec.sport);
+  put16(p, t + 2, spec.dport);
+  put32(p, t + 4, spec.seq ?? 1000);
+  put32(p, t + 8, spec.ack ?? 0);
+  p[t + 12] = (doff / 4) << 4;
+  p[t + 13] = spec.flags;
+  put16(p, t + 14, spec.window ?? 64240);
+  p.set(tcpOpts, t + TCP_HEADER);
+  p.set(payload, t + doff);
+}
+
 /** An IPv4 + TCP packet with both checksums filled as `mode` says. */
 export function buildTcp4(spec: TcpSpec, mode: ChecksumMode = 'full'): Uint8Array {
   const ipOpts = pad4(spec.ipOptions ?? []);
@@ -111,16 +125,7 @@ export function buildTcp4(spec: TcpSpec, mode: ChecksumMode = 'full'): Uint8Arra
   put32(p, 12, parseIpv4(spec.src));
   put32(p, 16, parseIpv4(spec.dst));
   p.set(ipOpts, IP_HEADER);
-  const t = ihl;
-  put16(p, t, spec.sport);
-  put16(p, t + 2, spec.dport);
-  put32(p, t + 4, spec.seq ?? 1000);
-  put32(p, t + 8, spec.ack ?? 0);
-  p[t + 12] = (doff / 4) << 4;
-  p[t + 13] = spec.flags;
-  put16(p, t + 14, spec.window ?? 64240);
-  p.set(tcpOpts, t + TCP_HEADER);
-  p.set(payload, t + doff);
+  writeTcp(p, ihl, spec, tcpOpts, payload);
   fillIpChecksum(p);
   fillTcpChecksum(p, mode);
   return p;
@@ -239,15 +244,7 @@ export function buildTcp6(spec: Tcp6Spec, mode: ChecksumMode = 'full'): Uint8Arr
   const payload = spec.payload ?? new Uint8Array(0);
   const doff = TCP_HEADER + tcpOpts.length;
   const { p, at: t } = ipv6Frame(spec.src, spec.dst, spec.hopLimit ?? 64, spec.ext ?? [], 6, doff + payload.length);
-  put16(p, t, spec.sport);
-  put16(p, t + 2, spec.dport);
-  put32(p, t + 4, spec.seq ?? 1000);
-  put32(p, t + 8, spec.ack ?? 0);
-  p[t + 12] = (doff / 4) << 4;
-  p[t + 13] = spec.flags;
-  put16(p, t + 14, spec.window ?? 64240);
-  p.set(tcpOpts, t + TCP_HEADER);
-  p.set(payload, t + doff);
+  writeTcp(p, t, spec, tcpOpts, payload);
   const pseudo = pseudoHeaderSum6(p, p.length - t, 6);
   put16(p, t + 16, mode === 'partial' ? pseudo : ~onesSum(p.subarray(t), pseudo) & 0xffff);
   return p;
