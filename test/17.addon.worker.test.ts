@@ -14,6 +14,7 @@ const PROBE = path.join(__dirname, 'support', 'worker-probe.js');
 
 interface ProbeResult {
   whileRunning: string;
+  boundAfterMs: number;
   afterTerminate: string;
   error: string;
 }
@@ -37,7 +38,7 @@ describe('17.addon.worker', () => {
       assert.equal(r.signal, null, `the process died of ${r.signal}: ${r.stderr}`);
       assert.equal(r.status, 0, r.stderr);
       const p = parse(r.stdout);
-      console.log(`worker queue: while running ${JSON.stringify(p.whileRunning)}, after terminate ${JSON.stringify(p.afterTerminate)}`);
+      console.log(`worker queue: while running ${JSON.stringify(p.whileRunning)} (seen after ${p.boundAfterMs} ms), after terminate ${JSON.stringify(p.afterTerminate)}`);
       assert.match(p.whileRunning, /^0\s+[1-9]/, 'the worker\'s queue was bound');
       assert.equal(p.afterTerminate, '', 'queue 0 is still bound after the worker ended');
       assert.equal(p.error, 'DprNativeError EINVAL');

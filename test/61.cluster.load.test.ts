@@ -55,8 +55,9 @@ describe('61.cluster.load', () => {
     const forwarded = st.entry!.newFlows.forwarded - before.entry!.newFlows.forwarded;
     assert.ok(forwarded >= 300, `${forwarded} decided forwarded`);
     // Every connection was decided at its SYN in the entry queue, or (a client
-    // port reused within flows.closingTimeoutMs) followed its earlier
-    // connection's host (syn_on_flow: that host's TIME_WAIT takes it).
+    // port reused while h0 remembers the earlier flow: closing, or only its
+    // SYN seen, as for a local flow) followed its earlier connection's host
+    // (syn_on_flow: that host's TIME_WAIT takes it).
     const decided = st.entry!.newFlows.forwarded + st.entry!.newFlows.local - before.entry!.newFlows.forwarded - before.entry!.newFlows.local;
     const followed = st.entry!.notes.syn_on_flow - before.entry!.notes.syn_on_flow;
     // Seen once, in the third of three fresh-clone runs (the one with a CPU

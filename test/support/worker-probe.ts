@@ -33,7 +33,16 @@ async function main(spec: ProbeSpec): Promise<void> {
     worker.once('message', () => resolve());
     worker.once('error', reject);
   });
-  const whileRunning = queues();
+  // Bound before 'ready' (Start waits for the kernel's ack), yet two
+  // fresh-clone runs of the suite read an empty list here: look again for up
+  // to 3 s, and say how long it took.
+  let whileRunning = queues();
+  const t0 = Date.now();
+  while (whileRunning === '' && Date.now() - t0 < 3000) {
+    await new Promise((r) => setTimeout(r, 20));
+    whileRunning = queues();
+  }
+  const boundAfterMs = Date.now() - t0;
   await worker.terminate();
   let error = '';
   try {
@@ -42,7 +51,7 @@ async function main(spec: ProbeSpec): Promise<void> {
     const e = err as Error & { code?: string };
     error = `${e.name} ${e.code ?? ''}`.trim();
   }
-  process.stdout.write(JSON.stringify({ whileRunning, afterTerminate: queues(), error }) + '\n');
+  process.stdout.write(JSON.stringify({ whileRunning, boundAfterMs, afterTerminate: queues(), error }) + '\n');
 }
 
 if (!isMainThread) {
