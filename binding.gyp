@@ -19,6 +19,7 @@
         "native/ipset_writer.cc",
         "native/siphash.cc",
         "native/sock_diag.cc",
+        "native/neighbours.cc",
         "native/sd_notify.cc",
         "native/sha256.cc",
         "native/heartbeat_wire.cc",

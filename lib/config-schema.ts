@@ -328,7 +328,8 @@ export const schema = {
     peerMask: { doc: '`direct` and `tunnel`: the mark bits that carry a forwarded packet\'s serving host id (with `marks.forward`), which `ip rule fwmark` turns into that host\'s routing table. Contiguous, apart from the other marks, room for every host id.', format: 'mark', default: 0xff0000, env: 'DPR_MARK_PEER_MASK' },
   },
   peers: {
-    port: { doc: 'UDP port for heartbeats and load reports, on the cluster address.', format: 'port', default: 4790, env: 'DPR_PEERS_PORT' },
+    port: { doc: 'UDP port for heartbeats and load reports, on the cluster address (`cluster6` with `peers.family` `ipv6`).', format: 'port', default: 4790, env: 'DPR_PEERS_PORT' },
+    family: { doc: 'Which cluster addresses heartbeats and load reports go between: `ipv4` (`hosts[].cluster`) or `ipv6` (`hosts[].cluster6`, a dual-stack cluster whose peers reach each other over IPv6; every host needs `cluster6`, static membership). A heartbeat must come from the sender\'s address of this family.', format: ['ipv4', 'ipv6'] as const, default: 'ipv4', env: 'DPR_PEERS_FAMILY' },
     key: { doc: 'Shared HMAC-SHA256 key, hex or base64, at least 16 bytes. Prefer `peers.keyFile`.', format: String, default: '', sensitive: true, env: 'DPR_PEERS_KEY' },
     keyFile: { doc: 'File holding the shared key, hex or base64 (whitespace around it ignored). Read and checked by `dpr check`, `dpr install` and `dpr start`.', format: String, default: '', env: 'DPR_PEERS_KEY_FILE' },
     rotationKey: { doc: 'During a key rotation: a second key, hex or base64, that heartbeats may also be signed with (this host signs with `peers.key` only). See "Rotating the key" in docs/operations.md. Prefer `peers.rotationKeyFile`.', format: String, default: '', sensitive: true, env: 'DPR_PEERS_ROTATION_KEY' },

@@ -311,6 +311,7 @@ export function checkCrossKeys(c: DprConfig, ephemeral: [number, number]): void 
   }
   checkAddresses(c);
   checkIpv6(c);
+  checkPeersFamily(c);
   checkMode(c);
   const range = peerPortRange(c);
   const rangeText = `peer ports ${range[0]}-${range[1]}`;
@@ -389,6 +390,19 @@ function checkIpv6(c: DprConfig): void {
       if (cidr6Contains(restore, parseIpv6(h[k]!))) throw new ConfigError('restoreCidr6', `contains hosts[${i}].${k} ${h[k]}`);
     }
   }
+}
+
+/** Heartbeats over IPv6 need every host's cluster6 (checkIpv6 has made it all or none). */
+function checkPeersFamily(c: DprConfig): void {
+  if (c.peers.family !== 'ipv6') return;
+  if (c.hosts === null) throw new ConfigError('peers.family', "'ipv6' needs membership.source static: etcd records carry IPv4 addresses only");
+  const i = c.hosts.findIndex((h) => h.cluster6 === undefined);
+  if (i >= 0) throw new ConfigError('peers.family', `'ipv6' sends heartbeats to the hosts' cluster6 addresses; hosts[${i}] has none`);
+}
+
+/** Where host `h` sends and takes heartbeats (peers.family): its cluster or its cluster6 address. */
+export function heartbeatAddress(c: Pick<DprConfig, 'peers'>, h: HostEntry): string {
+  return c.peers.family === 'ipv6' ? h.cluster6! : h.cluster;
 }
 
 /** What the kernel modes need of the configuration (lib/rules.ts, docs/design-notes.md). */

@@ -6,7 +6,7 @@
 // the policy; our own changes are announced to peers at once.
 import { EventEmitter } from 'node:events';
 import type { ConfigError, DprConfig, HostEntry } from './config';
-import { forwardedInAddresses, selfHost } from './config';
+import { forwardedInAddresses, heartbeatAddress, selfHost } from './config';
 import { openKernelFlows, readKernelFlows, type KernelFlows } from './kernel-flows';
 import { install } from './install';
 import type { MemberStatus } from './membership/member';
@@ -19,12 +19,12 @@ import { HealthChecker, makeDualProbe, makeProbe, type HealthStatus, type Probe 
 import { forwardedInConnections } from './host';
 import { LoadMeter } from './load-meter';
 import { LoopLag } from './loop-lag';
-import { PeerMacs } from './neighbours';
+import { arpNeighbours, ndNeighbours, PeerMacs } from './neighbours';
 import { TcpInUse } from './sockstat';
 import { logger, setLogLevel, type Logger } from './log';
 import { Queue, type NativeQueue, type QueueStats } from './native';
 import { loadKeys } from './keys';
-import { Peers, type PeerView } from './peers';
+import { Peers, type PeerConfig, type PeerView } from './peers';
 import { engineOptions, hostAddresses, queueOptions } from './plan';
 import { createPolicy, type RoutingPolicy } from './policy';
 
@@ -89,6 +89,10 @@ const STATUS_LOAD_MAX_AGE_MS = 500;
 const LOAD_REPORT_IDLE_MS = 1000;
 /** The neighbour table is read on the report tick at most this often (and whenever a peer comes up). */
 const PEER_MAC_REFRESH_MS = 1000;
+
+/** The other hosts, at the address their heartbeats come from (peers.family). */
+const peerList = (c: Readonly<DprConfig>): PeerConfig[] =>
+  c.hosts.filter((h) => h.id !== c.self).map((h) => ({ id: h.id, address: heartbeatAddress(c, h) }));
 
 export class Daemon extends EventEmitter {
   private entry: NativeQueue | null = null;
@@ -159,7 +163,7 @@ export class Daemon extends EventEmitter {
         this.peerMacs = new PeerMacs(c.hosts, c.self, (macs) => {
           this.serve?.setPeerMacs(macs);
           this.entry?.setPeerMacs(macs);
-        });
+        }, c.peers.family === 'ipv6' ? ndNeighbours() : arpNeighbours());
         this.peerMacs.refresh();
       }
       // Our own health first: the first heartbeat must say it.
@@ -225,9 +229,9 @@ export class Daemon extends EventEmitter {
     const c = this.config;
     return new Peers({
       self: c.self,
-      bindAddress: selfHost(c).cluster,
+      bindAddress: heartbeatAddress(c, selfHost(c)),
       port: c.peers.port,
-      peers: c.hosts.filter((h) => h.id !== c.self).map((h) => ({ id: h.id, address: h.cluster })),
+      peers: peerList(c),
       key,
       alsoAccept,
       heartbeatMs: c.peers.heartbeatMs,
@@ -283,7 +287,7 @@ export class Daemon extends EventEmitter {
     const tables = { ...next, hosts: [...next.hosts, ...retired].sort((a, b) => a.id - b.id) };
     try {
       // First what can fail, all or nothing: the rules.
-      if (plan.live.some((k) => k === 'hosts' || k === 'clusterCidr')) {
+      if (plan.live.some((k) => k === 'hosts' || k === 'clusterCidr' || k === 'clusterCidr6')) {
         (this.parts.applyRules ?? ((c) => install(renderRules(c))))(tables);
       }
       const a = hostAddresses(tables);
@@ -294,7 +298,7 @@ export class Daemon extends EventEmitter {
     this.retired = retired;
     this.peerMacs?.setHosts(tables.hosts);
     this.peers?.setKeys(keys.sign, keys.alsoAccept);
-    this.peers?.setPeers(next.hosts.filter((h) => h.id !== next.self).map((h) => ({ id: h.id, address: h.cluster })));
+    this.peers?.setPeers(peerList(next));
     if (plan.live.some((k) => k.startsWith('health.'))) {
       this.health.stop();
       this.health = this.makeHealth(next);

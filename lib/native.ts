@@ -333,6 +333,7 @@ interface Addon {
   setErrorClass(ctor: typeof DprNativeError): void;
   countEstablished(ports: Uint16Array): number;
   listListeners(ports: Uint16Array): Listener[];
+  listNeighbours6(): Neighbour6[];
   hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array;
   sdNotify(socketPath: string, state: string): void;
   siphash24(key: Uint8Array, data: Uint8Array): bigint;
@@ -384,6 +385,17 @@ export function hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array {
 /** Listening TCP sockets on these ports, both families, in this network namespace. */
 export function listListeners(ports: readonly number[]): Listener[] {
   return addon.listListeners(Uint16Array.from(ports));
+}
+
+/** A resolved IPv6 neighbour: its address (canonical) and MAC (lower case, colon separated). */
+export interface Neighbour6 {
+  address: string;
+  mac: string;
+}
+
+/** The resolved IPv6 neighbours of this network namespace (rtnetlink: IPv6 has no /proc/net/arp). */
+export function listNeighbours6(): Neighbour6[] {
+  return addon.listNeighbours6();
 }
 
 /**

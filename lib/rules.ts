@@ -29,7 +29,7 @@
 //
 // lib/install.ts applies it all or nothing and removes it again.
 import type { DprConfig } from './config';
-import { peerPortRange, restoreAddress, thisHost } from './config';
+import { peerPortRange, restoreAddress, selfHost, thisHost } from './config';
 import { entryKernelRules, LINK_PREFIX, peerMark, renderKernelPath, ROUTE_PROTO, type KernelPath } from './kernel-path';
 import { renderRules6, type RuleSet6 } from './rules6';
 
@@ -121,7 +121,7 @@ export function renderRules(c: DprConfig): RuleSet {
     // alone; heartbeats are signed (HMAC) besides.
     ':DPR_INPUT - [0:0]',
     `-A DPR_INPUT -m mark --mark ${srv} -j ACCEPT`,
-    `-A DPR_INPUT -s ${c.clusterCidr} -d ${me.cluster}/32 -p udp -m udp --dport ${c.peers.port} -j ACCEPT`,
+    ...heartbeatRules(c, 4),
     'COMMIT',
     '*mangle',
     ':DPR_POST - [0:0]',
@@ -206,7 +206,7 @@ function renderKernelRules(c: DprConfig): RuleSet {
     ':DPR_INPUT - [0:0]',
     // What peers route here unchanged: their clients' connections to their service addresses.
     ...others.map((h) => `-A DPR_INPUT -d ${h.service}/32 -p tcp -m multiport --dports ${ports} -j ACCEPT`),
-    `-A DPR_INPUT -s ${c.clusterCidr} -d ${me.cluster}/32 -p udp -m udp --dport ${c.peers.port} -j ACCEPT`,
+    ...heartbeatRules(c, 4),
     ...(tunnel ? [`-A DPR_INPUT -s ${c.clusterCidr} -d ${me.cluster}/32 -p udp -m udp --dport ${c.tunnel.port} -j ACCEPT`] : []),
     'COMMIT',
     ...(tunnel ? tunnelPostRules(c) : []),
@@ -264,6 +264,17 @@ function tunnelPostRules(c: DprConfig): string[] {
     ...(c.hosts ?? []).filter((h) => h.id !== c.self).map((h) => `-A DPR_POST -s ${h.service}/32 -p tcp -m multiport --sports ${ports} -m tcp --tcp-flags SYN,RST,ACK SYN,ACK -m tcpmss --mss ${mss + 1}:65535 -j TCPMSS --set-mss ${mss}`),
     'COMMIT',
   ];
+}
+
+/**
+ * DPR_INPUT's rule for peers' heartbeats, in the rules of the family they go
+ * over (peers.family): from the cluster network to this host's cluster
+ * address of that family. None in the other family's rules.
+ */
+export function heartbeatRules(c: DprConfig, family: 4 | 6): string[] {
+  if (c.peers.family !== (family === 6 ? 'ipv6' : 'ipv4')) return [];
+  const [from, to] = family === 6 ? [c.clusterCidr6, `${selfHost(c).cluster6!}/128`] : [c.clusterCidr, `${thisHost(c).cluster}/32`];
+  return [`-A DPR_INPUT -s ${from} -d ${to} -p udp -m udp --dport ${c.peers.port} -j ACCEPT`];
 }
 
 /**

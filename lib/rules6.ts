@@ -21,10 +21,11 @@
 // but dpr's packets (forwarding was off before dpr), so none of them is
 // anybody else's.
 //
-// Heartbeats stay on IPv4: no DPR_INPUT rule for them here.
+// Heartbeats go over IPv6 with peers.family ipv6 only: then DPR_INPUT lets
+// them in here (and not in the IPv4 rules).
 import type { DprConfig } from './config';
 import { hasIpv6, peerPortRange, restoreAddress6 } from './config';
-import { synRules, type Jump } from './rules';
+import { heartbeatRules, synRules, type Jump } from './rules';
 import { entryKernelRules, SET_PREFIX6 } from './kernel-path';
 
 export interface RuleSet6 {
@@ -91,6 +92,7 @@ export function renderRules6(c: DprConfig): RuleSet6 | null {
     `-A DPR_FORWARD -m mark --mark ${fwd} -j ACCEPT`,
     ':DPR_INPUT - [0:0]',
     `-A DPR_INPUT -m mark --mark ${srv} -j ACCEPT`,
+    ...heartbeatRules(c, 6),
     ':DPR_OUTPUT - [0:0]',
     // See the head of this file: IPv6's send_redirects=0.
     '-A DPR_OUTPUT -p ipv6-icmp -m icmp6 --icmpv6-type 137 -j DROP',
@@ -154,6 +156,7 @@ function renderKernelRules6(c: DprConfig): RuleSet6 {
     `-A DPR_FORWARD -m mark --mark ${fwd} -j ACCEPT`,
     ':DPR_INPUT - [0:0]',
     ...others.map((h) => `-A DPR_INPUT -d ${h.service6}/128 -p tcp -m multiport --dports ${ports} -j ACCEPT`),
+    ...heartbeatRules(c, 6),
     ':DPR_OUTPUT - [0:0]',
     // As in rewrite mode: forwarding out of the interface a packet came in on sends a redirect.
     '-A DPR_OUTPUT -p ipv6-icmp -m icmp6 --icmpv6-type 137 -j DROP',

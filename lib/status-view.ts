@@ -94,8 +94,10 @@ export function buildView(first: Sample, second: Sample, addresses: ReadonlyMap<
   const me: HostRow = {
     id: s.self, self: true, address: addresses.get(s.self) ?? null, address6: addresses6.get(s.self) ?? null, up: true, healthy: s.health.healthy, load: s.load, draining: s.draining, heartbeatAgeMs: null,
   };
+  // A peer's address is the one its heartbeats come from: its cluster6 with peers.family ipv6.
   const peers: HostRow[] = s.peers.map((p) => ({
-    id: p.id, self: false, address: p.address, address6: addresses6.get(p.id) ?? null, up: p.up, healthy: p.healthy, load: p.load, draining: p.draining, heartbeatAgeMs: p.lastHeardMs,
+    id: p.id, self: false, up: p.up, healthy: p.healthy, load: p.load, draining: p.draining, heartbeatAgeMs: p.lastHeardMs,
+    ...(p.address.includes(':') ? { address: addresses.get(p.id) ?? null, address6: p.address } : { address: p.address, address6: addresses6.get(p.id) ?? null }),
   }));
   const rejected = s.heartbeats?.rejected;
   return {

@@ -5,11 +5,13 @@
 
 #include <arpa/inet.h>
 
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "binding_util.h"
+#include "neighbours.h"
 #include "sd_notify.h"
 #include "sha256.h"
 #include "siphash.h"
@@ -66,6 +68,28 @@ Napi::Value ListListeners(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// listNeighbours6(): the resolved IPv6 neighbours: [{ address, mac }], the
+// MAC in lower case, colon separated.
+Napi::Value ListNeighbours6(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<dpr::Neighbour6> found;
+  const long rc = dpr::ListNeighbours6(&found);
+  if (rc < 0) dpr::ThrowError(env, "ENEIGH", static_cast<int>(-rc), std::string("neighbour dump: ") + std::strerror(static_cast<int>(-rc)));
+  Napi::Array out = Napi::Array::New(env, found.size());
+  for (size_t i = 0; i < found.size(); ++i) {
+    char text[INET6_ADDRSTRLEN] = {};
+    inet_ntop(AF_INET6, found[i].addr, text, sizeof text);
+    char mac[18];
+    const uint8_t* m = found[i].mac;
+    std::snprintf(mac, sizeof mac, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("address", Napi::String::New(env, text));
+    o.Set("mac", Napi::String::New(env, mac));
+    out.Set(static_cast<uint32_t>(i), o);
+  }
+  return out;
+}
+
 // hmacSha256(key, data): the heartbeats' own HMAC (native/sha256.h), for the
 // tests that hold it to RFC 4231 and to Node's crypto. Nothing else uses it.
 Napi::Value HmacSha256Of(const Napi::CallbackInfo& info) {
@@ -109,6 +133,7 @@ Napi::Value SipHash(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("countEstablished", Napi::Function::New(env, CountEstablished));
   exports.Set("listListeners", Napi::Function::New(env, ListListeners));
+  exports.Set("listNeighbours6", Napi::Function::New(env, ListNeighbours6));
   exports.Set("hmacSha256", Napi::Function::New(env, HmacSha256Of));
   exports.Set("sdNotify", Napi::Function::New(env, SdNotify));
   exports.Set("Engine", dpr::DefineEngine(env));

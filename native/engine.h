@@ -215,7 +215,10 @@ class Engine {
   void SetLocalSocketProbe(LocalSocketProbe probe) { localSocket_ = std::move(probe); }
   void SetLocalSocketProbe6(LocalSocketProbe6 probe) { localSocket6_ = std::move(probe); }
   bool draining() const { return draining_; }
+  // Visits `budget` slots of each table (both have the same capacity).
   size_t Sweep(size_t budget, uint32_t nowMs);
+  // Flows in both tables: what the queue thread's idle tick and sweep are for.
+  size_t FlowCount() const { return flows_.size() + (flows6_ ? flows6_->size() : 0); }
 
   const EngineConfig& config() const { return config_; }
   EngineCounters& counters() { return counters_; }

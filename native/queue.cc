@@ -278,8 +278,8 @@ void Queue::ApplyControl(uint32_t nowMs) {
 void Queue::SweepSlice(uint32_t nowMs) {
   const uint64_t elapsed = static_cast<uint32_t>(nowMs - lastSweepMs_);
   lastSweepMs_ = nowMs;
-  const uint64_t capacity = engine_.flows().capacity();
-  if (engine_.flows().size() == 0) {
+  const uint64_t capacity = engine_.flows().capacity();  // the IPv6 table's too
+  if (engine_.FlowCount() == 0) {
     sweepCredit_ = 0;
   } else {
     sweepCredit_ = std::min(sweepCredit_ + capacity * elapsed, capacity * kSweepPeriodMs);
@@ -303,7 +303,7 @@ void Queue::Run() {
   ShutdownDrain();
 }
 
-int Queue::WaitTimeoutMs() const { return engine_.flows().size() > 0 ? kIdleTickMs : -1; }
+int Queue::WaitTimeoutMs() const { return engine_.FlowCount() > 0 ? kIdleTickMs : -1; }
 
 void Queue::WaitForWork(int timeoutMs) {
   pollfd fds[2] = {{nfq_.fd(), POLLIN, 0}, {wakeFd_, POLLIN, 0}};

@@ -1,5 +1,7 @@
 #include "sock_diag.h"
 
+#include "netlink_dump.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <linux/inet_diag.h>
@@ -61,43 +63,6 @@ bool PortIn(uint16_t port, const uint16_t* ports, size_t count) {
     if (ports[i] == port) return true;
   }
   return false;
-}
-
-// Sends a dump request and hands every answer to `each`; 0 or -errno.
-template <typename Request, typename Each>
-long Dump(const Request& msg, Each each) {
-  const int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-  if (fd < 0) return -errno;
-  sockaddr_nl kernel{};
-  kernel.nl_family = AF_NETLINK;
-  if (sendto(fd, &msg, sizeof msg, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0) {
-    const int err = errno;
-    close(fd);
-    return -err;
-  }
-  alignas(nlmsghdr) static thread_local char buf[32768];
-  for (;;) {
-    const ssize_t got = recv(fd, buf, sizeof buf, 0);
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      close(fd);
-      return -err;
-    }
-    size_t left = static_cast<size_t>(got);
-    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
-      if (h->nlmsg_type == NLMSG_DONE) {
-        close(fd);
-        return 0;
-      }
-      if (h->nlmsg_type == NLMSG_ERROR) {
-        const int err = -static_cast<const nlmsgerr*>(NLMSG_DATA(h))->error;
-        close(fd);
-        return -(err ? err : EPROTO);
-      }
-      each(h);
-    }
-  }
 }
 
 }  // namespace
@@ -186,7 +151,7 @@ bool LocalSockets::ExistsAs(int family, const uint32_t service[4], const uint32_
 
 long CountEstablished(const uint16_t* ports, size_t count) {
   long n = 0;
-  const long rc = Dump(MakeDumpBothFamilies(1u << kTcpEstablished), [&](const nlmsghdr* h) {
+  const long rc = NetlinkDump(NETLINK_SOCK_DIAG, MakeDumpBothFamilies(1u << kTcpEstablished), [&](const nlmsghdr* h) {
     const auto* m = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
     if (PortIn(ntohs(m->id.idiag_sport), ports, count)) ++n;
   });
@@ -195,7 +160,7 @@ long CountEstablished(const uint16_t* ports, size_t count) {
 
 long ListListeners(const uint16_t* ports, size_t count, std::vector<Listener>* out) {
   for (const int family : {AF_INET, AF_INET6}) {
-    const long rc = Dump(MakeRequest(family, NLM_F_REQUEST | NLM_F_DUMP, 1u << kTcpListen, 0), [&](const nlmsghdr* h) {
+    const long rc = NetlinkDump(NETLINK_SOCK_DIAG, MakeRequest(family, NLM_F_REQUEST | NLM_F_DUMP, 1u << kTcpListen, 0), [&](const nlmsghdr* h) {
       const auto* m = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
       const uint16_t port = ntohs(m->id.idiag_sport);
       if (!PortIn(port, ports, count)) return;

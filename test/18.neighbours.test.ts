@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { PeerMacs, parseArp, peerMacTable } from '../lib/neighbours';
+import { arpNeighbours, ndNeighbours, PeerMacs, parseArp, peerMacTable } from '../lib/neighbours';
 
 const ARP = `IP address       HW type     Flags       HW address            Mask     Device
 198.18.0.2       0x1         0x2         02:AA:00:00:00:02     *        eth0
@@ -37,7 +37,7 @@ test('18.neighbours: PeerMacs pushes the table at first and again only when it c
   try {
     fs.writeFileSync(file, ARP);
     const pushed: string[] = [];
-    const macs = new PeerMacs(HOSTS, 0, (t) => pushed.push(Buffer.from(t).toString('hex')), file);
+    const macs = new PeerMacs(HOSTS, 0, (t) => pushed.push(Buffer.from(t).toString('hex')), arpNeighbours(file));
     macs.refresh();
     macs.refresh();
     assert.equal(pushed.length, 1);
@@ -50,4 +50,14 @@ test('18.neighbours: PeerMacs pushes the table at first and again only when it c
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('18.neighbours: with heartbeats over IPv6 (peers.family ipv6) the MACs come from the IPv6 table, by each peer\'s cluster6', () => {
+  const hosts = HOSTS.slice(0, 3).map((h) => ({ ...h, service6: `2001:2::${h.id + 1}`, cluster6: `2001:2:0:1::${h.id + 1}` }));
+  const pushed: Uint8Array[] = [];
+  const list = () => [{ address: '2001:2:0:1::2', mac: '02:aa:00:00:00:12' }, { address: '2001:2::3', mac: '02:aa:00:00:00:03' }];
+  new PeerMacs(hosts, 0, (t) => pushed.push(t), ndNeighbours(list)).refresh();
+  assert.equal(pushed.length, 1);
+  assert.deepEqual([...pushed[0]!.subarray(6, 12)], [2, 0xaa, 0, 0, 0, 0x12], 'h1 by its cluster6');
+  assert.deepEqual([...pushed[0]!.subarray(12, 18)], [0, 0, 0, 0, 0, 0], 'h2: only its service6 is in the table');
 });

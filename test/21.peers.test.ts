@@ -353,6 +353,24 @@ test('21.peers: forged, malformed, unknown, misplaced and replayed datagrams are
   }
 });
 
+test('21.peers: over IPv6 (peers.family ipv6: udp6 sockets on the cluster6 addresses), two peers see each other up and learn loads', async () => {
+  const peers = [makePeer(0, 11, { bindAddress: '::1' }), makePeer(1, 22, { bindAddress: '::1' })];
+  try {
+    await Promise.all(peers.map((p) => p.start()));
+    const list = peers.map((p, id) => ({ id, address: '::1', port: p.localPort() }));
+    for (const p of peers) p.setPeers(list);
+    await waitFor('both up', () => view(peers[0]!, 1).up && view(peers[1]!, 0).up, SOON);
+    assert.equal(view(peers[0]!, 1).load, 22);
+    assert.equal(view(peers[1]!, 0).load, 11);
+    assert.equal(view(peers[0]!, 1).address, '::1');
+    assert.equal(peers[0]!.counters().rejected.wrong_source, 0);
+    // An IPv4 peer address beside an IPv6 bind address is refused: one socket, one family.
+    assert.throws(() => peers[0]!.setPeers([{ id: 1, address: LOCAL }]), /address of peer 1 \(127\.0\.0\.1\) is not an IPv6 address/);
+  } finally {
+    await stopAll(peers);
+  }
+});
+
 test('21.peers: start() fails clearly when the port is taken; stop() is idempotent', async () => {
   const a = makePeer(0, 0);
   let b: Peers | undefined;

@@ -2,7 +2,8 @@
 // restoreCidr6, read and checked by the configuration; lib/ipv6.ts's forms.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { forwardedInAddresses, hasIpv6, restoreAddress6 } from '../lib/config';
+import { forwardedInAddresses, hasIpv6, heartbeatAddress, restoreAddress6 } from '../lib/config';
+import { renderRules } from '../lib/rules';
 import { canonicalIpv6, cidr6Contains, formatIpv6, fromIpv6Words, ipv6Bytes, ipv6Words, parseCidr6, parseIpv6 } from '../lib/ipv6';
 import { clusterConfig } from './support/configs';
 import { load, refuses } from './support/config-checks';
@@ -139,6 +140,40 @@ test('52.config.ipv6: direct needs a cluster6 of its own on every host (peers ho
 test('52.config.ipv6: etcd membership takes no IPv6 address yet, and says so', () => {
   const etcd = { membership: { source: 'etcd', service: '198.18.0.1', cluster: '198.18.0.1', service6: '2001:2::1', etcd: { endpoints: ['http://198.18.0.250:2379'] } }, clusterCidr: '198.18.0.0/24', peers: { key: '00112233445566778899aabbccddeeff' } };
   refuses(etcd, 'membership.service6', /IPv6 is not in etcd membership yet/);
+});
+
+test('52.config.ipv6: peers.family ipv6 sends heartbeats between the cluster6 addresses; ipv4 (the default) between the cluster ones', () => {
+  const v6 = load(dual(3, { peers: { key: '00112233445566778899aabbccddeeff', family: 'ipv6' } }, true));
+  assert.deepEqual(v6.hosts.map((h) => heartbeatAddress(v6, h)), ['2001:2:0:1::1', '2001:2:0:1::2', '2001:2:0:1::3']);
+  const v4 = load(dual(3, {}, true));
+  assert.equal(v4.peers.family, 'ipv4');
+  assert.deepEqual(v4.hosts.map((h) => heartbeatAddress(v4, h)), ['198.18.0.1', '198.18.0.2', '198.18.0.3']);
+  assert.equal(load(dual(2), { DPR_PEERS_FAMILY: 'ipv6' }).peers.family, 'ipv6');
+  refuses(dual(2, { peers: { key: '00112233445566778899aabbccddeeff', family: 'ipv5' } }), 'peers.family', /must be one of the possible values: \["ipv4","ipv6"\]/);
+});
+
+test('52.config.ipv6: peers.family ipv6 needs every host\'s cluster6, and static membership', () => {
+  const key = '00112233445566778899aabbccddeeff';
+  refuses(clusterConfig(0, { hosts: 2 }, { peers: { key, family: 'ipv6' } }), 'peers.family', /'ipv6' sends heartbeats to the hosts' cluster6 addresses; hosts\[0\] has none/);
+  const etcd = { membership: { source: 'etcd', service: '198.18.0.1', cluster: '198.18.0.1', etcd: { endpoints: ['http://198.18.0.250:2379'] } }, clusterCidr: '198.18.0.0/24', peers: { key, family: 'ipv6' } };
+  refuses(etcd, 'peers.family', /'ipv6' needs membership.source static: etcd records carry IPv4 addresses only/);
+});
+
+test('52.config.ipv6: the heartbeat port is let in (DPR_INPUT) in the rules of peers.family only, on this host\'s address of that family', () => {
+  const key = '00112233445566778899aabbccddeeff';
+  const rule4 = '-A DPR_INPUT -s 198.18.0.0/24 -d 198.18.0.1/32 -p udp -m udp --dport 4790 -j ACCEPT';
+  const rule6 = '-A DPR_INPUT -s 2001:2::/48 -d 2001:2::1/128 -p udp -m udp --dport 4790 -j ACCEPT';
+  for (const mode of ['rewrite', 'direct'] as const) {
+    const c = mode === 'rewrite' ? dual(2) : kernelMode('direct');
+    const [to4, to6] = mode === 'rewrite' ? ['198.18.0.1', '2001:2::1'] : ['198.18.1.1', '2001:2:0:1::1'];
+    const [r4, r6] = [rule4.replace('198.18.0.0/24', String(c.clusterCidr)).replace('198.18.0.1/32', `${to4}/32`), rule6.replace('2001:2::1/128', `${to6}/128`)];
+    const v4 = renderRules(load(c));
+    assert.ok(v4.restore.split('\n').includes(r4), `${mode}, ipv4: ${v4.restore}`);
+    assert.ok(!v4.ipv6!.restore.includes('--dport 4790'), `${mode}, ipv4: a heartbeat rule in the IPv6 rules`);
+    const v6 = renderRules(load({ ...c, peers: { key, family: 'ipv6' } }));
+    assert.ok(v6.ipv6!.restore.split('\n').includes(r6), `${mode}, ipv6: ${v6.ipv6!.restore}`);
+    assert.ok(!v6.restore.includes('--dport 4790'), `${mode}, ipv6: a heartbeat rule in the IPv4 rules`);
+  }
 });
 
 test('52.config.ipv6: forwarded-in addresses include the IPv6 restore addresses (network + id + 1, canonical)', () => {

@@ -66,6 +66,21 @@ test('70.status-view: the table names each host, its state, health, draining fla
   assert.match(drained, /^new connections to\s+this host only \(draining\)$/m);
 });
 
+test('70.status-view: with heartbeats over IPv6 (peers.family ipv6) each peer\'s IPv4 and IPv6 cluster addresses are in their own columns', () => {
+  // The daemon names each peer by the address its heartbeats come from: its cluster6.
+  const six = status(0, 0, {
+    peers: [{ id: 1, address: '2001:2::2', up: true, load: 5, draining: false, healthy: true, report: '1:5', lastHeardMs: 80, epoch: 1 }],
+  });
+  const v4 = new Map([[0, '198.18.0.1'], [1, '198.18.0.2']]);
+  const v6 = new Map([[0, '2001:2::1'], [1, '2001:2::2']]);
+  const v = buildView({ status: six, at: 1_000_000 }, { status: six, at: 1_001_000 }, v4, v6);
+  assert.deepEqual(v.hosts.map((h) => [h.id, h.address, h.address6, h.up]), [
+    [0, '198.18.0.1', '2001:2::1', true],
+    [1, '198.18.0.2', '2001:2::2', true],
+  ]);
+  assert.match(renderText(v), /^1\s+198\.18\.0\.2\s+2001:2::2\s+up\s+healthy\s+5\s+no\s+80 ms ago$/m);
+});
+
 test('70.status-view: an unhealthy host and a failing check are shown, and fail-open is said', () => {
   const sick = status(1, 1, {
     liveHosts: [0], failOpen: true,

@@ -1,6 +1,7 @@
 // One addon Queue in a host's namespace, driven by line commands on stdin, so
 // that a test can time control-plane calls while the queue's thread is busy:
 //   -> {"cmd":"export"}   <- {"reply":"export","ms":12,"flows":3} or {..., "error":"..."}
+//        ({"cmd":"export","family":6}: the IPv6 table)
 //   -> {"cmd":"stats"}    <- {"reply":"stats","stats":{QueueStats}}
 //   -> {"cmd":"stop"}     <- {"reply":"stop","ms":3,"stats":{QueueStats}}, then it exits
 //   -> {"cmd":"snapshot","count":N,"mode":"async","file":F}  N flow snapshots as the daemon writes them
@@ -19,23 +20,30 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { ChildProcess } from 'node:child_process';
 import type { EngineOptions, NativeQueue, QueueOptions, QueueStats } from '../../lib/native';
 import { parseIpv4 } from '../../lib/ipv4';
+import { ipv6Words, parseIpv6 } from '../../lib/ipv6';
 import type { Testbed } from './netns';
 import { waitForLine } from './lines';
 
 export const DRIVER_SCRIPT = path.join(__dirname, 'queue-driver.js');
 
-/** EngineOptions in JSON form: dotted addresses and plain arrays instead of typed arrays. */
-export type EngineSpec = Omit<EngineOptions, 'serviceAddrs' | 'clusterAddrs' | 'servicePorts'> & {
+/** EngineOptions in JSON form: addresses as text and plain arrays instead of typed arrays. */
+export type EngineSpec = Omit<EngineOptions, 'serviceAddrs' | 'clusterAddrs' | 'serviceAddrs6' | 'clusterAddrs6' | 'servicePorts'> & {
   serviceAddrs: string[];
   clusterAddrs: string[];
+  serviceAddrs6?: string[];
+  clusterAddrs6?: string[];
   servicePorts: number[];
 };
+
+const addrs6 = (list: string[]): Uint32Array => Uint32Array.from(list.flatMap((a) => ipv6Words(parseIpv6(a))));
 
 function engineOptions(spec: EngineSpec): EngineOptions {
   return {
     ...spec,
     serviceAddrs: Uint32Array.from(spec.serviceAddrs, parseIpv4),
     clusterAddrs: Uint32Array.from(spec.clusterAddrs, parseIpv4),
+    serviceAddrs6: spec.serviceAddrs6 && addrs6(spec.serviceAddrs6),
+    clusterAddrs6: spec.clusterAddrs6 && addrs6(spec.clusterAddrs6),
     servicePorts: Uint16Array.from(spec.servicePorts),
   };
 }
@@ -110,7 +118,7 @@ async function snapshots(queue: NativeQueue, count: number, mode: SnapshotMode, 
 
 async function run(spec: DriverSpec): Promise<void> {
   // Loaded here: the test process imports this file for the helpers above.
-  const { Queue, FLOW_WORDS } = await import('../../lib/native');
+  const { Queue, FLOW_WORDS, FLOW_WORDS6 } = await import('../../lib/native');
   const queue = new Queue(spec.queue, engineOptions(spec.engine));
   if (spec.ownLoad !== undefined) queue.calibrateLoad(spec.ownLoad, -1);
   if (spec.flowsFile) {
@@ -126,7 +134,9 @@ async function run(spec: DriverSpec): Promise<void> {
     return Number(process.hrtime.bigint() - t0) / 1e6;
   };
   readline.createInterface({ input: process.stdin }).on('line', (line) => {
-    const { cmd, ms, count, mode, file } = JSON.parse(line) as { cmd: string; ms?: number; count?: number; mode?: SnapshotMode; file?: string };
+    const { cmd, ms, count, mode, file, family } = JSON.parse(line) as {
+      cmd: string; ms?: number; count?: number; mode?: SnapshotMode; file?: string; family?: 4 | 6;
+    };
     if (cmd === 'snapshot') {
       void snapshots(queue, count ?? 5, mode ?? 'async', file!).then((r) => print({ reply: 'snapshot', ...r }));
     } else if (cmd === 'export') {
@@ -134,7 +144,7 @@ async function run(spec: DriverSpec): Promise<void> {
       let error: string | undefined;
       const ms = timed(() => {
         try {
-          flows = queue.exportFlows().length / FLOW_WORDS;
+          flows = family === 6 ? queue.exportFlows6().length / FLOW_WORDS6 : queue.exportFlows().length / FLOW_WORDS;
         } catch (err) {
           error = (err as Error).message;
         }
