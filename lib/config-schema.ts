@@ -3,7 +3,7 @@
 // configuration reference is generated from it (scripts/config-docs.ts).
 import convict from 'convict';
 import { parseCidr, parseIpv4 } from './ipv4';
-import { parseCidr6, parseIpv6, unusableIpv6 } from './ipv6';
+import { IPV6_MIN_MTU, parseCidr6, parseIpv6, unusableIpv6 } from './ipv6';
 import { MAX_WEIGHT } from './maglev';
 
 export interface HostEntry {
@@ -19,11 +19,14 @@ export interface HostEntry {
    * ones go on (drain by weight).
    */
   weight: number;
-  /** IPv6 service address (dual-stack, modes rewrite and direct): every host has one and `cluster6`, or none does. */
+  /** IPv6 service address (dual-stack, every mode): every host has one and `cluster6`, or none does. */
   service6?: string;
   /** IPv6 cluster address: where peers forward IPv6 connections to; in `clusterCidr6`. */
   cluster6?: string;
 }
+
+/** What VXLAN over IPv4 adds to a packet in `tunnel` mode: outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
+export const VXLAN_OVERHEAD = 50;
 
 /** The fields a host entry may have. */
 const HOST_FIELDS = ['id', 'service', 'cluster', 'weight', 'service6', 'cluster6'];
@@ -227,7 +230,7 @@ export const schema = {
     env: 'DPR_SELF',
   },
   hosts: {
-    doc: `Every host of the cluster: \`[{id, service, cluster, weight, service6, cluster6}]\`. \`service\` is the address clients connect to; \`cluster\` the address peers reach it at (may be equal). \`weight\` (optional, integer 0..${MAX_WEIGHT}, default 1) is the host's relative capacity: its share of the Maglev table (hash policy) and the divisor of its load (load policy) follow it; 0 takes it out of new connections while its established ones go on (drain by weight, live with \`dpr reload\`). \`service6\` and \`cluster6\` (optional, IPv6, modes \`rewrite\` and \`direct\`; in \`direct\` \`cluster6\` must differ from \`service6\`): the host's IPv6 service and cluster addresses; every host has both or none does. The same list on every host. Required with \`membership.source\` \`static\`; not allowed with \`etcd\`, where the list comes from etcd.`,
+    doc: `Every host of the cluster: \`[{id, service, cluster, weight, service6, cluster6}]\`. \`service\` is the address clients connect to; \`cluster\` the address peers reach it at (may be equal). \`weight\` (optional, integer 0..${MAX_WEIGHT}, default 1) is the host's relative capacity: its share of the Maglev table (hash policy) and the divisor of its load (load policy) follow it; 0 takes it out of new connections while its established ones go on (drain by weight, live with \`dpr reload\`). \`service6\` and \`cluster6\` (optional, IPv6, every mode; in \`direct\` and \`tunnel\` \`cluster6\` must differ from \`service6\`): the host's IPv6 service and cluster addresses; every host has both or none does. The same list on every host. Required with \`membership.source\` \`static\`; not allowed with \`etcd\`, where the list comes from etcd.`,
     format: 'hosts',
     default: null as unknown as HostEntry[],
     env: 'DPR_HOSTS',
@@ -310,7 +313,7 @@ export const schema = {
   tunnel: {
     port: { doc: '`tunnel`: the UDP port of the VXLAN devices, on the cluster addresses (IANA VXLAN: 4789). Peers must reach each other on it; nobody else should (firewall it to `clusterCidr`).', format: 'port', default: 4789, env: 'DPR_TUNNEL_PORT' },
     vniBase: { doc: '`tunnel`: the VXLAN network identifiers are `vniBase + 256 x lower id + higher id`, one per pair of hosts.', format: 'nat', default: 6553600, env: 'DPR_TUNNEL_VNI_BASE' },
-    mtu: { doc: '`tunnel`: the MTU of the paths between the cluster addresses. A tunnelled packet is 50 bytes longer (VXLAN over IPv4), so a serving host advertises an MSS of at most `mtu - 90` on the connections it serves for peers, and the clients\' segments fit.', format: 'positive-int', default: 1500, env: 'DPR_TUNNEL_MTU' },
+    mtu: { doc: `\`tunnel\`: the MTU of the paths between the cluster addresses. A tunnelled packet is ${VXLAN_OVERHEAD} bytes longer (VXLAN over IPv4, for IPv6 packets too), so a serving host advertises an MSS of at most \`mtu - ${VXLAN_OVERHEAD + 40}\` on the IPv4 connections it serves for peers and \`mtu - ${VXLAN_OVERHEAD + 60}\` on the IPv6 ones (an IPv6 header is 20 bytes longer), and the clients' segments fit. With IPv6 addresses at least ${IPV6_MIN_MTU + VXLAN_OVERHEAD}: the tunnel devices (\`mtu - ${VXLAN_OVERHEAD}\`) carry IPv6 only from ${IPV6_MIN_MTU} up.`, format: 'positive-int', default: 1500, env: 'DPR_TUNNEL_MTU' },
   },
   queues: {
     entry: { doc: 'NFQUEUE number for new connections (SYNs) and ICMP errors arriving at the service address. Bound with fail-open: when it is full, or no daemon runs, they are served here.', format: 'queue-num', default: 0, env: 'DPR_QUEUE_ENTRY' },

@@ -3,9 +3,9 @@
 // error names the key and the reason, before anything on the host changes.
 import fs from 'node:fs';
 import convict from 'convict';
-import { schema, type HostEntry, type SchemaConfig } from './config-schema';
+import { schema, VXLAN_OVERHEAD, type HostEntry, type SchemaConfig } from './config-schema';
 import { cidrContains, formatIpv4, parseCidr, parseIpv4 } from './ipv4';
-import { canonicalIpv6, cidr6Contains, formatIpv6, parseCidr6, parseIpv6 } from './ipv6';
+import { canonicalIpv6, cidr6Contains, formatIpv6, IPV6_MIN_MTU, parseCidr6, parseIpv6 } from './ipv6';
 import { loadKey } from './keys';
 import { MAX_WEIGHT } from './maglev';
 
@@ -363,7 +363,8 @@ const NEEDS_PEERS6 = 'an IPv6 service address needs IPv6 peers to forward to: IP
 /**
  * Dual-stack (issue 15): every host has service6 and cluster6 or none does,
  * each cluster6 in clusterCidr6, no address twice, restoreCidr6 apart from
- * them all and large enough. IPv6 runs in modes rewrite and direct so far.
+ * them all and large enough. Every mode: `tunnel` carries IPv6 over its IPv4
+ * VXLAN devices (checkMode checks their MTU).
  */
 function checkIpv6(c: DprConfig): void {
   if (!hasIpv6(c)) return;
@@ -373,7 +374,6 @@ function checkIpv6(c: DprConfig): void {
       if (h[k] === undefined) throw new ConfigError(`hosts[${i}].${k}`, `is missing while hosts[${first}] has IPv6 addresses; ${NEEDS_PEERS6}`);
     }
   }
-  if (c.mode === 'tunnel') throw new ConfigError('mode', `'${c.mode}' with IPv6 addresses (hosts[${first}].service6): IPv6 runs in modes 'rewrite' and 'direct' only so far`);
   if (!c.clusterCidr6) throw new ConfigError('clusterCidr6', 'is required when the hosts have IPv6 addresses: every cluster6 must lie in it');
   const cidr = parseCidr6(c.clusterCidr6);
   const restore = parseCidr6(c.restoreCidr6);
@@ -426,6 +426,10 @@ function checkMode(c: DprConfig): void {
   if (c.mode === 'tunnel') {
     if (c.tunnel.vniBase + 256 * 256 > 0xffffff) throw new ConfigError('tunnel.vniBase', 'VNIs are 24 bits: at most 16711679');
     if (c.tunnel.mtu < 576 || c.tunnel.mtu > 65535) throw new ConfigError('tunnel.mtu', 'must be within 576..65535');
+    // Below that the kernel keeps IPv6 off the VXLAN devices: IPv6 clients of peers would get nothing.
+    if (hasIpv6(c) && c.tunnel.mtu - VXLAN_OVERHEAD < IPV6_MIN_MTU) {
+      throw new ConfigError('tunnel.mtu', `must be at least ${IPV6_MIN_MTU + VXLAN_OVERHEAD} with IPv6 addresses: the tunnel devices (mtu - ${VXLAN_OVERHEAD}) carry IPv6 only from ${IPV6_MIN_MTU} up`);
+    }
     if (c.servicePorts.includes(c.tunnel.port) || c.tunnel.port === c.peers.port) throw new ConfigError('tunnel.port', `${c.tunnel.port} is a service port or peers.port`);
   }
 }

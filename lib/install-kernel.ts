@@ -43,13 +43,17 @@ export function applyKernelPath(k: KernelPath, undo: Undo): void {
     if (links.has(name)) run('ip', ['link', 'del', name]);
     run('ip', ['link', 'add', ...l]);
     undo.push([`link ${name}`, () => run('ip', ['link', 'del', name])]);
-    // No IPv6 link-local chatter on the tunnel.
+    // No IPv6 link-local chatter on the tunnel...
     run('ip', ['link', 'set', name, 'addrgenmode', 'none']);
+    // ...but IPv6 on, where the tunnel carries it (a device takes
+    // net.ipv6.conf.default's disable_ipv6): it neither sends nor receives otherwise.
+    if (k.neighbours6.length) run('sysctl', ['-qw', `net.ipv6.conf.${name}.disable_ipv6=0`]);
     if (k.linkAddress) run('ip', ['addr', 'add', `${k.linkAddress}/32`, 'dev', name, 'scope', 'link']);
     run('ip', ['link', 'set', name, 'up']);
   }
   for (const name of [...links].filter((n) => !k.links.some((l) => l[1] === n))) run('ip', ['link', 'del', name]);
   for (const n of k.neighbours) run('ip', ['neigh', 'replace', ...n]);
+  for (const n of k.neighbours6) run('ip', ['-6', 'neigh', 'replace', ...n]);
   applyRouting('-4', k.routes, k.rules, k.localPref, undo);
   applyRouting('-6', k.routes6, k.rules6, k.localPref, undo);
 }

@@ -4,6 +4,9 @@
 // four big-endian 32-bit words (2001:2::a is [0x20010002, 0, 0, 0xa]).
 import { parseIpv4 } from './ipv4';
 
+/** The smallest MTU a device carries IPv6 with (RFC 8200): below it the kernel keeps IPv6 off the device. */
+export const IPV6_MIN_MTU = 1280;
+
 /** An address as a 128-bit number: easy to mask, compare and add to. */
 export type Ipv6 = bigint;
 

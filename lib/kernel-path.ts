@@ -8,8 +8,10 @@
 // Names carry the address family: `dpr4_` sets, and on a dual-stack host
 // (hosts[].service6) `dpr6_` sets of family inet6 beside them, with `ip -6`
 // rules and routes of the same marks and table numbers (the IPv6 policy
-// routing database is a space of its own). `direct` only so far.
+// routing database is a space of its own). In `tunnel` the underlay stays
+// IPv4: the IPv6 tables route into the same VXLAN devices.
 import { hasIpv6, restoreAddress, thisHost, type DprConfig } from './config';
+import { VXLAN_OVERHEAD } from './config-schema';
 
 /** iproute2 protocol number on our rules and routes: how uninstall finds them without a configuration. */
 export const ROUTE_PROTO = '77';
@@ -39,6 +41,18 @@ export const peerSet = (id: number, prefix = SET_PREFIX): string => `${prefix}to
 export const finSet = `${SET_PREFIX}fin`;
 export const finSet6 = `${SET_PREFIX6}fin`;
 export const tunnelLink = (id: number): string => `${LINK_PREFIX}${id}`;
+/**
+ * The IPv6 next hop of every tunnel, standing for its far end, which holds
+ * no such address and needs none: the frame reaches it by MAC (the permanent
+ * neighbour entry's). A link-local gateway is on-link on the device it names
+ * by definition, so the route needs no `onlink` and no IPv6 address of ours
+ * on the device (it has none: addrgenmode none). The peer's cluster6 with
+ * `onlink` would work too, but would tie the route to an address the tunnel
+ * does not use (its underlay is IPv4) and that the main table routes
+ * elsewhere. Neighbour entries belong to a device: one address serves every
+ * tunnel.
+ */
+export const TUNNEL_GATEWAY6 = 'fe80::1';
 
 export interface KernelPath {
   /** `ipset create` arguments, one list per set. */
@@ -53,6 +67,8 @@ export interface KernelPath {
   linkAddress: string | null;
   /** `ip neigh replace` arguments (tunnel): the peer's end of each tunnel. */
   neighbours: string[][];
+  /** `ip -6 neigh replace` arguments (tunnel with IPv6): TUNNEL_GATEWAY6 on each tunnel. */
+  neighbours6: string[][];
   /** `ip route replace` arguments, one per peer table. */
   routes: string[][];
   /** `ip rule add` arguments, after the local rule moved to `localPref`. */
@@ -93,7 +109,7 @@ export function renderKernelPath(c: DprConfig): KernelPath | null {
   ];
   const sets = [...setsOf(SET_PREFIX, finSet, []), ...(six ? setsOf(SET_PREFIX6, finSet6, ['family', 'inet6']) : [])];
   const links = c.mode === 'tunnel'
-    ? others.map((h) => ['name', tunnelLink(h.id), 'address', tunnelMac(c.self, h.id), 'mtu', String(c.tunnel.mtu - 50), 'type', 'vxlan',
+    ? others.map((h) => ['name', tunnelLink(h.id), 'address', tunnelMac(c.self, h.id), 'mtu', String(c.tunnel.mtu - VXLAN_OVERHEAD), 'type', 'vxlan',
       'id', String(tunnelVni(c, c.self, h.id)), 'local', me.cluster, 'remote', h.cluster, 'dstport', String(c.tunnel.port), 'nolearning'])
     : [];
   const neighbours = c.mode === 'tunnel'
@@ -108,9 +124,17 @@ export function renderKernelPath(c: DprConfig): KernelPath | null {
     return ['pref', String(c.routing.rulePref), 'fwmark', `${hex(m.value)}/${hex(m.mask)}`, 'lookup', String(c.routing.tableBase + h.id), 'protocol', ROUTE_PROTO];
   });
   const linkAddress = c.mode === 'tunnel' ? restoreAddress(c, c.self) : null;
-  // lib/config.ts allows IPv6 in `direct` only: a plain next hop on the segment.
-  const routes6 = six ? others.map((h) => ['default', 'via', h.cluster6!, 'table', String(c.routing.tableBase + h.id), 'proto', ROUTE_PROTO]) : [];
-  return { sets, links, linkAddress, neighbours, routes, rules, routes6, rules6: six ? rules : [], localPref: c.routing.rulePref + 1 };
+  // `direct`: a plain next hop on the segment; `tunnel`: the device towards the peer.
+  const routes6 = six
+    ? others.map((h) => [
+      'default', 'via', ...(c.mode === 'tunnel' ? [TUNNEL_GATEWAY6, 'dev', tunnelLink(h.id)] : [h.cluster6!]),
+      'table', String(c.routing.tableBase + h.id), 'proto', ROUTE_PROTO,
+    ])
+    : [];
+  const neighbours6 = six && c.mode === 'tunnel'
+    ? others.map((h) => [TUNNEL_GATEWAY6, 'lladdr', tunnelMac(h.id, c.self), 'dev', tunnelLink(h.id), 'nud', 'permanent'])
+    : [];
+  return { sets, links, linkAddress, neighbours, neighbours6, routes, rules, routes6, rules6: six ? rules : [], localPref: c.routing.rulePref + 1 };
 }
 
 /**

@@ -28,8 +28,9 @@
 // the serving host holds its peers' service addresses on lo instead.
 //
 // lib/install.ts applies it all or nothing and removes it again.
-import type { DprConfig } from './config';
+import type { DprConfig, HostEntry } from './config';
 import { peerPortRange, restoreAddress, selfHost, thisHost } from './config';
+import { VXLAN_OVERHEAD } from './config-schema';
 import { entryKernelRules, LINK_PREFIX, peerMark, renderKernelPath, ROUTE_PROTO, type KernelPath } from './kernel-path';
 import { renderRules6, type RuleSet6 } from './rules6';
 
@@ -222,7 +223,6 @@ function renderKernelRules(c: DprConfig): RuleSet {
     ],
     localAddresses: others.map((h) => h.service),
     kernel,
-    // lib/config.ts refuses IPv6 addresses in `tunnel`.
     ipv6,
     chains: {
       raw: ['DPR_PRE', 'DPR_ENTRY', ...entry.decls.map((d) => d.slice(1, d.indexOf(' ')))],
@@ -248,10 +248,15 @@ function renderKernelRules(c: DprConfig): RuleSet {
   };
 }
 
-/** mangle POSTROUTING of `tunnel` mode. */
-function tunnelPostRules(c: DprConfig): string[] {
+/**
+ * mangle POSTROUTING of `tunnel` mode; `family` 6: the ip6tables rules'
+ * (lib/rules6.ts). The MSS leaves room for the tunnel's 50 bytes and the
+ * inner IP and TCP headers: 20 + 20 (IPv4), 40 + 20 (IPv6).
+ */
+export function tunnelPostRules(c: DprConfig, family: 4 | 6 = 4): string[] {
   const ports = c.servicePorts.join(',');
-  const mss = c.tunnel.mtu - 90;
+  const mss = c.tunnel.mtu - VXLAN_OVERHEAD - (family === 6 ? 60 : 40);
+  const service = (h: HostEntry): string => (family === 6 ? `${h.service6}/128` : `${h.service}/32`);
   return [
     '*mangle',
     ':DPR_POST - [0:0]',
@@ -261,7 +266,7 @@ function tunnelPostRules(c: DprConfig): string[] {
     `-A DPR_POST -o ${LINK_PREFIX}+ -j MARK --set-xmark 0x0/${hex(peerMark(c, 0).mask)}`,
     // The clients of connections served for peers send segments that fit
     // into the tunnel with its 50 bytes (the SYN-ACK says so).
-    ...(c.hosts ?? []).filter((h) => h.id !== c.self).map((h) => `-A DPR_POST -s ${h.service}/32 -p tcp -m multiport --sports ${ports} -m tcp --tcp-flags SYN,RST,ACK SYN,ACK -m tcpmss --mss ${mss + 1}:65535 -j TCPMSS --set-mss ${mss}`),
+    ...(c.hosts ?? []).filter((h) => h.id !== c.self).map((h) => `-A DPR_POST -s ${service(h)} -p tcp -m multiport --sports ${ports} -m tcp --tcp-flags SYN,RST,ACK SYN,ACK -m tcpmss --mss ${mss + 1}:65535 -j TCPMSS --set-mss ${mss}`),
     'COMMIT',
   ];
 }
@@ -311,10 +316,12 @@ export function renderInstallScript(r: RuleSet): string {
     for (const set of k.sets) lines.push(`ipset create -exist ${set.join(' ')}`);
     for (const link of k.links) {
       lines.push(`ip link add ${link.join(' ')}`, `ip link set ${link[1]} addrgenmode none`);
+      if (k.neighbours6.length) lines.push(`sysctl -qw net.ipv6.conf.${link[1]}.disable_ipv6=0`);
       if (k.linkAddress) lines.push(`ip addr add ${k.linkAddress}/32 dev ${link[1]} scope link`);
       lines.push(`ip link set ${link[1]} up`);
     }
     for (const n of k.neighbours) lines.push(`ip neigh replace ${n.join(' ')}`);
+    for (const n of k.neighbours6) lines.push(`ip -6 neigh replace ${n.join(' ')}`);
     for (const route of k.routes) lines.push(`ip route replace ${route.join(' ')}`);
     lines.push(`ip rule add pref ${k.localPref} lookup local protocol ${ROUTE_PROTO}`, 'ip rule del pref 0 lookup local');
     for (const rule of k.rules) lines.push(`ip rule add ${rule.join(' ')}`);

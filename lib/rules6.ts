@@ -1,5 +1,5 @@
 // The ip6tables counterpart of the rules of lib/rules.ts (rewrite mode, and
-// `direct`: renderKernelRules6 at the end), for dual-stack hosts
+// `direct` and `tunnel`: renderKernelRules6 at the end), for dual-stack hosts
 // (hosts[].service6 / .cluster6). The same chains in the
 // same ip6tables tables, with IPv6's words for the same checks:
 //   - TTL is the hop limit: `-m hl --hl-gt` on the peer ports (GTSM),
@@ -25,7 +25,7 @@
 // them in here (and not in the IPv4 rules).
 import type { DprConfig } from './config';
 import { hasIpv6, peerPortRange, restoreAddress6 } from './config';
-import { heartbeatRules, synRules, type Jump } from './rules';
+import { heartbeatRules, synRules, tunnelPostRules, type Jump } from './rules';
 import { entryKernelRules, SET_PREFIX6 } from './kernel-path';
 
 export interface RuleSet6 {
@@ -119,13 +119,17 @@ export function renderRules6(c: DprConfig): RuleSet6 | null {
 }
 
 /**
- * `direct` mode's IPv6 rules, as renderKernelRules in lib/rules.ts: after the
- * SYN a forwarded flow's packets match its peer's `dpr6_to<id>` set and are
- * untracked, marked for the peer's table (`ip -6 rule`, lib/kernel-path.ts)
+ * The kernel modes' IPv6 rules, as renderKernelRules in lib/rules.ts: after
+ * the SYN a forwarded flow's packets match its peer's `dpr6_to<id>` set and
+ * are untracked, marked for the peer's table (`ip -6 rule`, lib/kernel-path.ts)
  * and accepted; the serving host holds the peers' service6 addresses on lo
  * and lets their service traffic in. IPv6 has no arp_ignore and needs none:
  * neighbour discovery answers only for the receiving interface's addresses
- * (docs/design-notes.md, "IPv6: the control plane's choices").
+ * (docs/design-notes.md, "IPv6: the control plane's choices"). `tunnel`: the
+ * IPv6 packets go into the IPv4 VXLAN devices, so DPR_POST clears their mark
+ * as the IPv4 rules do (the outer packet's route lookup sees the inner
+ * packet's mark) and clamps the MSS, IPv6's header 20 bytes longer. The
+ * decapsulated packet needs nothing more: IPv6 has no reverse-path check.
  */
 function renderKernelRules6(c: DprConfig): RuleSet6 {
   const me = c.hosts.find((h) => h.id === c.self)!;
@@ -135,6 +139,7 @@ function renderKernelRules6(c: DprConfig): RuleSet6 {
   const others = c.hosts.filter((h) => h.id !== c.self);
   const local = others.map((h) => h.service6!);
   const entry = entryKernelRules(c, SET_PREFIX6);
+  const tunnel = c.mode === 'tunnel';
   const restore = [
     '*raw',
     ':DPR_PRE - [0:0]',
@@ -161,6 +166,7 @@ function renderKernelRules6(c: DprConfig): RuleSet6 {
     // As in rewrite mode: forwarding out of the interface a packet came in on sends a redirect.
     '-A DPR_OUTPUT -p ipv6-icmp -m icmp6 --icmpv6-type 137 -j DROP',
     'COMMIT',
+    ...(tunnel ? tunnelPostRules(c, 6) : []),
     '',
   ].join('\n');
   return {
@@ -170,8 +176,14 @@ function renderKernelRules6(c: DprConfig): RuleSet6 {
       { table: 'filter', chain: 'FORWARD', target: 'DPR_FORWARD' },
       { table: 'filter', chain: 'INPUT', target: 'DPR_INPUT' },
       { table: 'filter', chain: 'OUTPUT', target: 'DPR_OUTPUT' },
+      ...(tunnel ? [{ table: 'mangle' as const, chain: 'POSTROUTING', target: 'DPR_POST' }] : []),
     ],
     localAddresses: local,
-    chains: { raw: ['DPR_PRE', 'DPR_ENTRY', ...entry.decls.map((d) => d.slice(1, d.indexOf(' '))), LO6_CHAIN], nat: [], filter: ['DPR_FORWARD', 'DPR_INPUT', 'DPR_OUTPUT'], mangle: [] },
+    chains: {
+      raw: ['DPR_PRE', 'DPR_ENTRY', ...entry.decls.map((d) => d.slice(1, d.indexOf(' '))), LO6_CHAIN],
+      nat: [],
+      filter: ['DPR_FORWARD', 'DPR_INPUT', 'DPR_OUTPUT'],
+      mangle: tunnel ? ['DPR_POST'] : [],
+    },
   };
 }

@@ -10,15 +10,30 @@ namespace dpr {
 
 namespace {
 constexpr uint32_t kNone = 0xffffffff;
+
+// The number after `key` in the file, or -1.
+int64_t InUse(int fd, const char* key) {
+  if (fd < 0) return -1;
+  char buf[512];
+  const ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+  if (n <= 0) return -1;
+  buf[n] = '\0';
+  const char* at = std::strstr(buf, key);
+  if (at == nullptr) return -1;
+  return std::strtoll(at + std::strlen(key), nullptr, 10);
 }
+}  // namespace
 
 OwnLoad::OwnLoad() {
   // Opened once, in the network namespace the daemon runs in (the file shows that namespace's sockets).
   fd_ = open("/proc/net/sockstat", O_RDONLY | O_CLOEXEC);
+  // Absent without IPv6: IPv4's count alone then.
+  fd6_ = open("/proc/net/sockstat6", O_RDONLY | O_CLOEXEC);
 }
 
 OwnLoad::~OwnLoad() {
   if (fd_ >= 0) close(fd_);
+  if (fd6_ >= 0) close(fd6_);
 }
 
 void OwnLoad::Calibrate(uint32_t value, int64_t inUse) {
@@ -28,14 +43,10 @@ void OwnLoad::Calibrate(uint32_t value, int64_t inUse) {
 }
 
 int64_t OwnLoad::ReadInUse() {
-  if (fd_ < 0) return -1;
-  char buf[512];
-  const ssize_t n = pread(fd_, buf, sizeof buf - 1, 0);
-  if (n <= 0) return -1;
-  buf[n] = '\0';
-  const char* at = std::strstr(buf, "TCP: inuse ");
-  if (at == nullptr) return -1;
-  return std::strtoll(at + 11, nullptr, 10);
+  const int64_t v4 = InUse(fd_, "TCP: inuse ");
+  if (v4 < 0) return -1;
+  const int64_t v6 = InUse(fd6_, "TCP6: inuse ");
+  return v4 + (v6 > 0 ? v6 : 0);
 }
 
 uint32_t OwnLoad::Now(uint32_t nowMs) {

@@ -2,9 +2,10 @@
 // thread: the established connections on the service ports as the control
 // plane last counted them exactly (a sock_diag dump, lib/load-meter.ts, about
 // once a second while traffic passes), carried forward between two counts by
-// the kernel's count of TCP sockets in use (/proc/net/sockstat, one pread,
-// ~4 µs) read at most every kMaxAgeMs, plus the connections kept here since
-// that read (not established yet when it was taken).
+// the kernel's count of TCP sockets in use (/proc/net/sockstat and, for
+// IPv6 sockets, which it leaves out, sockstat6: a pread each, ~4 µs; as
+// lib/sockstat.ts) read at most every kMaxAgeMs, plus the connections kept
+// here since that read (not established yet when it was taken).
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -36,6 +37,7 @@ class OwnLoad {
   std::atomic<uint32_t> calibrations_{0};
   // The queue thread's own.
   int fd_ = -1;
+  int fd6_ = -1;
   uint32_t readAtMs_ = 0;
   bool read_ = false;
   uint32_t seenCalibrations_ = 0;

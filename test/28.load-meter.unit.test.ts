@@ -1,11 +1,18 @@
 // When and how this host's load is measured (lib/load-meter.ts): dumps only
 // when needed, the quick count between them, every exact count handed on
 // for the data path's own load (with the quick count read beside it), and
-// the fallback when the dump fails.
+// the fallback when the dump fails; the quick count itself (lib/sockstat.ts)
+// over both address families.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import winston from 'winston';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { LoadMeter, type LoadMeterOptions } from '../lib/load-meter';
+import { TcpInUse } from '../lib/sockstat';
+import { waitFor } from './support/wait';
 
 const quiet = winston.createLogger({ silent: true });
 
@@ -82,4 +89,43 @@ test('28.load-meter: when the dump fails the fallback is used, and handed on wit
   m.measure();
   assert.equal(m.last, 4);
   assert.deepEqual(counted, [[4, null]]);
+});
+
+test('28.load-meter: the quick count counts IPv6 sockets too (sockstat6): 20 connections over ::1 raise it by at least 20', async () => {
+  const quick = new TcpInUse();
+  const server = net.createServer((s) => accepted.push(s));
+  const accepted: net.Socket[] = [];
+  const clients: net.Socket[] = [];
+  try {
+    await new Promise<void>((resolve) => server.listen(0, '::1', resolve));
+    const before = quick.read()!;
+    const port = (server.address() as net.AddressInfo).port;
+    for (let i = 0; i < 20; i++) clients.push(await new Promise<net.Socket>((resolve) => { const c = net.connect(port, '::1', () => resolve(c)); }));
+    await waitFor('20 accepted', () => accepted.length === 20, 5000);
+    // 40 sockets opened (both ends); other processes' sockets come and go beside them.
+    const after = quick.read()!;
+    assert.ok(after - before >= 20, `the quick count went from ${before} to ${after} with 40 IPv6 sockets opened`);
+  } finally {
+    for (const s of [...clients, ...accepted]) s.destroy();
+    server.close();
+    quick.close();
+  }
+});
+
+test('28.load-meter: without sockstat6 (no IPv6) the quick count is IPv4\'s; without sockstat there is none', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dpr-sockstat-'));
+  try {
+    fs.writeFileSync(path.join(dir, 'sockstat'), 'sockets: used 90\nTCP: inuse 12 orphan 0 tw 3 alloc 20 mem 1\nUDP: inuse 2 mem 0\n');
+    const v4 = new TcpInUse(dir);
+    assert.equal(v4.read(), 12);
+    fs.writeFileSync(path.join(dir, 'sockstat6'), 'TCP6: inuse 30\nUDP6: inuse 1\n');
+    const both = new TcpInUse(dir);
+    assert.equal(both.read(), 42);
+    fs.rmSync(path.join(dir, 'sockstat'));
+    assert.equal(new TcpInUse(dir).read(), null);
+    v4.close();
+    both.close();
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

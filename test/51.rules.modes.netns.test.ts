@@ -74,9 +74,9 @@ for (const mode of ['direct', 'tunnel']) {
   });
 }
 
-// Dual-stack `direct` (issue 15): the IPv6 half beside the IPv4 one.
+// Dual-stack kernel modes (issue 15): the IPv6 half beside the IPv4 one.
 const hosts6 = hosts.map((h) => ({ ...h, service6: `2001:2::${h.id + 1}`, cluster6: `2001:2:0:1::${h.id + 1}` }));
-const config6 = (): string => writeConfig({ ...clusterConfig(0, { hosts: 3 }), hosts: hosts6, clusterCidr: '198.18.1.0/24', clusterCidr6: '2001:2:0:1::/64', mode: 'direct' });
+const config6 = (mode: string): string => writeConfig({ ...clusterConfig(0, { hosts: 3 }), hosts: hosts6, clusterCidr: '198.18.1.0/24', clusterCidr6: '2001:2:0:1::/64', mode });
 
 function state6(bed: Testbed): string {
   const sh = (cmd: string): string => bed.exec('a', ['sh', '-c', cmd]);
@@ -87,46 +87,64 @@ function state6(bed: Testbed): string {
     sh('ip -6 -o addr show dev lo'),
     // Our rules only: a table once loaded stays listed (empty) after uninstall.
     sh('ip6tables-save | grep DPR_ || true'),
-    sh('sysctl net.ipv6.conf.all.forwarding net.ipv6.conf.eth0.forwarding'),
+    sh('sysctl net.ipv6.conf.all.forwarding net.ipv6.conf.eth0.forwarding net.ipv6.conf.default.disable_ipv6'),
   ].join('\n');
 }
 
-test('51.rules.modes: direct, dual-stack: install sets both families up, a second install changes nothing, uninstall removes exactly it', () => {
-  const bed = Testbed.create([{ name: 'a', addrs: ['198.18.0.1/24', '2001:2::1/64'], nics: [{ bridge: 'back', addrs: ['198.18.1.1/24', '2001:2:0:1::1/64'] }] }], 'rm6');
-  try {
-    const before = state6(bed);
-    const file = config6();
-    bed.exec('a', ['bash', install, file]);
-    const once = state6(bed);
-    bed.exec('a', ['bash', install, file]);
-    assert.equal(state6(bed), once, 'a second install changed something');
-    const six = bed.exec('a', ['ip', '-6', 'rule', 'show']);
-    assert.match(six, /^10:\s+from all fwmark 0x1010000\/0x1ff0000 lookup 4601 proto 77$/m);
-    assert.match(six, /^10:\s+from all fwmark 0x1020000\/0x1ff0000 lookup 4602 proto 77$/m);
-    assert.match(six, /^11:\s+from all lookup local proto 77$/m);
-    assert.doesNotMatch(six, /^0:\s+from all lookup local/m);
-    assert.match(bed.exec('a', ['ip', '-6', 'route', 'show', 'table', '4602']), /^default via 2001:2:0:1::3 dev eth1 proto 77/m);
-    assert.match(once, /^dpr6_to1$/m);
-    assert.match(once, /^dpr6_to2$/m);
-    assert.match(once, /^dpr6_fin$/m);
-    assert.match(bed.exec('a', ['ipset', '-t', 'list', 'dpr6_to1']), /family inet6/);
-    assert.match(bed.exec('a', ['ip', '-6', 'addr', 'show', 'dev', 'lo']), /inet6 2001:2::2\/128 /);
-    assert.match(once, /net\.ipv6\.conf\.all\.forwarding = 1/);
-    const raw = bed.exec('a', ['ip6tables', '-w', '-t', 'raw', '-S']);
-    assert.match(raw, /-A DPR_ENTRY -p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -m set --match-set dpr6_to1 src,src,dst -j DPR_TO1/);
-    assert.match(raw, /-A DPR_TO1 -j CT --notrack/);
-    assert.match(raw, /-A DPR_PRE -d 2001:2::1\/128 -p ipv6-icmp -m icmp6 --icmpv6-type 2 -j NFQUEUE/);
-    assert.match(bed.exec('a', ['ip6tables', '-w', '-S', 'DPR_INPUT']), /-A DPR_INPUT -d 2001:2::2\/128 -p tcp -m multiport --dports 80 -j ACCEPT/);
-    // The IPv4 half is all there too.
-    assert.match(once, /^dpr4_to1$/m);
-    assert.match(bed.exec('a', ['iptables', '-w', '-t', 'raw', '-S']), /--match-set dpr4_to1 src,src,dst -j DPR_TO1/);
-    bed.exec('a', ['bash', uninstall]);
-    assert.equal(state6(bed), before, 'uninstall left something behind or removed too much');
-    assert.doesNotMatch(bed.exec('a', ['ip6tables-save']), /DPR_/);
-  } finally {
-    bed.destroy();
-  }
-});
+for (const mode of ['direct', 'tunnel']) {
+  test(`51.rules.modes: ${mode}, dual-stack: install sets both families up, a second install changes nothing, uninstall removes exactly it`, () => {
+    const bed = Testbed.create([{ name: 'a', addrs: ['198.18.0.1/24', '2001:2::1/64'], nics: [{ bridge: 'back', addrs: ['198.18.1.1/24', '2001:2:0:1::1/64'] }] }], mode === 'direct' ? 'rm6d' : 'rm6t');
+    try {
+      // New devices without IPv6: the tunnels must turn it on for themselves.
+      bed.sysctl('a', 'net.ipv6.conf.default.disable_ipv6', 1);
+      const before = state6(bed);
+      const file = config6(mode);
+      bed.exec('a', ['bash', install, file]);
+      const once = state6(bed);
+      bed.exec('a', ['bash', install, file]);
+      assert.equal(state6(bed), once, 'a second install changed something');
+      const six = bed.exec('a', ['ip', '-6', 'rule', 'show']);
+      assert.match(six, /^10:\s+from all fwmark 0x1010000\/0x1ff0000 lookup 4601 proto 77$/m);
+      assert.match(six, /^10:\s+from all fwmark 0x1020000\/0x1ff0000 lookup 4602 proto 77$/m);
+      assert.match(six, /^11:\s+from all lookup local proto 77$/m);
+      assert.doesNotMatch(six, /^0:\s+from all lookup local/m);
+      const table = bed.exec('a', ['ip', '-6', 'route', 'show', 'table', '4602']);
+      if (mode === 'direct') {
+        assert.match(table, /^default via 2001:2:0:1::3 dev eth1 proto 77/m);
+      } else {
+        // Into the IPv4 tunnel towards host 2, to its end's MAC (tunnelMac(2, 0)).
+        assert.match(table, /^default via fe80::1 dev dprvx2 proto 77/m);
+        assert.match(bed.exec('a', ['ip', '-6', 'neigh', 'show', 'dev', 'dprvx2']), /^fe80::1 lladdr 02:64:70:72:02:00 PERMANENT\s*$/m);
+        assert.equal(bed.exec('a', ['sysctl', '-n', 'net.ipv6.conf.dprvx2.disable_ipv6']).trim(), '0');
+        assert.doesNotMatch(bed.exec('a', ['ip', '-6', 'addr', 'show', 'dev', 'dprvx2']), /inet6/, 'a tunnel has an IPv6 address');
+        const post = bed.exec('a', ['ip6tables', '-w', '-t', 'mangle', '-S', 'DPR_POST']);
+        assert.match(post, /-A DPR_POST -o dprvx\+ -j MARK --set-xmark 0x0\/0x1ff0000/);
+        // tunnel.mtu 1500 - 50 (VXLAN) - 40 (IPv6) - 20 (TCP).
+        assert.match(post, /-A DPR_POST -s 2001:2::2\/128 -p tcp -m multiport --sports 80 -m tcp --tcp-flags SYN,RST,ACK SYN,ACK -m tcpmss --mss 1391:65535 -j TCPMSS --set-mss 1390/);
+        assert.match(bed.exec('a', ['ip6tables', '-w', '-t', 'mangle', '-S', 'POSTROUTING']), /-A POSTROUTING -j DPR_POST/);
+      }
+      assert.match(once, /^dpr6_to1$/m);
+      assert.match(once, /^dpr6_to2$/m);
+      assert.match(once, /^dpr6_fin$/m);
+      assert.match(bed.exec('a', ['ipset', '-t', 'list', 'dpr6_to1']), /family inet6/);
+      assert.match(bed.exec('a', ['ip', '-6', 'addr', 'show', 'dev', 'lo']), /inet6 2001:2::2\/128 /);
+      assert.match(once, /net\.ipv6\.conf\.all\.forwarding = 1/);
+      const raw = bed.exec('a', ['ip6tables', '-w', '-t', 'raw', '-S']);
+      assert.match(raw, /-A DPR_ENTRY -p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -m set --match-set dpr6_to1 src,src,dst -j DPR_TO1/);
+      assert.match(raw, /-A DPR_TO1 -j CT --notrack/);
+      assert.match(raw, /-A DPR_PRE -d 2001:2::1\/128 -p ipv6-icmp -m icmp6 --icmpv6-type 2 -j NFQUEUE/);
+      assert.match(bed.exec('a', ['ip6tables', '-w', '-S', 'DPR_INPUT']), /-A DPR_INPUT -d 2001:2::2\/128 -p tcp -m multiport --dports 80 -j ACCEPT/);
+      // The IPv4 half is all there too.
+      assert.match(once, /^dpr4_to1$/m);
+      assert.match(bed.exec('a', ['iptables', '-w', '-t', 'raw', '-S']), /--match-set dpr4_to1 src,src,dst -j DPR_TO1/);
+      bed.exec('a', ['bash', uninstall]);
+      assert.equal(state6(bed), before, 'uninstall left something behind or removed too much');
+      assert.doesNotMatch(bed.exec('a', ['ip6tables-save']), /DPR_/);
+    } finally {
+      bed.destroy();
+    }
+  });
+}
 
 test('51.rules.modes: dpr check refuses a kernel mode on a host without ipset, naming mode and the reason', () => {
   // A PATH with node but without the ipset tool: the host cannot do the mode.

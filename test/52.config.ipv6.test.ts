@@ -125,17 +125,33 @@ function kernelMode(mode: string): Record<string, unknown> {
   return c;
 }
 
-test('52.config.ipv6: direct takes IPv6 addresses; tunnel is refused with IPv6 so far', () => {
+test('52.config.ipv6: direct and tunnel take IPv6 addresses (tunnel carries them over its IPv4 VXLAN devices)', () => {
   assert.equal(load(kernelMode('direct')).hosts[1]!.service6, '2001:2::2');
-  refuses(kernelMode('tunnel'), 'mode', /'tunnel' with IPv6 addresses \(hosts\[0\]\.service6\): IPv6 runs in modes 'rewrite' and 'direct' only so far/);
+  const tunnel = load(kernelMode('tunnel'));
+  assert.equal(tunnel.mode, 'tunnel');
+  assert.equal(tunnel.hosts[1]!.service6, '2001:2::2');
 });
 
-test('52.config.ipv6: direct needs a cluster6 of its own on every host (peers hold the service6 addresses on lo)', () => {
-  const c = kernelMode('direct');
-  hostsOf(c)[1]!.cluster6 = hostsOf(c)[1]!.service6;
-  c.clusterCidr6 = '2001:2::/48';
-  refuses(c, 'hosts[1].cluster6', /is also the service6 address; mode 'direct' needs/);
+test('52.config.ipv6: tunnel with IPv6 needs tunnel.mtu >= 1330: the devices (mtu - 50) carry IPv6 from 1280 up', () => {
+  refuses({ ...kernelMode('tunnel'), tunnel: { mtu: 1329 } }, 'tunnel.mtu', /must be at least 1330 with IPv6 addresses: the tunnel devices \(mtu - 50\) carry IPv6 only from 1280 up/);
+  assert.equal(load({ ...kernelMode('tunnel'), tunnel: { mtu: 1330 } }).tunnel.mtu, 1330);
+  // IPv4 alone keeps the wider range.
+  const v4 = kernelMode('tunnel');
+  for (const h of hostsOf(v4)) {
+    delete h.service6;
+    delete h.cluster6;
+  }
+  assert.equal(load({ ...v4, tunnel: { mtu: 1000 } }).tunnel.mtu, 1000);
 });
+
+for (const mode of ['direct', 'tunnel']) {
+  test(`52.config.ipv6: ${mode} needs a cluster6 of its own on every host (peers hold the service6 addresses on lo)`, () => {
+    const c = kernelMode(mode);
+    hostsOf(c)[1]!.cluster6 = hostsOf(c)[1]!.service6;
+    c.clusterCidr6 = '2001:2::/48';
+    refuses(c, 'hosts[1].cluster6', new RegExp(`is also the service6 address; mode '${mode}' needs`));
+  });
+}
 
 test('52.config.ipv6: etcd membership takes no IPv6 address yet, and says so', () => {
   const etcd = { membership: { source: 'etcd', service: '198.18.0.1', cluster: '198.18.0.1', service6: '2001:2::1', etcd: { endpoints: ['http://198.18.0.250:2379'] } }, clusterCidr: '198.18.0.0/24', peers: { key: '00112233445566778899aabbccddeeff' } };

@@ -4,3 +4,4 @@
 import { modeSuite } from './support/mode-suite';
 
 modeSuite({ mode: 'direct', policy: 'hash', networks: 'split', tag: 'md6', ipv6: true, checks: ['spread', 'conntrack', 'bulk', 'failopen'] });
+modeSuite({ mode: 'direct', policy: 'load', networks: 'split', tag: 'md6l', ipv6: true, checks: ['spread', 'drain'] });

@@ -38,13 +38,19 @@ const routerAddress = (id: number): string => `198.18.${8 + id}.254`;
 export const hostAddress6 = (id: number): string => `2001:2::${(id + 1).toString(16)}`;
 /** A host's IPv6 cluster address on the back network of a dual-stack `networks: 'split'` cluster. */
 export const backAddress6 = (id: number): string => `2001:2:0:1::${(id + 1).toString(16)}`;
+/** A host's IPv6 cluster address in a dual-stack `networks: 'routed'` cluster (2001:2:0:8::/61, as routedAddress). */
+export const routedAddress6 = (id: number): string => `2001:2:0:${(8 + id).toString(16)}::1`;
+const routerAddress6 = (id: number): string => `2001:2:0:${(8 + id).toString(16)}::fe`;
 /** The IPv6 restore block of test clusters (the default is no test address). */
 const RESTORE_CIDR6 = '2001:2:0:ff::/64';
-const CLUSTER_CIDR6: Record<'one' | 'split', string> = { one: '2001:2::/64', split: '2001:2:0:1::/64' };
+const CLUSTER_CIDR6: Record<Networks, string> = { one: '2001:2::/64', split: '2001:2:0:1::/64', routed: '2001:2:0:8::/61' };
 
 /** The cluster addresses of each layout, and the network that holds them. */
 function clusterAddressOf(networks: Networks, id: number): string {
   return networks === 'split' ? backAddress(id) : networks === 'routed' ? routedAddress(id) : hostAddress(id);
+}
+function clusterAddressOf6(networks: Networks, id: number): string {
+  return networks === 'split' ? backAddress6(id) : networks === 'routed' ? routedAddress6(id) : hostAddress6(id);
 }
 const CLUSTER_CIDR: Record<Networks, string> = { one: '198.18.0.0/24', split: '198.18.1.0/24', routed: '198.18.8.0/21' };
 
@@ -65,9 +71,9 @@ export interface ClusterOptions {
   webHost?: '0.0.0.0' | '::';
   /**
    * Dual-stack (issue 15): every host also has hostAddress6(id) as service6
-   * and, as cluster6, the same ('one') or backAddress6(id) ('split'); the
-   * client also has CLIENT_ADDRESS6. Not with 'routed' nor etcd (dpr has no
-   * IPv6 there yet).
+   * and, as cluster6, the same ('one'), backAddress6(id) ('split') or
+   * routedAddress6(id) ('routed', the router forwarding IPv6 too); the
+   * client also has CLIENT_ADDRESS6. Not with etcd (dpr has no IPv6 there yet).
    */
   ipv6?: boolean;
   /**
@@ -135,7 +141,7 @@ export class Cluster {
     this.members = members ?? Array.from({ length: options.hosts }, (_, id) => id);
     this.weights = weights;
     const six = options.ipv6 === true;
-    if (six && (options.networks === 'routed' || options.etcd)) throw new Error('cluster: ipv6 works with networks one and split, static membership');
+    if (six && options.etcd) throw new Error('cluster: ipv6 works with static membership only');
     this.bed = Testbed.create(
       [
         { name: 'client', addrs: [`${CLIENT_ADDRESS}/24`, ...(six ? [`${CLIENT_ADDRESS6}/64`] : [])] },
@@ -143,10 +149,10 @@ export class Cluster {
           name: hostName(id),
           addrs: [`${hostAddress(id)}/24`, ...(six ? [`${hostAddress6(id)}/64`] : [])],
           nics: options.networks === 'split' ? [{ bridge: 'back', addrs: [`${backAddress(id)}/24`, ...(six ? [`${backAddress6(id)}/64`] : [])] }]
-            : options.networks === 'routed' ? [{ bridge: `back${id}`, addrs: [`${routedAddress(id)}/24`] }] : [],
+            : options.networks === 'routed' ? [{ bridge: `back${id}`, addrs: [`${routedAddress(id)}/24`, ...(six ? [`${routedAddress6(id)}/64`] : [])] }] : [],
         })),
         ...(options.networks === 'routed'
-          ? [{ name: 'router', addrs: [], nics: Array.from({ length: options.hosts }, (_, id) => ({ bridge: `back${id}`, addrs: [`${routerAddress(id)}/24`] })) }]
+          ? [{ name: 'router', addrs: [], nics: Array.from({ length: options.hosts }, (_, id) => ({ bridge: `back${id}`, addrs: [`${routerAddress(id)}/24`, ...(six ? [`${routerAddress6(id)}/64`] : [])] })) }]
           : []),
         ...extraHosts.map((h) => ({ name: h.name, addrs: [`${h.address}/24`] })),
         ...(options.etcd ? [{ name: 'etcd', addrs: [`${ETCD_ADDRESS}/24`] }] : []),
@@ -182,12 +188,12 @@ export class Cluster {
     const hosts = this.members.map((i) => ({
       id: i, service: hostAddress(i), cluster: clusterAddressOf(this.options.networks, i),
       ...(this.weights?.[i] !== undefined ? { weight: this.weights[i] } : {}),
-      ...(six ? { service6: hostAddress6(i), cluster6: this.options.networks === 'split' ? backAddress6(i) : hostAddress6(i) } : {}),
+      ...(six ? { service6: hostAddress6(i), cluster6: clusterAddressOf6(this.options.networks, i) } : {}),
     }));
     const base: Record<string, unknown> = {
       ...(this.etcd ? this.etcdMembership(id) : { self: id, hosts }),
       clusterCidr: CLUSTER_CIDR[this.options.networks],
-      ...(six ? { clusterCidr6: CLUSTER_CIDR6[this.options.networks as 'one' | 'split'], restoreCidr6: RESTORE_CIDR6 } : {}),
+      ...(six ? { clusterCidr6: CLUSTER_CIDR6[this.options.networks], restoreCidr6: RESTORE_CIDR6 } : {}),
       policy: this.options.policy,
       peers: { key: CLUSTER_KEY, heartbeatMs: 100, deadAfterMs: 500 },
       drain: { timeoutMs: 10000 },
@@ -223,7 +229,9 @@ export class Cluster {
     for (let id = 0; id < this.options.hosts; id++) {
       this.bed.sysctl('router', `net.ipv4.conf.eth${id + 1}.rp_filter`, 0);
       this.bed.exec(hostName(id), ['ip', 'route', 'add', CLUSTER_CIDR.routed, 'via', routerAddress(id)]);
+      if (this.options.ipv6) this.bed.exec(hostName(id), ['ip', '-6', 'route', 'add', CLUSTER_CIDR6.routed, 'via', routerAddress6(id)]);
     }
+    if (this.options.ipv6) this.bed.sysctl('router', 'net.ipv6.conf.all.forwarding', 1);
   }
 
   private async setUp(): Promise<void> {
