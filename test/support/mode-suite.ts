@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { Cluster, hostAddress, hostAddress6 } from '../../tools/cluster';
 import type { DaemonStatus } from '../../lib/daemon';
 import { portsServedBy } from './hash-ports';
-import { whyUndecided } from './undecided';
+import { moved, whyUndecided } from './undecided';
 import { assertHeld, sleep, waitFor } from './wait';
 import { nstat } from './faults';
 
@@ -200,10 +200,9 @@ export function modeSuite(o: ModeSuite): void {
         const was = cluster.status(0).entry!;
         const s = await cluster.load({ targets: [{ address: dial }], requests: 200, concurrency: 8 });
         const now = cluster.status(0).entry!;
-        const notes = Object.entries(now.notes).filter(([k, v]) => v !== was.notes[k as keyof typeof was.notes]).map(([k, v]) => `${k} +${v - was.notes[k as keyof typeof was.notes]}`);
-        const why = `h0 decided ${now.newFlows.byHost.map((v, i) => v - (was.newFlows.byHost[i] ?? 0)).join('/')} by host; notes ${notes.join(', ')}; flows queue +${(now.queue.flowsPackets ?? 0) - (was.queue.flowsPackets ?? 0)}, ipset ${JSON.stringify(now.queue.ipset)}`;
+        const why = `h0 decided ${now.newFlows.byHost.map((v, i) => v - (was.newFlows.byHost[i] ?? 0)).join('/')} by host; notes ${moved(was.notes, now.notes)}; flows queue +${(now.queue.flowsPackets ?? 0) - (was.queue.flowsPackets ?? 0)}, ipset ${JSON.stringify(now.queue.ipset)}`;
         assert.equal(s.errors, 0, `errors: ${JSON.stringify(s.errorKinds)}, served ${JSON.stringify(s.servedBy)}; ${why}`);
-        assert.equal(s.servedBy['3'] ?? 0, 0, `served by 3 after h0 dropped it: h0 decided ${now.newFlows.byHost.map((v, i) => v - (was.newFlows.byHost[i] ?? 0)).join('/')} by host; notes ${notes.join(', ')}; flows queue +${(now.queue.flowsPackets ?? 0) - (was.queue.flowsPackets ?? 0)}`);
+        assert.equal(s.servedBy['3'] ?? 0, 0, `served by 3 after h0 dropped it: ${why}`);
         await cluster.startDaemon(3);
         await cluster.waitForMembership();
         const conns = await held;

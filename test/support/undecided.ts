@@ -9,8 +9,8 @@
 import type { DaemonStatus } from '../../lib/daemon';
 import { hostName, type Cluster } from '../../tools/cluster';
 
-/** `key +delta` of every number in `now` that differs from `was`. */
-function moved(was: object, now: object): string {
+/** `key +delta` of every number in `now` that differs from `was` ('none' if none did). */
+export function moved(was: object, now: object): string {
   const w = was as Record<string, unknown>;
   return Object.entries(now as Record<string, unknown>)
     .filter(([k, v]) => typeof v === 'number' && v !== w[k])
