@@ -45,7 +45,11 @@ cleanup() {
   else
     # CI keeps no files: the warnings and errors of every daemon and server go to the output too.
     echo "test: warnings and errors the processes of this run printed (from $DPR_TEST_LOG_DIR):" >&2
-    grep -H -i -E '"level":"(warn|error)"|\b(warn|error)\b|stderr:' "$DPR_TEST_LOG_DIR"/*.log 2>/dev/null | tail -n 300 >&2 || true
+    grep -H -i -E '"level":"(warn|error)"|\b(warn|error)\b|stderr:' "$DPR_TEST_LOG_DIR"/*.log 2>/dev/null | tail -n 150 >&2 || true
+    # Last, where a reader of a truncated output looks first: why each failing
+    # test failed (the reporter's summary, without the stack frames).
+    echo "test: the failing tests and their messages:" >&2
+    sed -n '/failing tests:/,$p' "$log" 2>/dev/null | grep -v -E '^\s+at ' | head -n 120 >&2 || true
     echo "test: FAILED (exit $rc); the run's output is in $log, daemon and server logs in $DPR_TEST_LOG_DIR" >&2
   fi
   exit "$rc"

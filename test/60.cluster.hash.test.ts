@@ -110,7 +110,7 @@ describe('60.cluster.hash', () => {
       const during = await cluster.load({ targets: [{ address: hostAddress(0) }], requests: 100, concurrency: 4 });
       const conns = await held;
       assert.equal(await exit, 0);
-      assert.equal(during.errors, 0);
+      assert.equal(during.errors, 0, `errors: ${JSON.stringify(during.errorKinds)}, served by ${JSON.stringify(during.servedBy)}`);
       assert.equal(during.servedBy['0'], 100, `new connections while draining went to ${JSON.stringify(during.servedBy)}`);
       assertHeld(conns, { only: (c) => c.servedBy !== '0', minOk: 12, atLeast: 1 });
       assertHeld(conns, { minOk: 12, atLeast: 16 });

@@ -79,7 +79,7 @@ describe('67.faults.webserver.all', () => {
       for (let id = 0; id < 3; id++) cluster.signalWebServer(id, 'SIGUSR2');
       await waitFor('routing resumes', () => cluster.status(0).liveHosts.join() === '0,1,2' && !cluster.status(0).failOpen, 5000);
       const t = await cluster.load({ targets: [{ address: hostAddress(0) }], requests: 300, concurrency: 6 });
-      assert.equal(t.errors, 0);
+      assert.equal(t.errors, 0, `errors: ${JSON.stringify(t.errorKinds)}, served by ${JSON.stringify(t.servedBy)}`);
       assert.ok((t.servedBy['1'] ?? 0) > 0 && (t.servedBy['2'] ?? 0) > 0, `after recovery: ${JSON.stringify(t.servedBy)}`);
       assert.match(cluster.metrics(0), /^dpr_health_checks_total\{port="80",result="failed"\} [1-9]/m);
     } finally {

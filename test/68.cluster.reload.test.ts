@@ -44,7 +44,7 @@ describe('68.cluster.reload', () => {
       await waitFor('host 3 out of every table', () => [0, 1, 2].every((id) => !cluster.status(id).liveHosts.includes(3)), 5000);
       assert.equal(await cluster.signalDaemon(3, 'SIGTERM', 20000), 0);
       const left = await cluster.load({ targets: [{ address: hostAddress(0) }], requests: 200, concurrency: 8 });
-      assert.equal(left.errors, 0);
+      assert.equal(left.errors, 0, `errors: ${JSON.stringify(left.errorKinds)}, served by ${JSON.stringify(left.servedBy)}`);
       assert.equal(left.servedBy['3'] ?? 0, 0, 'a removed host got new connections');
 
       // Refused: a key that needs a restart, a configuration that does not validate.

@@ -219,7 +219,7 @@ export function modeSuite(o: ModeSuite): void {
         cluster.signalWebServer(2, 'SIGUSR1');
         await waitFor('h0 takes host 2 out', () => !cluster.status(0).liveHosts.includes(2), 5000);
         const s = await cluster.load({ targets: [{ address: dial }], requests: 200, concurrency: 8 });
-        assert.equal(s.errors, 0);
+        assert.equal(s.errors, 0, `errors: ${JSON.stringify(s.errorKinds)}, served by ${JSON.stringify(s.servedBy)}`);
         assert.equal(s.servedBy['2'] ?? 0, 0);
         cluster.signalWebServer(2, 'SIGUSR2');
         await waitFor('h0 takes host 2 back', () => cluster.status(0).liveHosts.includes(2), 5000);
@@ -240,7 +240,7 @@ export function modeSuite(o: ModeSuite): void {
         await cluster.startDaemon(0);
         await cluster.waitForMembership();
         const back = await cluster.load({ targets: [{ address: dial }], requests: 200, concurrency: 8 });
-        assert.equal(back.errors, 0);
+        assert.equal(back.errors, 0, `after the restart: errors ${JSON.stringify(back.errorKinds)}, served by ${JSON.stringify(back.servedBy)}`);
         assert.ok(Object.keys(back.servedBy).length >= 3, `after the restart: ${JSON.stringify(back.servedBy)}`);
         const conns = await held;
         assertHeld(conns, { only: (c) => c.servedBy !== '0', minOk: 25, atLeast: 6 });
@@ -264,7 +264,7 @@ export function modeSuite(o: ModeSuite): void {
           .finally(() => cluster.bed.sysctl('client', 'net.ipv4.ip_local_port_range', '32768 60999'));
         const conns = await held;
         assert.equal(await exit, 0);
-        assert.equal(during.errors, 0);
+        assert.equal(during.errors, 0, `errors: ${JSON.stringify(during.errorKinds)}, served by ${JSON.stringify(during.servedBy)}`);
         assert.equal(during.servedBy['0'], 100, `new connections while draining went to ${JSON.stringify(during.servedBy)}`);
         assertHeld(conns, { only: (c) => c.servedBy !== '0', minOk: 12, atLeast: 1 });
       } finally {
