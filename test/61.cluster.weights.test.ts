@@ -15,7 +15,7 @@ describe('61.cluster.weights', () => {
     const cluster = await Cluster.create({ hosts: 3, weights: [1, 2, 1], tag: 'wh' });
     try {
       const s = await cluster.load({ targets: [{ address: hostAddress(0) }], requests: 600, concurrency: 8 });
-      assert.equal(s.errors, 0, `errors: ${JSON.stringify(s.errorKinds)}`);
+      assert.equal(s.errors, 0, `errors: ${JSON.stringify(s.errorKinds)}, served by ${JSON.stringify(s.servedBy)}`);
       console.log(`weights 1, 2, 1 (hash): served ${JSON.stringify(s.servedBy)} of ${s.ok}`);
       assert.ok(Math.abs(share(s.servedBy, 1, s.ok) - 0.5) < 0.1, `weight 2 of 4 served ${share(s.servedBy, 1, s.ok).toFixed(2)}`);
       for (const id of [0, 2]) assert.ok(Math.abs(share(s.servedBy, id, s.ok) - 0.25) < 0.08, `h${id} served ${share(s.servedBy, id, s.ok).toFixed(2)}`);
@@ -45,7 +45,7 @@ describe('61.cluster.weights', () => {
     });
     try {
       const s = await cluster.load({ targets: [0, 1, 2].map((id) => ({ address: hostAddress(id) })), requests: 1500, concurrency: 24 });
-      assert.equal(s.errors, 0, `errors: ${JSON.stringify(s.errorKinds)}`);
+      assert.equal(s.errors, 0, `errors: ${JSON.stringify(s.errorKinds)}, served by ${JSON.stringify(s.servedBy)}`);
       const [a, b, c] = [0, 1, 2].map((id) => share(s.servedBy, id, s.ok));
       console.log(`weights 1, 2, 1 (load, even arrivals): served ${JSON.stringify(s.servedBy)} of ${s.ok}`);
       assert.ok(b! > 0.38 && b! < 0.6, `the weight-2 host served ${b!.toFixed(2)}`);
