@@ -2,8 +2,8 @@
 // (Cluster's extraHosts) with a second link to a namespace of its own on
 // another network, so packets from there arrive at the hosts one router
 // away (TTL one lower, the router's MAC) and, with a smaller MTU on the far
-// link, path MTU discovery matters. The far namespace joins the bed's list,
-// so the bed removes it with everything else.
+// link, path MTU discovery matters (over IPv6 too, with `six`). The far
+// namespace joins the bed's list, so the bed removes it with everything else.
 import { execFileSync } from 'node:child_process';
 import type { Testbed } from './netns';
 
@@ -19,6 +19,8 @@ export interface RouterPlan {
   routerFarMtu?: number;
   /** Hosts on the bridge that get a route to the far network through the router. */
   hosts: string[];
+  /** IPv6 beside IPv4 (2001:2::/48 only): the router's bridge address, the far /64's two ends. */
+  six?: { bridgeAddress: string; farAddress: string; routerFarAddress: string };
 }
 
 export function addRouter(bed: Testbed, p: RouterPlan): void {
@@ -38,4 +40,14 @@ export function addRouter(bed: Testbed, p: RouterPlan): void {
   run(p.far, 'ip', 'route', 'add', 'default', 'via', p.routerFarAddress);
   const farNet = p.farAddress.replace(/\.\d+$/, '.0/24');
   for (const h of p.hosts) run(h, 'ip', 'route', 'add', farNet, 'via', p.bridgeAddress);
+  if (p.six) {
+    // nodad: the addresses are usable at once (no tentative second).
+    run(p.router, 'ip', '-6', 'addr', 'add', `${p.six.bridgeAddress}/64`, 'dev', 'eth0', 'nodad');
+    run(p.router, 'ip', '-6', 'addr', 'add', `${p.six.routerFarAddress}/64`, 'dev', 'far0', 'nodad');
+    run(p.router, 'sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1');
+    run(p.far, 'ip', '-6', 'addr', 'add', `${p.six.farAddress}/64`, 'dev', 'eth0', 'nodad');
+    run(p.far, 'ip', '-6', 'route', 'add', 'default', 'via', p.six.routerFarAddress);
+    const farNet6 = `${p.six.farAddress.replace(/::[0-9a-f]+$/, '::')}/64`;
+    for (const h of p.hosts) run(h, 'ip', '-6', 'route', 'add', farNet6, 'via', p.six.bridgeAddress);
+  }
 }
