@@ -4,7 +4,9 @@
 // never fragment, so without it the download cannot finish at all: the far
 // client's router has a 1280-byte link (IPv6's minimum) towards it, the
 // client asks for 1440-byte segments, the serving host h1 answers as h0, and
-// the router's "packet too big" goes to h0's address.
+// the router's "packet too big" goes to h0's address, whose entry engine hands it
+// on to h1 (rewrite: through its serve queue; direct: routed unchanged;
+// tunnel: into the VXLAN device towards h1).
 //
 // Which connections are forwarded is fixed by the Maglev table and the test
 // key, so a fixed set of client ports gives the same split every run; the
@@ -14,17 +16,20 @@ import assert from 'node:assert/strict';
 import { Cluster, hostAddress6 } from '../tools/cluster';
 import { addRouter } from './support/router';
 
-// Not 198.18.1.0/24 nor 2001:2:0:1::/64: the split layout's back network is there.
+// Not 198.18.1.0/24 nor 2001:2:0:1::/64 (the split layout's back network), nor
+// in 198.18.8.0/21 or 2001:2:0:8::/61 (the routed layout's).
 const FAR_CLIENT = '198.18.2.2';
 const FAR_CLIENT6 = '2001:2:0:3::2';
 const SIZE = 2_000_000;
 const PORTS = [41001, 41002, 41003, 41004, 41005, 41006, 41007, 41008];
 
-for (const mode of ['rewrite', 'direct'] as const) {
+const NETWORKS = { rewrite: 'one', direct: 'split', tunnel: 'routed' } as const;
+
+for (const mode of ['rewrite', 'direct', 'tunnel'] as const) {
   describe(`32.datapath.icmp6.${mode}`, () => {
     test(`${mode} mode: large IPv6 downloads over forwarded connections to a client behind a 1280-byte link complete`, async () => {
       const cluster = await Cluster.create({
-        hosts: 2, ipv6: true, tag: mode === 'rewrite' ? 'p6r' : 'p6d', networks: mode === 'rewrite' ? 'one' : 'split',
+        hosts: 2, ipv6: true, tag: `p6${mode[0]}`, networks: NETWORKS[mode],
         config: { mode }, extraHosts: [{ name: 'rtr', address: '198.18.0.250' }],
       });
       try {
@@ -53,7 +58,7 @@ for (const mode of ['rewrite', 'direct'] as const) {
         }
         assert.ok(forwardedFlows >= 1, `none of client ports ${PORTS.join(', ')} was forwarded: pick others`);
         assert.ok(icmpForwarded >= 1, 'h0 handed no ICMPv6 error on');
-        // rewrite: h1's serve engine gives the error h0's address back (direct: h1 holds it on lo, nothing to restore).
+        // rewrite: h1's serve engine gives the error h0's address back (direct, tunnel: h1 holds it on lo, nothing to restore).
         if (mode === 'rewrite') assert.ok(restored >= 1, 'h1 restored none');
       } finally {
         await cluster.destroy();
