@@ -21,4 +21,4 @@ if [ -z "${npm_config_nodedir:-}" ]; then
   prefix=$(dirname "$(dirname "$(node -p process.execPath)")")
   [ -f "$prefix/include/node/node.h" ] && export npm_config_nodedir="$prefix"
 fi
-exec node-gyp rebuild
+exec node-gyp rebuild -j max
