@@ -38,7 +38,14 @@ cleanup() {
     ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
     ip netns del "$ns" 2>/dev/null || true
   done
-  rm -rf "$TMPDIR"
+  # Again if a process that was still going created a file while rm ran
+  # (seen after a SIGTERM: the folder was left, empty).
+  local i
+  for i in 1 2 3; do
+    rm -rf "$TMPDIR" 2>/dev/null || true
+    [[ -e $TMPDIR ]] || break
+    sleep 1
+  done
   if [[ $rc -eq 0 ]]; then
     rm -rf "$results"
     rmdir test-results 2>/dev/null || true

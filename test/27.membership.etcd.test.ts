@@ -118,17 +118,20 @@ describe('27.membership.etcd', { skip, concurrency: 1 }, () => {
 
   test('a host that crashes and comes back within the TTL keeps its id and its lease, and its peers see no change', async () => {
     const prefix = newPrefix();
-    const [a, b] = await join(prefix, [0, 1]);
+    // A TTL the restart surely fits in: with 2 s, a restart beside a CPU hog
+    // came after the lease (renewed every TTL/3) had expired.
+    const ttl = { leaseTtlS: 6 };
+    const [a, b] = await join(prefix, [0, 1], { etcd: ttl });
     await allSee([a!, b!], { 0: 0, 1: 1 });
     const lease = (await b!.status()).lease;
     const changesBefore = a!.changes();
 
     await b!.kill();
-    const again = agent(1, prefix);
+    const again = agent(1, prefix, { etcd: ttl });
     assert.equal((await again.started()).self, 1);
     assert.equal((await again.status()).lease, lease, 'the restarted host should go on with the lease of its claim file');
     // Longer than the TTL: had the restart taken a new lease, the old record would have gone by now.
-    await sleep(TTL_S * 1000 + 1000);
+    await sleep(ttl.leaseTtlS * 1000 + 1000);
     assert.equal(a!.changes(), changesBefore, `the peer saw the membership change: ${JSON.stringify(a!.events.slice(-3))}`);
     assert.deepEqual(a!.ids(), [0, 1]);
     for (const x of [a!, again]) await x.stop();
