@@ -113,15 +113,29 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
  private:
   static void EnvCleanup(void* arg) { static_cast<QueueWrap*>(arg)->queue_->Stop(); }
 
+  // A started Queue pins its JavaScript object until stop(): without, a
+  // caller that kept no reference to it would see its queue unbound at the
+  // next garbage collection (the finalizer stops it), packets falling back
+  // to the rules' fail-open while the caller believed them served.
   void Start(const Napi::CallbackInfo& info) {
     try {
       queue_->Start();
     } catch (const QueueError& err) {
       ThrowError(info.Env(), err.code, err.errnum, err.what());
     }
+    if (!pinned_) {
+      Ref();
+      pinned_ = true;
+    }
   }
 
-  void Stop(const Napi::CallbackInfo&) { queue_->Stop(); }
+  void Stop(const Napi::CallbackInfo&) {
+    queue_->Stop();
+    if (pinned_) {
+      pinned_ = false;
+      Unref();
+    }
+  }
 
   void SetLookupTable(const Napi::CallbackInfo& info) {
     if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array) {
@@ -234,6 +248,7 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
   Napi::Value Running(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), queue_->running()); }
 
   std::unique_ptr<Queue> queue_;
+  bool pinned_ = false;  // Ref() taken by start(), given back by stop()
 };
 
 }  // namespace
