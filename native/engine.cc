@@ -363,6 +363,16 @@ Outcome Engine::NoFlow(BasicTcpPacket<Addr>& p, int portIndex, bool csumNotReady
   return out;
 }
 
+void Engine::WatchLocalSockets(uint32_t nowMs) {
+  watchingLocalSockets_ = true;
+  watchLocalSocketsUntilMs_ = nowMs + kTimeWaitWatchMs;
+}
+
+bool Engine::WatchingLocalSockets(uint32_t nowMs) {
+  if (watchingLocalSockets_ && static_cast<int32_t>(nowMs - watchLocalSocketsUntilMs_) >= 0) watchingLocalSockets_ = false;
+  return watchingLocalSockets_;
+}
+
 template <typename Addr>
 bool Engine::KeptForLocalSocket(const BasicFlowKey<Addr>& key) const {
   if constexpr (std::is_same_v<Addr, uint32_t>) {
@@ -389,12 +399,14 @@ Outcome Engine::NewFlow(BasicTcpPacket<Addr>& p, const BasicFlowKey<Addr>& key, 
   Note note = Note::kNone;
   if (config_.policy == Policy::kLoad) {
     target = loadDecider_.Decide(config_.self, target, LiveFor<Addr>(), flows.openRemote(), nowMs);
-    // The client reuses the 4-tuple of a connection whose TIME_WAIT is here:
-    // only this host's stack takes that SYN (another host's would answer it as new, this one resets it).
-    if (target != config_.self && KeptForLocalSocket(key)) {
-      target = config_.self;
-      note = Note::kKeptForLocalSocket;
-    }
+  }
+  // The client reuses the 4-tuple of a connection whose TIME_WAIT is here:
+  // its later packets meet that socket (-m socket) wherever the SYN went, so
+  // only this host can take it. The hash policy sends a 4-tuple where it went
+  // before unless the table or this host's serving changed: it asks only then.
+  if (target != config_.self && (config_.policy == Policy::kLoad || WatchingLocalSockets(nowMs)) && KeptForLocalSocket(key)) {
+    target = config_.self;
+    note = Note::kKeptForLocalSocket;
   }
   const InsertResult r = flows.Insert(key, target, FlowState::kSynSeen, nowMs, clientNext);
   // No room to remember a load decision: serve it here, where the kernel's

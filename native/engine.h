@@ -88,7 +88,7 @@ enum class Note : uint8_t {
   kNoFlow,        // entry: mid-flow packet with no entry (load policy: passed to the local stack)
   kNoFlowHashed,  // entry: mid-flow packet with no entry, routed by the hash table
   kTableFull,     // entry: a new flow found no room; routed without an entry
-  kKeptForLocalSocket,  // entry, load policy: a forward turned local, the 4-tuple still has a socket here (TIME_WAIT)
+  kKeptForLocalSocket,  // entry: a forward turned local, the 4-tuple still has a socket here (TIME_WAIT)
   kDraining,      // entry: a new flow served locally because this host drains
   kProbeLimit,    // entry: a new flow's probe run would pass the bound; routed without an entry
   kRstInWindow,   // entry: a RST near the client's next sequence number; the flow waits in kReset
@@ -208,13 +208,23 @@ class Engine {
   // Load policy: what it decides on besides the flow table (weights, the
   // threshold, peers' reports, this host's load).
   LoadDecider& loadDecider() { return loadDecider_; }
-  // Load policy: whether a 4-tuple still has a socket here (a TIME_WAIT the
-  // new connection reuses): such a connection stays, whatever the loads say.
+  // Whether a 4-tuple still has a socket here (a TIME_WAIT the new
+  // connection reuses): such a connection stays, whatever the policy says.
+  // The load policy asks for every forward; the hash policy while one of
+  // this host's TIME_WAITs may hold a 4-tuple its table now sends elsewhere
+  // (WatchLocalSockets).
   using LocalSocketProbe = std::function<bool(const FlowKey&)>;
   using LocalSocketProbe6 = std::function<bool(const FlowKey6&)>;
   void SetLocalSocketProbe(LocalSocketProbe probe) { localSocket_ = std::move(probe); }
   void SetLocalSocketProbe6(LocalSocketProbe6 probe) { localSocket6_ = std::move(probe); }
   bool draining() const { return draining_; }
+  // Hash policy: for the next kTimeWaitWatchMs, a forward first asks whether
+  // the 4-tuple has a socket here. Called when this host may have served
+  // connections its table sends elsewhere: at the start (with no daemon, the
+  // rules served everything here), when the table or draining changes.
+  void WatchLocalSockets(uint32_t nowMs);
+  // Linux's TIME_WAIT (TCP_TIMEWAIT_LEN, fixed at 60 s), with a margin.
+  static constexpr uint32_t kTimeWaitWatchMs = 65'000;
   // Visits `budget` slots of each table (both have the same capacity).
   size_t Sweep(size_t budget, uint32_t nowMs);
   // Flows in both tables: what the queue thread's idle tick and sweep are for.
@@ -311,6 +321,10 @@ class Engine {
   }
   bool IsLive(uint16_t host) const { return live_.empty() || (host < live_.size() && live_[host]); }
   bool draining_ = false;
+  // Hash policy: until when a forward asks for a local socket (WatchLocalSockets).
+  bool watchingLocalSockets_ = false;
+  uint32_t watchLocalSocketsUntilMs_ = 0;
+  bool WatchingLocalSockets(uint32_t nowMs);
   std::vector<uint8_t> peerMacs_;  // 6 bytes per host id
   FlowHandoff* handoff_ = nullptr;
   LoadDecider loadDecider_;

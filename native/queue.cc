@@ -100,6 +100,8 @@ void Queue::Start() {
   }
   stopping_ = false;
   lastSweepMs_ = MonotonicMs();
+  // Before this daemon, the rules' fail-open served every connection here.
+  engine_.WatchLocalSockets(lastSweepMs_);
   running_ = true;
   thread_ = std::thread([this] { Run(); });
 }
@@ -240,6 +242,7 @@ void Queue::ApplyControl(uint32_t nowMs) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (tableChanged_) {
       engine_.SetLookupTable(std::move(pendingTable_));
+      engine_.WatchLocalSockets(nowMs);
       tableChanged_ = false;
     }
     if (macsChanged_) {
@@ -248,6 +251,7 @@ void Queue::ApplyControl(uint32_t nowMs) {
     }
     if (drainingChanged_) {
       engine_.SetDraining(pendingDraining_);
+      engine_.WatchLocalSockets(nowMs);
       drainingChanged_ = false;
     }
     if (hostsChanged_) {

@@ -15,6 +15,7 @@ import { portsServedBy } from './hash-ports';
 import { moved, whyUndecided } from './undecided';
 import { assertHeld, sleep, waitFor } from './wait';
 import { nstat } from './faults';
+import { fromPorts, notServedBy, REUSED_PORTS } from './reused-ports';
 
 const HOSTS = 4;
 export type Check = 'spread' | 'conntrack' | 'bulk' | 'failopen' | 'drain' | 'membership' | 'health';
@@ -49,11 +50,10 @@ function tracked(cluster: Cluster, h: number, address: string): number {
 }
 
 /**
- * The tests run in this order on purpose: fail-open and drain make h0 serve
- * connections it would otherwise forward, and their TIME_WAIT sockets there
- * (60 s) would meet reused client ports in the membership test after the
- * table changed, a gap of the hash policy in every mode (docs/design-notes.md,
- * "Kernel modes"): the first ACK finds h0's TIME_WAIT through -m socket.
+ * Fail-open and drain make h0 serve connections it would otherwise forward;
+ * a client that reuses one of those 4-tuples while h0 holds its TIME_WAIT
+ * must be served by h0 (docs/design-notes.md, "TIME_WAIT: a reused 4-tuple
+ * stays where its socket is"): the fail-open case checks it.
  */
 export function modeSuite(o: ModeSuite): void {
   describe(`62.mode.${o.mode}.${o.policy}${o.ipv6 ? '.ipv6' : ''}`, () => {
@@ -237,8 +237,17 @@ export function modeSuite(o: ModeSuite): void {
         const dead = await cluster.load({ targets: [{ address: dial }], requests: 100, concurrency: 4 });
         assert.equal(dead.errors, 0, `errors: ${JSON.stringify(dead.errorKinds)}`);
         assert.equal(dead.servedBy['0'], 100, `with no daemon, new connections went to ${JSON.stringify(dead.servedBy)}`);
+        // From known client ports, so that they can be used again below.
+        assert.deepEqual(notServedBy(fromPorts(cluster, url, REUSED_PORTS, 5), 0), [], 'with no daemon, h0 serves every connection');
         await cluster.startDaemon(0);
         await cluster.waitForMembership();
+        // The same 4-tuples again: the table sends most elsewhere, but their
+        // later packets would meet h0's TIME_WAIT (-m socket), so h0 must serve them.
+        const was = cluster.status(0).entry!;
+        const again = fromPorts(cluster, url, REUSED_PORTS, 4);
+        const kept = cluster.status(0).entry!.notes.kept_for_local_socket - was.notes.kept_for_local_socket;
+        assert.deepEqual(notServedBy(again, 0), [], `4-tuples in TIME_WAIT on h0 after the restart (${kept} kept here by their socket)`);
+        assert.ok(kept >= 1, 'no reused 4-tuple was kept here by its socket: the test shows nothing');
         const back = await cluster.load({ targets: [{ address: dial }], requests: 200, concurrency: 8 });
         assert.equal(back.errors, 0, `after the restart: errors ${JSON.stringify(back.errorKinds)}, served by ${JSON.stringify(back.servedBy)}`);
         assert.ok(Object.keys(back.servedBy).length >= 3, `after the restart: ${JSON.stringify(back.servedBy)}`);
