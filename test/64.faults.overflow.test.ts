@@ -80,7 +80,12 @@ describe('64.faults.overflow.forwarded', () => {
       // Up is not yet eligible: h1's first health report puts it in h0's table
       // (before that, every held connection stayed local and none overflowed).
       await waitFor('h1 in h0\'s table', () => cluster.status(0).liveHosts.includes(1), 10000);
-      const held = cluster.hold({ address: hostAddress(0), connections: 16, intervalMs: 100, durationMs: 5000 });
+      // Each forwarded connection has a request in the flows queue while the
+      // daemon is paused, and TCP sends it again (at 0.2, 0.6, 1.4 s): three
+      // of them overflow its MAX_LEN packets. Opened 20 ms apart: 16 SYNs at
+      // once overflowed the entry queue, and served here (fail-open), only 2
+      // to 9 were forwarded, once too few.
+      const held = cluster.hold({ address: hostAddress(0), connections: 16, intervalMs: 100, durationMs: 5000, openEveryMs: 20 });
       await sleep(1000);
       const pid = daemonPid(cluster, 0);
       process.kill(pid, 'SIGSTOP');
@@ -99,7 +104,7 @@ describe('64.faults.overflow.forwarded', () => {
       const flowsQueue = kernelQueues(cluster, 'h0').find((q) => q.queueNum === 2)!;
       console.log(`overflow with held connections: ${broken.length} of ${forwarded.length} forwarded connections broke (${broken[0]?.error ?? '-'}); ` +
         `flows queue dropped ${flowsQueue.queueDropped}, longest wait ${Math.max(...conns.map((c) => c.maxWaitMs))} ms`);
-      assert.ok(forwarded.length > 0, 'no connection was forwarded: the test shows nothing');
+      assert.ok(forwarded.length >= 3, `only ${forwarded.length} connections were forwarded, too few to fill the flows queue: the test shows nothing`);
       assert.ok(flowsQueue.queueDropped > 0, 'the flows queue never overflowed: the test shows nothing');
       assert.equal(broken.length, 0);
     } finally {

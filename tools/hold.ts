@@ -17,6 +17,8 @@ export interface HoldSpec {
   intervalMs: number;
   /** How long requests are sent; omitted: until "stop" is read from stdin. */
   durationMs?: number;
+  /** Connection i opens i * openEveryMs after the start (default: all at once), for a test whose queue holds few SYNs. */
+  openEveryMs?: number;
   /** A request unanswered for this long is a hung connection: error 'no answer' (default 3000). */
   stallMs?: number;
 }
@@ -106,7 +108,9 @@ function holdOne(spec: HoldSpec, started: number, stopped: Promise<void>): Promi
 /** Holds the connections until `stopped` resolves, then lets their last requests be answered. */
 export async function runHold(spec: HoldSpec, stopped: Promise<void>): Promise<HeldConnection[]> {
   const started = Date.now();
-  return Promise.all(Array.from({ length: spec.connections }, () => holdOne(spec, started, stopped)));
+  const gap = spec.openEveryMs ?? 0;
+  const opened = (i: number): Promise<void> => (gap ? new Promise((r) => setTimeout(r, i * gap)) : Promise.resolve());
+  return Promise.all(Array.from({ length: spec.connections }, (_, i) => opened(i).then(() => holdOne(spec, started, stopped))));
 }
 
 if (require.main === module) {
