@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Cluster, hostAddress6 } from '../tools/cluster';
-import { assertHeld, sleep, waitFor } from './support/wait';
+import { assertHeld, RESTART_STALL_MS, sleep, waitFor } from './support/wait';
 
 const MIB8 = 8 << 20;
 const sha256 = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
@@ -63,7 +63,7 @@ describe('63.cluster.ipv6', () => {
   });
 
   test('a restarted daemon keeps established IPv6 connections it forwarded (snapshot of the IPv6 table)', async () => {
-    const held = cluster.hold({ address: hostAddress6(0), connections: 8, intervalMs: 200, durationMs: 6000 });
+    const held = cluster.hold({ address: hostAddress6(0), connections: 8, intervalMs: 200, durationMs: 6000, stallMs: RESTART_STALL_MS });
     await waitFor('the held IPv6 flows in h0\'s table', () => cluster.status(0).entry!.ipv6.flows >= 8, 5000);
     await sleep(1500); // past one snapshot (flows.snapshotMs 1000)
     await cluster.signalDaemon(0, 'SIGKILL');

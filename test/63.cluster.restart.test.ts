@@ -5,7 +5,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Cluster, hostAddress } from '../tools/cluster';
-import { assertHeld, sleep } from './support/wait';
+import { assertHeld, RESTART_STALL_MS, sleep } from './support/wait';
 
 for (const policy of ['hash', 'load'] as const) {
   describe(`63.cluster.restart.${policy}`, () => {
@@ -13,9 +13,9 @@ for (const policy of ['hash', 'load'] as const) {
       const cluster = await Cluster.create({ hosts: 3, policy, tag: 'rs', config: { load: { threshold: 1 } } });
       try {
         // Two waves: the load policy forwards the second, once the first is measured.
-        const first = cluster.hold({ address: hostAddress(0), connections: 12, intervalMs: 200, durationMs: 7000 });
+        const first = cluster.hold({ address: hostAddress(0), connections: 12, intervalMs: 200, durationMs: 7000, stallMs: RESTART_STALL_MS });
         await sleep(600);
-        const second = cluster.hold({ address: hostAddress(0), connections: 12, intervalMs: 200, durationMs: 6400 });
+        const second = cluster.hold({ address: hostAddress(0), connections: 12, intervalMs: 200, durationMs: 6400, stallMs: RESTART_STALL_MS });
         const held = Promise.all([first, second]).then(([a, b]) => [...a, ...b]);
         await sleep(2000); // past one snapshot (snapshotMs 1000) after both waves connected
         await cluster.signalDaemon(0, 'SIGKILL');
