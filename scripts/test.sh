@@ -26,6 +26,10 @@ log=$results/npm-test.log
 runner=
 cleanup() {
   local rc=$?
+  # To the end whatever fails on the way: with errexit, the kill below of a
+  # watchdog that had already exited (it is what sent the TERM) ended the
+  # script here, and the runner and its test files went on without it.
+  set +e
   trap - EXIT INT TERM HUP
   [[ -n ${watchdog:-} ]] && kill "$watchdog" 2>/dev/null
   if [[ -n $runner ]] && kill -0 "$runner" 2>/dev/null; then
