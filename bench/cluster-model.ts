@@ -9,6 +9,7 @@
 //   node dist/bench/cluster-model.js --write    also rewrite them in docs/design-notes.md
 import fs from 'node:fs';
 import path from 'node:path';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { CLUSTER } from './cluster-mix';
 import { simulate, type HostSpec, type Knobs, type Policy, type Result, type Scenario } from './model/sim';
 import * as P from './model/policies';
@@ -196,22 +197,27 @@ const CANDIDATE_SCENARIOS: ScenarioName[] = ['skewed', 'balanced', 'heteroSkewed
 
 const fmt = (x: number): string => x.toFixed(2);
 
-function candidateTable(): string[] {
+/** A table of the section: its header lines, and one function per row (each runs its own simulations). */
+interface Table {
+  head: string[];
+  rows: Array<() => string>;
+}
+
+function candidateTable(): Table {
   const head = CANDIDATE_SCENARIOS.map((s) => `${s} (p99)`);
-  const lines = [`| policy | ${head.join(' | ')} | forwarded, skewed |`, `|---|${head.map(() => '---:|').join('')}---:|`];
-  for (const c of candidates()) {
+  const rows = candidates().map((c) => (): string => {
     const cells = CANDIDATE_SCENARIOS.map((s) => {
       const r = ratios({ scenario: s, policy: c.policy, knobs: c.knobs });
       return `${fmt(r.rps)} (${fmt(r.p99)})`;
     });
     const fwd = ratios({ scenario: 'skewed', policy: c.policy, knobs: c.knobs }).result.forwardedShare;
-    lines.push(`| ${c.name} | ${cells.join(' | ')} | ${fmt(fwd)} |`);
-  }
-  return lines;
+    return `| ${c.name} | ${cells.join(' | ')} | ${fmt(fwd)} |`;
+  });
+  return { head: [`| policy | ${head.join(' | ')} | forwarded, skewed |`, `|---|${head.map(() => '---:|').join('')}---:|`], rows };
 }
 
 /** The recommended policy (and today's) as reports get rarer, older, or come on change. */
-function stalenessTable(): string[] {
+function stalenessTable(): Table {
   const cases: Array<[string, Partial<Knobs>]> = [
     ...[10, 100, 250, 500, 1000].map((ms): [string, Partial<Knobs>] => [`every ${ms} ms`, { reportMs: ms }]),
     ['every 100 ms, 50 ms old on arrival', { reportMs: 100, reportAgeMs: 50 }],
@@ -220,11 +226,11 @@ function stalenessTable(): string[] {
     ['on change, at most every 50 ms (and every 500 ms)', { reportMode: 'change', minGapMs: 50, reportMs: 500 }],
   ];
   const scen: ScenarioName[] = ['skewed', 'herdSkewed', 'herdBalanced'];
-  const lines = [
+  const head = [
     `| reports | ${scen.map((s) => `recommended, ${s} (p99)`).join(' | ')} | + bounce once, herdSkewed (p99) | today, herdSkewed (p99) | reports per host per second (each to every peer) |`,
     `|---|${scen.map(() => '---:|').join('')}---:|---:|---:|`,
   ];
-  for (const [name, knobs] of cases) {
+  const rows = cases.map(([name, knobs]) => (): string => {
     const cells = scen.map((s) => {
       const r = ratios({ scenario: s, policy: RECOMMENDED, knobs: { ...NET, ...knobs } });
       return `${fmt(r.rps)} (${fmt(r.p99)})`;
@@ -232,9 +238,9 @@ function stalenessTable(): string[] {
     const bounce = ratios({ scenario: 'herdSkewed', policy: () => P.withBounce(RECOMMENDED(), 0.1), knobs: { ...NET, ...knobs } });
     const today = ratios({ scenario: 'herdSkewed', policy: () => P.today(CLUSTER.loadThreshold), knobs: { ...TODAY_KNOBS, ...knobs } });
     const sent = ratios({ scenario: 'herdSkewed', policy: RECOMMENDED, knobs: { ...NET, ...knobs } }).result.reportsPerHostPerSecond;
-    lines.push(`| ${name} | ${cells.join(' | ')} | ${fmt(bounce.rps)} (${fmt(bounce.p99)}) | ${fmt(today.rps)} (${fmt(today.p99)}) | ${sent.toFixed(0)} |`);
-  }
-  return lines;
+    return `| ${name} | ${cells.join(' | ')} | ${fmt(bounce.rps)} (${fmt(bounce.p99)}) | ${fmt(today.rps)} (${fmt(today.p99)}) | ${sent.toFixed(0)} |`;
+  });
+  return { head, rows };
 }
 
 /** Report schemes for a bigger cluster: all-to-all at several intervals, or sampled peers (docs/peers.md). */
@@ -246,19 +252,19 @@ export const REPORT_SCHEMES: Array<[string, Partial<Knobs>]> = [
   ['4 sampled peers every 100 ms, all every 1000 ms', { reportMs: 100, sample: 4, slowMs: 1000 }],
 ];
 
-function wideTable(): string[] {
-  const lines = [
+function wideTable(): Table {
+  const head = [
     '| reports | recommended, wideSkewed (p99) | + bounce once (p99) | recommended, wideBalanced (p99) | report datagrams in per host per second |',
     '|---|---:|---:|---:|---:|',
   ];
-  for (const [name, knobs] of REPORT_SCHEMES) {
+  const rows = REPORT_SCHEMES.map(([name, knobs]) => (): string => {
     const k = { ...NET, ...knobs };
     const a = ratios({ scenario: 'wideSkewed', policy: RECOMMENDED, knobs: k });
     const b = ratios({ scenario: 'wideSkewed', policy: () => P.withBounce(RECOMMENDED(), 0.1), knobs: k });
     const c = ratios({ scenario: 'wideBalanced', policy: RECOMMENDED, knobs: k });
-    lines.push(`| ${name} | ${fmt(a.rps)} (${fmt(a.p99)}) | ${fmt(b.rps)} (${fmt(b.p99)}) | ${fmt(c.rps)} (${fmt(c.p99)}) | ${a.result.reportsInPerHostPerSecond.toFixed(0)} |`);
-  }
-  return lines;
+    return `| ${name} | ${fmt(a.rps)} (${fmt(a.p99)}) | ${fmt(b.rps)} (${fmt(b.p99)}) | ${fmt(c.rps)} (${fmt(c.p99)}) | ${a.result.reportsInPerHostPerSecond.toFixed(0)} |`;
+  });
+  return { head, rows };
 }
 
 function measuredTable(variants: readonly MeasuredVariant[]): string[] {
@@ -277,8 +283,13 @@ export function readMeasured(file = RESULTS): MeasuredVariant[] {
   return (JSON.parse(fs.readFileSync(file, 'utf8')) as { variants: MeasuredVariant[] }).variants;
 }
 
-/** The generated part of docs/design-notes.md. */
-export function section(variants: readonly MeasuredVariant[] = readMeasured()): string {
+/** The section's tables that need no measured results, in their order. */
+const modelTables = (): Table[] => [candidateTable(), stalenessTable(), wideTable()];
+
+function assemble(variants: readonly MeasuredVariant[], rows: readonly string[]): string {
+  const tables = modelTables();
+  let next = 0;
+  const [candidateLines, stalenessLines, wideLines] = tables.map((t) => [...t.head, ...rows.slice(next, (next += t.rows.length))]);
   return [
     BEGIN,
     '<!-- generated by `node dist/bench/cluster-model.js --write` from bench/cluster-model.ts and bench/results/cluster.json -->',
@@ -289,17 +300,46 @@ export function section(variants: readonly MeasuredVariant[] = readMeasured()): 
     '',
     'Each candidate in the model, throughput vs the scenario\'s ideal (p99 vs the ideal\'s in brackets), reports every 100 ms:',
     '',
-    ...candidateTable(),
+    ...candidateLines!,
     '',
     'The recommended policy as reports get rarer or older (today\'s policy beside it):',
     '',
-    ...stalenessTable(),
+    ...stalenessLines!,
     '',
     'At 32 hosts, 8 of them entry for 70% of the connections (4 slots each, 160 connections), by report scheme:',
     '',
-    ...wideTable(),
+    ...wideLines!,
     END,
   ].join('\n');
+}
+
+/** Every row of the model tables, in order; `share` picks the ones to compute ([row, text] pairs). */
+function modelRows(share: (row: number) => boolean): Array<[number, string]> {
+  return modelTables()
+    .flatMap((t) => t.rows)
+    .flatMap((row, i): Array<[number, string]> => (share(i) ? [[i, row()]] : []));
+}
+
+/**
+ * The generated part of docs/design-notes.md, with the odd rows simulated on a second thread (rows differ
+ * in cost; alternate ones share it about evenly). The model is deterministic:
+ * the threads change nothing but the time.
+ */
+export async function sectionInParallel(variants: readonly MeasuredVariant[] = readMeasured()): Promise<string> {
+  const worker = new Worker(__filename, { workerData: { clusterModelRows: 'odd' } });
+  const fromWorker = new Promise<Array<[number, string]>>((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+    worker.once('exit', (code) => reject(new Error(`cluster-model: the worker thread exited (${code}) before sending its rows`)));
+  });
+  const here = modelRows((i) => i % 2 === 0);
+  const rows: string[] = [];
+  for (const [i, text] of [...here, ...(await fromWorker)]) rows[i] = text;
+  return assemble(variants, rows);
+}
+
+if (!isMainThread && parentPort && (workerData as { clusterModelRows?: string } | null)?.clusterModelRows === 'odd') {
+  parentPort.postMessage(modelRows((i) => i % 2 === 1));
 }
 
 export function replaceSection(text: string, generated: string): string {
@@ -315,11 +355,12 @@ export function readSection(text: string): string | null {
   return a < 0 || b < a ? null : text.slice(a, b + END.length);
 }
 
-if (require.main === module) {
-  const generated = section();
-  process.stdout.write(`${generated}\n`);
-  if (process.argv.includes('--write')) {
-    fs.writeFileSync(NOTES, replaceSection(fs.readFileSync(NOTES, 'utf8'), generated));
-    process.stderr.write(`cluster-model: wrote the tables into ${NOTES}\n`);
-  }
+if (require.main === module && isMainThread) {
+  void sectionInParallel().then((generated) => {
+    process.stdout.write(`${generated}\n`);
+    if (process.argv.includes('--write')) {
+      fs.writeFileSync(NOTES, replaceSection(fs.readFileSync(NOTES, 'utf8'), generated));
+      process.stderr.write(`cluster-model: wrote the tables into ${NOTES}\n`);
+    }
+  });
 }

@@ -50,6 +50,8 @@ cleanup() {
     [[ -e $TMPDIR ]] || break
     sleep 1
   done
+  # Where the time went (the suite's budget is 15 minutes on CI): the slowest files.
+  [[ -s $results/timing.txt ]] && head -n 16 "$results/timing.txt"
   if [[ $rc -eq 0 ]]; then
     rm -rf "$results"
     rmdir test-results 2>/dev/null || true
@@ -89,7 +91,9 @@ watchdog=$!
 # Job control gives the runner a process group of its own, so the trap can
 # stop it and everything it started.
 set -m
-node --test --test-concurrency=1 --test-reporter=spec dist/test/*.test.js > >(tee "$log") 2>&1 &
+node --test --test-concurrency=1 --test-reporter=spec --test-reporter-destination=stdout \
+  --test-reporter=./dist/test/support/timing-reporter.js --test-reporter-destination="$results/timing.txt" \
+  dist/test/*.test.js > >(tee "$log") 2>&1 &
 runner=$!
 set +m
 wait "$runner"

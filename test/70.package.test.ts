@@ -35,7 +35,10 @@ before(() => {
   fs.mkdirSync(clone);
   const files = execFileSync('git', ['ls-files', '-z'], { cwd: ROOT }).toString().split('\0').filter((f) => f && fs.existsSync(path.join(ROOT, f)));
   execFileSync('sh', ['-c', `cd "${ROOT}" && tr '\\n' '\\0' | tar -cf - --null -T - | tar -xf - -C "${clone}"`], { input: files.join('\n') });
-  sh('npm', ['ci', '--ignore-scripts', '--no-audit', '--no-fund', '--loglevel=error'], clone, 180000);
+  // npm pack's prepack compiles the TypeScript: it needs the dev dependencies,
+  // which are this checkout's (setup.sh installed them from the same lock with
+  // npm ci), not a second install of them.
+  fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(clone, 'node_modules'));
   const out = JSON.parse(sh('npm', ['pack', '--json', '--loglevel=error'], clone, 180000)) as Array<{ filename: string; files: Array<{ path: string }> }>;
   packed = out[0]!.files.map((f) => f.path);
   prefix = path.join(tmp, 'prefix');
