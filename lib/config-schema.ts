@@ -193,6 +193,15 @@ convict.addFormats({
       parseIpv4(value);
     },
   },
+  /** A usable IPv6 address (unusableIpv6: no loopback, link-local, ...) or empty. */
+  'ipv6-or-empty': {
+    validate(value: unknown) {
+      if (value === '') return;
+      if (typeof value !== 'string') throw new Error('must be an IPv6 address');
+      const why = unusableIpv6(parseIpv6(value));
+      if (why) throw new Error(`${value} ${why}`);
+    },
+  },
   'url-list': {
     validate(value: unknown) {
       if (!Array.isArray(value)) throw new Error('must be a list of URLs such as http://10.0.0.5:2379');
@@ -239,6 +248,8 @@ export const schema = {
     source: { doc: 'Where the host list comes from: `static` (`hosts` in this file, the same on every host) or `etcd` (every host registers itself under `membership.etcd.prefix` and watches the others; the file describes this host only: `membership.service`, `membership.cluster`, optionally `self`). See docs/operations.md, "Membership from etcd".', format: ['static', 'etcd'] as const, default: 'static', env: 'DPR_MEMBERSHIP_SOURCE' },
     service: { doc: "etcd membership: this host's service address (what clients connect to). Static: taken from its entry in `hosts`; leave empty.", format: 'ipv4-or-empty', default: '', env: 'DPR_MEMBERSHIP_SERVICE' },
     cluster: { doc: "etcd membership: this host's cluster address (where peers reach it; may equal `membership.service`). Static: leave empty.", format: 'ipv4-or-empty', default: '', env: 'DPR_MEMBERSHIP_CLUSTER' },
+    service6: { doc: "etcd membership, dual-stack: this host's IPv6 service address, as `hosts[].service6`; written into its record. With it `membership.cluster6` and `clusterCidr6`; a record with IPv6 addresses and one without never make one cluster (each is ignored by the other's hosts). Empty: IPv4 only.", format: 'ipv6-or-empty', default: '', env: 'DPR_MEMBERSHIP_SERVICE6' },
+    cluster6: { doc: "etcd membership, dual-stack: this host's IPv6 cluster address, as `hosts[].cluster6` (in `clusterCidr6`). Set with `membership.service6` or not at all.", format: 'ipv6-or-empty', default: '', env: 'DPR_MEMBERSHIP_CLUSTER6' },
     weight: { doc: `etcd membership: this host's weight, as \`hosts[].weight\` (0..${MAX_WEIGHT}); written into its record.`, format: 'nat', default: 1, env: 'DPR_MEMBERSHIP_WEIGHT' },
     etcd: {
       endpoints: { doc: 'etcd membership: the etcd servers, as `http://` or `https://` URLs with a port (`http://10.0.0.5:2379`). A call goes to one of them, the next on failure.', format: 'url-list', default: [] as string[], env: 'DPR_ETCD_ENDPOINTS' },
@@ -332,7 +343,7 @@ export const schema = {
   },
   peers: {
     port: { doc: 'UDP port for heartbeats and load reports, on the cluster address (`cluster6` with `peers.family` `ipv6`).', format: 'port', default: 4790, env: 'DPR_PEERS_PORT' },
-    family: { doc: 'Which cluster addresses heartbeats and load reports go between: `ipv4` (`hosts[].cluster`) or `ipv6` (`hosts[].cluster6`, a dual-stack cluster whose peers reach each other over IPv6; every host needs `cluster6`, static membership). A heartbeat must come from the sender\'s address of this family.', format: ['ipv4', 'ipv6'] as const, default: 'ipv4', env: 'DPR_PEERS_FAMILY' },
+    family: { doc: 'Which cluster addresses heartbeats and load reports go between: `ipv4` (`hosts[].cluster`) or `ipv6` (`hosts[].cluster6`, a dual-stack cluster whose peers reach each other over IPv6; every host needs `cluster6`: `hosts[].cluster6`, or `membership.cluster6` with etcd). A heartbeat must come from the sender\'s address of this family.', format: ['ipv4', 'ipv6'] as const, default: 'ipv4', env: 'DPR_PEERS_FAMILY' },
     key: { doc: 'Shared HMAC-SHA256 key, hex or base64, at least 16 bytes. Prefer `peers.keyFile`.', format: String, default: '', sensitive: true, env: 'DPR_PEERS_KEY' },
     keyFile: { doc: 'File holding the shared key, hex or base64 (whitespace around it ignored). Read and checked by `dpr check`, `dpr install` and `dpr start`.', format: String, default: '', env: 'DPR_PEERS_KEY_FILE' },
     rotationKey: { doc: 'During a key rotation: a second key, hex or base64, that heartbeats may also be signed with (this host signs with `peers.key` only). See "Rotating the key" in docs/operations.md. Prefer `peers.rotationKeyFile`.', format: String, default: '', sensitive: true, env: 'DPR_PEERS_ROTATION_KEY' },

@@ -80,6 +80,7 @@ export function loadConfig(options: LoadOptions = {}): Readonly<DprConfig> {
   }
   const config = conf.getProperties() as unknown as DprConfig;
   if (config.hosts !== null) config.hosts = config.hosts.map(withDefaults);
+  for (const k of ['service6', 'cluster6'] as const) if (config.membership[k]) config.membership[k] = canonicalIpv6(config.membership[k]);
   checkCrossKeys(config, options.ephemeralRange ?? readEphemeralRange());
   if (options.checkKey ?? true) {
     checkKey(config);
@@ -162,8 +163,6 @@ function withConfigErrors<T>(f: () => T): T {
 /** Keys earlier versions had, and why they are gone (or not there yet): a file that sets one is told so. */
 const REMOVED_KEYS: Record<string, string> = {
   'load.decisionTimeoutMs': 'removed: the load policy decides in the data path now, nothing waits for a decision; delete the key',
-  'membership.service6': 'IPv6 is not in etcd membership yet: etcd records carry IPv4 addresses only (IPv6 needs membership.source static, hosts[].service6)',
-  'membership.cluster6': 'IPv6 is not in etcd membership yet: etcd records carry IPv4 addresses only (IPv6 needs membership.source static, hosts[].cluster6)',
 };
 
 /** A host entry as the rest of dpr reads it: its weight filled in, IPv6 addresses in their canonical form (RFC 5952). */
@@ -217,7 +216,7 @@ const REQUIRED = 'is required (not in the file, nor in its DPR_* variable)';
 function checkStaticHosts(c: DprConfig): void {
   if (c.hosts === null) throw new ConfigError('hosts', REQUIRED);
   if (c.self === null) throw new ConfigError('self', REQUIRED);
-  for (const k of ['service', 'cluster'] as const) {
+  for (const k of ['service', 'cluster', 'service6', 'cluster6'] as const) {
     if (c.membership[k]) throw new ConfigError(`membership.${k}`, `is for membership.source etcd; with static membership this host's addresses are its entry in hosts`);
   }
 }
@@ -239,6 +238,10 @@ function checkEtcdHost(c: DprConfig): void {
   if (c.hosts !== null) throw new ConfigError('hosts', 'must not be set with membership.source etcd: the host list comes from etcd (this host is membership.service and membership.cluster)');
   for (const k of ['service', 'cluster'] as const) {
     if (!c.membership[k]) throw new ConfigError(`membership.${k}`, `is required with membership.source etcd: this host's ${k} address`);
+  }
+  if (Boolean(c.membership.service6) !== Boolean(c.membership.cluster6)) {
+    const missing = c.membership.service6 ? 'cluster6' : 'service6';
+    throw new ConfigError(`membership.${missing}`, `is required with membership.${missing === 'cluster6' ? 'service6' : 'cluster6'}: ${NEEDS_PEERS6}`);
   }
   if (e.endpoints.length === 0) throw new ConfigError('membership.etcd.endpoints', 'is required with membership.source etcd: at least one etcd URL');
   if (e.maxHosts > 256) throw new ConfigError('membership.etcd.maxHosts', 'must be at most 256 (host ids are 0..255)');
@@ -353,9 +356,19 @@ export function checkCrossKeys(c: DprConfig, ephemeral: [number, number]): void 
   }
 }
 
-/** True when the hosts have IPv6 addresses (checkIpv6: then every host has both). */
-export function hasIpv6(c: Pick<DprConfig, 'hosts'>): boolean {
-  return (c.hosts ?? []).some((h) => h.service6 !== undefined || h.cluster6 !== undefined);
+/**
+ * True when the hosts have IPv6 addresses (checkIpv6: then every host has
+ * both); an etcd host's file without its list: when it has them itself.
+ */
+export function hasIpv6(c: Pick<DprConfig, 'hosts'> & Partial<Pick<DprConfig, 'membership'>>): boolean {
+  if (c.hosts === null) return Boolean(c.membership?.service6);
+  return c.hosts.some((h) => h.service6 !== undefined || h.cluster6 !== undefined);
+}
+
+/** The IPv6 addresses the checks apply to: every host's, or in an etcd host's file this one's. */
+function hosts6ToCheck(c: DprConfig): Array<{ label: string; service6?: string; cluster6?: string }> {
+  if (c.hosts === null) return [{ label: 'membership', service6: c.membership.service6, cluster6: c.membership.cluster6 }];
+  return c.hosts.map((h, i) => ({ label: `hosts[${i}]`, service6: h.service6, cluster6: h.cluster6 }));
 }
 
 const NEEDS_PEERS6 = 'an IPv6 service address needs IPv6 peers to forward to: IPv6 is cluster-wide, every host has both service6 and cluster6 or none does';
@@ -368,10 +381,11 @@ const NEEDS_PEERS6 = 'an IPv6 service address needs IPv6 peers to forward to: IP
  */
 function checkIpv6(c: DprConfig): void {
   if (!hasIpv6(c)) return;
-  const first = c.hosts.findIndex((h) => h.service6 !== undefined || h.cluster6 !== undefined);
-  for (const [i, h] of c.hosts.entries()) {
+  const hosts = hosts6ToCheck(c);
+  const first = hosts.find((h) => h.service6 !== undefined || h.cluster6 !== undefined)!;
+  for (const h of hosts) {
     for (const k of ['service6', 'cluster6'] as const) {
-      if (h[k] === undefined) throw new ConfigError(`hosts[${i}].${k}`, `is missing while hosts[${first}] has IPv6 addresses; ${NEEDS_PEERS6}`);
+      if (h[k] === undefined) throw new ConfigError(`${h.label}.${k}`, `is missing while ${first.label} has IPv6 addresses; ${NEEDS_PEERS6}`);
     }
   }
   if (!c.clusterCidr6) throw new ConfigError('clusterCidr6', 'is required when the hosts have IPv6 addresses: every cluster6 must lie in it');
@@ -381,13 +395,13 @@ function checkIpv6(c: DprConfig): void {
     throw new ConfigError('restoreCidr6', `${c.restoreCidr6} is too small for host ids up to ${maxHostId(c)}`);
   }
   const seen = new Map<string, string>();
-  for (const [i, h] of c.hosts.entries()) {
-    if (!cidr6Contains(cidr, parseIpv6(h.cluster6!))) throw new ConfigError(`hosts[${i}].cluster6`, `${h.cluster6} is outside clusterCidr6 ${c.clusterCidr6}`);
+  for (const h of hosts) {
+    if (!cidr6Contains(cidr, parseIpv6(h.cluster6!))) throw new ConfigError(`${h.label}.cluster6`, `${h.cluster6} is outside clusterCidr6 ${c.clusterCidr6}`);
     for (const k of ['service6', 'cluster6'] as const) {
       const prev = seen.get(`${k}:${h[k]}`);
-      if (prev) throw new ConfigError(`hosts[${i}].${k}`, `${h[k]} is also ${prev}`);
-      seen.set(`${k}:${h[k]}`, `hosts[${i}].${k}`);
-      if (cidr6Contains(restore, parseIpv6(h[k]!))) throw new ConfigError('restoreCidr6', `contains hosts[${i}].${k} ${h[k]}`);
+      if (prev) throw new ConfigError(`${h.label}.${k}`, `${h[k]} is also ${prev}`);
+      seen.set(`${k}:${h[k]}`, `${h.label}.${k}`);
+      if (cidr6Contains(restore, parseIpv6(h[k]!))) throw new ConfigError('restoreCidr6', `contains ${h.label}.${k} ${h[k]}`);
     }
   }
 }
@@ -395,9 +409,8 @@ function checkIpv6(c: DprConfig): void {
 /** Heartbeats over IPv6 need every host's cluster6 (checkIpv6 has made it all or none). */
 function checkPeersFamily(c: DprConfig): void {
   if (c.peers.family !== 'ipv6') return;
-  if (c.hosts === null) throw new ConfigError('peers.family', "'ipv6' needs membership.source static: etcd records carry IPv4 addresses only");
-  const i = c.hosts.findIndex((h) => h.cluster6 === undefined);
-  if (i >= 0) throw new ConfigError('peers.family', `'ipv6' sends heartbeats to the hosts' cluster6 addresses; hosts[${i}] has none`);
+  const none = hosts6ToCheck(c).find((h) => !h.cluster6);
+  if (none) throw new ConfigError('peers.family', `'ipv6' sends heartbeats to the hosts' cluster6 addresses; ${none.label} has none`);
 }
 
 /** Where host `h` sends and takes heartbeats (peers.family): its cluster or its cluster6 address. */
@@ -412,8 +425,8 @@ function checkMode(c: DprConfig): void {
     // Peers hold this address on lo; had it been the cluster address too, they could not reach this host.
     if (h.service === h.cluster) throw new ConfigError(`${h.label}.cluster`, `${h.cluster} is also the service address; mode '${c.mode}' needs a cluster address of its own on every host (peers hold the service addresses on lo)`);
   }
-  for (const [i, h] of (c.hosts ?? []).entries()) {
-    if (h.service6 !== undefined && h.service6 === h.cluster6) throw new ConfigError(`hosts[${i}].cluster6`, `${h.cluster6} is also the service6 address; mode '${c.mode}' needs a cluster6 address of its own on every host (peers hold the service6 addresses on lo)`);
+  for (const h of hosts6ToCheck(c)) {
+    if (h.service6 && h.service6 === h.cluster6) throw new ConfigError(`${h.label}.cluster6`, `${h.cluster6} is also the service6 address; mode '${c.mode}' needs a cluster6 address of its own on every host (peers hold the service6 addresses on lo)`);
   }
   const m = c.marks.peerMask;
   const shift = Math.log2(m & -m);
@@ -469,8 +482,10 @@ export function forwardedInAddresses(c: Pick<DprConfig, 'restoreCidr' | 'restore
  * This host's addresses, whatever the membership: its entry in `hosts`, or in
  * an etcd host's file (no list yet) `membership.service` and `.cluster`.
  */
-export function thisHost(c: DprConfig): { service: string; cluster: string } {
-  return c.hosts === null ? { service: c.membership.service, cluster: c.membership.cluster } : selfHost(c);
+export function thisHost(c: DprConfig): { service: string; cluster: string; service6?: string; cluster6?: string } {
+  if (c.hosts !== null) return selfHost(c);
+  const m = c.membership;
+  return { service: m.service, cluster: m.cluster, ...(m.service6 ? { service6: m.service6, cluster6: m.cluster6 } : {}) };
 }
 
 /** The local IPv6 address a serving host gives IPv6 connections forwarded by host `origin` (canonical form). */

@@ -24,7 +24,7 @@
 // Heartbeats go over IPv6 with peers.family ipv6 only: then DPR_INPUT lets
 // them in here (and not in the IPv4 rules).
 import type { DprConfig } from './config';
-import { hasIpv6, peerPortRange, restoreAddress6 } from './config';
+import { hasIpv6, peerPortRange, restoreAddress6, thisHost } from './config';
 import { heartbeatRules, synRules, tunnelPostRules, type Jump } from './rules';
 import { entryKernelRules, SET_PREFIX6 } from './kernel-path';
 
@@ -51,7 +51,7 @@ const hex = (n: number): string => `0x${n.toString(16)}`;
 export function renderRules6(c: DprConfig): RuleSet6 | null {
   if (!hasIpv6(c)) return null;
   if (c.mode !== 'rewrite') return renderKernelRules6(c);
-  const me = c.hosts.find((h) => h.id === c.self)!;
+  const me = thisHost(c);
   const s6 = me.service6!;
   const c6 = me.cluster6!;
   const fwd = `${hex(c.marks.forward)}/${hex(c.marks.forward)}`;
@@ -59,7 +59,7 @@ export function renderRules6(c: DprConfig): RuleSet6 | null {
   const [first, last] = peerPortRange(c);
   const ports = c.servicePorts.join(',');
   const hl = 254 - c.peers.routersBetween;
-  const others = c.hosts.filter((h) => h.id !== c.self);
+  const others = (c.hosts ?? []).filter((h) => h.id !== c.self);
   const local = others.map((h) => restoreAddress6(c, h.id));
   const icmp = (dst: string, tail: string): string[] => [1, 2].map((type) => `-A DPR_PRE -d ${dst}/128 -p ipv6-icmp -m icmp6 --icmpv6-type ${type} ${tail}`);
   const restore = [
@@ -132,11 +132,11 @@ export function renderRules6(c: DprConfig): RuleSet6 | null {
  * decapsulated packet needs nothing more: IPv6 has no reverse-path check.
  */
 function renderKernelRules6(c: DprConfig): RuleSet6 {
-  const me = c.hosts.find((h) => h.id === c.self)!;
+  const me = thisHost(c);
   const s6 = me.service6!;
   const fwd = `${hex(c.marks.forward)}/${hex(c.marks.forward)}`;
   const ports = c.servicePorts.join(',');
-  const others = c.hosts.filter((h) => h.id !== c.self);
+  const others = (c.hosts ?? []).filter((h) => h.id !== c.self);
   const local = others.map((h) => h.service6!);
   const entry = entryKernelRules(c, SET_PREFIX6);
   const tunnel = c.mode === 'tunnel';

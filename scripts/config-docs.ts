@@ -37,6 +37,7 @@ const FORMATS: Record<string, string> = {
   hosts: 'a JSON list of `{id, service, cluster, weight, service6, cluster6}` (`weight`, `service6` and `cluster6` optional); in the environment, the same JSON',
   'host-id': 'an integer 0..255 (a host id)',
   'ipv4-or-empty': 'an IPv4 address, or empty',
+  'ipv6-or-empty': 'an IPv6 address (not loopback, link-local, multicast or IPv4-mapped), or empty',
   cidr6: 'an IPv6 network such as `2001:db8:1::/64`',
   'cidr6-or-empty': 'an IPv6 network, or empty',
   ipv6: 'an IPv6 address',

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Backoff } from '../lib/membership/backoff';
 import { planClaim, type ClaimInput } from '../lib/membership/claim';
 import { readClaim, writeClaim } from '../lib/membership/claim-file';
-import { membersOf, type RawKv } from '../lib/membership/records';
+import { encodeRecord, membersOf, type RawKv } from '../lib/membership/records';
 import { sameHosts } from '../lib/membership/source';
 import { StaticSource } from '../lib/membership/static';
 
@@ -86,6 +86,30 @@ test('26.membership.unit: of two records with one address the older claim stays,
   const m = membersOf(P, [kv(0, host(1), '1', '50'), kv(5, { service: '198.18.0.1', cluster: '198.18.1.7' }, '2', '20')], ok);
   assert.deepEqual(m.hosts.map((h) => h.id), [5]);
   assert.match(m.ignored.get('/dpr/hosts/0')!, /service 198\.18\.0\.1 is registered by host 5 already/);
+});
+
+test('26.membership.unit: a dual-stack record carries service6 and cluster6 (canonical); a half or unusable pair is ignored with the reason', () => {
+  const me = { service: '198.18.0.1', cluster: '198.18.1.1', service6: '2001:2::1', cluster6: '2001:2:0:1::1', weight: 2 };
+  const encoded = JSON.parse(encodeRecord(me, 'web1', new Date(0))) as Record<string, unknown>;
+  assert.equal(encoded.service6, '2001:2::1');
+  assert.equal(encoded.cluster6, '2001:2:0:1::1');
+  assert.equal(JSON.parse(encodeRecord({ service: '198.18.0.1', cluster: '198.18.1.1', weight: 1 }, 'web1', new Date(0))).service6, undefined);
+  const m = membersOf(P, [
+    kv(0, encoded),
+    kv(1, { ...host(2), service6: '2001:0002:0000:0000::2', cluster6: '2001:2:0:1:0:0:0:2' }),
+    kv(2, { ...host(3), service6: '2001:2::3' }),
+    kv(3, { ...host(4), service6: 'nope', cluster6: '2001:2:0:1::4' }),
+    kv(4, { ...host(5), service6: '::1', cluster6: '2001:2:0:1::5' }),
+    kv(5, { ...host(6), service6: '2001:2::1', cluster6: '2001:2:0:1::6' }),
+  ], ok);
+  assert.deepEqual(m.hosts, [
+    { id: 0, service: '198.18.0.1', cluster: '198.18.1.1', service6: '2001:2::1', cluster6: '2001:2:0:1::1', weight: 2 },
+    { id: 1, service: '198.18.0.2', cluster: '198.18.1.2', service6: '2001:2::2', cluster6: '2001:2:0:1::2', weight: 1 },
+  ]);
+  assert.match(m.ignored.get('/dpr/hosts/2')!, /has service6 but no cluster6/);
+  assert.match(m.ignored.get('/dpr/hosts/3')!, /service6 'nope' is not an IPv6 address/);
+  assert.match(m.ignored.get('/dpr/hosts/4')!, /service6 ::1 is the loopback address/);
+  assert.match(m.ignored.get('/dpr/hosts/5')!, /its service6 2001:2::1 is registered by host 0 already/);
 });
 
 test('26.membership.unit: retry delays double from min to max, never below half a step', () => {

@@ -2,7 +2,7 @@
 // restoreCidr6, read and checked by the configuration; lib/ipv6.ts's forms.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { forwardedInAddresses, hasIpv6, heartbeatAddress, restoreAddress6 } from '../lib/config';
+import { forwardedInAddresses, hasIpv6, heartbeatAddress, restoreAddress6, thisHost } from '../lib/config';
 import { renderRules } from '../lib/rules';
 import { canonicalIpv6, cidr6Contains, formatIpv6, fromIpv6Words, ipv6Bytes, ipv6Words, parseCidr6, parseIpv6 } from '../lib/ipv6';
 import { clusterConfig } from './support/configs';
@@ -153,9 +153,41 @@ for (const mode of ['direct', 'tunnel']) {
   });
 }
 
-test('52.config.ipv6: etcd membership takes no IPv6 address yet, and says so', () => {
-  const etcd = { membership: { source: 'etcd', service: '198.18.0.1', cluster: '198.18.0.1', service6: '2001:2::1', etcd: { endpoints: ['http://198.18.0.250:2379'] } }, clusterCidr: '198.18.0.0/24', peers: { key: '00112233445566778899aabbccddeeff' } };
-  refuses(etcd, 'membership.service6', /IPv6 is not in etcd membership yet/);
+/** An etcd host's file (no host list), dual-stack unless `six` is false. */
+function etcdFile(six: Record<string, unknown> = { service6: '2001:0002:0000::1', cluster6: '2001:2:0:1::1' }, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    membership: { source: 'etcd', service: '198.18.0.1', cluster: '198.18.1.1', ...six, etcd: { endpoints: ['http://198.18.0.250:2379'] } },
+    clusterCidr: '198.18.0.0/15', clusterCidr6: '2001:2::/48', restoreCidr6: '2001:2:ff::/64', peers: { key: '00112233445566778899aabbccddeeff' },
+    ...extra,
+  };
+}
+
+test('52.config.ipv6: an etcd host is dual-stack with membership.service6 and .cluster6 (canonical), and its own IPv6 rules come before the list', () => {
+  const c = load(etcdFile());
+  assert.equal(c.membership.service6, '2001:2::1');
+  assert.equal(c.membership.cluster6, '2001:2:0:1::1');
+  assert.ok(hasIpv6(c));
+  assert.deepEqual(thisHost(c), { service: '198.18.0.1', cluster: '198.18.1.1', service6: '2001:2::1', cluster6: '2001:2:0:1::1' });
+  // No list yet (lib/membership/resolve.ts lastKnown without a claim file): this host's chains, for ip6tables too.
+  const rules = renderRules(c);
+  assert.ok(rules.ipv6, 'no IPv6 rules for a dual-stack etcd host');
+  assert.ok(rules.ipv6.restore.includes('-d 2001:2::1/128'), 'the IPv6 rules do not name membership.service6');
+  assert.equal(renderRules(load(etcdFile({}))).ipv6, null, 'an IPv4-only etcd host has IPv6 rules');
+  for (const mode of ['direct', 'tunnel']) assert.ok(renderRules(load(etcdFile(undefined, { mode }))).ipv6, `no IPv6 rules in ${mode}`);
+});
+
+test('52.config.ipv6: an etcd host\'s IPv6 addresses are checked as a host entry\'s are, naming the membership key', () => {
+  refuses(etcdFile({ service6: '2001:2::1' }), 'membership.cluster6', /is required with membership.service6: an IPv6 service address needs IPv6 peers/);
+  refuses(etcdFile({ cluster6: '2001:2:0:1::1' }), 'membership.service6', /is required with membership.cluster6/);
+  refuses(etcdFile({ service6: '::1', cluster6: '2001:2:0:1::1' }), 'membership.service6', /::1 is the loopback address/);
+  refuses(etcdFile({ service6: '2001:2::1', cluster6: 'fe80::1' }), 'membership.cluster6', /is link-local/);
+  refuses(etcdFile(undefined, { clusterCidr6: '' }), 'clusterCidr6', /is required when the hosts have IPv6 addresses/);
+  refuses(etcdFile({ service6: '2001:2::1', cluster6: '2001:3::1' }), 'membership.cluster6', /2001:3::1 is outside clusterCidr6 2001:2::\/48/);
+  refuses(etcdFile({ service6: '2001:2:ff::5', cluster6: '2001:2:0:1::1' }), 'restoreCidr6', /contains membership.service6 2001:2:ff::5/);
+  refuses(etcdFile({ service6: '2001:2::1', cluster6: '2001:2::1' }, { mode: 'direct' }), 'membership.cluster6', /is also the service6 address; mode 'direct' needs/);
+  const statik = dual(2);
+  statik.membership = { service6: '2001:2::1' };
+  refuses(statik, 'membership.service6', /is for membership.source etcd/);
 });
 
 test('52.config.ipv6: peers.family ipv6 sends heartbeats between the cluster6 addresses; ipv4 (the default) between the cluster ones', () => {
@@ -168,11 +200,11 @@ test('52.config.ipv6: peers.family ipv6 sends heartbeats between the cluster6 ad
   refuses(dual(2, { peers: { key: '00112233445566778899aabbccddeeff', family: 'ipv5' } }), 'peers.family', /must be one of the possible values: \["ipv4","ipv6"\]/);
 });
 
-test('52.config.ipv6: peers.family ipv6 needs every host\'s cluster6, and static membership', () => {
+test('52.config.ipv6: peers.family ipv6 needs every host\'s cluster6: hosts[].cluster6, or an etcd host\'s membership.cluster6', () => {
   const key = '00112233445566778899aabbccddeeff';
   refuses(clusterConfig(0, { hosts: 2 }, { peers: { key, family: 'ipv6' } }), 'peers.family', /'ipv6' sends heartbeats to the hosts' cluster6 addresses; hosts\[0\] has none/);
-  const etcd = { membership: { source: 'etcd', service: '198.18.0.1', cluster: '198.18.0.1', etcd: { endpoints: ['http://198.18.0.250:2379'] } }, clusterCidr: '198.18.0.0/24', peers: { key, family: 'ipv6' } };
-  refuses(etcd, 'peers.family', /'ipv6' needs membership.source static: etcd records carry IPv4 addresses only/);
+  refuses(etcdFile({}, { peers: { key, family: 'ipv6' } }), 'peers.family', /'ipv6' sends heartbeats to the hosts' cluster6 addresses; membership has none/);
+  assert.equal(load(etcdFile(undefined, { peers: { key, family: 'ipv6' } })).peers.family, 'ipv6');
 });
 
 test('52.config.ipv6: the heartbeat port is let in (DPR_INPUT) in the rules of peers.family only, on this host\'s address of that family', () => {

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { peerPortRange } from '../lib/config';
-import { etcdOptions, lastKnown, memberCheck } from '../lib/membership';
+import { etcdOptions, lastKnown, memberCheck, withMembership } from '../lib/membership';
 import { writeClaim } from '../lib/membership/claim-file';
 import { renderRules } from '../lib/rules';
 import { clusterConfig } from './support/configs';
@@ -105,6 +105,42 @@ test("52.config.membership: a host registered by someone else is checked against
   assert.match(check({ id: 8, service: '198.18.0.9', cluster: '198.18.0.9', weight: 1 }) ?? '', /not below membership.etcd.maxHosts \(8\)/);
   assert.match(check({ id: 2, service: '198.18.0.9', cluster: '198.18.5.9', weight: 1 }) ?? '', /outside clusterCidr/);
   assert.match(check({ id: 2, service: '169.254.77.9', cluster: '198.18.0.9', weight: 1 }) ?? '', /restoreCidr/);
+});
+
+test('52.config.membership: IPv6 is cluster-wide in etcd too: a dual-stack host takes only dual-stack records, an IPv4-only host only IPv4-only ones', () => {
+  const six = { clusterCidr6: '2001:2::/48', restoreCidr6: '2001:2:ff::/64' };
+  const dualFile = etcdHost(six);
+  (dualFile.membership as Record<string, unknown>).service6 = '2001:2::1';
+  (dualFile.membership as Record<string, unknown>).cluster6 = '2001:2:0:1::1';
+  const dual = memberCheck(load(dualFile));
+  const v4 = memberCheck(load(etcdHost(six)));
+  const plain = { id: 3, service: '198.18.0.4', cluster: '198.18.0.4', weight: 1 };
+  const both = { ...plain, service6: '2001:2::4', cluster6: '2001:2:0:1::4' };
+  assert.equal(dual(both), null);
+  assert.match(dual(plain) ?? '', /has no IPv6 addresses .* this host is dual-stack/);
+  assert.equal(v4(plain), null);
+  assert.match(v4(both) ?? '', /has IPv6 addresses .* this host is IPv4 only/);
+  assert.match(dual({ ...both, cluster6: '2001:3::4' }) ?? '', /cluster6 address 2001:3::4 is outside clusterCidr6 2001:2::\/48/);
+  assert.match(dual({ ...both, service6: '2001:2:ff::4' }) ?? '', /service6 address 2001:2:ff::4 lies in restoreCidr6/);
+  // The kernel modes: peers hold the service addresses on lo, so a record must keep them apart from its cluster ones.
+  const direct = memberCheck(load({ ...dualFile, mode: 'direct', membership: { ...(dualFile.membership as object), cluster: '198.18.0.101', cluster6: '2001:2:0:1::1' } }));
+  assert.match(direct({ ...both, cluster: '198.18.0.14' , service6: '2001:2::14', cluster6: '2001:2::14' }) ?? '', /cluster6 address 2001:2::14 is also its service6 address, and mode 'direct' needs them apart/);
+  assert.match(direct(both) ?? '', /cluster address 198\.18\.0\.4 is also its service address, and mode 'direct'/);
+  assert.equal(direct({ ...both, cluster: '198.18.0.14' }), null);
+});
+
+test("52.config.membership: an etcd host's IPv6 addresses go into its record and its own entry of the resolved list", () => {
+  const file = etcdHost({ clusterCidr6: '2001:2::/48', restoreCidr6: '2001:2:ff::/64' });
+  Object.assign(file.membership as object, { service6: '2001:2::1', cluster6: '2001:2:0:1::1' });
+  const c = load(file);
+  const o = etcdOptions(c, quiet);
+  assert.equal(o.service6, '2001:2::1');
+  assert.equal(o.cluster6, '2001:2:0:1::1');
+  const peer = { id: 1, service: '198.18.0.2', cluster: '198.18.0.2', service6: '2001:2::2', cluster6: '2001:2:0:1::2', weight: 1 };
+  const resolved = withMembership(c, { self: 0, hosts: [{ id: 0, service: '198.18.0.1', cluster: '198.18.0.1', weight: 1 }, peer] });
+  assert.deepEqual(resolved.hosts, [{ id: 0, service: '198.18.0.1', cluster: '198.18.0.1', service6: '2001:2::1', cluster6: '2001:2:0:1::1', weight: 1 }, peer]);
+  // The peer's IPv6 rules are there: its service6 DNATed to its restore address.
+  assert.ok(renderRules(resolved).ipv6?.restore.includes('-d 2001:2::2/128'), 'no IPv6 rule for the peer');
 });
 
 test("52.config.membership: before the daemon runs, an etcd host's rules are rendered with the claim file's last list", () => {

@@ -141,7 +141,6 @@ export class Cluster {
     this.members = members ?? Array.from({ length: options.hosts }, (_, id) => id);
     this.weights = weights;
     const six = options.ipv6 === true;
-    if (six && options.etcd) throw new Error('cluster: ipv6 works with static membership only');
     this.bed = Testbed.create(
       [
         { name: 'client', addrs: [`${CLIENT_ADDRESS}/24`, ...(six ? [`${CLIENT_ADDRESS6}/64`] : [])] },
@@ -213,6 +212,7 @@ export class Cluster {
     return {
       membership: {
         source: 'etcd', service: hostAddress(id), cluster: clusterAddressOf(this.options.networks, id),
+        ...(this.options.ipv6 === true ? { service6: hostAddress6(id), cluster6: clusterAddressOf6(this.options.networks, id) } : {}),
         ...(this.weights?.[id] !== undefined ? { weight: this.weights[id] } : {}),
         etcd: { endpoints: [this.etcd!.endpoint], leaseTtlS: 3, stateFile: path.join(this.tmp, `h${id}.membership.json`), retryMinMs: 100, retryMaxMs: 1000 },
       },

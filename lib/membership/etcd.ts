@@ -28,6 +28,9 @@ export interface EtcdSourceOptions extends Omit<StoreOptions, 'callTimeoutMs'> {
   /** This host's addresses and weight. */
   service: string;
   cluster: string;
+  /** Dual-stack: this host's IPv6 addresses (both or neither). */
+  service6?: string;
+  cluster6?: string;
   weight: number;
   /** The id this host must have; null: the one it had (claim file), else the lowest free one. */
   self: number | null;

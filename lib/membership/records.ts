@@ -2,12 +2,15 @@
 //
 //   <prefix>hosts/<id>  ->  {"service":"203.0.113.10","cluster":"10.0.0.10","weight":1,"name":"web3","since":"2026-..."}
 //
+// and on a dual-stack host also "service6" and "cluster6" (canonical IPv6).
+//
 // One key per host, attached to that host's lease: the key is the claim on
 // the id (created only if absent, in a transaction) and the record of the
 // addresses at once, and it goes when the lease is revoked or expires.
 // Anyone with write access to the prefix can put anything there, so every
 // record is checked; one that fails is ignored (and counted), never fatal.
 import { parseIpv4 } from '../ipv4';
+import { canonicalIpv6, parseIpv6, unusableIpv6 } from '../ipv6';
 import { DEFAULT_WEIGHT, type HostEntry } from '../config';
 import { MAX_WEIGHT } from '../maglev';
 import { byId } from './source';
@@ -30,8 +33,28 @@ export interface HostRecord extends HostEntry {
 }
 
 /** The value this host writes about itself. */
-export function encodeRecord(me: { service: string; cluster: string; weight: number }, name: string, since: Date): string {
-  return JSON.stringify({ service: me.service, cluster: me.cluster, weight: me.weight, name, since: since.toISOString() });
+export function encodeRecord(me: { service: string; cluster: string; weight: number; service6?: string; cluster6?: string }, name: string, since: Date): string {
+  const six = me.service6 ? { service6: me.service6, cluster6: me.cluster6 } : {};
+  return JSON.stringify({ service: me.service, cluster: me.cluster, ...six, weight: me.weight, name, since: since.toISOString() });
+}
+
+/** A record's IPv6 addresses: both (canonical), neither, or why they are not usable. */
+function decodeIpv6(o: Record<string, unknown>): { service6?: string; cluster6?: string } | string {
+  if (o.service6 === undefined && o.cluster6 === undefined) return {};
+  const out: { service6?: string; cluster6?: string } = {};
+  for (const k of ['service6', 'cluster6'] as const) {
+    if (o[k] === undefined) return `it has ${k === 'service6' ? 'cluster6' : 'service6'} but no ${k}`;
+    if (typeof o[k] !== 'string') return `${k} is not an IPv6 address`;
+    let why: string | null;
+    try {
+      why = unusableIpv6(parseIpv6(o[k] as string));
+    } catch {
+      return `${k} '${String(o[k])}' is not an IPv6 address`;
+    }
+    if (why) return `${k} ${String(o[k])} ${why}`;
+    out[k] = canonicalIpv6(o[k] as string);
+  }
+  return out;
 }
 
 /** The id a key under `<prefix>hosts/` names, or null. */
@@ -61,10 +84,12 @@ export function decodeRecord(prefix: string, kv: RawKv): HostRecord | string {
       return `${k} '${String(o[k])}' is not an IPv4 address`;
     }
   }
+  const six = decodeIpv6(o);
+  if (typeof six === 'string') return six;
   const weight = o.weight ?? DEFAULT_WEIGHT;
   if (!Number.isInteger(weight) || (weight as number) < 0 || (weight as number) > MAX_WEIGHT) return `weight ${JSON.stringify(o.weight)} is not an integer 0..${MAX_WEIGHT}`;
   if (kv.lease === '0') return 'it is not attached to a lease (it would never go away)';
-  return { id, service: o.service as string, cluster: o.cluster as string, weight: weight as number, lease: kv.lease, createRevision: BigInt(kv.createRevision) };
+  return { id, service: o.service as string, cluster: o.cluster as string, ...six, weight: weight as number, lease: kv.lease, createRevision: BigInt(kv.createRevision) };
 }
 
 export interface Members {
@@ -92,14 +117,15 @@ export function membersOf(prefix: string, kvs: Iterable<RawKv>, check: (h: HostE
   const owner = new Map<string, number>();
   const hosts: HostEntry[] = [];
   for (const r of records) {
-    const clash = [`service ${r.service}`, `cluster ${r.cluster}`].find((a) => owner.has(a));
+    const addresses = [`service ${r.service}`, `cluster ${r.cluster}`, ...(r.service6 ? [`service6 ${r.service6}`, `cluster6 ${r.cluster6!}`] : [])];
+    const clash = addresses.find((a) => owner.has(a));
     if (clash) {
       ignored.set(hostKey(prefix, r.id), `its ${clash} is registered by host ${owner.get(clash)} already`);
       continue;
     }
-    owner.set(`service ${r.service}`, r.id);
-    owner.set(`cluster ${r.cluster}`, r.id);
-    hosts.push({ id: r.id, service: r.service, cluster: r.cluster, weight: r.weight });
+    for (const a of addresses) owner.set(a, r.id);
+    const six = r.service6 ? { service6: r.service6, cluster6: r.cluster6! } : {};
+    hosts.push({ id: r.id, service: r.service, cluster: r.cluster, ...six, weight: r.weight });
   }
   return { hosts: hosts.sort(byId), ignored };
 }

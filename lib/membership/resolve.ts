@@ -10,7 +10,8 @@ import type { Membership } from './source';
 export function withMembership(file: Readonly<DprConfig>, m: Membership): Readonly<DprConfig> {
   if (file.membership.source === 'static') return file;
   // This host as its file says, whatever a list (the claim file's, from an older run) says of it.
-  const me = { id: m.self, service: file.membership.service, cluster: file.membership.cluster, weight: file.membership.weight };
+  const f = file.membership;
+  const me = { id: m.self, service: f.service, cluster: f.cluster, ...(f.service6 ? { service6: f.service6, cluster6: f.cluster6 } : {}), weight: f.weight };
   const c = { ...structuredClone(file), self: m.self, hosts: m.hosts.map((h) => (h.id === m.self ? me : { ...h })) } as DprConfig;
   checkMembers(c);
   return deepFreeze(c);
