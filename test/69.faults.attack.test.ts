@@ -207,9 +207,9 @@ describe('69.faults.attack.reset', () => {
       assert.equal(sent.sent, 128 * 6);
       assert.ok(forwarded.length > 0, 'no connection was forwarded: the test shows nothing');
       // Three spoofed RSTs at each port, so three per forwarded flow; asked:
-      // two. Five runs on record gave exactly three, one 53 for 18: a packet that
-      // finds the entry queue full goes around it (fail-open), and a busy
-      // machine allows that. A storm that missed the flows would give none.
+      // two. Five runs on record gave exactly three, one 53 for 18 (which RST
+      // went astray was not found; one that finds the entry queue full goes
+      // around it, fail-open). A storm that missed the flows would give none.
       assert.ok(d('rst_out_of_window') >= forwarded.length * 2, `the spoofed RSTs did not meet the forwarded flows (${d('rst_out_of_window')} for ${forwarded.length})`);
       for (const c of conns) {
         assert.equal(c.error, null, `a connection served by ${c.servedBy} broke: ${c.error}`);
