@@ -45,8 +45,9 @@ async function start(opts: { config?: string; skipChecks?: boolean }): Promise<v
   setLogLevel(file.log.level);
   const log = logger('main');
   const rendered = renderRules(lastKnown(file));
-  const six = file.hosts?.find((h) => h.id === file.self)?.service6;
-  const checks = preflight(thisHost(file).service, file.servicePorts, rendered.jumps, six ? { service6: six, jumps: rendered.ipv6?.jumps ?? [] } : undefined);
+  const me = thisHost(file);
+  const six = me.service6;
+  const checks = preflight(me.service, file.servicePorts, rendered.jumps, six ? { service6: six, jumps: rendered.ipv6?.jumps ?? [] } : undefined);
   for (const w of checks.warnings) log.warn(w);
   if (checks.problems.length && !opts.skipChecks) {
     for (const p of checks.problems) log.error(p);
@@ -227,8 +228,9 @@ async function status(opts: { config?: string; json?: boolean }): Promise<void> 
   const ep = endpointOrExit(config);
   const [first, second] = await sampleTwice(ep).catch(fail);
   // An etcd host's file knows only this host: peers' addresses come from the daemon.
-  const addresses = new Map(config.hosts === null ? [[second.status.self, thisHost(config).cluster]] : config.hosts.map((h) => [h.id, h.cluster]));
-  const addresses6 = new Map((config.hosts ?? []).flatMap((h) => (h.cluster6 ? [[h.id, h.cluster6] as [number, string]] : [])));
+  const listed = config.hosts ?? [{ id: second.status.self, ...thisHost(config) }];
+  const addresses = new Map(listed.flatMap((h) => (h.cluster ? [[h.id, h.cluster] as [number, string]] : [])));
+  const addresses6 = new Map(listed.flatMap((h) => (h.cluster6 ? [[h.id, h.cluster6] as [number, string]] : [])));
   const view = buildView(first, second, addresses, addresses6);
   process.stdout.write(opts.json ? JSON.stringify(view, null, 2) + '\n' : renderText(view));
 }

@@ -9,17 +9,20 @@ import { MAX_WEIGHT } from './maglev';
 export interface HostEntry {
   /** Stable id, 0..255: it names the host in peer ports and heartbeats. */
   id: number;
-  /** Service address: what DNS hands out, what clients connect to. */
-  service: string;
-  /** Cluster address: where peers reach this host; may equal `service`. */
-  cluster: string;
+  /**
+   * IPv4 service address: what DNS hands out, what clients connect to.
+   * Absent on an IPv6-only host (then every host is: lib/config.ts).
+   */
+  service?: string;
+  /** IPv4 cluster address: where peers reach this host; may equal `service`. Set with `service` or not at all. */
+  cluster?: string;
   /**
    * Relative capacity, 0..MAX_WEIGHT (1 when the file leaves it out; loadConfig
    * fills it in): the host's share of new connections. 0: none, established
    * ones go on (drain by weight).
    */
   weight: number;
-  /** IPv6 service address (dual-stack, every mode): every host has one and `cluster6`, or none does. */
+  /** IPv6 service address (dual-stack or IPv6-only, every mode but `tunnel` for IPv6-only): every host has one and `cluster6`, or none does. */
   service6?: string;
   /** IPv6 cluster address: where peers forward IPv6 connections to; in `clusterCidr6`. */
   cluster6?: string;
@@ -53,7 +56,10 @@ function checkHost(h: unknown, i: number): void {
   if (!Number.isInteger(o.id) || (o.id as number) < 0 || (o.id as number) > 255) {
     throw new Error(`hosts[${i}].id must be an integer 0..255`);
   }
-  for (const k of ['service', 'cluster'] as const) {
+  // IPv6-only hosts have neither (lib/config.ts: every host or none).
+  if (o.service === undefined && o.cluster === undefined && o.service6 !== undefined) {
+    if (o.cluster6 === undefined) throw new Error(`hosts[${i}] needs cluster6 with service6 (it has no IPv4 addresses)`);
+  } else for (const k of ['service', 'cluster'] as const) {
     if (typeof o[k] !== 'string') throw new Error(`hosts[${i}].${k} must be an IPv4 address string`);
     try {
       parseIpv4(o[k] as string);
@@ -128,6 +134,14 @@ convict.addFormats({
       if (new Set(value).size !== value.length) throw new Error('lists a port twice');
     },
     coerce: (v: string) => v.split(',').map((p) => toInt(p.trim())),
+  },
+  // Empty: no IPv4 (lib/config.ts requires it when hosts have IPv4 addresses).
+  'cidr-or-empty': {
+    validate(value: unknown) {
+      if (value === '') return;
+      if (typeof value !== 'string') throw new Error('must be an IPv4 CIDR such as 198.18.0.0/24, or empty');
+      parseCidr(value);
+    },
   },
   cidr: {
     validate(value: unknown) {
@@ -239,14 +253,14 @@ export const schema = {
     env: 'DPR_SELF',
   },
   hosts: {
-    doc: `Every host of the cluster: \`[{id, service, cluster, weight, service6, cluster6}]\`. \`service\` is the address clients connect to; \`cluster\` the address peers reach it at (may be equal). \`weight\` (optional, integer 0..${MAX_WEIGHT}, default 1) is the host's relative capacity: its share of the Maglev table (hash policy) and the divisor of its load (load policy) follow it; 0 takes it out of new connections while its established ones go on (drain by weight, live with \`dpr reload\`). \`service6\` and \`cluster6\` (optional, IPv6, every mode; in \`direct\` and \`tunnel\` \`cluster6\` must differ from \`service6\`): the host's IPv6 service and cluster addresses; every host has both or none does. The same list on every host. Required with \`membership.source\` \`static\`; not allowed with \`etcd\`, where the list comes from etcd.`,
+    doc: `Every host of the cluster: \`[{id, service, cluster, weight, service6, cluster6}]\`. \`service\` is the IPv4 address clients connect to; \`cluster\` the IPv4 address peers reach it at (may be equal); both left out on IPv6-only hosts (then on every host: IPv4 is cluster-wide, as IPv6 is; with \`peers.family\` \`ipv6\`, not in \`tunnel\` mode). \`weight\` (optional, integer 0..${MAX_WEIGHT}, default 1) is the host's relative capacity: its share of the Maglev table (hash policy) and the divisor of its load (load policy) follow it; 0 takes it out of new connections while its established ones go on (drain by weight, live with \`dpr reload\`). \`service6\` and \`cluster6\` (IPv6, every mode; in \`direct\` and \`tunnel\` \`cluster6\` must differ from \`service6\`): the host's IPv6 service and cluster addresses; every host has both or none does, and a host has IPv4 addresses, IPv6 ones or both. The same list on every host. Required with \`membership.source\` \`static\`; not allowed with \`etcd\`, where the list comes from etcd.`,
     format: 'hosts',
     default: null as unknown as HostEntry[],
     env: 'DPR_HOSTS',
   },
   membership: {
     source: { doc: 'Where the host list comes from: `static` (`hosts` in this file, the same on every host) or `etcd` (every host registers itself under `membership.etcd.prefix` and watches the others; the file describes this host only: `membership.service`, `membership.cluster`, optionally `self`). See docs/operations.md, "Membership from etcd".', format: ['static', 'etcd'] as const, default: 'static', env: 'DPR_MEMBERSHIP_SOURCE' },
-    service: { doc: "etcd membership: this host's service address (what clients connect to). Static: taken from its entry in `hosts`; leave empty.", format: 'ipv4-or-empty', default: '', env: 'DPR_MEMBERSHIP_SERVICE' },
+    service: { doc: "etcd membership: this host's IPv4 service address (what clients connect to); empty with `membership.cluster` on an IPv6-only host, which sets `membership.service6` and `.cluster6` (and then takes only IPv6-only records). Static: taken from its entry in `hosts`; leave empty.", format: 'ipv4-or-empty', default: '', env: 'DPR_MEMBERSHIP_SERVICE' },
     cluster: { doc: "etcd membership: this host's cluster address (where peers reach it; may equal `membership.service`). Static: leave empty.", format: 'ipv4-or-empty', default: '', env: 'DPR_MEMBERSHIP_CLUSTER' },
     service6: { doc: "etcd membership, dual-stack: this host's IPv6 service address, as `hosts[].service6`; written into its record. With it `membership.cluster6` and `clusterCidr6`; a record with IPv6 addresses and one without never make one cluster (each is ignored by the other's hosts). Empty: IPv4 only.", format: 'ipv6-or-empty', default: '', env: 'DPR_MEMBERSHIP_SERVICE6' },
     cluster6: { doc: "etcd membership, dual-stack: this host's IPv6 cluster address, as `hosts[].cluster6` (in `clusterCidr6`). Set with `membership.service6` or not at all.", format: 'ipv6-or-empty', default: '', env: 'DPR_MEMBERSHIP_CLUSTER6' },
@@ -282,9 +296,9 @@ export const schema = {
     env: 'DPR_PEER_PORT_BASE',
   },
   clusterCidr: {
-    doc: 'The network of the cluster addresses: every host\'s `cluster` address must lie in it.',
-    format: 'cidr',
-    default: null as unknown as string,
+    doc: 'The network of the IPv4 cluster addresses: every host\'s `cluster` address must lie in it. Required unless the hosts are IPv6-only (no `service` nor `cluster`: then leave it empty).',
+    format: 'cidr-or-empty',
+    default: '',
     env: 'DPR_CLUSTER_CIDR',
   },
   restoreCidr: {

@@ -236,8 +236,10 @@ function checkHostIds(c: DprConfig): void {
 function checkEtcdHost(c: DprConfig): void {
   const e = c.membership.etcd;
   if (c.hosts !== null) throw new ConfigError('hosts', 'must not be set with membership.source etcd: the host list comes from etcd (this host is membership.service and membership.cluster)');
-  for (const k of ['service', 'cluster'] as const) {
-    if (!c.membership[k]) throw new ConfigError(`membership.${k}`, `is required with membership.source etcd: this host's ${k} address`);
+  // IPv6-only: neither IPv4 address, both IPv6 ones (checked below).
+  const ipv6Only = !c.membership.service && !c.membership.cluster && Boolean(c.membership.service6);
+  for (const k of ipv6Only ? [] : ['service', 'cluster'] as const) {
+    if (!c.membership[k]) throw new ConfigError(`membership.${k}`, `is required with membership.source etcd: this host's ${k} address (an IPv6-only host sets membership.service6 and .cluster6 instead)`);
   }
   if (Boolean(c.membership.service6) !== Boolean(c.membership.cluster6)) {
     const missing = c.membership.service6 ? 'cluster6' : 'service6';
@@ -257,17 +259,40 @@ function checkEtcdHost(c: DprConfig): void {
   if (c.membership.weight > MAX_WEIGHT) throw new ConfigError('membership.weight', `must be an integer 0..${MAX_WEIGHT} (0: no new connections)`);
 }
 
-/** The hosts the address checks apply to: every host, or in an etcd host's file this one. */
-function hostsToCheck(c: DprConfig): Array<{ label: string; service: string; cluster: string }> {
-  if (c.hosts === null) return [{ label: 'membership', service: c.membership.service, cluster: c.membership.cluster }];
-  return c.hosts.map((h, i) => ({ label: `hosts[${i}]`, service: h.service, cluster: h.cluster }));
+/**
+ * True when the hosts have IPv4 addresses (hostsToCheck: then every host has
+ * both); an etcd host's file without its list: when it has them itself.
+ * False: an IPv6-only cluster.
+ */
+export function hasIpv4(c: Pick<DprConfig, 'hosts'> & Partial<Pick<DprConfig, 'membership'>>): boolean {
+  if (c.hosts === null) return Boolean(c.membership?.service);
+  return c.hosts.some((h) => h.service !== undefined || h.cluster !== undefined);
 }
+
+/** The IPv4 addresses the checks apply to: every host's, or in an etcd host's file this one's; none in an IPv6-only cluster. */
+function hostsToCheck(c: DprConfig): Array<{ label: string; service: string; cluster: string }> {
+  if (!hasIpv4(c)) return [];
+  if (c.hosts === null) return [{ label: 'membership', service: c.membership.service, cluster: c.membership.cluster }];
+  return c.hosts.map((h, i) => {
+    for (const k of ['service', 'cluster'] as const) {
+      if (h[k] === undefined) throw new ConfigError(`hosts[${i}].${k}`, `is missing while other hosts have IPv4 addresses; ${NEEDS_PEERS4}`);
+    }
+    return { label: `hosts[${i}]`, service: h.service!, cluster: h.cluster! };
+  });
+}
+
+const NEEDS_PEERS4 = 'IPv4 is cluster-wide as IPv6 is: every host has both service and cluster or none does (an IPv6-only cluster)';
 
 /** Cluster addresses in clusterCidr, no address twice, restore addresses apart from all of them. */
 function checkAddresses(c: DprConfig): void {
+  const checked = hostsToCheck(c);
+  if (checked.length === 0) {
+    if (c.clusterCidr) throw new ConfigError('clusterCidr', `is for IPv4 cluster addresses, and the hosts are IPv6-only; leave it empty`);
+    return;
+  }
+  if (!c.clusterCidr) throw new ConfigError('clusterCidr', REQUIRED);
   const cidr = parseCidr(c.clusterCidr);
   const seen = new Map<string, string>();
-  const checked = hostsToCheck(c);
   for (const h of checked) {
     if (!cidrContains(cidr, parseIpv4(h.cluster))) {
       throw new ConfigError(`${h.label}.cluster`, `${h.cluster} is outside clusterCidr ${c.clusterCidr}`);
@@ -406,16 +431,19 @@ function checkIpv6(c: DprConfig): void {
   }
 }
 
-/** Heartbeats over IPv6 need every host's cluster6 (checkIpv6 has made it all or none). */
+/** Heartbeats over IPv6 need every host's cluster6 (checkIpv6 has made it all or none); over IPv4 its cluster address. */
 function checkPeersFamily(c: DprConfig): void {
-  if (c.peers.family !== 'ipv6') return;
+  if (c.peers.family !== 'ipv6') {
+    if (!hasIpv4(c)) throw new ConfigError('peers.family', `must be 'ipv6' when the hosts are IPv6-only: heartbeats go between cluster addresses, and the hosts have IPv6 ones only`);
+    return;
+  }
   const none = hosts6ToCheck(c).find((h) => !h.cluster6);
   if (none) throw new ConfigError('peers.family', `'ipv6' sends heartbeats to the hosts' cluster6 addresses; ${none.label} has none`);
 }
 
 /** Where host `h` sends and takes heartbeats (peers.family): its cluster or its cluster6 address. */
 export function heartbeatAddress(c: Pick<DprConfig, 'peers'>, h: HostEntry): string {
-  return c.peers.family === 'ipv6' ? h.cluster6! : h.cluster;
+  return c.peers.family === 'ipv6' ? h.cluster6! : h.cluster!;
 }
 
 /** What the kernel modes need of the configuration (lib/rules.ts, docs/design-notes.md). */
@@ -437,6 +465,8 @@ function checkMode(c: DprConfig): void {
   if (c.routing.tableBase + 255 > 0xfffffeff) throw new ConfigError('routing.tableBase', 'too large');
   if (c.routing.rulePref + 1 >= 32766) throw new ConfigError('routing.rulePref', 'must come before the main table (32766)');
   if (c.mode === 'tunnel') {
+    // The VXLAN devices run between the IPv4 cluster addresses (the kernel here has no IPv6 underlay for dpr to pick: docs/design-notes.md).
+    if (!hasIpv4(c)) throw new ConfigError('mode', `'tunnel' carries packets in VXLAN between the IPv4 cluster addresses, and the hosts are IPv6-only: use 'direct' (one L2 segment) or 'rewrite'`);
     if (c.tunnel.vniBase + 256 * 256 > 0xffffff) throw new ConfigError('tunnel.vniBase', 'VNIs are 24 bits: at most 16711679');
     if (c.tunnel.mtu < 576 || c.tunnel.mtu > 65535) throw new ConfigError('tunnel.mtu', 'must be within 576..65535');
     // Below that the kernel keeps IPv6 off the VXLAN devices: IPv6 clients of peers would get nothing.
@@ -474,18 +504,19 @@ export function selfHost(c: DprConfig): HostEntry {
  */
 export function forwardedInAddresses(c: Pick<DprConfig, 'restoreCidr' | 'restoreCidr6' | 'hosts' | 'mode'>, peers: readonly number[]): Set<string> {
   // IPv6 ones as lib/proc-tcp.ts prints them: canonical (RFC 5952).
-  if (c.mode === 'rewrite') return new Set(peers.flatMap((id) => (hasIpv6(c) ? [restoreAddress(c, id), restoreAddress6(c, id)] : [restoreAddress(c, id)])));
-  return new Set((c.hosts ?? []).filter((h) => peers.includes(h.id)).flatMap((h) => (h.service6 ? [h.service, h.service6] : [h.service])));
+  const [four, six] = [hasIpv4(c), hasIpv6(c)];
+  if (c.mode === 'rewrite') return new Set(peers.flatMap((id) => [...(four ? [restoreAddress(c, id)] : []), ...(six ? [restoreAddress6(c, id)] : [])]));
+  return new Set((c.hosts ?? []).filter((h) => peers.includes(h.id)).flatMap((h) => [h.service, h.service6].filter((a): a is string => a !== undefined)));
 }
 
 /**
  * This host's addresses, whatever the membership: its entry in `hosts`, or in
  * an etcd host's file (no list yet) `membership.service` and `.cluster`.
  */
-export function thisHost(c: DprConfig): { service: string; cluster: string; service6?: string; cluster6?: string } {
+export function thisHost(c: DprConfig): { service?: string; cluster?: string; service6?: string; cluster6?: string } {
   if (c.hosts !== null) return selfHost(c);
   const m = c.membership;
-  return { service: m.service, cluster: m.cluster, ...(m.service6 ? { service6: m.service6, cluster6: m.cluster6 } : {}) };
+  return { ...(m.service ? { service: m.service, cluster: m.cluster } : {}), ...(m.service6 ? { service6: m.service6, cluster6: m.cluster6 } : {}) };
 }
 
 /** The local IPv6 address a serving host gives IPv6 connections forwarded by host `origin` (canonical form). */

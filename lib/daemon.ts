@@ -15,7 +15,7 @@ import { renderRules } from './rules';
 import { AnomalyLog } from './anomalies';
 import { eligibleHosts, sameEligibility, type Eligibility } from './eligibility';
 import { FlowSnapshots, type RestoredFlows } from './flow-snapshots';
-import { HealthChecker, makeDualProbe, makeProbe, type HealthStatus, type Probe } from './health';
+import { HealthChecker, makeHostProbe, type HealthStatus, type Probe } from './health';
 import { forwardedInConnections } from './host';
 import { LoadMeter } from './load-meter';
 import { LoopLag } from './loop-lag';
@@ -50,7 +50,8 @@ export interface DaemonStatus {
   eventLoopLagMaxMs: number;
   mode?: DprConfig['mode'];
   /** This host's addresses (IPv6 ones on a dual-stack cluster, canonical). */
-  addresses?: { service: string; cluster: string; service6?: string; cluster6?: string };
+  /** IPv4 ones absent on an IPv6-only host, IPv6 ones on an IPv4-only one. */
+  addresses?: { service?: string; cluster?: string; service6?: string; cluster6?: string };
   /** Kernel modes, in /status and /metrics only (statusWithKernel): the kernel's forwarded flows. */
   kernel?: KernelFlows | null;
   /** Where the host list comes from and how that goes (set by lib/membership/member.ts, which runs the daemon). */
@@ -215,7 +216,7 @@ export class Daemon extends EventEmitter {
   private makeHealth(c: Readonly<DprConfig>): HealthChecker {
     const settings = { ...c.health, ports: c.servicePorts };
     const me = selfHost(c);
-    const probe = this.parts.probe ?? (me.service6 ? makeDualProbe(settings, me.service, c.health.address6, me.service6) : makeProbe(settings, me.service));
+    const probe = this.parts.probe ?? makeHostProbe(settings, me, c.health.address6);
     const health = new HealthChecker(settings, probe, logger('health'));
     // setLocal announces the change at once.
     health.on('change', (healthy) => {
@@ -402,7 +403,7 @@ export class Daemon extends EventEmitter {
 
   private addresses(): NonNullable<DaemonStatus['addresses']> {
     const h = selfHost(this.config);
-    return { service: h.service, cluster: h.cluster, ...(h.service6 ? { service6: h.service6, cluster6: h.cluster6 } : {}) };
+    return { ...(h.service ? { service: h.service, cluster: h.cluster } : {}), ...(h.service6 ? { service6: h.service6, cluster6: h.cluster6 } : {}) };
   }
 
   /** status() and, in the kernel modes, what the kernel counts (a few ms: for operators and scrapes). */

@@ -122,6 +122,12 @@ export function makeDualProbe(s: HealthSettings, serviceAddress: string, address
   };
 }
 
+/** The checks of a host's families: IPv4, IPv6 (`address6`) or both (makeDualProbe). */
+export function makeHostProbe(s: HealthSettings, me: { service?: string; service6?: string }, address6: string): Probe {
+  if (me.service === undefined) return makeProbe({ ...s, address: address6 }, `[${me.service6!}]`);
+  return me.service6 ? makeDualProbe(s, me.service, address6, me.service6) : makeProbe(s, me.service);
+}
+
 export class HealthChecker extends EventEmitter<HealthEvents> {
   private readonly ports: PortHealth[];
   private readonly timers = new Map<number, NodeJS.Timeout>();

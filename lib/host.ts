@@ -140,11 +140,20 @@ function preflight6(ipv6: { service6: string; jumps: ReadonlyArray<{ table: stri
   }
 }
 
-/** Everything the daemon needs from the host, each with the fix in its message. */
-export function preflight(serviceAddress: string, servicePorts: readonly number[], jumps: ReadonlyArray<{ table: string; chain: string; target: string }> = DEFAULT_JUMPS, ipv6?: { service6: string; jumps: ReadonlyArray<{ table: string; chain: string; target: string }> }): Preflight {
-  const problems: string[] = [];
-  const warnings: string[] = [];
-  if (!hasNetAdmin()) problems.push('dpr needs root or CAP_NET_ADMIN to bind NFQUEUE queues');
+/**
+ * Everything the daemon needs from the host, each with the fix in its
+ * message: per family it has (no `serviceAddress`: an IPv6-only host).
+ */
+export function preflight(serviceAddress: string | undefined, servicePorts: readonly number[], jumps: ReadonlyArray<{ table: string; chain: string; target: string }> = DEFAULT_JUMPS, ipv6?: { service6: string; jumps: ReadonlyArray<{ table: string; chain: string; target: string }> }): Preflight {
+  const out: Preflight = { problems: [], warnings: [] };
+  if (!hasNetAdmin()) out.problems.push('dpr needs root or CAP_NET_ADMIN to bind NFQUEUE queues');
+  if (serviceAddress !== undefined) preflight4(serviceAddress, servicePorts, jumps, out);
+  if (ipv6) preflight6(ipv6, servicePorts, out);
+  return out;
+}
+
+/** An IPv4 host: forwarding on, no redirects, the iptables rules in, no listener on the service address itself. */
+function preflight4(serviceAddress: string, servicePorts: readonly number[], jumps: ReadonlyArray<{ table: string; chain: string; target: string }>, { problems, warnings }: Preflight): void {
   if (readSysctl('net.ipv4.ip_forward') !== '1') {
     problems.push('net.ipv4.ip_forward is not 1: rewritten packets cannot be routed to peers (iptables/install.sh sets it)');
   }
@@ -168,6 +177,4 @@ export function preflight(serviceAddress: string, servicePorts: readonly number[
   const listeners = checkListeners(serviceAddress, servicePorts);
   problems.push(...listeners.problems);
   warnings.push(...listeners.warnings);
-  if (ipv6) preflight6(ipv6, servicePorts, { problems, warnings });
-  return { problems, warnings };
 }

@@ -1,11 +1,11 @@
 // What the kernel knows of forwarded flows in the kernel modes, for `dpr
 // status`, /metrics and drain: the entries of each peer's ipset and the
 // packets the kernel routed by them (the counters of the DPR_ENTRY rules
-// that jump to DPR_TO<id>), both families on a dual-stack host (the
-// dpr6_to<id> sets and ip6tables' DPR_ENTRY). Read with the ipset and iptables tools: asked
+// that jump to DPR_TO<id>), each family the hosts have (the
+// dpr6_to<id> sets and ip6tables' DPR_ENTRY for IPv6). Read with the ipset and iptables tools: asked
 // for by operators and scrapes (about 5 ms), never per packet or per flow.
 import { execFileSync } from 'node:child_process';
-import { hasIpv6, type DprConfig } from './config';
+import { hasIpv4, hasIpv6, type DprConfig } from './config';
 import { peerSet, SET_PREFIX, SET_PREFIX6 } from './kernel-path';
 
 export interface KernelPeerFlows {
@@ -30,7 +30,7 @@ export function readKernelFlows(c: Readonly<DprConfig>): KernelFlows | null {
   if (c.mode === 'rewrite') return null;
   try {
     const counters = new Map<number, [number, number]>();
-    for (const tool of hasIpv6(c) ? ['iptables', 'ip6tables'] : ['iptables']) {
+    for (const tool of [...(hasIpv4(c) ? ['iptables'] : []), ...(hasIpv6(c) ? ['ip6tables'] : [])]) {
       for (const line of run(tool, ['-w', '-t', 'raw', '-L', 'DPR_ENTRY', '-v', '-x', '-n']).split('\n')) {
         const m = /^\s*(\d+)\s+(\d+)\s+DPR_TO(\d+)\s/.exec(line);
         if (!m) continue;

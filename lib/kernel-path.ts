@@ -10,7 +10,7 @@
 // rules and routes of the same marks and table numbers (the IPv6 policy
 // routing database is a space of its own). In `tunnel` the underlay stays
 // IPv4: the IPv6 tables route into the same VXLAN devices.
-import { hasIpv6, restoreAddress, thisHost, type DprConfig } from './config';
+import { hasIpv4, hasIpv6, restoreAddress, thisHost, type DprConfig } from './config';
 import { VXLAN_OVERHEAD } from './config-schema';
 
 /** iproute2 protocol number on our rules and routes: how uninstall finds them without a configuration. */
@@ -102,24 +102,25 @@ export function renderKernelPath(c: DprConfig): KernelPath | null {
   // scans a few entries, not the dozen of ipset's default sizing (bench: forward).
   const hashsize = 2 ** Math.ceil(Math.log2(Math.max(1024, c.flows.max / 8)));
   const size = ['hashsize', String(hashsize), 'maxelem', String(c.flows.max)];
-  const six = hasIpv6(c);
+  const [four, six] = [hasIpv4(c), hasIpv6(c)];
   const setsOf = (prefix: string, fin: string, family: string[]): string[][] => [
     ...others.map((h) => [peerSet(h.id, prefix), 'hash:ip,port,ip', ...family, 'timeout', String(sec(c.flows.establishedTimeoutMs)), ...size]),
     [fin, 'hash:ip,port,ip', ...family, 'timeout', String(FIN_HOLD_OFF_S), ...size],
   ];
-  const sets = [...setsOf(SET_PREFIX, finSet, []), ...(six ? setsOf(SET_PREFIX6, finSet6, ['family', 'inet6']) : [])];
+  const sets = [...(four ? setsOf(SET_PREFIX, finSet, []) : []), ...(six ? setsOf(SET_PREFIX6, finSet6, ['family', 'inet6']) : [])];
   const links = c.mode === 'tunnel'
     ? others.map((h) => ['name', tunnelLink(h.id), 'address', tunnelMac(c.self, h.id), 'mtu', String(c.tunnel.mtu - VXLAN_OVERHEAD), 'type', 'vxlan',
-      'id', String(tunnelVni(c, c.self, h.id)), 'local', me.cluster, 'remote', h.cluster, 'dstport', String(c.tunnel.port), 'nolearning'])
+      'id', String(tunnelVni(c, c.self, h.id)), 'local', me.cluster!, 'remote', h.cluster!, 'dstport', String(c.tunnel.port), 'nolearning'])
     : [];
   const neighbours = c.mode === 'tunnel'
-    ? others.map((h) => [h.cluster, 'lladdr', tunnelMac(h.id, c.self), 'dev', tunnelLink(h.id), 'nud', 'permanent'])
+    ? others.map((h) => [h.cluster!, 'lladdr', tunnelMac(h.id, c.self), 'dev', tunnelLink(h.id), 'nud', 'permanent'])
     : [];
-  const routes = others.map((h) => [
-    'default', 'via', h.cluster, ...(c.mode === 'tunnel' ? ['dev', tunnelLink(h.id), 'onlink'] : []),
+  // (`tunnel` needs IPv4 cluster addresses: config.ts refuses it on IPv6-only hosts.)
+  const routes = !four ? [] : others.map((h) => [
+    'default', 'via', h.cluster!, ...(c.mode === 'tunnel' ? ['dev', tunnelLink(h.id), 'onlink'] : []),
     'table', String(c.routing.tableBase + h.id), 'proto', ROUTE_PROTO,
   ]);
-  const rules = others.map((h) => {
+  const peerRules = others.map((h) => {
     const m = peerMark(c, h.id);
     return ['pref', String(c.routing.rulePref), 'fwmark', `${hex(m.value)}/${hex(m.mask)}`, 'lookup', String(c.routing.tableBase + h.id), 'protocol', ROUTE_PROTO];
   });
@@ -134,7 +135,7 @@ export function renderKernelPath(c: DprConfig): KernelPath | null {
   const neighbours6 = six && c.mode === 'tunnel'
     ? others.map((h) => [TUNNEL_GATEWAY6, 'lladdr', tunnelMac(h.id, c.self), 'dev', tunnelLink(h.id), 'nud', 'permanent'])
     : [];
-  return { sets, links, linkAddress, neighbours, neighbours6, routes, rules, routes6, rules6: six ? rules : [], localPref: c.routing.rulePref + 1 };
+  return { sets, links, linkAddress, neighbours, neighbours6, routes, rules: four ? peerRules : [], routes6, rules6: six ? peerRules : [], localPref: c.routing.rulePref + 1 };
 }
 
 /**

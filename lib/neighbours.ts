@@ -43,7 +43,7 @@ export const arpNeighbours = (file = ARP_FILE): NeighbourSource => ({
       return null;
     }
   },
-  address: (h) => h.cluster,
+  address: (h) => h.cluster ?? '',
 });
 
 /** IPv6's table, by the hosts' cluster6 addresses (canonical, as the config holds them). */
@@ -59,7 +59,7 @@ export const ndNeighbours = (list = listNeighbours6): NeighbourSource => ({
 });
 
 /** 6 bytes per host id (0..max id): the MAC of each peer's cluster address (or `address`), zeros where unknown (and for this host). */
-export function peerMacTable(hosts: readonly HostEntry[], self: number, neighbours: ReadonlyMap<string, string>, address = (h: HostEntry) => h.cluster): Uint8Array {
+export function peerMacTable(hosts: readonly HostEntry[], self: number, neighbours: ReadonlyMap<string, string>, address = (h: HostEntry) => h.cluster ?? ''): Uint8Array {
   const table = new Uint8Array((Math.max(...hosts.map((h) => h.id)) + 1) * 6);
   for (const h of hosts) {
     const mac = h.id === self ? undefined : neighbours.get(address(h));

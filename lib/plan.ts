@@ -22,7 +22,9 @@ export function hostAddresses(c: Pick<DprConfig, 'hosts'>): Pick<EngineOptions, 
   const size = Math.max(...c.hosts.map((h) => h.id)) + 1;
   const serviceAddrs = new Uint32Array(size);
   const clusterAddrs = new Uint32Array(size);
+  // Zero: no such host, or (IPv6-only hosts) no IPv4 address.
   for (const h of c.hosts) {
+    if (h.service === undefined || h.cluster === undefined) continue;
     serviceAddrs[h.id] = parseIpv4(h.service);
     clusterAddrs[h.id] = parseIpv4(h.cluster);
   }

@@ -29,7 +29,7 @@
 //
 // lib/install.ts applies it all or nothing and removes it again.
 import type { DprConfig, HostEntry } from './config';
-import { peerPortRange, restoreAddress, selfHost, thisHost } from './config';
+import { hasIpv4, peerPortRange, restoreAddress, thisHost } from './config';
 import { VXLAN_OVERHEAD } from './config-schema';
 import { entryKernelRules, LINK_PREFIX, peerMark, renderKernelPath, ROUTE_PROTO, type KernelPath } from './kernel-path';
 import { renderRules6, type RuleSet6 } from './rules6';
@@ -59,6 +59,7 @@ export interface RuleSet {
 const hex = (n: number): string => `0x${n.toString(16)}`;
 
 export function renderRules(c: DprConfig): RuleSet {
+  if (!hasIpv4(c)) return renderIpv6OnlyRules(c);
   if (c.mode !== 'rewrite') return renderKernelRules(c);
   // An etcd host's file has no list yet: its own rules only; the daemon adds the peers' when it has them.
   const me = thisHost(c);
@@ -165,6 +166,25 @@ export function renderRules(c: DprConfig): RuleSet {
 }
 
 /**
+ * IPv6-only hosts (no `service` nor `cluster` anywhere: lib/config.ts): no
+ * iptables rules at all, the ip6tables ones of lib/rules6.ts, and in `direct`
+ * the kernel path's IPv6 half. The IPv4 tables still get DPR_SAVED, which
+ * keeps the sysctl values the first install found (lib/install.ts), so
+ * uninstall is the same for every host.
+ */
+function renderIpv6OnlyRules(c: DprConfig): RuleSet {
+  return {
+    restore: '',
+    jumps: [],
+    localAddresses: [],
+    kernel: renderKernelPath(c),
+    ipv6: renderRules6(c),
+    chains: { raw: [], nat: [], filter: [], mangle: [] },
+    sysctls: [['net.ipv6.conf.*.forwarding', '1']],
+  };
+}
+
+/**
  * `direct` and `tunnel`: the entry host queues a forwarded connection's SYN
  * (and its packets while the kernel has no entry for it yet), the kernel
  * routes the rest; the serving host delivers what peers route to it to the
@@ -221,7 +241,7 @@ function renderKernelRules(c: DprConfig): RuleSet {
       { table: 'filter', chain: 'INPUT', target: 'DPR_INPUT' },
       ...(tunnel ? [{ table: 'mangle' as const, chain: 'POSTROUTING', target: 'DPR_POST' }] : []),
     ],
-    localAddresses: others.map((h) => h.service),
+    localAddresses: others.map((h) => h.service!),
     kernel,
     ipv6,
     chains: {
@@ -278,7 +298,7 @@ export function tunnelPostRules(c: DprConfig, family: 4 | 6 = 4): string[] {
  */
 export function heartbeatRules(c: DprConfig, family: 4 | 6): string[] {
   if (c.peers.family !== (family === 6 ? 'ipv6' : 'ipv4')) return [];
-  const [from, to] = family === 6 ? [c.clusterCidr6, `${selfHost(c).cluster6!}/128`] : [c.clusterCidr, `${thisHost(c).cluster}/32`];
+  const [from, to] = family === 6 ? [c.clusterCidr6, `${thisHost(c).cluster6!}/128`] : [c.clusterCidr, `${thisHost(c).cluster!}/32`];
   return [`-A DPR_INPUT -s ${from} -d ${to} -p udp -m udp --dport ${c.peers.port} -j ACCEPT`];
 }
 
@@ -323,13 +343,13 @@ export function renderInstallScript(r: RuleSet): string {
     for (const n of k.neighbours) lines.push(`ip neigh replace ${n.join(' ')}`);
     for (const n of k.neighbours6) lines.push(`ip -6 neigh replace ${n.join(' ')}`);
     for (const route of k.routes) lines.push(`ip route replace ${route.join(' ')}`);
-    lines.push(`ip rule add pref ${k.localPref} lookup local protocol ${ROUTE_PROTO}`, 'ip rule del pref 0 lookup local');
+    if (k.rules.length) lines.push(`ip rule add pref ${k.localPref} lookup local protocol ${ROUTE_PROTO}`, 'ip rule del pref 0 lookup local');
     for (const rule of k.rules) lines.push(`ip rule add ${rule.join(' ')}`);
     for (const route of k.routes6) lines.push(`ip -6 route replace ${route.join(' ')}`);
     if (k.rules6.length) lines.push(`ip -6 rule add pref ${k.localPref} lookup local protocol ${ROUTE_PROTO}`, 'ip -6 rule del pref 0 lookup local');
     for (const rule of k.rules6) lines.push(`ip -6 rule add ${rule.join(' ')}`);
   }
-  lines.push("iptables-restore -w --noflush <<'EOF'", r.restore.trimEnd(), 'EOF');
+  if (r.restore) lines.push("iptables-restore -w --noflush <<'EOF'", r.restore.trimEnd(), 'EOF');
   for (const j of r.jumps) {
     lines.push(`iptables -w -t ${j.table} -C ${j.chain} -j ${j.target} 2>/dev/null || iptables -w -t ${j.table} -I ${j.chain} 1 -j ${j.target}`);
   }

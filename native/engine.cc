@@ -74,9 +74,6 @@ EngineConfig Engine::Validated(EngineConfig config) {
     throw std::invalid_argument("serviceAddr and clusterAddr must list the same hosts");
   }
   if (hosts > kMaxHosts) throw std::invalid_argument("at most 256 host ids");
-  if (config.self >= hosts || config.serviceAddr[config.self] == 0) {
-    throw std::invalid_argument("self is not one of the hosts");
-  }
   if (config.servicePorts.empty()) throw std::invalid_argument("servicePorts is empty");
   const size_t lastPeerPort = config.peerPortBase + hosts * config.servicePorts.size() - 1;
   if (config.peerPortBase == 0 || lastPeerPort > 65535) {
@@ -88,6 +85,10 @@ EngineConfig Engine::Validated(EngineConfig config) {
   const bool ipv6 = !config.serviceAddr6.empty() || !config.clusterAddr6.empty();
   if (ipv6 && (config.serviceAddr6.size() != hosts || config.clusterAddr6.size() != hosts)) {
     throw std::invalid_argument("serviceAddr6 and clusterAddr6 must be empty or list the same hosts as serviceAddr");
+  }
+  // An IPv6-only host has no IPv4 service address (zero), a dual-stack or IPv4 one has it.
+  if (config.self >= hosts || (config.serviceAddr[config.self] == 0 && (!ipv6 || IsNoAddress(config.serviceAddr6[config.self])))) {
+    throw std::invalid_argument("self is not one of the hosts");
   }
   if (ipv6 && IsNoAddress(config.serviceAddr6[config.self]) != IsNoAddress(config.clusterAddr6[config.self])) {
     throw std::invalid_argument("this host needs both an IPv6 service and cluster address, or neither");
@@ -191,7 +192,7 @@ uint16_t Engine::HashTarget(const Addr& clientAddr, uint16_t clientPort) const {
   const uint16_t target = (*t)[SipHash24(hashKey_, in, sizeof in) % t->size()];
   // A table naming an unknown host would send packets nowhere: serve locally.
   // (An IPv6 client's: nor to a host without IPv6.)
-  if (!Known<uint32_t>(target) || !Known<Addr>(target)) return config_.self;
+  if (!Known<Addr>(target)) return config_.self;
   return target;
 }
 
@@ -486,7 +487,7 @@ Outcome Engine::ProcessServe(BasicTcpPacket<Addr>& p, const PacketMeta& meta) {
   const size_t offset = p.dport - config_.peerPortBase;
   const size_t origin = offset / nPorts;
   const size_t k = offset % nPorts;
-  if (origin == config_.self || !Known<uint32_t>(origin) || !Known<Addr>(origin)) {
+  if (origin == config_.self || !Known<Addr>(origin)) {
     out.note = Note::kBadOrigin;
     return out;
   }
@@ -590,7 +591,7 @@ size_t Engine::Import(const uint32_t* words, size_t count, uint32_t nowMs) {
     const uint32_t clientNext = w[2];
     const uint32_t age = w[3];
     if (stateWord < static_cast<uint32_t>(FlowState::kSynSeen) || stateWord >= static_cast<uint32_t>(FlowState::kCount)) continue;
-    if (!Known<uint32_t>(target) || !Known<Addr>(target)) continue;
+    if (!Known<Addr>(target)) continue;
     if (key.serviceAddr != ServiceAddrs<Addr>()[config_.self] || ServicePortIndex(key.servicePort) < 0) continue;
     if (flows.Find(key, nowMs) >= 0) continue;
     // Inserted with its age, so the usual timeouts (and the sweep) apply.
@@ -640,11 +641,11 @@ void Engine::SetLookupTable(std::shared_ptr<const LookupTable> table) {
   }
   // A hole (no address: a removed host, a bad push) is never a load candidate;
   // nor, for an IPv6 connection, a host without IPv6.
+  // (Each family on its own: an IPv6-only host has no IPv4 address.)
   for (const uint16_t host : *lookup_) {
-    if (host < live_.size() && config_.serviceAddr[host] != 0) {
-      live_[host] = true;
-      live6_[host] = Known<Ip6>(host) && !IsNoAddress(config_.clusterAddr6[host]);
-    }
+    if (host >= live_.size()) continue;
+    live_[host] = config_.serviceAddr[host] != 0;
+    live6_[host] = Known<Ip6>(host) && !IsNoAddress(config_.clusterAddr6[host]);
   }
 }
 

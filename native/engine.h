@@ -255,10 +255,10 @@ class Engine {
     return id < ServiceAddrs<Addr>().size() && !IsNoAddress(ServiceAddrs<Addr>()[id]);
   }
   // Packets of this family can be sent to host `id`: it is in the list
-  // (IPv4 and, for IPv6, IPv6 too) with a cluster address.
+  // with an address of this family, a cluster address among them.
   template <typename Addr>
   bool Reachable(size_t id) const {
-    return Known<uint32_t>(id) && Known<Addr>(id) && id < ClusterAddrs<Addr>().size() && !IsNoAddress(ClusterAddrs<Addr>()[id]);
+    return Known<Addr>(id) && id < ClusterAddrs<Addr>().size() && !IsNoAddress(ClusterAddrs<Addr>()[id]);
   }
 
   template <typename Addr>

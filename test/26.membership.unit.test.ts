@@ -112,6 +112,31 @@ test('26.membership.unit: a dual-stack record carries service6 and cluster6 (can
   assert.match(m.ignored.get('/dpr/hosts/5')!, /its service6 2001:2::1 is registered by host 0 already/);
 });
 
+test('26.membership.unit: an IPv6-only record has no IPv4 addresses; a record of neither family is ignored; a shared IPv6 address makes a claim wait', () => {
+  const me = { service6: '2001:2::1', cluster6: '2001:2:0:1::1', weight: 1 };
+  const encoded = JSON.parse(encodeRecord(me, 'web1', new Date(0))) as Record<string, unknown>;
+  assert.deepEqual([encoded.service, encoded.cluster, encoded.service6], [undefined, undefined, '2001:2::1']);
+  const m = membersOf(P, [
+    kv(0, encoded),
+    kv(1, { service6: '2001:2::2', cluster6: '2001:2:0:1::2' }),
+    kv(2, { weight: 1 }),
+    kv(3, { service: '198.18.0.4', service6: '2001:2::4', cluster6: '2001:2:0:1::4' }),
+    kv(4, { service6: '2001:2::5', cluster6: '2001:2:0:1::2' }),
+  ], ok);
+  assert.deepEqual(m.hosts, [
+    { id: 0, service6: '2001:2::1', cluster6: '2001:2:0:1::1', weight: 1 },
+    { id: 1, service6: '2001:2::2', cluster6: '2001:2:0:1::2', weight: 1 },
+  ]);
+  assert.match(m.ignored.get('/dpr/hosts/2')!, /service is not an IPv4 address/);
+  assert.match(m.ignored.get('/dpr/hosts/3')!, /cluster is not an IPv4 address/);
+  assert.match(m.ignored.get('/dpr/hosts/4')!, /its cluster6 2001:2:0:1::2 is registered by host 1 already/);
+  const p = claim({ me, kvs: [kv(0, { service6: '2001:2::9', cluster6: '2001:2:0:1::1' }, '5')] });
+  assert.equal(p.kind, 'wait');
+  assert.match((p as { reason: string }).reason, /this host's cluster6 address 2001:2:0:1::1 is registered as host 0 under another lease \(5\)/);
+  // Nothing in common with an IPv4-only record.
+  assert.deepEqual(claim({ me, kvs: [kv(0, host(1), '5')] }), { kind: 'try', ids: [1, 2, 3] });
+});
+
 test('26.membership.unit: retry delays double from min to max, never below half a step', () => {
   const low = new Backoff(100, 1000, () => 0);
   assert.deepEqual(Array.from({ length: 6 }, () => low.next()), [50, 100, 200, 400, 500, 500]);

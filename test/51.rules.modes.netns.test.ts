@@ -83,7 +83,8 @@ function state6(bed: Testbed): string {
   return [
     state(bed),
     sh('ip -6 rule show'),
-    sh('ip -6 route show table all | grep -v "^local\\|^multicast\\|^anycast" || true'),
+    // Not the link-local routes: the kernel adds each once its interface's address passed DAD, whenever that is.
+    sh('ip -6 route show table all | grep -v "^local\\|^multicast\\|^anycast\\|^fe80::/64" || true'),
     sh('ip -6 -o addr show dev lo'),
     // Our rules only: a table once loaded stays listed (empty) after uninstall.
     sh('ip6tables-save | grep DPR_ || true'),
@@ -139,6 +140,43 @@ for (const mode of ['direct', 'tunnel']) {
       assert.match(bed.exec('a', ['iptables', '-w', '-t', 'raw', '-S']), /--match-set dpr4_to1 src,src,dst -j DPR_TO1/);
       bed.exec('a', ['bash', uninstall]);
       assert.equal(state6(bed), before, 'uninstall left something behind or removed too much');
+      assert.doesNotMatch(bed.exec('a', ['ip6tables-save']), /DPR_/);
+    } finally {
+      bed.destroy();
+    }
+  });
+}
+
+const hostsV6Only = hosts6.map(({ id, service6, cluster6 }) => ({ id, service6, cluster6 }));
+const configV6Only = (mode: string): string => writeConfig({ ...clusterConfig(0, { hosts: 3 }), hosts: hostsV6Only, clusterCidr: '', clusterCidr6: '2001:2:0:1::/64', peers: { key: '00112233445566778899aabbccddeeff', family: 'ipv6' }, mode });
+
+for (const mode of ['rewrite', 'direct']) {
+  test(`51.rules.modes: ${mode}, IPv6-only: install sets IPv6 up and nothing of IPv4 but the saved sysctls, uninstall removes exactly it`, () => {
+    const bed = Testbed.create([{ name: 'a', addrs: ['2001:2::1/64'], nics: [{ bridge: 'back', addrs: ['2001:2:0:1::1/64'] }] }], mode === 'direct' ? 'rm6od' : 'rm6or');
+    try {
+      const iptables4 = (): string => bed.exec('a', ['sh', '-c', 'iptables-save | grep DPR_ || true']);
+      const before = state6(bed);
+      const rules4 = bed.exec('a', ['ip', '-4', 'rule', 'show']);
+      const file = configV6Only(mode);
+      bed.exec('a', ['bash', install, file]);
+      const once = state6(bed);
+      bed.exec('a', ['bash', install, file]);
+      assert.equal(state6(bed), once, 'a second install changed something');
+      // IPv4: the chain of saved sysctl values, and nothing else.
+      assert.deepEqual(iptables4().split('\n').filter((l) => l && !/DPR_SAVED/.test(l)), []);
+      assert.match(iptables4(), /-A DPR_SAVED -m comment --comment "net\/ipv6\/conf\/all\/forwarding=0"/);
+      assert.equal(bed.exec('a', ['ip', '-4', 'rule', 'show']), rules4, 'the IPv4 rules changed');
+      assert.match(once, /net\.ipv6\.conf\.all\.forwarding = 1/);
+      assert.match(bed.exec('a', ['ip6tables', '-w', '-t', 'raw', '-S']), /-A DPR_PRE -d 2001:2::1\/128 -p tcp -m multiport --dports 80 -j DPR_ENTRY/);
+      if (mode === 'direct') {
+        assert.match(once, /^dpr6_to1$/m);
+        assert.doesNotMatch(once, /^dpr4_/m);
+        assert.match(bed.exec('a', ['ip', '-6', 'rule', 'show']), /^10:\s+from all fwmark 0x1010000\/0x1ff0000 lookup 4601 proto 77$/m);
+        assert.match(bed.exec('a', ['ip', '-6', 'addr', 'show', 'dev', 'lo']), /inet6 2001:2::2\/128 /);
+      }
+      bed.exec('a', ['bash', uninstall]);
+      assert.equal(state6(bed), before, 'uninstall left something behind or removed too much');
+      assert.equal(iptables4(), '');
       assert.doesNotMatch(bed.exec('a', ['ip6tables-save']), /DPR_/);
     } finally {
       bed.destroy();

@@ -129,6 +129,30 @@ test('52.config.membership: IPv6 is cluster-wide in etcd too: a dual-stack host 
   assert.equal(direct({ ...both, cluster: '198.18.0.14' }), null);
 });
 
+test('52.config.membership: IPv4 is cluster-wide in etcd too: an IPv6-only host takes only IPv6-only records, and its own resolved list has no IPv4', () => {
+  const file = {
+    clusterCidr6: '2001:2::/48', restoreCidr6: '2001:2:ff::/64', peers: { key: '00112233445566778899aabbccddeeff', family: 'ipv6' },
+    membership: { source: 'etcd', service6: '2001:2::1', cluster6: '2001:2:0:1::1', etcd: { endpoints: ['http://[2001:2::e]:2379'] } },
+  };
+  const c = load(file);
+  const only6 = memberCheck(c);
+  const six = { id: 3, service6: '2001:2::4', cluster6: '2001:2:0:1::4', weight: 1 };
+  assert.equal(only6(six), null);
+  assert.match(only6({ ...six, service: '198.18.0.4', cluster: '198.18.0.4' }) ?? '', /has IPv4 addresses \(service, cluster\), and this host is IPv6-only/);
+  assert.match(only6({ ...six, cluster6: '2001:3::4' }) ?? '', /outside clusterCidr6/);
+  // The kernel modes keep service and cluster addresses apart: of the family the record has.
+  const direct = memberCheck(load({ ...file, mode: 'direct' }));
+  assert.equal(direct(six), null);
+  assert.match(direct({ ...six, cluster6: '2001:2::4' }) ?? '', /cluster6 address 2001:2::4 is also its service6 address/);
+  const dual = memberCheck(load({ ...file, clusterCidr: '198.18.0.0/24', peers: { key: '00112233445566778899aabbccddeeff' }, membership: { ...file.membership, service: '198.18.0.1', cluster: '198.18.0.1' } }));
+  assert.match(dual(six) ?? '', /has no IPv4 addresses \(service, cluster\), and this host has/);
+  const o = etcdOptions(c, quiet);
+  assert.equal(o.service, undefined);
+  assert.equal(o.service6, '2001:2::1');
+  const resolved = withMembership(c, { self: 0, hosts: [{ id: 0, service6: '2001:2::1', cluster6: '2001:2:0:1::1', weight: 1 }, six] });
+  assert.deepEqual(resolved.hosts, [{ id: 0, service6: '2001:2::1', cluster6: '2001:2:0:1::1', weight: 1 }, six]);
+});
+
 test("52.config.membership: an etcd host's IPv6 addresses go into its record and its own entry of the resolved list", () => {
   const file = etcdHost({ clusterCidr6: '2001:2::/48', restoreCidr6: '2001:2:ff::/64' });
   Object.assign(file.membership as object, { service6: '2001:2::1', cluster6: '2001:2:0:1::1' });

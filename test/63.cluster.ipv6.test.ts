@@ -2,8 +2,9 @@
 // transfers both ways arrive intact, a dead daemon leaves IPv6 traffic
 // flowing (fail-open), and a restarted daemon keeps established IPv6 flows
 // (the flow-table snapshot holds the IPv6 table). h0 has weight 0, so the
-// hash policy forwards every new connection that reaches it to h1, and each
-// of these connections is a forwarded one.
+// policy forwards every new connection that reaches it to h1, and each of
+// these connections is a forwarded one. Twice: on dual-stack hosts (hash),
+// and on IPv6-only ones (load; no IPv4 address anywhere, heartbeats over IPv6).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -25,16 +26,35 @@ function curl6(cluster: Cluster, query: string, out: string, upload?: string): {
   return { remote: remote!, status: status!, bytes: Number(bytes) };
 }
 
-describe('63.cluster.ipv6', () => {
+for (const ipv4 of [true, false]) describe(`63.cluster.ipv6 (${ipv4 ? 'dual-stack' : 'IPv6-only'} hosts)`, () => {
   let cluster: Cluster;
   let dir: string;
   before(async () => {
-    cluster = await Cluster.create({ hosts: 2, policy: 'hash', ipv6: true, weights: [0, 1], tag: 'v6r' });
+    // IPv6-only: the load policy (test/62.mode.direct.ipv6only has hash); weight 0 keeps h0 out of it too.
+    cluster = await Cluster.create({ hosts: 2, policy: ipv4 ? 'hash' : 'load', ipv6: true, ipv4, weights: [0, 1], tag: ipv4 ? 'v6r' : 'v6o' });
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dpr-v6-'));
   });
   after(async () => {
     await cluster?.destroy();
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('IPv6-only: no IPv4 address on the hosts, no iptables rule of dpr\'s (its saved sysctls only), and the peers see each other over IPv6', { skip: ipv4 }, () => {
+    for (const h of ['h0', 'h1']) {
+      assert.equal(cluster.bed.exec(h, ['ip', '-4', '-o', 'addr', 'show', 'scope', 'global']).trim(), '', `${h} has an IPv4 address`);
+      const raw = cluster.bed.exec(h, ['iptables', '-w', '-t', 'raw', '-S']);
+      const ours = raw.split('\n').filter((l) => /DPR_/.test(l));
+      assert.ok(ours.every((l) => /DPR_SAVED/.test(l)), `${h}: dpr rules in iptables: ${ours.join('; ')}`);
+      assert.match(cluster.bed.exec(h, ['ip6tables', '-w', '-t', 'raw', '-S']), /-A PREROUTING -j DPR_PRE/);
+    }
+    const peers = cluster.status(0).peers;
+    // One network: h1's cluster6 is its service6.
+    assert.deepEqual(peers.map((p) => [p.id, p.up, p.address]), [[1, true, hostAddress6(1)]]);
+    const text = cluster.cli(0, ['status']);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, new RegExp(`IPv6\\s+service ${hostAddress6(0)}: \\d+ flows`));
+    assert.match(cluster.metrics(0), new RegExp(`^dpr_address_info\\{family="6",role="service",address="${hostAddress6(0)}"\\} 1$`, 'm'));
+    assert.doesNotMatch(cluster.metrics(0), /dpr_address_info\{family="4"/);
   });
 
   test('an 8 MiB upload and an 8 MiB download through a forwarded IPv6 connection arrive intact, answered as h0', () => {

@@ -13,11 +13,16 @@ import { waitFor } from './support/wait';
 const skip = fs.existsSync(ETCD_BINARY) ? false : `${ETCD_BINARY} is missing (Debian's etcd-server; npm run setup installs it)`;
 
 // rewrite: the peers' IPv6 DNAT rules follow the list; direct: their service6 addresses on lo do.
-const MODES = [{ mode: 'rewrite', networks: 'one', tag: 'e6r' }, { mode: 'direct', networks: 'split', tag: 'e6d' }] as const;
+// IPv6-only hosts (no IPv4 address anywhere, etcd on IPv6 too): their records carry IPv6 addresses alone.
+const MODES = [
+  { mode: 'rewrite', networks: 'one', tag: 'e6r', ipv4: true },
+  { mode: 'direct', networks: 'split', tag: 'e6d', ipv4: true },
+  { mode: 'direct', networks: 'split', tag: 'e6o', ipv4: false },
+] as const;
 
 describe('69.cluster.etcd.ipv6', { skip }, () => {
-  for (const { mode, networks, tag } of MODES) test(`${mode}: IPv6 and IPv4 clients reach every host etcd lists: a host that joins serves both, one that leaves neither`, async () => {
-    const cluster = await Cluster.create({ hosts: 3, members: [0, 1], etcd: true, ipv6: true, tag, networks, config: { mode } });
+  for (const { mode, networks, tag, ipv4 } of MODES) test(`${mode}${ipv4 ? '' : ', IPv6-only hosts'}: ${ipv4 ? 'IPv6 and IPv4 clients reach' : 'IPv6 clients reach'} every host etcd lists: a host that joins serves ${ipv4 ? 'both' : 'them'}, one that leaves ${ipv4 ? 'neither' : 'none'}`, async () => {
+    const cluster = await Cluster.create({ hosts: 3, members: [0, 1], etcd: true, ipv6: true, ipv4, tag, networks, config: { mode } });
     const six = [{ address: hostAddress6(0) }, { address: hostAddress6(1) }];
     try {
       for (const id of [0, 1]) {
@@ -33,7 +38,7 @@ describe('69.cluster.etcd.ipv6', { skip }, () => {
       cluster.install(2);
       await cluster.startDaemon(2);
       await waitFor('hosts 0 and 1 to route to host 2', () => [0, 1].every((id) => cluster.status(id).liveHosts.includes(2)), 10000, 100);
-      const both = await cluster.load({ targets: [...six, { address: hostAddress(0) }], requests: 600, concurrency: 6 });
+      const both = await cluster.load({ targets: [...six, ...(ipv4 ? [{ address: hostAddress(0) }] : [])], requests: 600, concurrency: 6 });
       assert.equal(both.errors, 0, `errors with host 2 in: ${JSON.stringify(both.errorKinds)}`);
       assert.equal(both.addressMismatch, 0);
       const v6 = await cluster.load({ targets: six, requests: 300, concurrency: 4 });

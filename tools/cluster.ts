@@ -73,9 +73,15 @@ export interface ClusterOptions {
    * Dual-stack (issue 15): every host also has hostAddress6(id) as service6
    * and, as cluster6, the same ('one'), backAddress6(id) ('split') or
    * routedAddress6(id) ('routed', the router forwarding IPv6 too); the
-   * client also has CLIENT_ADDRESS6. Not with etcd (dpr has no IPv6 there yet).
+   * client also has CLIENT_ADDRESS6.
    */
   ipv6?: boolean;
+  /**
+   * false: IPv6-only hosts (with `ipv6`): no IPv4 address on the hosts, the
+   * client or etcd (ETCD_ADDRESS6), none in the configuration, heartbeats
+   * over IPv6. `one` or `split` networks.
+   */
+  ipv4?: boolean;
   /**
    * The hosts in the configuration at the start (default: all): the others
    * have their namespace and web server but no rules, no daemon, and are in
@@ -121,6 +127,8 @@ export interface ClusterOptions {
 
 /** Where a cluster with `etcd: true` runs its etcd. */
 export const ETCD_ADDRESS = '198.18.0.250';
+/** etcd's address in a cluster of IPv6-only hosts (`ipv4: false`). */
+export const ETCD_ADDRESS6 = '2001:2::fa';
 
 export class Cluster {
   readonly bed: Testbed;
@@ -132,7 +140,7 @@ export class Cluster {
   private readonly tmp: string;
 
   private constructor(
-    readonly options: Required<Omit<ClusterOptions, 'config' | 'tag' | 'extraHosts' | 'members' | 'web' | 'weights' | 'etcd' | 'slotsByHost' | 'ipv6'>> & Pick<ClusterOptions, 'config' | 'web' | 'etcd' | 'slotsByHost' | 'ipv6'>,
+    readonly options: Required<Omit<ClusterOptions, 'config' | 'tag' | 'extraHosts' | 'members' | 'web' | 'weights' | 'etcd' | 'slotsByHost' | 'ipv6' | 'ipv4'>> & Pick<ClusterOptions, 'config' | 'web' | 'etcd' | 'slotsByHost' | 'ipv6' | 'ipv4'>,
     tag: string,
     extraHosts: NonNullable<ClusterOptions['extraHosts']> = [],
     members?: number[],
@@ -141,25 +149,27 @@ export class Cluster {
     this.members = members ?? Array.from({ length: options.hosts }, (_, id) => id);
     this.weights = weights;
     const six = options.ipv6 === true;
+    if (options.ipv4 === false && (!six || options.networks === 'routed')) throw new Error('ipv4: false needs ipv6, and one or split networks');
+    const v4 = (a: string): string[] => (options.ipv4 === false ? [] : [`${a}/24`]);
     this.bed = Testbed.create(
       [
-        { name: 'client', addrs: [`${CLIENT_ADDRESS}/24`, ...(six ? [`${CLIENT_ADDRESS6}/64`] : [])] },
+        { name: 'client', addrs: [...v4(CLIENT_ADDRESS), ...(six ? [`${CLIENT_ADDRESS6}/64`] : [])] },
         ...Array.from({ length: options.hosts }, (_, id) => ({
           name: hostName(id),
-          addrs: [`${hostAddress(id)}/24`, ...(six ? [`${hostAddress6(id)}/64`] : [])],
-          nics: options.networks === 'split' ? [{ bridge: 'back', addrs: [`${backAddress(id)}/24`, ...(six ? [`${backAddress6(id)}/64`] : [])] }]
+          addrs: [...v4(hostAddress(id)), ...(six ? [`${hostAddress6(id)}/64`] : [])],
+          nics: options.networks === 'split' ? [{ bridge: 'back', addrs: [...v4(backAddress(id)), ...(six ? [`${backAddress6(id)}/64`] : [])] }]
             : options.networks === 'routed' ? [{ bridge: `back${id}`, addrs: [`${routedAddress(id)}/24`, ...(six ? [`${routedAddress6(id)}/64`] : [])] }] : [],
         })),
         ...(options.networks === 'routed'
           ? [{ name: 'router', addrs: [], nics: Array.from({ length: options.hosts }, (_, id) => ({ bridge: `back${id}`, addrs: [`${routerAddress(id)}/24`, ...(six ? [`${routerAddress6(id)}/64`] : [])] })) }]
           : []),
         ...extraHosts.map((h) => ({ name: h.name, addrs: [`${h.address}/24`] })),
-        ...(options.etcd ? [{ name: 'etcd', addrs: [`${ETCD_ADDRESS}/24`] }] : []),
+        ...(options.etcd ? [{ name: 'etcd', addrs: options.ipv4 === false ? [`${ETCD_ADDRESS6}/64`] : [`${ETCD_ADDRESS}/24`] }] : []),
       ],
       tag,
     );
     this.tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'dpr-cluster-'));
-    this.etcd = options.etcd ? new EtcdServer(this.bed, 'etcd', ETCD_ADDRESS) : null;
+    this.etcd = options.etcd ? new EtcdServer(this.bed, 'etcd', options.ipv4 === false ? ETCD_ADDRESS6 : ETCD_ADDRESS) : null;
   }
 
   /** The cluster's etcd (`etcd: true`), to stop and start again. */
@@ -167,7 +177,7 @@ export class Cluster {
 
   static async create(o: ClusterOptions): Promise<Cluster> {
     const c = new Cluster(
-      { hosts: o.hosts, policy: o.policy ?? 'hash', slots: o.slots ?? 16, serviceMs: o.serviceMs ?? 2, webHost: o.webHost ?? (o.ipv6 ? '::' : '0.0.0.0'), dpr: o.dpr ?? true, networks: o.networks ?? 'one', config: o.config, web: o.web, etcd: o.etcd, slotsByHost: o.slotsByHost, ipv6: o.ipv6 },
+      { hosts: o.hosts, policy: o.policy ?? 'hash', slots: o.slots ?? 16, serviceMs: o.serviceMs ?? 2, webHost: o.webHost ?? (o.ipv6 ? '::' : '0.0.0.0'), dpr: o.dpr ?? true, networks: o.networks ?? 'one', config: o.config, web: o.web, etcd: o.etcd, slotsByHost: o.slotsByHost, ipv6: o.ipv6, ipv4: o.ipv4 },
       o.tag ?? 'c',
       o.extraHosts,
       o.members,
@@ -184,17 +194,18 @@ export class Cluster {
 
   configFor(id: number): Record<string, unknown> {
     const six = this.options.ipv6 === true;
+    const four = this.options.ipv4 !== false;
     const hosts = this.members.map((i) => ({
-      id: i, service: hostAddress(i), cluster: clusterAddressOf(this.options.networks, i),
+      id: i, ...(four ? { service: hostAddress(i), cluster: clusterAddressOf(this.options.networks, i) } : {}),
       ...(this.weights?.[i] !== undefined ? { weight: this.weights[i] } : {}),
       ...(six ? { service6: hostAddress6(i), cluster6: clusterAddressOf6(this.options.networks, i) } : {}),
     }));
     const base: Record<string, unknown> = {
       ...(this.etcd ? this.etcdMembership(id) : { self: id, hosts }),
-      clusterCidr: CLUSTER_CIDR[this.options.networks],
+      ...(four ? { clusterCidr: CLUSTER_CIDR[this.options.networks] } : {}),
       ...(six ? { clusterCidr6: CLUSTER_CIDR6[this.options.networks], restoreCidr6: RESTORE_CIDR6 } : {}),
       policy: this.options.policy,
-      peers: { key: CLUSTER_KEY, heartbeatMs: 100, deadAfterMs: 500 },
+      peers: { key: CLUSTER_KEY, heartbeatMs: 100, deadAfterMs: 500, ...(four ? {} : { family: 'ipv6' }) },
       drain: { timeoutMs: 10000 },
       flows: { max: 65536, maxEmbryonic: 16384, stateFile: path.join(this.tmp, `h${id}.flows`), snapshotMs: 1000 },
     };
@@ -211,7 +222,7 @@ export class Cluster {
   private etcdMembership(id: number): Record<string, unknown> {
     return {
       membership: {
-        source: 'etcd', service: hostAddress(id), cluster: clusterAddressOf(this.options.networks, id),
+        source: 'etcd', ...(this.options.ipv4 === false ? {} : { service: hostAddress(id), cluster: clusterAddressOf(this.options.networks, id) }),
         ...(this.options.ipv6 === true ? { service6: hostAddress6(id), cluster6: clusterAddressOf6(this.options.networks, id) } : {}),
         ...(this.weights?.[id] !== undefined ? { weight: this.weights[id] } : {}),
         etcd: { endpoints: [this.etcd!.endpoint], leaseTtlS: 3, stateFile: path.join(this.tmp, `h${id}.membership.json`), retryMinMs: 100, retryMaxMs: 1000 },
@@ -374,7 +385,14 @@ export class Cluster {
         return running.every((other) => other === id || s.peers.some((p) => p.id === other && p.up));
       });
       if (ok) return;
-      if (Date.now() > deadline) throw new Error(`peers did not all come up within ${timeoutMs} ms`);
+      if (Date.now() > deadline) {
+        // What each host saw, for the failure's message.
+        const seen = running.map((id) => {
+          const st = this.status(id);
+          return `h${id}: ${st.peers.map((p) => `${p.id}@${p.address} ${p.up ? 'up' : 'down'}`).join(', ') || 'no peers'}${st.membership ? ` (membership ${st.membership.state}${st.membership.lastError ? `: ${st.membership.lastError}` : ''})` : ''}`;
+        });
+        throw new Error(`peers did not all come up within ${timeoutMs} ms; ${seen.join('; ')}`);
+      }
       await new Promise((r) => setTimeout(r, 100));
     }
   }

@@ -14,13 +14,13 @@
 //   then the lowest free ones. Each try is a create-if-absent transaction: of
 //   two hosts that race for one id exactly one gets it, the other tries the
 //   next.
-import { decodeRecord, idOfKey, type RawKv } from './records';
+import { addressesOf, decodeRecord, idOfKey, type HostAddresses, type RawKv } from './records';
 
 export interface ClaimInput {
   prefix: string;
   kvs: readonly RawKv[];
   lease: string;
-  me: { service: string; cluster: string };
+  me: HostAddresses;
   /** The id this process registered with before: the only one it may hold. */
   held: number | null;
   /** The config's `self` (null: any free id). */
@@ -47,7 +47,10 @@ export function planClaim(c: ClaimInput): ClaimPlan {
     if (kv.lease === c.lease) continue;
     const r = decodeRecord(c.prefix, kv);
     if (typeof r === 'string') continue;
-    const same = r.service === c.me.service ? `service address ${r.service}` : r.cluster === c.me.cluster ? `cluster address ${r.cluster}` : null;
+    const mine = addressesOf(c.me);
+    const shared = addressesOf(r).find((a) => mine.includes(a));
+    // `service 198.18.0.2` as `service address 198.18.0.2`.
+    const same = shared?.replace(' ', ' address ');
     if (same) {
       return { kind: 'wait', reason: `this host's ${same} is registered as host ${r.id} under another lease (${hex(r.lease)}): a previous run of this host whose lease has not expired yet, or another host with the same address` };
     }
@@ -69,5 +72,7 @@ export const hex = (lease: string): string => BigInt(lease).toString(16);
 
 function describe(prefix: string, kv: RawKv): string {
   const r = decodeRecord(prefix, kv);
-  return typeof r === 'string' ? `a record that is not a host's (${r}; lease ${hex(kv.lease)})` : `the host at ${r.service}/${r.cluster} (lease ${hex(r.lease)})`;
+  if (typeof r === 'string') return `a record that is not a host's (${r}; lease ${hex(kv.lease)})`;
+  const at = r.service ? `${r.service}/${r.cluster}` : `${r.service6}/${r.cluster6}`;
+  return `the host at ${at} (lease ${hex(r.lease)})`;
 }

@@ -18,7 +18,7 @@ import type { Logger } from '../log';
 import { Backoff } from './backoff';
 import { hex, planClaim } from './claim';
 import { readClaim, writeClaim } from './claim-file';
-import { encodeRecord, hostKey, hostsPrefix, membersOf, type RawKv } from './records';
+import { addressesOf, encodeRecord, hostKey, hostsPrefix, membersOf, type RawKv } from './records';
 import { byId, sameHosts, type Membership, type MembershipEvents, type MembershipSource, type MembershipState, type MembershipStatus } from './source';
 import { EtcdStore, type Change, type Stream, type StoreOptions } from './store';
 
@@ -26,8 +26,9 @@ export interface EtcdSourceOptions extends Omit<StoreOptions, 'callTimeoutMs'> {
   prefix: string;
   leaseTtlS: number;
   /** This host's addresses and weight. */
-  service: string;
-  cluster: string;
+  /** This host's IPv4 addresses; absent on an IPv6-only host. */
+  service?: string;
+  cluster?: string;
   /** Dual-stack: this host's IPv6 addresses (both or neither). */
   service6?: string;
   cluster6?: string;
@@ -227,9 +228,11 @@ export class EtcdSource extends EventEmitter<MembershipEvents> implements Member
   /** Hands out the list the records make, if it changed. This host is always in it, with its own addresses. */
   private publish(emit = true): void {
     if (this.id === null) return;
-    const me: HostEntry = { id: this.id, service: this.o.service, cluster: this.o.cluster, weight: this.o.weight };
+    const { service, cluster, service6, cluster6 } = this.o;
+    const me: HostEntry = { id: this.id, ...(service ? { service, cluster } : {}), ...(service6 ? { service6, cluster6 } : {}), weight: this.o.weight };
     const { hosts, ignored } = membersOf(this.o.prefix, this.records.values(), this.o.check);
-    const list = hosts.filter((h) => h.id !== me.id && h.service !== me.service && h.cluster !== me.cluster);
+    const mine = addressesOf(me);
+    const list = hosts.filter((h) => h.id !== me.id && !addressesOf(h).some((a) => mine.includes(a)));
     list.push(me);
     list.sort(byId);
     for (const [key, reason] of ignored) {

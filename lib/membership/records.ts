@@ -32,10 +32,19 @@ export interface HostRecord extends HostEntry {
   createRevision: bigint;
 }
 
+/** A host's addresses; IPv4 ones absent on an IPv6-only host, IPv6 ones on an IPv4-only one. */
+export interface HostAddresses { service?: string; cluster?: string; service6?: string; cluster6?: string }
+
+/** What two hosts must not share: each address a host has, as `<key> <address>` (`cluster6 2001:2::5`). */
+export function addressesOf(h: HostAddresses): string[] {
+  return (['service', 'cluster', 'service6', 'cluster6'] as const).flatMap((k) => (h[k] ? [`${k} ${h[k]}`] : []));
+}
+
 /** The value this host writes about itself. */
-export function encodeRecord(me: { service: string; cluster: string; weight: number; service6?: string; cluster6?: string }, name: string, since: Date): string {
+export function encodeRecord(me: HostAddresses & { weight: number }, name: string, since: Date): string {
+  const four = me.service ? { service: me.service, cluster: me.cluster } : {};
   const six = me.service6 ? { service6: me.service6, cluster6: me.cluster6 } : {};
-  return JSON.stringify({ service: me.service, cluster: me.cluster, ...six, weight: me.weight, name, since: since.toISOString() });
+  return JSON.stringify({ ...four, ...six, weight: me.weight, name, since: since.toISOString() });
 }
 
 /** A record's IPv6 addresses: both (canonical), neither, or why they are not usable. */
@@ -76,7 +85,9 @@ export function decodeRecord(prefix: string, kv: RawKv): HostRecord | string {
   }
   if (typeof v !== 'object' || v === null) return 'the value is not a JSON object';
   const o = v as Record<string, unknown>;
-  for (const k of ['service', 'cluster'] as const) {
+  // An IPv6-only host's record has neither IPv4 address.
+  const four = o.service !== undefined || o.cluster !== undefined || o.service6 === undefined;
+  for (const k of four ? ['service', 'cluster'] as const : []) {
     if (typeof o[k] !== 'string') return `${k} is not an IPv4 address`;
     try {
       parseIpv4(o[k] as string);
@@ -89,7 +100,7 @@ export function decodeRecord(prefix: string, kv: RawKv): HostRecord | string {
   const weight = o.weight ?? DEFAULT_WEIGHT;
   if (!Number.isInteger(weight) || (weight as number) < 0 || (weight as number) > MAX_WEIGHT) return `weight ${JSON.stringify(o.weight)} is not an integer 0..${MAX_WEIGHT}`;
   if (kv.lease === '0') return 'it is not attached to a lease (it would never go away)';
-  return { id, service: o.service as string, cluster: o.cluster as string, ...six, weight: weight as number, lease: kv.lease, createRevision: BigInt(kv.createRevision) };
+  return { id, ...(four ? { service: o.service as string, cluster: o.cluster as string } : {}), ...six, weight: weight as number, lease: kv.lease, createRevision: BigInt(kv.createRevision) };
 }
 
 export interface Members {
@@ -117,15 +128,16 @@ export function membersOf(prefix: string, kvs: Iterable<RawKv>, check: (h: HostE
   const owner = new Map<string, number>();
   const hosts: HostEntry[] = [];
   for (const r of records) {
-    const addresses = [`service ${r.service}`, `cluster ${r.cluster}`, ...(r.service6 ? [`service6 ${r.service6}`, `cluster6 ${r.cluster6!}`] : [])];
+    const addresses = addressesOf(r);
     const clash = addresses.find((a) => owner.has(a));
     if (clash) {
       ignored.set(hostKey(prefix, r.id), `its ${clash} is registered by host ${owner.get(clash)} already`);
       continue;
     }
     for (const a of addresses) owner.set(a, r.id);
+    const four = r.service ? { service: r.service, cluster: r.cluster! } : {};
     const six = r.service6 ? { service6: r.service6, cluster6: r.cluster6! } : {};
-    hosts.push({ id: r.id, service: r.service, cluster: r.cluster, ...six, weight: r.weight });
+    hosts.push({ id: r.id, ...four, ...six, weight: r.weight });
   }
   return { hosts: hosts.sort(byId), ignored };
 }

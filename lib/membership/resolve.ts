@@ -11,7 +11,7 @@ export function withMembership(file: Readonly<DprConfig>, m: Membership): Readon
   if (file.membership.source === 'static') return file;
   // This host as its file says, whatever a list (the claim file's, from an older run) says of it.
   const f = file.membership;
-  const me = { id: m.self, service: f.service, cluster: f.cluster, ...(f.service6 ? { service6: f.service6, cluster6: f.cluster6 } : {}), weight: f.weight };
+  const me = { id: m.self, ...(f.service ? { service: f.service, cluster: f.cluster } : {}), ...(f.service6 ? { service6: f.service6, cluster6: f.cluster6 } : {}), weight: f.weight };
   const c = { ...structuredClone(file), self: m.self, hosts: m.hosts.map((h) => (h.id === m.self ? me : { ...h })) } as DprConfig;
   checkMembers(c);
   return deepFreeze(c);

@@ -41,6 +41,9 @@ function makeCerts(dir: string, address: string): EtcdCerts {
   return { ca: f('ca.pem'), clientCert: f('client.pem'), clientKey: f('client-key.pem'), serverCert: f('server.pem'), serverKey: f('server-key.pem') };
 }
 
+/** An address as a URL's host: an IPv6 one in brackets. */
+const bracketed = (address: string): string => (address.includes(':') ? `[${address}]` : address);
+
 export class EtcdServer {
   readonly endpoint: string;
   /** With `tls`: the files a client needs (and the server's). */
@@ -53,7 +56,7 @@ export class EtcdServer {
     const dir = this.dataDir;
     process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
     this.certs = options.tls ? makeCerts(dir, address) : null;
-    this.endpoint = `${this.certs ? 'https' : 'http'}://${address}:2379`;
+    this.endpoint = `${this.certs ? 'https' : 'http'}://${bracketed(address)}:2379`;
   }
 
   /** curl's options to reach this etcd as a client (its CA, the client certificate). */
@@ -65,13 +68,13 @@ export class EtcdServer {
   /** A call of etcd's JSON gateway (`/v3/...`), as a client with the client certificate; the parsed answer. */
   api(route: string, body: object, token?: string): Record<string, unknown> {
     const auth = token ? ['-H', `Authorization: ${token}`] : [];
-    const out = this.bed.exec(this.host, ['curl', '-sS', '--max-time', '5', ...this.curlTls(), ...auth, '-X', 'POST', `${this.endpoint}${route}`, '-d', JSON.stringify(body)]);
+    const out = this.bed.exec(this.host, ['curl', '-sS', '-g', '--max-time', '5', ...this.curlTls(), ...auth, '-X', 'POST', `${this.endpoint}${route}`, '-d', JSON.stringify(body)]);
     return JSON.parse(out) as Record<string, unknown>;
   }
 
   /** Starts etcd (on the data it has, if it ran before) and waits until it serves. */
   async start(timeoutMs = 20000): Promise<void> {
-    const peer = `http://${this.address}:2380`;
+    const peer = `http://${bracketed(this.address)}:2380`;
     this.child = this.bed.spawn(this.host, [
       ETCD_BINARY, '--name', 'dpr-test', '--data-dir', path.join(this.dataDir, 'data'),
       '--listen-client-urls', this.endpoint, '--advertise-client-urls', this.endpoint,
@@ -83,7 +86,7 @@ export class EtcdServer {
     await waitFor('etcd to serve', () => {
       if (child.exitCode !== null) throw new Error(`etcd exited (${child.exitCode}) before it served`);
       try {
-        return JSON.parse(this.bed.exec(this.host, ['curl', '-sS', '--max-time', '1', ...this.curlTls(), `${this.endpoint}/health`])).health === 'true';
+        return JSON.parse(this.bed.exec(this.host, ['curl', '-sS', '-g', '--max-time', '1', ...this.curlTls(), `${this.endpoint}/health`])).health === 'true';
       } catch {
         return false;
       }

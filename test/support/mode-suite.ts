@@ -28,6 +28,8 @@ export interface ModeSuite {
   checks: Check[];
   /** A dual-stack cluster, every check with an IPv6 client (issue 15). */
   ipv6?: boolean;
+  /** false (with `ipv6`): IPv6-only hosts, no IPv4 address anywhere. */
+  ipv4?: boolean;
 }
 
 /** Queued packets of a host's two queues so far, and what its entry engine decided. */
@@ -56,7 +58,7 @@ function tracked(cluster: Cluster, h: number, address: string): number {
  * stays where its socket is"): the fail-open case checks it.
  */
 export function modeSuite(o: ModeSuite): void {
-  describe(`62.mode.${o.mode}.${o.policy}${o.ipv6 ? '.ipv6' : ''}`, () => {
+  describe(`62.mode.${o.mode}.${o.policy}${o.ipv6 ? (o.ipv4 === false ? '.ipv6only' : '.ipv6') : ''}`, () => {
     let cluster: Cluster;
     // What the client dials: h0's service address of the suite's family.
     const dial = o.ipv6 ? hostAddress6(0) : hostAddress(0);
@@ -65,7 +67,7 @@ export function modeSuite(o: ModeSuite): void {
     const has = (c: Check): boolean => o.checks.includes(c);
     before(async () => {
       cluster = await Cluster.create({
-        hosts: HOSTS, policy: o.policy, tag: o.tag, networks: o.networks, ...(o.ipv6 ? { ipv6: true } : {}),
+        hosts: HOSTS, policy: o.policy, tag: o.tag, networks: o.networks, ...(o.ipv6 ? { ipv6: true } : {}), ...(o.ipv4 === false ? { ipv4: false } : {}),
         // load: balance at any load, so an idle test cluster forwards too.
         config: {
           mode: o.mode,
