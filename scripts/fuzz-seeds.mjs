@@ -25,6 +25,7 @@ const EX_OVERSIZE = 0x08;
 const EX_IPV4_ONLY = 0x20; // a cluster without IPv6 addresses
 const EX_HOST2_NO6 = 0x40; // host 2 has IPv4 addresses only
 const EX_SELF_NO6 = 0x80; // this host has IPv4 addresses only
+const EX_IPV6_ONLY = EX_IPV4_ONLY | EX_SELF_NO6; // both: no host has IPv4 addresses
 const TABLE_BITS = 3 << 6;
 const HOST0_MAC = '02:00:5e:10:00:10'; // test/support/cluster.ts PEER_MACS[0]
 
@@ -171,6 +172,8 @@ function main() {
     if (input[0] >> 4 === 6 && f.engine !== 'entry-ipv4-only') {
       write(`${base}.host2v4.bin`, Buffer.concat([Buffer.from([(single & ~TABLE_BITS) | FIX, extras(f) | EX_HOST2_NO6]), input]));
       write(`${base}.selfv4.bin`, Buffer.concat([Buffer.from([single | FIX, extras(f) | EX_SELF_NO6]), input]));
+      // And on IPv6-only hosts: the same IPv6 paths with IPv4 lists of zeros.
+      write(`${base}.v6only.bin`, Buffer.concat([Buffer.from([single | FIX, extras(f) | EX_IPV6_ONLY]), input]));
     }
     if (input[0] >> 4 === 6 && input[6] === 6 && /-entry-forward-syn$/.test(base)) {
       for (const n of [MAX_IPV6_EXT, MAX_IPV6_EXT + 1]) {

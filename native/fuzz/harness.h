@@ -41,6 +41,10 @@ constexpr uint8_t kExRouter = 0x10;
 constexpr uint8_t kExIpv4Only = 0x20;  // no host has IPv6 addresses
 constexpr uint8_t kExHost2No6 = 0x40;  // host 2 has IPv4 addresses only
 constexpr uint8_t kExSelfNo6 = 0x80;   // this host has IPv4 addresses only (its peers have both)
+// Both of the two above (otherwise the same as kExIpv4Only alone): no host has IPv4 addresses.
+constexpr uint8_t kExIpv6Only = kExIpv4Only | kExSelfNo6;
+
+inline bool Ipv6Only(uint8_t extras) { return (extras & kExIpv6Only) == kExIpv6Only; }
 
 constexpr uint8_t kMacs[3][6] = {{2, 0, 0x5e, 0, 0, 0x10}, {2, 0, 0x5e, 0, 0, 0x11}, {}};  // host 2: not resolved
 constexpr uint8_t kStranger[6] = {2, 0, 0x5e, 0, 0, 0x99};
@@ -73,7 +77,7 @@ inline Ip6 Addr6(uint8_t net, uint8_t host) {
 }
 
 // This host has IPv6 (its IPv6 packets get the IPv6 path), from the selectors alone.
-inline bool WantsIpv6(uint8_t extras) { return (extras & (kExIpv4Only | kExSelfNo6)) == 0; }
+inline bool WantsIpv6(uint8_t extras) { return Ipv6Only(extras) || (extras & (kExIpv4Only | kExSelfNo6)) == 0; }
 
 inline EngineConfig MakeConfig(uint8_t sel, uint8_t extras) {
   EngineConfig c;
@@ -83,7 +87,12 @@ inline EngineConfig MakeConfig(uint8_t sel, uint8_t extras) {
   // Host 3 is a hole, as in the fixtures: peer ports naming it must be refused.
   c.serviceAddr = {Addr(198, 18, 0, 10), Addr(198, 18, 0, 11), Addr(198, 18, 0, 12), 0};
   c.clusterAddr = {Addr(198, 19, 0, 10), Addr(198, 19, 0, 11), Addr(198, 19, 0, 12), 0};
-  if (!(extras & kExIpv4Only)) {
+  if (Ipv6Only(extras)) {
+    // IPv6-only hosts: the IPv4 lists are zeros (lib/plan.ts), every IPv6 address is there.
+    c.serviceAddr = c.clusterAddr = {0, 0, 0, 0};
+    c.serviceAddr6 = {Addr6(0, 0x10), Addr6(0, 0x11), Addr6(0, 0x12), Ip6{}};
+    c.clusterAddr6 = {Addr6(1, 0x10), Addr6(1, 0x11), Addr6(1, 0x12), Ip6{}};
+  } else if (!(extras & kExIpv4Only)) {
     c.serviceAddr6 = {Addr6(0, 0x10), Addr6(0, 0x11), Addr6(0, 0x12), Ip6{}};
     c.clusterAddr6 = {Addr6(1, 0x10), Addr6(1, 0x11), Addr6(1, 0x12), Ip6{}};
     if (extras & kExHost2No6) c.serviceAddr6[2] = c.clusterAddr6[2] = Ip6{};
@@ -192,10 +201,10 @@ int HostOf(const std::vector<A>& serviceAddrs, const A& addr) {
   return -1;
 }
 
-// A host id an IPv6 packet may be sent to: in the cluster, with both IPv6 addresses.
+// A host id an IPv6 packet may be sent to: in the cluster, with both IPv6
+// addresses (its IPv4 ones do not matter: an IPv6-only host has none).
 inline bool Has6(const EngineConfig& c, size_t id) {
-  return id < c.serviceAddr6.size() && c.serviceAddr[id] != 0 && !dpr::IsNoAddress(c.serviceAddr6[id]) &&
-         !dpr::IsNoAddress(c.clusterAddr6[id]);
+  return id < c.serviceAddr6.size() && !dpr::IsNoAddress(c.serviceAddr6[id]) && !dpr::IsNoAddress(c.clusterAddr6[id]);
 }
 
 template <typename Key>
