@@ -4,14 +4,18 @@
 //
 //   offset size  field
 //        0    4  magic     'DPR1' (0x44 0x50 0x52 0x31)
-//        4    1  type      1 = heartbeat
+//        4    1  type      1 = heartbeat, 2 = DOWN notice (a watcher's: docs/peers.md)
 //        5    1  flags     bit 0: sender is draining; bit 1: sender's own web
-//                          service fails its health checks; other bits ignored
+//                          service fails its health checks; bit 2: sent to
+//                          every peer, not only the sender's watchers; other
+//                          bits ignored
 //        6    2  sender    host id of the sender (u16)
 //        8    8  epoch     sender's start time, ms since 1970 (u64)
 //       16    8  seq       +1 per datagram within an epoch (u64)
-//       24    4  load      active connections the sender serves (u32)
-//       28    4  reserved  sent as 0, ignored (was a capacity hint nobody filled in)
+//       24    4  load      active connections the sender serves (u32);
+//                          DOWN: the id of the host that fell silent
+//       28    4  reserved  sent as 0, ignored (was a capacity hint nobody filled in);
+//                          DOWN: low 32 bits of the last seq accepted from that host
 //       32   32  mac       HMAC-SHA256(key, bytes 0..31)
 //   total 64 bytes
 //
@@ -21,6 +25,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 
 export const HEARTBEAT_MAGIC = Buffer.from('DPR1', 'ascii');
 export const HEARTBEAT_TYPE = 1;
+export const DOWN_NOTICE_TYPE = 2;
 export const HEARTBEAT_BODY_LENGTH = 32;
 export const HEARTBEAT_MAC_LENGTH = 32;
 export const HEARTBEAT_LENGTH = HEARTBEAT_BODY_LENGTH + HEARTBEAT_MAC_LENGTH;
@@ -28,6 +33,7 @@ const FLAG_DRAINING = 0x01;
 // "Unhealthy" rather than "healthy": a sender that predates health checks
 // leaves the bit clear and is taken for healthy, as it was before.
 const FLAG_UNHEALTHY = 0x02;
+const FLAG_TO_ALL = 0x04;
 const U32_MAX = 0xffff_ffff;
 
 export interface Heartbeat {
@@ -39,6 +45,10 @@ export interface Heartbeat {
   epoch: bigint;
   seq: bigint;
   load: number;
+  /** Sent to every peer (a slow round or an announcement), not only to the sender's watchers. */
+  toAll?: boolean;
+  /** Set in a DOWN notice: the silent host, and the low 32 bits of its last seq the watcher accepted (`load` carries the id on the wire). */
+  down?: { subject: number; subjectSeq: number };
 }
 
 /** Why a datagram was refused before its sender was even looked up. */
@@ -59,12 +69,13 @@ function mac(key: Buffer, body: Buffer): Buffer {
 export function encodeHeartbeat(hb: Heartbeat, key: Buffer): Buffer {
   const buf = Buffer.alloc(HEARTBEAT_LENGTH);
   HEARTBEAT_MAGIC.copy(buf, 0);
-  buf.writeUInt8(HEARTBEAT_TYPE, 4);
-  buf.writeUInt8((hb.draining ? FLAG_DRAINING : 0) | (hb.healthy ? 0 : FLAG_UNHEALTHY), 5);
+  buf.writeUInt8(hb.down ? DOWN_NOTICE_TYPE : HEARTBEAT_TYPE, 4);
+  buf.writeUInt8((hb.draining ? FLAG_DRAINING : 0) | (hb.healthy ? 0 : FLAG_UNHEALTHY) | (hb.toAll ? FLAG_TO_ALL : 0), 5);
   buf.writeUInt16BE(hb.sender, 6);
   buf.writeBigUInt64BE(hb.epoch, 8);
   buf.writeBigUInt64BE(hb.seq, 16);
-  buf.writeUInt32BE(toU32(hb.load), 24);
+  buf.writeUInt32BE(hb.down ? hb.down.subject : toU32(hb.load), 24);
+  if (hb.down) buf.writeUInt32BE(hb.down.subjectSeq >>> 0, 28);
   mac(key, buf.subarray(0, HEARTBEAT_BODY_LENGTH)).copy(buf, HEARTBEAT_BODY_LENGTH);
   return buf;
 }
@@ -73,18 +84,19 @@ export function encodeHeartbeat(hb: Heartbeat, key: Buffer): Buffer {
 export function parseHeartbeat(buf: Buffer): ParseResult {
   if (buf.length !== HEARTBEAT_LENGTH) return { ok: false, reason: 'truncated' };
   if (!buf.subarray(0, 4).equals(HEARTBEAT_MAGIC)) return { ok: false, reason: 'bad_magic' };
-  if (buf.readUInt8(4) !== HEARTBEAT_TYPE) return { ok: false, reason: 'bad_type' };
-  return {
-    ok: true,
-    heartbeat: {
-      draining: (buf.readUInt8(5) & FLAG_DRAINING) !== 0,
-      healthy: (buf.readUInt8(5) & FLAG_UNHEALTHY) === 0,
-      sender: buf.readUInt16BE(6),
-      epoch: buf.readBigUInt64BE(8),
-      seq: buf.readBigUInt64BE(16),
-      load: buf.readUInt32BE(24),
-    },
+  const type = buf.readUInt8(4);
+  if (type !== HEARTBEAT_TYPE && type !== DOWN_NOTICE_TYPE) return { ok: false, reason: 'bad_type' };
+  const heartbeat: Heartbeat = {
+    draining: (buf.readUInt8(5) & FLAG_DRAINING) !== 0,
+    healthy: (buf.readUInt8(5) & FLAG_UNHEALTHY) === 0,
+    toAll: (buf.readUInt8(5) & FLAG_TO_ALL) !== 0,
+    sender: buf.readUInt16BE(6),
+    epoch: buf.readBigUInt64BE(8),
+    seq: buf.readBigUInt64BE(16),
+    load: buf.readUInt32BE(24),
   };
+  if (type === DOWN_NOTICE_TYPE) heartbeat.down = { subject: buf.readUInt32BE(24), subjectSeq: buf.readUInt32BE(28) };
+  return { ok: true, heartbeat };
 }
 
 /** Constant-time comparison, so response timing tells a forger nothing about the MAC. */

@@ -49,6 +49,7 @@ export function createMetrics(daemon: Pick<Daemon, 'status'> & Partial<Pick<Daem
   const checkMs = new Gauge({ name: 'dpr_health_check_duration_seconds', help: 'How long the last health check of the port took.', labelNames: ['port'], registers: [registry] });
   const peerLoad = new Gauge({ name: 'dpr_peer_load', help: 'Load the peer last reported, in connections (established, on the service ports); for this host, its own.', labelNames: ['peer'], registers: [registry] });
   const rejected = new Counter({ name: 'dpr_heartbeats_rejected_total', help: 'Heartbeats dropped, by reason (bad_mac, replay, truncated, ...).', labelNames: ['reason'], registers: [registry] });
+  const notices = new Counter({ name: 'dpr_peer_down_notices_total', help: 'DOWN notices (clusters of more than 9 hosts): sent by this host as a watcher, accepted from watchers, and acted on (the peer went down here).', labelNames: ['event'], registers: [registry] });
   const queueErrors = new Counter({ name: 'dpr_queue_errors_total', help: 'Netlink errors of the queue threads, by kind.', labelNames: ['queue', 'kind'], registers: [registry] });
   // Two counters, not a mean since start: rate(packets) / rate(batches) is the batch size now.
   const batches = new Counter({ name: 'dpr_queue_batches_total', help: 'Receive batches (recvmmsg calls that returned packets), by queue.', labelNames: ['queue'], registers: [registry] });
@@ -112,7 +113,12 @@ export function createMetrics(daemon: Pick<Daemon, 'status'> & Partial<Pick<Daem
         mirror.set(checks, { port: String(p.port), result: 'failed' }, p.checks.failed);
         if (p.lastCheckMs !== null) checkMs.set({ port: String(p.port) }, p.lastCheckMs / 1000);
       }
-      if (s.heartbeats) for (const [reason, v] of Object.entries(s.heartbeats.rejected)) mirror.set(rejected, { reason }, v);
+      if (s.heartbeats) {
+        for (const [reason, v] of Object.entries(s.heartbeats.rejected)) mirror.set(rejected, { reason }, v);
+        mirror.set(notices, { event: 'sent' }, s.heartbeats.downNotices.sent);
+        mirror.set(notices, { event: 'accepted' }, s.heartbeats.downNotices.accepted);
+        mirror.set(notices, { event: 'acted_on' }, s.heartbeats.downNotices.actedOn);
+      }
       if (s.membership) m(s.membership);
   };
   return { registry, refresh };

@@ -277,6 +277,10 @@ export interface PeerLinkOptions {
   key: Uint8Array;
   heartbeatMs: number;
   deadAfterMs: number;
+  /** More peers than this: watchers and slow rounds instead of all-to-all (default 8; docs/peers.md). */
+  watchers?: number;
+  /** Every slowEvery-th heartbeat goes to everybody (default 10). */
+  slowEvery?: number;
   /** Service ports whose listeners the thread watches; events 6/7 when one is lost or back. */
   watchPorts?: Uint16Array;
   watchEveryMs?: number;
@@ -297,6 +301,10 @@ export interface NativePeerView {
   epoch: number | null;
   seq: number | null;
   lastHeardMs: number | null;
+  /** Hears our every heartbeat (every peer, in all-to-all). */
+  watcher: boolean;
+  /** We watch it: held to deadAfterMs, and a DOWN notice from us when it falls silent. */
+  subject: boolean;
 }
 
 export interface NativePeerCounters {
@@ -308,6 +316,9 @@ export interface NativePeerCounters {
   ticks: number;
   /** The thread's largest lateness since the last read (reset by reading). */
   tickLateMaxMs: number;
+  downNoticesSent: number;
+  downNoticesAccepted: number;
+  downNoticesActedOn: number;
 }
 
 /** Heartbeats in a native thread (native/peer_link.h); lib/peers.ts is its one user. */

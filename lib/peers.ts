@@ -49,6 +49,10 @@ export interface PeersOptions {
   heartbeatMs: number;
   /** No valid heartbeat for this long: the peer is down. Several heartbeats, so one lost datagram does not flap. */
   deadAfterMs: number;
+  /** More peers than this: a heartbeat goes to this many watchers, and to everybody every `slowEvery`-th time (docs/peers.md, "Watchers"); default 8. */
+  watchers?: number;
+  /** Default 10. */
+  slowEvery?: number;
   /** Service ports whose listeners the heartbeat thread watches (health: lib/health.ts); 'listener' events. */
   watchPorts?: readonly number[];
   watchEveryMs?: number;
@@ -85,6 +89,9 @@ export interface PeerView {
   lastHeardMs: number | null;
   /** The peer's epoch (its start time in ms), or null if never heard. */
   epoch: number | null;
+  /** Ring roles (docs/peers.md, "Watchers"): it hears our every heartbeat; we watch it. Every peer is both in all-to-all. */
+  watcher?: boolean;
+  subject?: boolean;
 }
 
 export interface PeersCounters {
@@ -94,6 +101,8 @@ export interface PeersCounters {
   received: number;
   accepted: number;
   rejected: Record<RejectReason, number>;
+  /** DOWN notices this host sent (each to every peer), accepted about a peer, and acted on (the peer went down here). */
+  downNotices: { sent: number; accepted: number; actedOn: number };
 }
 
 interface PeersEvents {
@@ -117,6 +126,8 @@ function validateOptions(o: PeersOptions): void {
   assertInt(o.port, 0, 0xffff, 'port');
   assertInt(o.heartbeatMs, 1, 3_600_000, 'heartbeatMs');
   assertInt(o.deadAfterMs, o.heartbeatMs + 1, 86_400_000, 'deadAfterMs (more than heartbeatMs)');
+  if (o.watchers !== undefined) assertInt(o.watchers, 1, 0xffff, 'watchers');
+  if (o.slowEvery !== undefined) assertInt(o.slowEvery, 1, 1000, 'slowEvery');
   if (net.isIP(o.bindAddress) === 0) throw new RangeError(`peers: bindAddress is not an IP address: ${o.bindAddress}`);
   if (!Buffer.isBuffer(o.key) || o.key.length < MIN_KEY_BYTES) {
     throw new RangeError(`peers: key must be a Buffer of at least ${MIN_KEY_BYTES} bytes`);
@@ -153,6 +164,8 @@ export class Peers extends EventEmitter<PeersEvents> {
     this.link = new PeerLink({
       self: opts.self, bindAddress: opts.bindAddress, port: opts.port, key: opts.key,
       heartbeatMs: opts.heartbeatMs, deadAfterMs: opts.deadAfterMs,
+      ...(opts.watchers === undefined ? {} : { watchers: opts.watchers }),
+      ...(opts.slowEvery === undefined ? {} : { slowEvery: opts.slowEvery }),
       watchPorts: Uint16Array.from(opts.watchPorts ?? []), watchEveryMs: opts.watchEveryMs ?? 250,
     }, (events) => this.onEvents(events));
     if (opts.alsoAccept?.length) this.setKeys(opts.key, opts.alsoAccept);
@@ -224,13 +237,16 @@ export class Peers extends EventEmitter<PeersEvents> {
     return this.link.snapshot().map((p: NativePeerView) => ({
       id: p.id, address: p.address, up: p.up, load: p.load, draining: p.draining, healthy: p.healthy,
       report: p.epoch === null ? null : `${p.epoch}:${p.seq}`,
-      lastHeardMs: p.lastHeardMs, epoch: p.epoch,
+      lastHeardMs: p.lastHeardMs, epoch: p.epoch, watcher: p.watcher, subject: p.subject,
     }));
   }
 
   counters(): PeersCounters {
     const c = this.link.counters();
-    return { sent: c.sent, sendErrors: c.sendErrors, received: c.received, accepted: c.accepted, rejected: { ...c.rejected } };
+    return {
+      sent: c.sent, sendErrors: c.sendErrors, received: c.received, accepted: c.accepted, rejected: { ...c.rejected },
+      downNotices: { sent: c.downNoticesSent, accepted: c.downNoticesAccepted, actedOn: c.downNoticesActedOn },
+    };
   }
 
   /** One warning with the rejected heartbeats since the last call, if any (the daemon calls it every 10 s). */

@@ -7,10 +7,10 @@ namespace dpr {
 namespace {
 
 constexpr uint8_t kMagic[4] = {'D', 'P', 'R', '1'};
-constexpr uint8_t kType = 1;
 constexpr uint8_t kFlagDraining = 0x01;
 // "Unhealthy", so a sender that predates health checks reads as healthy.
 constexpr uint8_t kFlagUnhealthy = 0x02;
+constexpr uint8_t kFlagToAll = 0x04;
 
 void Put16(uint8_t* p, uint16_t v) {
   p[0] = static_cast<uint8_t>(v >> 8);
@@ -52,13 +52,14 @@ const char* HeartbeatRejectName(HeartbeatReject r) {
 void EncodeHeartbeat(const Heartbeat& hb, const HmacSha256& mac, uint8_t* out) {
   std::memset(out, 0, kHeartbeatLength);
   std::memcpy(out, kMagic, 4);
-  out[4] = kType;
-  out[5] = static_cast<uint8_t>((hb.draining ? kFlagDraining : 0) | (hb.healthy ? 0 : kFlagUnhealthy));
+  out[4] = static_cast<uint8_t>(hb.type);
+  out[5] = static_cast<uint8_t>((hb.draining ? kFlagDraining : 0) | (hb.healthy ? 0 : kFlagUnhealthy) | (hb.toAll ? kFlagToAll : 0));
   Put16(out + 6, hb.sender);
   Put64(out + 8, hb.epoch);
   Put64(out + 16, hb.seq);
   Put32(out + 24, hb.load);
-  // Bytes 28..31 are reserved: sent as 0.
+  // Bytes 28..31: reserved in a heartbeat (sent as 0).
+  if (hb.type == HeartbeatType::kDown) Put32(out + 28, hb.subjectSeq);
   mac.Mac(out, kHeartbeatBody, out + kHeartbeatBody);
 }
 
@@ -71,16 +72,19 @@ bool ParseHeartbeat(const uint8_t* buf, size_t length, Heartbeat* out, Heartbeat
     *why = HeartbeatReject::kBadMagic;
     return false;
   }
-  if (buf[4] != kType) {
+  if (buf[4] != static_cast<uint8_t>(HeartbeatType::kHeartbeat) && buf[4] != static_cast<uint8_t>(HeartbeatType::kDown)) {
     *why = HeartbeatReject::kBadType;
     return false;
   }
+  out->type = static_cast<HeartbeatType>(buf[4]);
   out->draining = (buf[5] & kFlagDraining) != 0;
   out->healthy = (buf[5] & kFlagUnhealthy) == 0;
+  out->toAll = (buf[5] & kFlagToAll) != 0;
   out->sender = Get16(buf + 6);
   out->epoch = Get64(buf + 8);
   out->seq = Get64(buf + 16);
   out->load = Get32(buf + 24);
+  out->subjectSeq = out->type == HeartbeatType::kDown ? Get32(buf + 28) : 0;
   return true;
 }
 

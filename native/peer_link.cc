@@ -69,6 +69,15 @@ std::string Text(const PeerAddress& a) {
   return a.family == AF_INET6 ? "[" + std::string(buf) + "]:" + std::to_string(a.port) : std::string(buf) + ":" + std::to_string(a.port);
 }
 
+// The ring's order: every host computes it alike from the ids alone, and
+// neighbours by id (often by rack) do not all watch each other.
+uint64_t RingKey(uint16_t id) {
+  uint64_t z = static_cast<uint64_t>(id) + 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
 /** (epoch, seq) must grow strictly: a captured datagram sent again is refused. */
 bool IsNewer(const Heartbeat& hb, bool heard, uint64_t epoch, uint64_t seq) {
   if (!heard) return true;
@@ -90,6 +99,7 @@ PeerLink::PeerLink(PeerLinkOptions options, EventSink sink)
     throw PeerLinkError("EINVAL", EINVAL, "peers: deadAfterMs must be longer than heartbeatMs");
   }
   if (options_.key.size() < 16) throw PeerLinkError("EINVAL", EINVAL, "peers: the key must be at least 16 bytes");
+  if (options_.watchers == 0 || options_.slowEvery == 0) throw PeerLinkError("EINVAL", EINVAL, "peers: watchers and slowEvery must be at least 1");
 }
 
 PeerLink::~PeerLink() { Stop(); }
@@ -123,6 +133,7 @@ void PeerLink::Start() {
     epoch_ = std::max(WallMs(), epoch_ + 1);
     seq_ = 0;
   }
+  tick_ = 0;
   stopping_ = false;
   running_ = true;
   thread_ = std::thread([this] { Run(); });
@@ -176,7 +187,43 @@ void PeerLink::SetPeers(const std::vector<PeerAddress>& wanted) {
     if (p.up && !kept) pendingEvents_.push_back({PeerEventType::kRemoved, p.address.id, 0});
   }
   peers_ = std::move(next);
+  AssignRing();
   if (!pendingEvents_.empty()) Wake();
+}
+
+void PeerLink::AssignRing() {
+  allToAll_ = peers_.size() <= options_.watchers || options_.slowEvery == 1;
+  if (allToAll_) {
+    for (Peer& p : peers_) p.watcher = p.subject = true;
+    return;
+  }
+  std::vector<std::pair<uint64_t, uint16_t>> ring;
+  ring.reserve(peers_.size() + 1);
+  ring.emplace_back(RingKey(options_.self), options_.self);
+  for (const Peer& p : peers_) ring.emplace_back(RingKey(p.address.id), p.address.id);
+  std::sort(ring.begin(), ring.end());
+  const size_t n = ring.size();
+  size_t self = 0;
+  while (ring[self].second != options_.self) ++self;
+  std::vector<uint16_t> watchers, subjects;
+  for (size_t k = 1; k <= options_.watchers; ++k) {
+    watchers.push_back(ring[(self + k) % n].second);
+    subjects.push_back(ring[(self + n - k) % n].second);
+  }
+  for (Peer& p : peers_) {
+    const uint16_t id = p.address.id;
+    const bool subject = std::find(subjects.begin(), subjects.end(), id) != subjects.end();
+    // A new subject is held to the short deadline only once it sends to its
+    // watchers, which it does once its own list says so.
+    if (subject && !p.subject) p.armed = false;
+    p.subject = subject;
+    p.watcher = std::find(watchers.begin(), watchers.end(), id) != watchers.end();
+  }
+}
+
+uint64_t PeerLink::DeadlineMs(const Peer& p) const {
+  if (allToAll_ || (p.subject && p.armed)) return options_.deadAfterMs;
+  return static_cast<uint64_t>(options_.deadAfterMs) * options_.slowEvery;
 }
 
 void PeerLink::SetLocal(uint32_t load, bool draining, bool healthy) {
@@ -228,6 +275,8 @@ std::vector<PeerView> PeerLink::Snapshot() {
     v.epoch = p.epoch;
     v.seq = p.seq;
     v.lastHeardAgoMs = p.heard ? static_cast<uint32_t>(now - p.heardAtMs) : 0;
+    v.watcher = p.watcher;
+    v.subject = p.subject;
     out.push_back(v);
   }
   return out;
@@ -256,7 +305,7 @@ void PeerLink::Run() {
       for (const PeerEvent& e : pendingEvents_) events.push_back(e);
       pendingEvents_.clear();
     }
-    if (announce) Send();
+    if (announce) Send(true);
     if (!events.empty() && sink_) sink_(std::move(events));
     now = PeerLinkMonotonicMs();
     pollfd pfd{wakeFd_, POLLIN, 0};
@@ -271,8 +320,11 @@ void PeerLink::Run() {
 
 void PeerLink::Tick(uint64_t nowMs, std::vector<PeerEvent>* events) {
   Receive(nowMs, events);
-  CheckLiveness(nowMs, events);
-  Send();
+  std::vector<uint16_t> silent;
+  CheckLiveness(nowMs, events, &silent);
+  // The first heartbeat goes to everybody, so every peer sees us up at once.
+  Send(tick_++ % options_.slowEvery == 0);
+  if (!silent.empty()) SendNotices(silent);
   if (!options_.watchPorts.empty() && nowMs >= nextWatchMs_) {
     nextWatchMs_ = nowMs + options_.watchEveryMs;
     WatchListeners(events);
@@ -326,6 +378,24 @@ void PeerLink::Judge(const uint8_t* buf, size_t len, const PeerAddress& from, ui
   counters_.accepted.fetch_add(1, std::memory_order_relaxed);
   const uint16_t id = peer->address.id;
   if (peer->heard && hb.epoch != peer->epoch) events->push_back({PeerEventType::kRestarted, id, 0});
+  if (hb.type == HeartbeatType::kDown) {
+    // Proof of the sender's life, and a claim about someone else: no state of the sender's in it.
+    peer->heard = true;
+    peer->epoch = hb.epoch;
+    peer->seq = hb.seq;
+    if (peer->up) peer->heardAtMs = nowMs;
+    return JudgeNotice(hb, nowMs, events);
+  }
+  if (peer->noticed) {
+    // A heartbeat the silence a watcher saw already covers (sent before it, arrived late) brings nobody back.
+    if (hb.epoch == peer->noticedEpoch && static_cast<uint32_t>(hb.seq) <= peer->noticedSeq) {
+      peer->epoch = hb.epoch;
+      peer->seq = hb.seq;
+      return;
+    }
+    peer->noticed = false;
+  }
+  if (peer->subject && !hb.toAll) peer->armed = true;
   const bool wasUp = peer->up;
   if (wasUp && peer->draining != hb.draining) events->push_back({PeerEventType::kDraining, id, hb.draining ? 1u : 0u});
   if (wasUp && peer->healthy != hb.healthy) events->push_back({PeerEventType::kHealth, id, hb.healthy ? 1u : 0u});
@@ -341,37 +411,104 @@ void PeerLink::Judge(const uint8_t* buf, size_t len, const PeerAddress& from, ui
   if (!wasUp) events->push_back({PeerEventType::kUp, id, (hb.draining ? 1u : 0u) | (hb.healthy ? 0u : 2u)});
 }
 
-void PeerLink::CheckLiveness(uint64_t nowMs, std::vector<PeerEvent>* events) {
+// A watcher's DOWN notice: the subject is out here at once unless we heard
+// it after the watcher last did; a notice about ourselves makes us tell
+// everybody we are alive (a watcher cut off from us costs one round trip).
+void PeerLink::JudgeNotice(const Heartbeat& hb, uint64_t nowMs, std::vector<PeerEvent>* events) {
+  if (hb.load == options_.self) {
+    announce_ = true;
+    return;
+  }
+  if (hb.load > 0xffff) return;
+  Peer* subject = Find(static_cast<uint16_t>(hb.load));
+  if (subject == nullptr) return;
+  counters_.downNoticesAccepted.fetch_add(1, std::memory_order_relaxed);
+  if (!subject->up || static_cast<uint32_t>(subject->seq) > hb.subjectSeq) return;
+  subject->up = false;
+  subject->armed = false;
+  subject->noticed = true;
+  subject->noticedEpoch = subject->epoch;
+  subject->noticedSeq = hb.subjectSeq;
+  counters_.downNoticesActedOn.fetch_add(1, std::memory_order_relaxed);
+  events->push_back({PeerEventType::kDown, subject->address.id, static_cast<uint32_t>(nowMs - subject->heardAtMs)});
+}
+
+void PeerLink::CheckLiveness(uint64_t nowMs, std::vector<PeerEvent>* events, std::vector<uint16_t>* silent) {
   std::lock_guard<std::mutex> lock(mutex_);
+  const uint64_t noticeEveryMs = static_cast<uint64_t>(options_.heartbeatMs) * options_.slowEvery;
   for (Peer& p : peers_) {
-    if (!p.up || nowMs - p.heardAtMs <= options_.deadAfterMs) continue;
+    if (!p.up || nowMs - p.heardAtMs <= DeadlineMs(p)) continue;
+    // Only a watcher's own short deadline is news to the others; at most one notice per subject per slow period.
+    if (!allToAll_ && p.subject && p.armed && (p.noticeSentMs == 0 || nowMs - p.noticeSentMs >= noticeEveryMs)) {
+      silent->push_back(p.address.id);
+      p.noticeSentMs = nowMs;
+    }
     p.up = false;
+    p.armed = false;
     events->push_back({PeerEventType::kDown, p.address.id, static_cast<uint32_t>(nowMs - p.heardAtMs)});
   }
 }
 
-// One datagram per period, the same bytes to every peer: one seq, one HMAC.
-void PeerLink::Send() {
+// One datagram per period, the same bytes to every peer it goes to: one seq, one HMAC.
+void PeerLink::Send(bool toAll) {
   uint8_t datagram[kHeartbeatLength];
-  std::vector<sockaddr_storage> to;
-  std::vector<socklen_t> toLen;
+  bool onlyWatchers;
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    onlyWatchers = !toAll && !allToAll_;
     Heartbeat hb;
     hb.sender = options_.self;
     hb.draining = draining_;
     hb.healthy = healthy_;
+    hb.toAll = toAll && !allToAll_;
     hb.epoch = epoch_;
     hb.seq = ++seq_;
     hb.load = load_;
     EncodeHeartbeat(hb, mac_, datagram);
-    to.resize(peers_.size());
-    toLen.resize(peers_.size());
-    for (size_t i = 0; i < peers_.size(); ++i) toLen[i] = ToSockaddr(peers_[i].address, &to[i]);
+  }
+  SendToPeers(datagram, onlyWatchers);
+}
+
+void PeerLink::SendNotices(const std::vector<uint16_t>& silent) {
+  for (const uint16_t id : silent) {
+    uint8_t datagram[kHeartbeatLength];
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      const Peer* p = Find(id);
+      if (p == nullptr) continue;
+      Heartbeat hb;
+      hb.type = HeartbeatType::kDown;
+      hb.sender = options_.self;
+      hb.draining = draining_;
+      hb.healthy = healthy_;
+      hb.toAll = true;
+      hb.epoch = epoch_;
+      hb.seq = ++seq_;
+      hb.load = id;
+      hb.subjectSeq = static_cast<uint32_t>(p->seq);
+      EncodeHeartbeat(hb, mac_, datagram);
+    }
+    counters_.downNoticesSent.fetch_add(1, std::memory_order_relaxed);
+    SendToPeers(datagram, false);
+  }
+}
+
+void PeerLink::SendToPeers(const uint8_t* datagram, bool onlyWatchers) {
+  std::vector<sockaddr_storage> to;
+  std::vector<socklen_t> toLen;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    to.reserve(peers_.size());
+    toLen.reserve(peers_.size());
+    for (const Peer& p : peers_) {
+      if (onlyWatchers && !p.watcher) continue;
+      to.emplace_back();
+      toLen.push_back(ToSockaddr(p.address, &to.back()));
+    }
   }
   for (size_t start = 0; start < to.size(); start += kBatch) {
     const size_t n = std::min<size_t>(kBatch, to.size() - start);
-    iovec iov{datagram, sizeof datagram};
+    iovec iov{const_cast<uint8_t*>(datagram), kHeartbeatLength};
     mmsghdr msgs[kBatch];
     for (size_t i = 0; i < n; ++i) {
       msgs[i] = {};

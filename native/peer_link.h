@@ -1,9 +1,17 @@
 // Heartbeats between peers, in a native thread of their own: every
 // `heartbeatMs` the thread wakes once, reads every datagram that arrived
 // since (one recvmmsg), judges them, checks liveness, and sends this host's
-// heartbeat to every peer (one sendmmsg). JavaScript hears only of changes
-// (a peer up, down, draining, unhealthy; a service port that lost its
-// listener) and reads snapshots when it wants them.
+// heartbeat (one sendmmsg). JavaScript hears only of changes (a peer up,
+// down, draining, unhealthy; a service port that lost its listener) and
+// reads snapshots when it wants them.
+//
+// Who hears what (docs/peers.md, "Watchers"): with `watchers` peers or fewer
+// every heartbeat goes to every peer. In larger clusters a heartbeat goes to
+// this host's `watchers` watchers (the hosts after it on a ring every host
+// computes alike from the configured list), and every `slowEvery`-th one to
+// everybody. A watcher holds its subjects to `deadAfterMs` and tells every
+// peer at once when one falls silent (a DOWN notice); everybody else holds a
+// peer to `slowEvery` x `deadAfterMs` (the backstop).
 //
 // Why native: on the machines dpr runs on, every wakeup of a Node.js event
 // loop costs ~100 µs of CPU (28 µs for a C thread, measured on the
@@ -42,6 +50,10 @@ struct PeerLinkOptions {
   std::vector<uint8_t> key;
   uint32_t heartbeatMs = 100;
   uint32_t deadAfterMs = 300;
+  // More peers than this: watchers and slow rounds instead of all-to-all.
+  uint32_t watchers = 8;
+  // Every slowEvery-th heartbeat goes to everybody (1: always all-to-all).
+  uint32_t slowEvery = 10;
   // Service ports whose listeners the thread watches (health), every watchEveryMs; empty: none.
   std::vector<uint16_t> watchPorts;
   uint32_t watchEveryMs = 250;
@@ -82,6 +94,8 @@ struct PeerView {
   uint64_t epoch = 0;
   uint64_t seq = 0;
   uint32_t lastHeardAgoMs = 0;  // valid when heard
+  bool watcher = false;  // hears our every heartbeat (every peer, in all-to-all)
+  bool subject = false;  // we watch it
 };
 
 struct PeerLinkCounters {
@@ -91,6 +105,9 @@ struct PeerLinkCounters {
   std::atomic<uint64_t> accepted{0};
   std::atomic<uint64_t> rejected[static_cast<size_t>(HeartbeatReject::kCount)] = {};
   std::atomic<uint64_t> ticks{0};
+  std::atomic<uint64_t> downNoticesSent{0};      // notices, not datagrams (each goes to every peer)
+  std::atomic<uint64_t> downNoticesAccepted{0};  // accepted and about a peer (counted in accepted too)
+  std::atomic<uint64_t> downNoticesActedOn{0};   // ...that took a peer down here
   std::atomic<uint32_t> tickLateMaxMs{0};  // since the last read
 };
 
@@ -138,14 +155,28 @@ class PeerLink {
     uint64_t epoch = 0;
     uint64_t seq = 0;
     uint64_t heardAtMs = 0;  // monotonic
+    // Ring roles (large clusters; both true in all-to-all).
+    bool watcher = false;  // hears our every heartbeat
+    bool subject = false;  // we watch it
+    bool armed = false;    // subject, and a heartbeat meant for its watchers came since it became one
+    uint64_t noticeSentMs = 0;  // our last DOWN notice about it (monotonic; 0: none)
+    // A DOWN notice took it down: heartbeats of that epoch up to this seq (low 32 bits) are older than the silence.
+    bool noticed = false;
+    uint64_t noticedEpoch = 0;
+    uint32_t noticedSeq = 0;
   };
 
   void Run();
   void Tick(uint64_t nowMs, std::vector<PeerEvent>* events);
   void Receive(uint64_t nowMs, std::vector<PeerEvent>* events);
   void Judge(const uint8_t* buf, size_t len, const PeerAddress& from, uint64_t nowMs, std::vector<PeerEvent>* events);
-  void CheckLiveness(uint64_t nowMs, std::vector<PeerEvent>* events);
-  void Send();
+  void JudgeNotice(const Heartbeat& hb, uint64_t nowMs, std::vector<PeerEvent>* events);
+  void CheckLiveness(uint64_t nowMs, std::vector<PeerEvent>* events, std::vector<uint16_t>* silent);
+  void Send(bool toAll);
+  void SendNotices(const std::vector<uint16_t>& silent);
+  void SendToPeers(const uint8_t* datagram, bool onlyWatchers);
+  void AssignRing();  // under mutex_
+  uint64_t DeadlineMs(const Peer& p) const;
   void WatchListeners(std::vector<PeerEvent>* events);
   void Wake();
   Peer* Find(uint16_t id);
@@ -172,10 +203,12 @@ class PeerLink {
   bool draining_ = false;
   bool healthy_ = true;
   bool announce_ = false;
+  bool allToAll_ = true;  // peers_.size() <= watchers
   uint64_t epoch_ = 0;
   uint64_t seq_ = 0;
 
   // The thread's own.
+  uint64_t tick_ = 0;  // heartbeats sent on the clock since Start
   uint64_t nextWatchMs_ = 0;
   std::vector<uint16_t> listening_;  // watched ports with a listener, last look
   bool watchedOnce_ = false;

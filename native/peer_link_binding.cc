@@ -79,7 +79,7 @@ class PeerLinkWrap : public Napi::ObjectWrap<PeerLinkWrap> {
                         InstanceMethod<&PeerLinkWrap::FeedLoads>("feedLoads")});
   }
 
-  // new PeerLink({ self, bindAddress, port, key, heartbeatMs, deadAfterMs, watchPorts, watchEveryMs }, onEvents)
+  // new PeerLink({ self, bindAddress, port, key, heartbeatMs, deadAfterMs, watchers?, slowEvery?, watchPorts, watchEveryMs }, onEvents)
   explicit PeerLinkWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PeerLinkWrap>(info) {
     Napi::Env env = info.Env();
     if (!info[0].IsObject() || !info[1].IsFunction()) ThrowError(env, "EINVAL", 0, "PeerLink(options, onEvents)");
@@ -97,6 +97,8 @@ class PeerLinkWrap : public Napi::ObjectWrap<PeerLinkWrap> {
     opts.key.assign(k.Data(), k.Data() + k.ElementLength());
     opts.heartbeatMs = U32(env, o, "heartbeatMs");
     opts.deadAfterMs = U32(env, o, "deadAfterMs");
+    if (o.Has("watchers")) opts.watchers = U32(env, o, "watchers");
+    if (o.Has("slowEvery")) opts.slowEvery = U32(env, o, "slowEvery");
     const Napi::Value watch = o.Get("watchPorts");
     if (watch.IsTypedArray() && watch.As<Napi::TypedArray>().TypedArrayType() == napi_uint16_array) {
       auto w = watch.As<Napi::Uint16Array>();
@@ -202,6 +204,8 @@ class PeerLinkWrap : public Napi::ObjectWrap<PeerLinkWrap> {
       o.Set("epoch", v.heard ? Napi::Number::New(env, static_cast<double>(v.epoch)) : env.Null());
       o.Set("seq", v.heard ? Napi::Number::New(env, static_cast<double>(v.seq)) : env.Null());
       o.Set("lastHeardMs", v.heard ? Napi::Number::New(env, v.lastHeardAgoMs) : env.Null());
+      o.Set("watcher", Napi::Boolean::New(env, v.watcher));
+      o.Set("subject", Napi::Boolean::New(env, v.subject));
       out.Set(static_cast<uint32_t>(i), o);
     }
     return out;
@@ -221,6 +225,9 @@ class PeerLinkWrap : public Napi::ObjectWrap<PeerLinkWrap> {
       rejected.Set(HeartbeatRejectName(static_cast<HeartbeatReject>(i)), num(c.rejected[i].load()));
     }
     o.Set("rejected", rejected);
+    o.Set("downNoticesSent", num(c.downNoticesSent.load()));
+    o.Set("downNoticesAccepted", num(c.downNoticesAccepted.load()));
+    o.Set("downNoticesActedOn", num(c.downNoticesActedOn.load()));
     o.Set("ticks", num(c.ticks.load()));
     // The largest lateness of the thread's tick since the last read, then reset.
     o.Set("tickLateMaxMs", num(c.tickLateMaxMs.exchange(0)));

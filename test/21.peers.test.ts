@@ -323,7 +323,7 @@ test('21.peers: forged, malformed, unknown, misplaced and replayed datagrams are
     await deliver(first!.subarray(0, 40));                             // truncated
     await deliver(Buffer.concat([first!, Buffer.alloc(1)]));           // too long
     await deliver(withByte(first!, 0, 0x58));                          // 'XPR1'
-    await deliver(withByte(first!, 4, 2));                             // unknown type
+    await deliver(withByte(first!, 4, 3));                             // unknown type
     await deliver(withByte(first!, 40, first![40]! ^ 1));              // MAC bit flipped
     await deliver(encodeHeartbeat({ ...hb, sender: 7 }, KEY));         // not in the peer list
     await deliver(encodeHeartbeat({ ...hb, sender: 0 }, KEY));         // claims to be the target itself

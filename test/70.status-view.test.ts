@@ -25,7 +25,7 @@ function status(local: number, forwarded: number, over: Partial<DaemonStatus> = 
       { id: 1, address: '198.18.0.2', up: true, load: 5, draining: true, healthy: true, report: '1:5', lastHeardMs: 1500, epoch: 1 },
     ],
     entry: entry(local, forwarded), serve: null,
-    heartbeats: { sent: 9, sendErrors: 0, received: 9, accepted: 6, rejected: { truncated: 0, bad_magic: 0, bad_type: 0, unknown_peer: 0, wrong_source: 1, bad_mac: 2, replay: 0 } },
+    heartbeats: { sent: 9, sendErrors: 0, received: 9, accepted: 6, rejected: { truncated: 0, bad_magic: 0, bad_type: 0, unknown_peer: 0, wrong_source: 1, bad_mac: 2, replay: 0 }, downNotices: { sent: 0, accepted: 0, actedOn: 0 } },
     restored: { flows: 0, forwarded: 0 },
     eventLoopLagMaxMs: 0,
     ...over,
