@@ -193,6 +193,8 @@ export interface NativeEngine {
   calibrateLoad(value: number, inUse: number): void;
   /** Load policy: a peer's report, as the heartbeat thread publishes it. */
   publishPeerLoad(id: number, load: number): void;
+  /** Load policy: whether every report of the peer reaches this host (docs/peers.md, "Watchers"), as the heartbeat thread sets it. */
+  setPeerHeardOften(id: number, often: boolean): void;
   /** Load policy: a peer's load as the engine estimates it now. */
   loadEstimate(id: number): number;
   /** Its peer-load board, as an entry Queue's (a PeerLink may feed it). */

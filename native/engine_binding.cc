@@ -24,6 +24,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                         InstanceMethod<&EngineWrap::SetLoadThreshold>("setLoadThreshold"),
                         InstanceMethod<&EngineWrap::CalibrateLoad>("calibrateLoad"),
                         InstanceMethod<&EngineWrap::PublishPeerLoad>("publishPeerLoad"),
+                        InstanceMethod<&EngineWrap::SetPeerHeardOften>("setPeerHeardOften"),
                         InstanceMethod<&EngineWrap::LoadEstimate>("loadEstimate"),
                         InstanceMethod<&EngineWrap::LoadBoard>("loadBoard"),
                         InstanceMethod<&EngineWrap::SetLookupTable>("setLookupTable"),
@@ -97,6 +98,11 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   // publishPeerLoad(id, load): a heartbeat's report, as the heartbeat thread publishes it.
   void PublishPeerLoad(const Napi::CallbackInfo& info) {
     board_->Publish(static_cast<uint16_t>(info[0].As<Napi::Number>().Uint32Value()), info[1].As<Napi::Number>().Uint32Value());
+  }
+
+  // setPeerHeardOften(id, often): whether every report of the peer reaches us, as the heartbeat thread says it.
+  void SetPeerHeardOften(const Napi::CallbackInfo& info) {
+    board_->SetHeardOften(static_cast<uint16_t>(info[0].As<Napi::Number>().Uint32Value()), info[1].As<Napi::Boolean>().Value());
   }
 
   // loadBoard(): this engine's board, for a PeerLink to publish to (as an entry Queue's).

@@ -24,13 +24,22 @@ uint16_t ChooseHost(const LoadSituation& s, uint32_t threshold) {
   for (size_t i = 0; i < s.count; ++i) {
     if (s.peers[i].id == s.hashTarget) first = &s.peers[i];
   }
-  // The second choice: a random peer other than the first (none if the first is the only one).
-  const size_t others = first == nullptr ? s.count : s.count - 1;
+  // The second choice: a random peer other than the first (none if the first
+  // is the only one), among those heard often if any are.
+  size_t others = 0;
+  size_t often = 0;
+  for (size_t i = 0; i < s.count; ++i) {
+    if (&s.peers[i] == first) continue;
+    ++others;
+    if (s.peers[i].heardOften) ++often;
+  }
+  const bool onlyOften = often > 0;
+  const size_t pool = onlyOften ? often : others;
   const Contender* second = nullptr;
-  if (others > 0) {
-    size_t k = std::min(others - 1, static_cast<size_t>(s.random * others));
+  if (pool > 0) {
+    size_t k = std::min(pool - 1, static_cast<size_t>(s.random * pool));
     for (size_t i = 0; i < s.count; ++i) {
-      if (&s.peers[i] == first) continue;
+      if (&s.peers[i] == first || (onlyOften && !s.peers[i].heardOften)) continue;
       if (k-- == 0) {
         second = &s.peers[i];
         break;

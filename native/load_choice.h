@@ -9,7 +9,9 @@
 // the pair more even, so equal hosts whose counts are off by one (this host's
 // count between two exact ones includes closing sockets) do not trade
 // connections (cluster bench: half of a balanced load was forwarded when
-// "lighter than this host" was enough). The least loaded peer would herd when several hosts forward
+// "lighter than this host" was enough). The random one is drawn among the
+// peers whose every report reaches this host when there are any (clusters of
+// more than 9 hosts hear most peers once a second only). The least loaded peer would herd when several hosts forward
 // on the same stale reports; two choices do not (Mitzenmacher, "How useful is
 // old information?", 2000). The cluster model's figures for each part are in
 // docs/design-notes.md ("The load policy").
@@ -27,6 +29,7 @@ struct Contender {
   uint16_t id;
   uint32_t weight;  // > 0
   double load;      // as estimated now
+  bool heardOften = true;  // its every report reaches us (docs/peers.md, "Watchers")
 };
 
 struct LoadSituation {

@@ -40,7 +40,10 @@ uint16_t LoadDecider::Decide(uint16_t self, uint16_t hashTarget, const std::vect
     scratch_.push_back(Contender{static_cast<uint16_t>(id), WeightOf(static_cast<uint16_t>(id)), 0});
   }
   if (scratch_.empty()) return self;
-  for (Contender& c : scratch_) c.load = Estimate(c.id, opens);
+  for (Contender& c : scratch_) {
+    c.load = Estimate(c.id, opens);
+    c.heardOften = !board_ || board_->HeardOften(c.id);
+  }
   LoadSituation s;
   s.self = self;
   s.ownWeight = WeightOf(self);

@@ -195,7 +195,7 @@ void PeerLink::AssignRing() {
   allToAll_ = peers_.size() <= options_.watchers || options_.slowEvery == 1;
   if (allToAll_) {
     for (Peer& p : peers_) p.watcher = p.subject = true;
-    return;
+    return PublishRoles();
   }
   std::vector<std::pair<uint64_t, uint16_t>> ring;
   ring.reserve(peers_.size() + 1);
@@ -219,6 +219,13 @@ void PeerLink::AssignRing() {
     p.subject = subject;
     p.watcher = std::find(watchers.begin(), watchers.end(), id) != watchers.end();
   }
+  PublishRoles();
+}
+
+// Our subjects send us their every heartbeat, load included; the others once a slow round.
+void PeerLink::PublishRoles() {
+  if (!board_) return;
+  for (const Peer& p : peers_) board_->SetHeardOften(p.address.id, p.subject);
 }
 
 uint64_t PeerLink::DeadlineMs(const Peer& p) const {

@@ -135,6 +135,7 @@ class PeerLink {
   void FeedLoads(std::shared_ptr<PeerLoadBoard> board) {
     std::lock_guard<std::mutex> lock(mutex_);
     board_ = std::move(board);
+    PublishRoles();
   }
   // Key rotation: sign with `sign`, accept heartbeats signed with it or any of `others`.
   void SetKeys(const std::vector<uint8_t>& sign, const std::vector<std::vector<uint8_t>>& others);
@@ -176,6 +177,7 @@ class PeerLink {
   void SendNotices(const std::vector<uint16_t>& silent);
   void SendToPeers(const uint8_t* datagram, bool onlyWatchers);
   void AssignRing();  // under mutex_
+  void PublishRoles();  // under mutex_: which peers' every report reaches us, to the board
   uint64_t DeadlineMs(const Peer& p) const;
   void WatchListeners(std::vector<PeerEvent>* events);
   void Wake();

@@ -9,6 +9,11 @@ import dgram from 'node:dgram';
 import winston from 'winston';
 import { encodeHeartbeat } from '../lib/heartbeat';
 import { Peers, type PeerView } from '../lib/peers';
+import { Engine, type NativeEngine } from '../lib/native';
+import { parseIpv4 } from '../lib/ipv4';
+import { baseOptions } from './support/fixture-engines';
+import { CLIENT } from './support/cluster';
+import { SYN, buildTcp4 } from './support/packet-builder';
 
 // Wide windows for a busy 2-core machine: dead after 600 ms; a slow round
 // every 5th heartbeat, so the backstop is 5 x 600 = 3000 ms.
@@ -42,11 +47,12 @@ interface Cluster {
   stop(): Promise<void>;
 }
 
-async function cluster(n: number): Promise<Cluster> {
+async function cluster(n: number, feedHost0?: NativeEngine): Promise<Cluster> {
   const forger = dgram.createSocket('udp4');
   await new Promise<void>((r) => forger.bind(0, LOCAL, () => r()));
   const peers = Array.from({ length: n }, (_, self) => new Peers({
     self, bindAddress: LOCAL, port: 0, peers: [], key: KEY, heartbeatMs: HB, deadAfterMs: DEAD, slowEvery: SLOW_EVERY, log: quiet,
+    ...(self === 0 && feedHost0 ? { loadBoard: feedHost0.loadBoard() } : {}),
   }));
   const downs = peers.map(() => new Map<number, Down>());
   const ups = peers.map(() => [] as string[]);
@@ -196,6 +202,41 @@ test('21.peers.watchers: a host that dies with all its watchers is down at the r
       const { silentMs } = c.downs[i]!.get(dead)!;
       assert.ok(silentMs > BACKSTOP && silentMs < BACKSTOP + 1500, `host ${i}: host 9 silent for ${silentMs} ms when found down`);
     }
+  } finally {
+    await c.stop();
+  }
+});
+
+test('21.peers.watchers: the load policy draws its second choice among the hosts it watches (whose every report it hears), never among the others', async () => {
+  const n = 16;
+  const ids = Array.from({ length: n }, (_, i) => i);
+  const e = new Engine(baseOptions({
+    policy: 'load', randomSeed: 7,
+    serviceAddrs: Uint32Array.from(ids, (i) => parseIpv4(`198.18.0.${10 + i}`)),
+    clusterAddrs: Uint32Array.from(ids, (i) => parseIpv4(`198.19.0.${10 + i}`)),
+  }));
+  const c = await cluster(n, e);
+  try {
+    const subjects = c.peers[0]!.snapshot().filter((v) => v.subject).map((v) => v.id);
+    // The Maglev choice: a host host 0 does not watch, loaded; everyone else light; host 0 busy.
+    const maglev = ids.find((i) => i > 0 && !subjects.includes(i))!;
+    c.peers.forEach((p, i) => p.setLocal({ load: i === maglev ? 50 : 10 }));
+    e.calibrateLoad(100, -1);
+    // Every host in the table (so every one is eligible), the Maglev choice in almost every slot.
+    const table = new Uint16Array(251).fill(maglev);
+    for (const id of ids) table[id] = id;
+    e.setLookupTable(table);
+    await waitFor('host 0 to hear every load', () => c.peers[0]!.snapshot().filter((v) => v.id < n).every((v) => v.load === (v.id === maglev ? 50 : 10)), 5000);
+    const targets = new Set<number>();
+    for (let port = 40000, sent = 0; sent < 60; ++port) {
+      if (e.hashTarget(parseIpv4(CLIENT), port) !== maglev) continue;
+      ++sent;
+      const o = e.process(buildTcp4({ src: CLIENT, dst: '198.18.0.10', sport: port, dport: 80, flags: SYN, seq: 1 }), false, 1000);
+      targets.add(o.target);
+    }
+    const outside = [...targets].filter((t) => !subjects.includes(t));
+    assert.deepEqual(outside, [], `targets ${[...targets].sort((a, b) => a - b)}; host 0 watches ${subjects}`);
+    assert.ok(targets.size >= 4, `spread over the watched hosts: ${[...targets]}`);
   } finally {
     await c.stop();
   }

@@ -23,7 +23,7 @@ const SERVICE5 = Uint32Array.from([10, 11, 12, 13, 14], (n) => parseIpv4(`198.18
 const CLUSTER5 = Uint32Array.from([10, 11, 12, 13, 14], (n) => parseIpv4(`198.19.0.${n}`));
 const client = parseIpv4(CLIENT);
 
-interface Setup { hosts: number; maglev: number; threshold?: number; seed?: number; weights?: number[]; own: number; loads: Record<number, number> }
+interface Setup { hosts: number; maglev: number; threshold?: number; seed?: number; weights?: number[]; own: number; loads: Record<number, number>; seldom?: number[] }
 
 /**
  * An entry engine of `hosts` hosts whose Maglev table names `maglev` for
@@ -41,6 +41,7 @@ function engine(s: Setup): NativeEngine {
   if (s.weights) e.setWeights(Uint8Array.from(s.weights));
   e.calibrateLoad(s.own, -1);
   for (const [id, load] of Object.entries(s.loads)) e.publishPeerLoad(Number(id), load);
+  for (const id of s.seldom ?? []) e.setPeerHeardOften(id, false);
   return e;
 }
 
@@ -91,6 +92,14 @@ test('24.policy: a busy host sends the connection to the lighter of the Maglev c
   assert.deepEqual([...targetsOverSeeds(busy)].sort(), [1, 2, 3], 'never 4, and 1 when 4 is drawn');
   // The Maglev choice wins whenever it is the lightest.
   assert.deepEqual([...targetsOverSeeds({ ...busy, maglev: 3 })], [3]);
+});
+
+test('24.policy: the random choice is drawn among the peers whose every report reaches this host, when there are any', () => {
+  // As above, but 2 and 3 report only once a slow round (clusters of more than 9 hosts): the draw is 4 (9), and 1 (6) wins.
+  const busy = { hosts: 5, maglev: 1, own: 20, loads: { 1: 6, 2: 3, 3: 0, 4: 9 } };
+  assert.deepEqual([...targetsOverSeeds({ ...busy, seldom: [2, 3] })], [1]);
+  // None heard often (4 neither): the draw is among all again.
+  assert.deepEqual([...targetsOverSeeds({ ...busy, seldom: [2, 3, 4] })].sort(), [1, 2, 3]);
 });
 
 test('24.policy: when both choices are no lighter than this host, it keeps the connection', () => {

@@ -59,13 +59,20 @@ export interface Knobs {
    * Sampled peers: each host hears every report of `sample` peers it picks
    * (again every 2 s) and draws its random second choice among them; other
    * peers' reports reach it once per `slowMs`. 0: every host hears every
-   * report (all-to-all, today).
+   * report (all-to-all).
    */
   sample: number;
   slowMs: number;
+  /**
+   * How the sample is drawn: 'rotating', at random again every 2 s (the
+   * proposal), or 'ring', once, the `sample` hosts before each host on a
+   * ring over a random order (native/peer_link.cc's watchers: a host hears
+   * its subjects, the hosts it watches).
+   */
+  sampling: 'rotating' | 'ring';
 }
 
-export const DEFAULT_KNOBS: Knobs = { reportMs: 100, reportMode: 'timer', minGapMs: 10, reportAgeMs: 0, decisionMs: 0, hopMs: 0, flickerShare: 0, serviceScale: 1, estimator: 'sends', sample: 0, slowMs: 1000 };
+export const DEFAULT_KNOBS: Knobs = { reportMs: 100, reportMode: 'timer', minGapMs: 10, reportAgeMs: 0, decisionMs: 0, hopMs: 0, flickerShare: 0, serviceScale: 1, estimator: 'sends', sample: 0, slowMs: 1000, sampling: 'rotating' };
 
 /** How long a host keeps its sample of peers (Knobs.sample) before drawing another. */
 const SAMPLE_MS = 2000;
@@ -340,6 +347,17 @@ class ClosedLoop {
 
   /** Every host draws the peers it hears in full (Knobs.sample), again every SAMPLE_MS. */
   private resample(): void {
+    if (this.k.sampling === 'ring') {
+      const order = Array.from({ length: this.n }, (_, j) => j);
+      for (let i = order.length - 1; i > 0; i--) {
+        const j = Math.floor(this.r() * (i + 1));
+        [order[i], order[j]] = [order[j]!, order[i]!];
+      }
+      order.forEach((h, at) => {
+        this.hosts[h]!.sample = Array.from({ length: Math.min(this.k.sample, this.n - 1) }, (_, k) => order[(at - 1 - k + this.n) % this.n]!);
+      });
+      return;
+    }
     this.hosts.forEach((host, h) => {
       const others = Array.from({ length: this.n }, (_, j) => j).filter((j) => j !== h);
       for (let i = others.length - 1; i > 0; i--) {
