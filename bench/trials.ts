@@ -544,6 +544,8 @@ const SCALE_OUT_ROUTERS: ReadonlyArray<[ScaleRouter, string]> = [
   ['none', 'no dpr: each wrk process dials one host (the partition: the ideal for these balanced arrivals)'],
   ['dpr-hash', 'dpr on every host, hash policy'],
   ['dpr-load', `dpr on every host, load policy (threshold ${SCALE_OUT.loadThreshold})`],
+  ['dpr-direct-hash', 'dpr on every host in `direct` mode (only the SYN of a forwarded connection leaves the kernel), hash policy'],
+  ['dpr-direct-load', `dpr on every host in \`direct\` mode, load policy (threshold ${SCALE_OUT.loadThreshold})`],
   ['haproxy-capped', 'HAProxy (leastconn) in its own namespace, capped like one host: a central balancer on a host-sized machine'],
   ['haproxy', 'HAProxy (leastconn) in its own namespace, uncapped: a central balancer with the whole machine'],
 ];
@@ -572,6 +574,9 @@ const scaleOut: Trial = {
     { text: 'dpr-load grows with N: 8 hosts vs 2 (ideal 4x)', variant: 'dpr-load-n8', metric: 'value', kind: 'ratio', versus: 'dpr-load-n2', atLeast: 3 },
     { text: 'dpr-load at 8 hosts vs HAProxy on a host-sized machine', variant: 'dpr-load-n8', metric: 'value', kind: 'ratio', versus: 'haproxy-capped-n8', atLeast: 1 },
     { text: 'dpr-load at 8 hosts vs the partition (no routing)', variant: 'dpr-load-n8', metric: 'value', kind: 'ratio', versus: 'none-n8', atLeast: 0.9 },
+    { text: 'dpr-direct-load grows with N: 8 hosts vs 2 (ideal 4x)', variant: 'dpr-direct-load-n8', metric: 'value', kind: 'ratio', versus: 'dpr-direct-load-n2', atLeast: 3 },
+    { text: 'dpr-direct-load at 8 hosts vs HAProxy on a host-sized machine', variant: 'dpr-direct-load-n8', metric: 'value', kind: 'ratio', versus: 'haproxy-capped-n8', atLeast: 1 },
+    { text: 'dpr-direct-load at 8 hosts vs the partition (no routing)', variant: 'dpr-direct-load-n8', metric: 'value', kind: 'ratio', versus: 'none-n8', atLeast: 0.9 },
   ],
   columns: [
     { metric: 'hosts', label: 'hosts' },
@@ -591,7 +596,7 @@ const scaleOut: Trial = {
       { metric: 'secondary', label: 'p99 latency against hosts, ms', better: 'lower' },
       { metric: 'machineCpuMsPerRequest', label: 'Machine-wide CPU per request, ms', better: 'lower' },
     ],
-    colours: [['none', '#95a5a6'], ['dpr-hash', '#5dade2'], ['dpr-load', '#1f618d'], ['haproxy-capped', '#e67e22'], ['haproxy', '#d35400']],
+    colours: [['none', '#95a5a6'], ['dpr-hash', '#5dade2'], ['dpr-load', '#1f618d'], ['dpr-direct-hash', '#58d68d'], ['dpr-direct-load', '#1e8449'], ['haproxy-capped', '#e67e22'], ['haproxy', '#d35400']],
     lines: { x: 'hosts', xLabel: 'hosts (N)' },
   },
   cpus: ALL_CPUS,
