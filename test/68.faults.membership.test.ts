@@ -49,8 +49,10 @@ describe('68.faults.membership', () => {
         `errors ${fresh.errors}; live at h0 ${JSON.stringify(st.liveHosts)}; drained daemon exit ${exit}`);
 
       for (const id of ['0', '1', '2', '3']) assert.ok(conns.some((c) => c.servedBy === id), `no held connection on host ${id}: the test shows less than it says`);
-      // Several seconds of one request per 200 ms: a connection that stalled would have few answers.
-      assertHeld(conns, { only: (c) => c.servedBy !== '2', minOk: 15, atLeast: 20 });
+      // One request per 200-300 ms (the hold's ticks) for the 2 s of sleeps and the steps, however fast they ran
+      // (a count of 15 failed once on a quick machine: 14 answers, longest wait 20 ms): a stall shows
+      // in the longest wait; the count says the connection kept being used.
+      assertHeld(conns, { only: (c) => c.servedBy !== '2', minOk: 8, atLeast: 20, maxWaitMs: 1000 });
       assert.equal(exit, 0, 'the draining daemon did not exit 0');
       assert.equal(fresh.errors, 0, `errors: ${JSON.stringify(fresh.errorKinds)}`);
       assert.equal(fresh.servedBy['1'] ?? 0, 0, 'new connections went to the draining host');

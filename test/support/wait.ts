@@ -23,6 +23,8 @@ export interface HeldExpectation {
   only?: (c: HeldConnection) => boolean;
   /** At least this many connections must be judged (else the test shows nothing). */
   atLeast?: number;
+  /** No answer took longer than this (a stall shows here whatever the hold's length). */
+  maxWaitMs?: number;
 }
 
 /** Every judged connection lived to the end, on one host, answered at least minOk times. */
@@ -33,6 +35,7 @@ export function assertHeld(conns: readonly HeldConnection[], e: HeldExpectation)
     assert.equal(c.error, null, `a connection served by ${c.servedBy} broke: ${c.error} (after ${c.ok} answers, longest wait ${c.maxWaitMs} ms)`);
     assert.equal(c.moved, false, `a connection moved between hosts (last ${c.servedBy})`);
     assert.ok(c.ok >= e.minOk, `a connection served by ${c.servedBy} had only ${c.ok} answers (at least ${e.minOk} expected; longest wait ${c.maxWaitMs} ms)`);
+    if (e.maxWaitMs !== undefined) assert.ok(c.maxWaitMs <= e.maxWaitMs, `a connection served by ${c.servedBy} waited ${c.maxWaitMs} ms for an answer (at most ${e.maxWaitMs} expected)`);
   }
 }
 
