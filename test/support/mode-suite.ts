@@ -105,7 +105,11 @@ export function modeSuite(o: ModeSuite): void {
       console.log(`${o.mode}/${o.policy}: ${d(0, 'decided')} connections at h0 (${d(0, 'forwarded')} forwarded): ${d(0, 'entry')} packets queued on h0 (${d(0, 'flows')} from the flows queue), ${perConnection.toFixed(3)} per connection (${followed} followed a remembered flow); serving hosts queued ${[1, 2, 3].map((id) => d(id, 'serve') + d(id, 'entry')).join(', ')}; the kernel routed ${kernel.packets} packets by ${kernel.entries} entries`);
       // Why not, if not: SYNs past queues.synLimit or let by a full queue (support/undecided).
       if (d(0, 'decided') + followed < s.requests) assert.fail(`every connection was decided at h0 or followed an earlier flow: ${d(0, 'decided')} + ${followed} of ${s.requests}; ${whyUndecided(cluster, 0, first, status[0]!, iptables)}`);
-      assert.ok(d(0, 'forwarded') > 0.3 * s.requests, `only ${d(0, 'forwarded')} forwarded`);
+      // Enough forwarded for the per-connection figure to be about forwarding. The hash policy
+      // forwards about 3 in 4; the load policy what h0's load calls for: 234-313 of 800 in
+      // the fresh-clone runs of 2026-12-04 (0.3 failed once at 234).
+      const minForwarded = o.policy === 'hash' ? 0.3 : 0.15;
+      assert.ok(d(0, 'forwarded') > minForwarded * s.requests, `only ${d(0, 'forwarded')} of ${s.requests} forwarded (${o.policy} policy)`);
       // The SYN, and rarely the client's first ACK when it beats the ipset add.
       assert.ok(perConnection < 1.1, `${perConnection} packets queued per connection`);
       for (const id of [1, 2, 3]) assert.equal(d(id, 'serve') + d(id, 'entry'), 0, `h${id} queued packets of connections h0 forwarded`);
