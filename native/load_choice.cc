@@ -21,18 +21,15 @@ uint16_t ChooseHost(const LoadSituation& s, uint32_t threshold) {
     if (after <= std::max(static_cast<double>(threshold), (total + 1) / weight * (1 + kHeadroom))) return s.self;
   }
   const Contender* first = nullptr;
+  size_t often = 0;
   for (size_t i = 0; i < s.count; ++i) {
     if (s.peers[i].id == s.hashTarget) first = &s.peers[i];
+    if (s.peers[i].heardOften) ++often;
   }
   // The second choice: a random peer other than the first (none if the first
   // is the only one), among those heard often if any are.
-  size_t others = 0;
-  size_t often = 0;
-  for (size_t i = 0; i < s.count; ++i) {
-    if (&s.peers[i] == first) continue;
-    ++others;
-    if (s.peers[i].heardOften) ++often;
-  }
+  const size_t others = first == nullptr ? s.count : s.count - 1;
+  if (first != nullptr && first->heardOften) --often;
   const bool onlyOften = often > 0;
   const size_t pool = onlyOften ? often : others;
   const Contender* second = nullptr;

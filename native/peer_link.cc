@@ -385,21 +385,18 @@ void PeerLink::Judge(const uint8_t* buf, size_t len, const PeerAddress& from, ui
   counters_.accepted.fetch_add(1, std::memory_order_relaxed);
   const uint16_t id = peer->address.id;
   if (peer->heard && hb.epoch != peer->epoch) events->push_back({PeerEventType::kRestarted, id, 0});
+  // Whatever the datagram says, the replay state moves on.
+  peer->heard = true;
+  peer->epoch = hb.epoch;
+  peer->seq = hb.seq;
   if (hb.type == HeartbeatType::kDown) {
     // Proof of the sender's life, and a claim about someone else: no state of the sender's in it.
-    peer->heard = true;
-    peer->epoch = hb.epoch;
-    peer->seq = hb.seq;
     if (peer->up) peer->heardAtMs = nowMs;
     return JudgeNotice(hb, nowMs, events);
   }
   if (peer->noticed) {
     // A heartbeat the silence a watcher saw already covers (sent before it, arrived late) brings nobody back.
-    if (hb.epoch == peer->noticedEpoch && static_cast<uint32_t>(hb.seq) <= peer->noticedSeq) {
-      peer->epoch = hb.epoch;
-      peer->seq = hb.seq;
-      return;
-    }
+    if (hb.epoch == peer->noticedEpoch && static_cast<uint32_t>(hb.seq) <= peer->noticedSeq) return;
     peer->noticed = false;
   }
   if (peer->subject && !hb.toAll) peer->armed = true;
@@ -407,13 +404,10 @@ void PeerLink::Judge(const uint8_t* buf, size_t len, const PeerAddress& from, ui
   if (wasUp && peer->draining != hb.draining) events->push_back({PeerEventType::kDraining, id, hb.draining ? 1u : 0u});
   if (wasUp && peer->healthy != hb.healthy) events->push_back({PeerEventType::kHealth, id, hb.healthy ? 1u : 0u});
   peer->up = true;
-  peer->heard = true;
   peer->draining = hb.draining;
   peer->healthy = hb.healthy;
   peer->load = hb.load;
   if (board_) board_->Publish(id, hb.load);
-  peer->epoch = hb.epoch;
-  peer->seq = hb.seq;
   peer->heardAtMs = nowMs;
   if (!wasUp) events->push_back({PeerEventType::kUp, id, (hb.draining ? 1u : 0u) | (hb.healthy ? 0u : 2u)});
 }
@@ -456,6 +450,16 @@ void PeerLink::CheckLiveness(uint64_t nowMs, std::vector<PeerEvent>* events, std
   }
 }
 
+Heartbeat PeerLink::NextOwn() {
+  Heartbeat hb;
+  hb.sender = options_.self;
+  hb.draining = draining_;
+  hb.healthy = healthy_;
+  hb.epoch = epoch_;
+  hb.seq = ++seq_;
+  return hb;
+}
+
 // One datagram per period, the same bytes to every peer it goes to: one seq, one HMAC.
 void PeerLink::Send(bool toAll) {
   uint8_t datagram[kHeartbeatLength];
@@ -463,13 +467,8 @@ void PeerLink::Send(bool toAll) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     onlyWatchers = !toAll && !allToAll_;
-    Heartbeat hb;
-    hb.sender = options_.self;
-    hb.draining = draining_;
-    hb.healthy = healthy_;
+    Heartbeat hb = NextOwn();
     hb.toAll = toAll && !allToAll_;
-    hb.epoch = epoch_;
-    hb.seq = ++seq_;
     hb.load = load_;
     EncodeHeartbeat(hb, mac_, datagram);
   }
@@ -483,14 +482,9 @@ void PeerLink::SendNotices(const std::vector<uint16_t>& silent) {
       std::lock_guard<std::mutex> lock(mutex_);
       const Peer* p = Find(id);
       if (p == nullptr) continue;
-      Heartbeat hb;
+      Heartbeat hb = NextOwn();
       hb.type = HeartbeatType::kDown;
-      hb.sender = options_.self;
-      hb.draining = draining_;
-      hb.healthy = healthy_;
       hb.toAll = true;
-      hb.epoch = epoch_;
-      hb.seq = ++seq_;
       hb.load = id;
       hb.subjectSeq = static_cast<uint32_t>(p->seq);
       EncodeHeartbeat(hb, mac_, datagram);

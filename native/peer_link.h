@@ -176,6 +176,7 @@ class PeerLink {
   void Send(bool toAll);
   void SendNotices(const std::vector<uint16_t>& silent);
   void SendToPeers(const uint8_t* datagram, bool onlyWatchers);
+  Heartbeat NextOwn();  // under mutex_: this host's sender, flags, epoch and next seq
   void AssignRing();  // under mutex_
   void PublishRoles();  // under mutex_: which peers' every report reaches us, to the board
   uint64_t DeadlineMs(const Peer& p) const;
